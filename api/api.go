@@ -1,0 +1,261 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Version is the path prefix of every API route.
+const Version = "/v1"
+
+// ErrorCode is a stable, machine-readable error identifier. Clients may switch
+// on it; the accompanying message is for people and may change.
+type ErrorCode string
+
+// Error codes returned in HTTP error bodies and WebSocket "error" events.
+const (
+	CodeUnauthorized       ErrorCode = "unauthorized"        // token missing or signature wrong
+	CodeTokenExpired       ErrorCode = "token_expired"       // token past its expiry
+	CodeWrongRoom          ErrorCode = "wrong_room"          // token minted for another room
+	CodeInvalidName        ErrorCode = "invalid_name"        // room name or identity fails validation
+	CodeInvalidJSON        ErrorCode = "invalid_json"        // body or message is not the expected JSON
+	CodeBadRequest         ErrorCode = "bad_request"         // well-formed JSON with missing or invalid fields
+	CodeMessageTooLarge    ErrorCode = "message_too_large"   // body or WebSocket message over the limit
+	CodeInvalidSDP         ErrorCode = "invalid_sdp"         // SDP that cannot be parsed or applied
+	CodeUnsupportedCodec   ErrorCode = "unsupported_codec"   // offer without Opus audio
+	CodeRoomFull           ErrorCode = "room_full"           // participants-per-room limit reached
+	CodeTooManyRooms       ErrorCode = "too_many_rooms"      // total rooms limit reached
+	CodeNotFound           ErrorCode = "not_found"           // unknown route, room or participant
+	CodeUnknownRecipient   ErrorCode = "unknown_recipient"   // envelope to a participant not in the room
+	CodeEnvelopeTooLarge   ErrorCode = "envelope_too_large"  // envelope payload over the limit
+	CodeRecipientBusy      ErrorCode = "recipient_busy"      // recipient's queue is full; envelope not delivered
+	CodeUnknownMessageType ErrorCode = "unknown_message_type"
+	CodeNegotiation        ErrorCode = "negotiation_failed" // answer or candidate could not be applied
+	CodeRateLimited        ErrorCode = "rate_limited"
+	CodeShuttingDown       ErrorCode = "shutting_down"
+	CodeInternal           ErrorCode = "internal"
+)
+
+// Error is the body of every non-2xx HTTP response:
+//
+//	{"error": {"code": "room_full", "message": "room \"x\" has 16 participants"}}
+type Error struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// ErrorBody wraps Error the way it appears in HTTP responses.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}
+
+// ICEServer is one STUN or TURN server, in the shape of the browser's
+// RTCIceServer dictionary.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// Participant names one participant of a room. ID is assigned by the server
+// per join; Identity is the authenticated identity from the token.
+type Participant struct {
+	ID       string `json:"id"`
+	Identity string `json:"identity"`
+}
+
+// JoinRequest is the body of POST /v1/rooms/{room}/join. The token travels in
+// the Authorization header ("Bearer <token>").
+type JoinRequest struct {
+	SDP string `json:"sdp"` // the client's SDP offer
+}
+
+// JoinResponse answers a successful join.
+type JoinResponse struct {
+	ParticipantID string        `json:"participant_id"`
+	Identity      string        `json:"identity"`
+	Room          string        `json:"room"`
+	SDP           string        `json:"sdp"`     // the server's SDP answer
+	Session       string        `json:"session"` // secret that authenticates the event stream and leave
+	EventsURL     string        `json:"events_url"`
+	ICEServers    []ICEServer   `json:"ice_servers"`
+	Participants  []Participant `json:"participants"` // others already in the room
+}
+
+// ICEServersResponse is the body of GET /v1/ice-servers.
+type ICEServersResponse struct {
+	ICEServers []ICEServer `json:"ice_servers"`
+}
+
+// ICECandidate is a trickled ICE candidate in the browser's
+// RTCIceCandidateInit shape. An empty Candidate means end of candidates.
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// Message types on the event stream WebSocket. Each WebSocket text message
+// is one JSON object whose "type" field is one of these.
+const (
+	// Server to client.
+	TypeWelcome    = "welcome"     // Welcome: first message after connecting
+	TypeJoined     = "joined"      // Joined: a participant entered the room
+	TypeLeft       = "left"        // Left: a participant left or was dropped
+	TypeSpeaking   = "speaking"    // Speaking: a participant started or stopped speaking
+	TypeOffer      = "offer"       // SDP: server-initiated renegotiation; reply with "answer"
+	TypeError      = "error"       // ErrorEvent
+	TypeClosed     = "closed"      // Closed: the server ends this participant's session
+	TypePrekeysLow = "prekeys_low" // PrekeysLow: upload more one-time prekeys
+
+	// Client to server.
+	TypeAnswer = "answer" // SDP: answer to the server's offer
+	TypeLeave  = "leave"  // no fields
+
+	// Both directions.
+	TypeCandidate = "candidate" // Candidate
+	TypeEnvelope  = "envelope"  // Envelope
+)
+
+// Message is the envelope of every event-stream message: the type plus the
+// raw JSON object, decoded a second time into the type's struct.
+type Message struct {
+	Type string          `json:"type"`
+	Raw  json.RawMessage `json:"-"`
+}
+
+// UnmarshalJSON reads the type and keeps the whole object for a second decode.
+func (m *Message) UnmarshalJSON(b []byte) error {
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return err
+	}
+	m.Type = head.Type
+	m.Raw = append(m.Raw[:0], b...)
+	return nil
+}
+
+// Welcome is sent once when the event stream connects.
+type Welcome struct {
+	Type          string        `json:"type"`
+	ParticipantID string        `json:"participant_id"`
+	Participants  []Participant `json:"participants"` // others in the room now
+}
+
+// Joined announces a participant that entered the room.
+type Joined struct {
+	Type        string      `json:"type"`
+	Participant Participant `json:"participant"`
+}
+
+// Reasons a participant left, in Left.Reason and Closed.Reason.
+const (
+	ReasonLeft      = "left"            // the participant asked to leave
+	ReasonDropped   = "dropped"         // event stream gone past the drop timeout
+	ReasonICEFailed = "ice_failed"      // media connection failed
+	ReasonShutdown  = "server_shutdown" // the server is stopping
+	ReasonRoomEnded = "room_ended"      // the room was ended for everyone
+	ReasonReplaced  = "replaced"        // the same identity joined again
+)
+
+// Left announces a participant that is gone.
+type Left struct {
+	Type        string      `json:"type"`
+	Participant Participant `json:"participant"`
+	Reason      string      `json:"reason"`
+}
+
+// Speaking reports a change in a participant's voice activity, derived from
+// the RFC 6464 audio level the participant's client attaches to its packets.
+type Speaking struct {
+	Type          string `json:"type"`
+	ParticipantID string `json:"participant_id"`
+	Speaking      bool   `json:"speaking"`
+}
+
+// SDP carries an offer or an answer on the event stream.
+type SDP struct {
+	Type string `json:"type"`
+	SDP  string `json:"sdp"`
+}
+
+// Candidate carries one trickled ICE candidate.
+type Candidate struct {
+	Type      string       `json:"type"`
+	Candidate ICECandidate `json:"candidate"`
+}
+
+// Envelope carries opaque bytes between two participants of one room. A
+// client sets To; the server replaces it with From when delivering. Data is
+// never parsed by the server. ID is an optional client-chosen number echoed
+// in an error about this envelope.
+type Envelope struct {
+	Type string `json:"type"`
+	To   string `json:"to,omitempty"`
+	From string `json:"from,omitempty"`
+	Data []byte `json:"data"` // base64 in JSON
+	ID   uint64 `json:"id,omitempty"`
+}
+
+// ErrorEvent reports a problem with a message the client sent. The stream
+// stays open unless a Closed follows.
+type ErrorEvent struct {
+	Type  string `json:"type"`
+	Error Error  `json:"error"`
+	Ref   uint64 `json:"ref,omitempty"` // Envelope.ID of the envelope concerned, if any
+}
+
+// Closed is the last message before the server closes the event stream.
+type Closed struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+}
+
+// PrekeysLow tells a device its one-time prekeys are running out.
+type PrekeysLow struct {
+	Type      string `json:"type"`
+	Remaining int    `json:"remaining"`
+}
+
+// SignedPrekey is a medium-term X3DH prekey with its signature by the
+// identity key. The server stores it without interpreting it.
+type SignedPrekey struct {
+	ID        uint32 `json:"id"`
+	Key       []byte `json:"key"`
+	Signature []byte `json:"signature"`
+}
+
+// OneTimePrekey is a single-use X3DH prekey.
+type OneTimePrekey struct {
+	ID  uint32 `json:"id"`
+	Key []byte `json:"key"`
+}
+
+// PrekeyUpload is the body of PUT /v1/prekeys: the uploading device's
+// bundle. The identity it belongs to is the token's, never a field here.
+// One-time prekeys add to those already stored; a new identity key replaces
+// the stored bundle whole.
+type PrekeyUpload struct {
+	IdentityKey    []byte          `json:"identity_key"`
+	SignedPrekey   SignedPrekey    `json:"signed_prekey"`
+	OneTimePrekeys []OneTimePrekey `json:"one_time_prekeys"`
+}
+
+// PrekeyStatus answers an upload with the number of stored one-time prekeys.
+type PrekeyStatus struct {
+	Remaining int `json:"remaining"`
+}
+
+// PrekeyBundle is the body of GET /v1/prekeys/{identity}. OneTimePrekey is
+// nil when the identity has none left; each one is handed out once.
+type PrekeyBundle struct {
+	Identity      string         `json:"identity"`
+	IdentityKey   []byte         `json:"identity_key"`
+	SignedPrekey  SignedPrekey   `json:"signed_prekey"`
+	OneTimePrekey *OneTimePrekey `json:"one_time_prekey,omitempty"`
+}
