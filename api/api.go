@@ -36,6 +36,10 @@ const (
 	CodeInternal           ErrorCode = "internal"
 )
 
+// CodeMethodNotAllowed answers a known route called with the wrong HTTP
+// method (status 405).
+const CodeMethodNotAllowed ErrorCode = "method_not_allowed"
+
 // Error is the body of every non-2xx HTTP response:
 //
 //	{"error": {"code": "room_full", "message": "room \"x\" has 16 participants"}}
