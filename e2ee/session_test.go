@@ -1,0 +1,324 @@
+package e2ee
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func mustIdentity(t testing.TB) *Identity {
+	t.Helper()
+	id, err := NewIdentity(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func bundleOf(t testing.TB, s *PrekeyStore, withOPK bool) PrekeyBundle {
+	t.Helper()
+	b := PrekeyBundle{IdentityKey: s.Identity().Public().Bytes(), SignedPrekey: s.SignedPrekey()}
+	if withOPK {
+		opks, err := s.NewOneTimePrekeys(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.OneTimePrekey = &opks[0]
+	}
+	return b
+}
+
+// pair returns an established session pair: alice initiated, bob accepted
+// alice's first message.
+func pair(t testing.TB, withOPK bool) (alice, bob *Session) {
+	t.Helper()
+	a := mustIdentity(t)
+	store, err := NewPrekeyStore(mustIdentity(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err = InitiateSession(nil, a, bundleOf(t, store, withOPK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := alice.Encrypt([]byte("hello bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg[1] != typeX3DHInit {
+		t.Fatalf("first message type %d, want x3dh-init", msg[1])
+	}
+	bob, pt, err := AcceptSession(store, msg, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(pt) != "hello bob" {
+		t.Fatalf("bob got %q", pt)
+	}
+	if !bob.PeerIdentity().Equal(a.Public()) || !alice.PeerIdentity().Equal(store.Identity().Public()) {
+		t.Fatal("peer identities do not match")
+	}
+	return alice, bob
+}
+
+func mustDecrypt(t *testing.T, s *Session, payload []byte, want string) {
+	t.Helper()
+	pt, err := s.Decrypt(payload, t0)
+	if err != nil {
+		t.Fatalf("decrypt %q: %v", want, err)
+	}
+	if string(pt) != want {
+		t.Fatalf("got %q, want %q", pt, want)
+	}
+}
+
+func mustEncrypt(t *testing.T, s *Session, pt string) []byte {
+	t.Helper()
+	m, err := s.Encrypt([]byte(pt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestSessionConversation(t *testing.T) {
+	for _, withOPK := range []bool{true, false} {
+		t.Run(fmt.Sprintf("opk=%v", withOPK), func(t *testing.T) {
+			alice, bob := pair(t, withOPK)
+			// Until bob answers, alice repeats the X3DH header; bob routes it
+			// to the existing session.
+			m := mustEncrypt(t, alice, "second")
+			if m[1] != typeX3DHInit {
+				t.Fatal("alice stopped sending x3dh-init before bob answered")
+			}
+			mustDecrypt(t, bob, m, "second")
+			mustDecrypt(t, alice, mustEncrypt(t, bob, "hi alice"), "hi alice")
+			if m := mustEncrypt(t, alice, "third"); m[1] != typeRatchet {
+				t.Fatal("alice still sends x3dh-init after bob answered")
+			} else {
+				mustDecrypt(t, bob, m, "third")
+			}
+			for i := range 5 {
+				mustDecrypt(t, bob, mustEncrypt(t, alice, fmt.Sprint("a", i)), fmt.Sprint("a", i))
+				mustDecrypt(t, alice, mustEncrypt(t, bob, fmt.Sprint("b", i)), fmt.Sprint("b", i))
+			}
+		})
+	}
+}
+
+func TestSessionOutOfOrder(t *testing.T) {
+	alice, bob := pair(t, true)
+	mustDecrypt(t, alice, mustEncrypt(t, bob, "ack"), "ack")
+	a1, a2, a3 := mustEncrypt(t, alice, "a1"), mustEncrypt(t, alice, "a2"), mustEncrypt(t, alice, "a3")
+	mustDecrypt(t, bob, a3, "a3")
+	// Bob answers, alice ratchets, and sends in a new chain.
+	mustDecrypt(t, alice, mustEncrypt(t, bob, "b1"), "b1")
+	a4 := mustEncrypt(t, alice, "a4")
+	mustDecrypt(t, bob, a4, "a4")
+	// The skipped keys of the previous chain still work, once each.
+	mustDecrypt(t, bob, a1, "a1")
+	mustDecrypt(t, bob, a2, "a2")
+	if _, err := bob.Decrypt(a2, t0); err == nil {
+		t.Fatal("replayed ratchet message decrypted twice")
+	}
+	if _, err := bob.Decrypt(a4, t0); err == nil {
+		t.Fatal("replayed current-chain message decrypted twice")
+	}
+}
+
+func TestSessionRejectsTamperingAndKeepsState(t *testing.T) {
+	alice, bob := pair(t, false)
+	mustDecrypt(t, alice, mustEncrypt(t, bob, "ack"), "ack")
+	m := mustEncrypt(t, alice, "payload")
+	for i := 2; i < len(m); i++ { // every header and ciphertext byte
+		bad := bytes.Clone(m)
+		bad[i] ^= 0x40
+		if _, err := bob.Decrypt(bad, t0); err == nil {
+			t.Fatalf("byte %d tampered: accepted", i)
+		}
+	}
+	for _, bad := range [][]byte{nil, {1}, {1, 2}, m[:10], m[:len(m)-1], append([]byte{2}, m[1:]...), append([]byte{1, 9}, m[2:]...)} {
+		if _, err := bob.Decrypt(bad, t0); err == nil {
+			t.Fatalf("malformed %x accepted", bad)
+		}
+	}
+	// None of the failures changed the session.
+	mustDecrypt(t, bob, m, "payload")
+}
+
+func TestSessionSkipBounds(t *testing.T) {
+	alice, bob := pair(t, false)
+	mustDecrypt(t, alice, mustEncrypt(t, bob, "ack"), "ack")
+	for range MaxSkip + 1 {
+		mustEncrypt(t, alice, "lost")
+	}
+	if _, err := bob.Decrypt(mustEncrypt(t, alice, "too far"), t0); !errors.Is(err, ErrTooManySkipped) {
+		t.Fatalf("skipping %d keys: err %v, want ErrTooManySkipped", MaxSkip+2, err)
+	}
+
+	alice, bob = pair(t, false)
+	mustDecrypt(t, alice, mustEncrypt(t, bob, "ack"), "ack")
+	late := mustEncrypt(t, alice, "late")
+	mustDecrypt(t, bob, mustEncrypt(t, alice, "next"), "next")
+	if len(bob.st.skipped) != 1 {
+		t.Fatalf("%d skipped keys stored, want 1", len(bob.st.skipped))
+	}
+	// After the lifetime the skipped key is gone; the late message fails.
+	if _, err := bob.Decrypt(late, t0.Add(SkippedKeyLifetime+time.Second)); err == nil {
+		t.Fatal("message decrypted with an expired skipped key")
+	}
+	if pt, err := bob.Decrypt(mustEncrypt(t, alice, "after"), t0.Add(SkippedKeyLifetime+time.Second)); err != nil || string(pt) != "after" {
+		t.Fatalf("after expiry: %q, %v", pt, err)
+	}
+	if len(bob.st.skipped) != 0 {
+		t.Fatalf("%d skipped keys after expiry, want 0", len(bob.st.skipped))
+	}
+}
+
+func TestSessionX3DHRouting(t *testing.T) {
+	a := mustIdentity(t)
+	store, err := NewPrekeyStore(mustIdentity(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bundleOf(t, store, true)
+	alice, err := InitiateSession(nil, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mustEncrypt(t, alice, "one")
+	bob, _, err := AcceptSession(store, first, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store.OneTimePrekeys() != 0 {
+		t.Fatal("one-time prekey not deleted after use")
+	}
+	// The one-time prekey is gone: the same initial message cannot start a
+	// second session.
+	if _, _, err := AcceptSession(store, first, t0); !errors.Is(err, ErrUnknownPrekey) {
+		t.Fatalf("reused one-time prekey: %v, want ErrUnknownPrekey", err)
+	}
+	// A new session from alice (new ephemeral key) is not bob's session.
+	b.OneTimePrekey = nil
+	alice2, err := InitiateSession(nil, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := mustEncrypt(t, alice2, "restart")
+	if _, err := bob.Decrypt(m2, t0); !errors.Is(err, ErrOtherSession) {
+		t.Fatalf("other session's x3dh-init: %v, want ErrOtherSession", err)
+	}
+	if _, pt, err := AcceptSession(store, m2, t0); err != nil || string(pt) != "restart" {
+		t.Fatalf("accept restarted session: %q, %v", pt, err)
+	}
+	// A rotated signed prekey still answers; the one before it does not.
+	if _, err := store.RotateSignedPrekey(); err != nil {
+		t.Fatal(err)
+	}
+	alice3, _ := InitiateSession(nil, a, b)
+	if _, _, err := AcceptSession(store, mustEncrypt(t, alice3, "x"), t0); err != nil {
+		t.Fatalf("previous signed prekey: %v", err)
+	}
+	if _, err := store.RotateSignedPrekey(); err != nil {
+		t.Fatal(err)
+	}
+	alice4, _ := InitiateSession(nil, a, b)
+	if _, _, err := AcceptSession(store, mustEncrypt(t, alice4, "x"), t0); !errors.Is(err, ErrUnknownPrekey) {
+		t.Fatalf("signed prekey two rotations old: %v, want ErrUnknownPrekey", err)
+	}
+}
+
+func TestInitiateRejectsBadBundle(t *testing.T) {
+	a := mustIdentity(t)
+	store, err := NewPrekeyStore(mustIdentity(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := bundleOf(t, store, true)
+	mallory := mustIdentity(t)
+	cases := map[string]func(b *PrekeyBundle){
+		"spk signature":      func(b *PrekeyBundle) { b.SignedPrekey.Signature[0] ^= 1 },
+		"spk key":            func(b *PrekeyBundle) { b.SignedPrekey.Key[0] ^= 1 },
+		"spk id":             func(b *PrekeyBundle) { b.SignedPrekey.ID++ },
+		"identity signature": func(b *PrekeyBundle) { b.IdentityKey[100] ^= 1 },
+		"identity swapped":   func(b *PrekeyBundle) { b.IdentityKey = mallory.Public().Bytes() },
+		"identity short":     func(b *PrekeyBundle) { b.IdentityKey = b.IdentityKey[:64] },
+		"opk short":          func(b *PrekeyBundle) { b.OneTimePrekey.Key = b.OneTimePrekey.Key[:31] },
+	}
+	for name, mutate := range cases {
+		b := good
+		b.IdentityKey = bytes.Clone(good.IdentityKey)
+		b.SignedPrekey = SignedPrekey{ID: good.SignedPrekey.ID, Key: bytes.Clone(good.SignedPrekey.Key), Signature: bytes.Clone(good.SignedPrekey.Signature)}
+		opk := *good.OneTimePrekey
+		opk.Key = bytes.Clone(opk.Key)
+		b.OneTimePrekey = &opk
+		mutate(&b)
+		if _, err := InitiateSession(nil, a, b); err == nil {
+			t.Errorf("%s: bundle accepted", name)
+		}
+	}
+	// A low-order signed prekey (signed by the real identity) gives an
+	// all-zero DH output and is refused.
+	zero := make([]byte, 32)
+	bad := good
+	bad.SignedPrekey = SignedPrekey{ID: 7, Key: zero, Signature: store.identity.sign(signedPrekeyLabel, []byte{0, 0, 0, 7}, zero)}
+	if _, err := InitiateSession(nil, a, bad); err == nil {
+		t.Error("low-order signed prekey accepted")
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	a, b := mustIdentity(t), mustIdentity(t)
+	raw, err := a.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := ParseIdentity(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a2.Public() != a.Public() {
+		t.Fatal("restored identity differs")
+	}
+	p, err := ParsePublicIdentity(a.Public().Bytes())
+	if err != nil || !p.Equal(a.Public()) {
+		t.Fatalf("parse public identity: %v", err)
+	}
+	if a.Public().Equal(b.Public()) {
+		t.Fatal("distinct identities compare equal")
+	}
+	if err := CheckIdentity(a.Public(), p); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckIdentity(PublicIdentity{}, p); err != nil {
+		t.Fatal("first contact rejected:", err)
+	}
+	err = CheckIdentity(a.Public(), b.Public())
+	if !errors.Is(err, ErrIdentityChanged) || !strings.Contains(err.Error(), b.Public().Fingerprint()) {
+		t.Fatalf("changed identity: %v", err)
+	}
+	sn := SafetyNumber(a.Public(), b.Public())
+	if sn != SafetyNumber(b.Public(), a.Public()) {
+		t.Fatal("safety number depends on the order")
+	}
+	if len(sn) != 71 || strings.Count(sn, " ") != 11 {
+		t.Fatalf("safety number format %q", sn)
+	}
+	if sn == SafetyNumber(a.Public(), mustIdentity(t).Public()) {
+		t.Fatal("safety number unchanged with another identity")
+	}
+	if fp := a.Public().Fingerprint(); len(fp) != 64 || fp == b.Public().Fingerprint() {
+		t.Fatalf("fingerprint %q", fp)
+	}
+	for _, bad := range [][]byte{nil, raw[:64], append([]byte{2}, raw[1:]...)} {
+		if _, err := ParseIdentity(bad); err == nil {
+			t.Errorf("private identity %x accepted", bad)
+		}
+	}
+}
