@@ -1,0 +1,326 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/sotto-voice/sotto/api"
+)
+
+// Buffer sizes of the channels a Call delivers on. When an application
+// falls behind, further items are dropped and counted in Stats rather than
+// stalling the connection.
+const (
+	FrameBuffer    = 512 // about 3 s of 20 ms frames from 3 participants
+	EventBuffer    = 256
+	EnvelopeBuffer = 256
+)
+
+// MaxFrameSize is the largest frame WriteFrame accepts, in bytes. It keeps
+// an RTP packet with its header, audio level extension and SRTP tag inside
+// a 1500-byte MTU. Opus frames of ordinary voice are far smaller.
+const MaxFrameSize = 1400
+
+// MaxFrameDuration is the longest duration one frame may cover, the Opus
+// maximum.
+const MaxFrameDuration = 120 * time.Millisecond
+
+var (
+	// ErrClosed is returned by methods of a call that has ended.
+	ErrClosed = errors.New("client: call has ended")
+	// ErrLeft is Call.Err after Call.Leave.
+	ErrLeft = errors.New("client: left the call")
+)
+
+// ClosedError is Call.Err when the server ended the call. Reason is one of
+// the api.Reason* values, such as api.ReasonReplaced when the same identity
+// joined again elsewhere or api.ReasonShutdown.
+type ClosedError struct {
+	Reason string
+}
+
+func (e *ClosedError) Error() string { return "client: call closed by server: " + e.Reason }
+
+// Options configure Join. The zero value (or nil) is ready to use.
+type Options struct {
+	// ICEServers are STUN or TURN servers to use in addition to those the
+	// server offers.
+	ICEServers []api.ICEServer
+
+	// RelayOnly restricts media to TURN relays: no host or server-reflexive
+	// path is tried. Use it behind firewalls that block direct UDP, or to
+	// keep the caller's address from the relay.
+	RelayOnly bool
+
+	// IPFilter, if set, limits the local addresses ICE gathers candidates
+	// on to those it keeps. Loopback addresses are gathered only when a
+	// filter is set, which a call to a server on the same host needs:
+	//
+	//	IPFilter: func(ip net.IP) bool { return ip.IsLoopback() }
+	IPFilter func(net.IP) bool
+
+	// HTTPClient makes the API requests and the event-stream connection.
+	// Nil means http.DefaultClient.
+	HTTPClient *http.Client
+
+	// Logger receives diagnostics. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+// Frame is one Opus frame received from another participant.
+type Frame struct {
+	From      api.Participant
+	Data      []byte    // the frame, owned by the receiver
+	Seq       uint16    // RTP sequence number: gaps mean lost frames
+	Timestamp uint32    // RTP timestamp at 48 kHz
+	Received  time.Time // arrival time
+}
+
+// Envelope is opaque data another participant sent with SendEnvelope.
+type Envelope struct {
+	From api.Participant
+	Data []byte
+}
+
+// AudioLevel is an RFC 6464 audio level, which lets the server tell who is
+// speaking without decoding audio.
+type AudioLevel struct {
+	// Level is the frame's level in -dBov: 0 is the loudest a signal can
+	// be, 127 is silence. Values above 127 are taken modulo 128.
+	Level uint8
+	// Voice reports whether the frame contains speech, as a voice activity
+	// detector (such as Opus's own) decides.
+	Voice bool
+}
+
+// Stats are a call's counters.
+type Stats struct {
+	FramesSent       uint64 // frames written
+	FramesReceived   uint64 // frames delivered on Frames
+	FramesDropped    uint64 // frames lost because Frames was full
+	EventsDropped    uint64 // events lost because Events was full
+	EnvelopesDropped uint64 // envelopes lost because Envelopes was full
+	InvalidPackets   uint64 // received packets that were not valid RTP
+}
+
+// Call is one participant's presence in a room: it publishes frames and
+// receives everyone else's. Its methods are safe for concurrent use.
+type Call struct {
+	conn      *conn
+	frames    chan Frame
+	events    chan Event
+	envelopes chan Envelope
+	done      chan struct{}
+	err       error // set before done is closed
+
+	framesReceived   atomic.Uint64
+	framesDropped    atomic.Uint64
+	eventsDropped    atomic.Uint64
+	envelopesDropped atomic.Uint64
+}
+
+// Join joins the room that token admits to, on the Sotto server at
+// serverURL (such as "https://sotto.example"; a path prefix is kept), and
+// returns once media flows both ways. The room and identity are read from
+// the token's claims; the server verifies the token.
+//
+// Join fetches the server's ICE servers first, so that TURN relays are
+// available from the start. It returns an error wrapping *api.Error when the
+// server refuses the join (errors.As gives the code, such as
+// api.CodeRoomFull or api.CodeTokenExpired).
+//
+// ctx bounds joining only; the call lasts until Leave or until it ends on
+// its own (see Done).
+func Join(ctx context.Context, serverURL, token string, opts *Options) (*Call, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	claims, err := parseToken(token)
+	if err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	a, err := newAPIClient(serverURL, opts.HTTPClient)
+	if err != nil {
+		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
+	}
+	c := &Call{
+		frames:    make(chan Frame, FrameBuffer),
+		events:    make(chan Event, EventBuffer),
+		envelopes: make(chan Envelope, EnvelopeBuffer),
+		done:      make(chan struct{}),
+	}
+	c.conn, err = dial(ctx, a, token, claims, opts, c)
+	if err != nil {
+		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
+	}
+	go c.finish()
+	return c, nil
+}
+
+// finish closes the channels once the transport has stopped, so that no
+// send can race with a close.
+func (c *Call) finish() {
+	<-c.conn.done
+	c.err = c.conn.endErr()
+	select {
+	case c.events <- Closed{Err: c.err}:
+	default:
+		c.eventsDropped.Add(1)
+	}
+	close(c.frames)
+	close(c.events)
+	close(c.envelopes)
+	close(c.done)
+}
+
+// ID returns the participant ID the server assigned to this call.
+func (c *Call) ID() string { return c.conn.self.ID }
+
+// Identity returns the caller's identity, as the token grants it.
+func (c *Call) Identity() string { return c.conn.self.Identity }
+
+// Room returns the room's name.
+func (c *Call) Room() string { return c.conn.room }
+
+// Participants returns the other participants now in the room, by ID.
+func (c *Call) Participants() []api.Participant { return c.conn.roster.present() }
+
+// WriteFrame publishes one Opus frame covering duration of audio (such as
+// 20 ms). Each frame goes out as one RTP packet; its timestamp advances by
+// duration at 48 kHz and its sequence number by one, so write frames in
+// order and at the pace they are produced. frame is not retained.
+//
+// A frame written before the relay forwards to a participant is not
+// delivered to that participant; frames are never queued.
+func (c *Call) WriteFrame(frame []byte, duration time.Duration) error {
+	return c.writeFrame(frame, duration, AudioLevel{}, false)
+}
+
+// WriteFrameLevel is WriteFrame with the frame's audio level attached
+// (RFC 6464). The server turns levels into Speaking events for everyone in
+// the room; frames written with WriteFrame count as silence.
+func (c *Call) WriteFrameLevel(frame []byte, duration time.Duration, level AudioLevel) error {
+	return c.writeFrame(frame, duration, level, true)
+}
+
+func (c *Call) writeFrame(frame []byte, duration time.Duration, level AudioLevel, hasLevel bool) error {
+	if len(frame) == 0 || len(frame) > MaxFrameSize {
+		return fmt.Errorf("client: frame of %d bytes, want 1 to %d", len(frame), MaxFrameSize)
+	}
+	samples := duration * clockRate / time.Second
+	if samples < 1 || duration > MaxFrameDuration {
+		return fmt.Errorf("client: frame duration %v, want up to %v", duration, MaxFrameDuration)
+	}
+	return c.conn.writeFrame(frame, uint32(samples), level, hasLevel)
+}
+
+// Frames delivers the frames of every other participant, each participant's
+// in the order they arrived. It is closed when the call ends.
+func (c *Call) Frames() <-chan Frame { return c.frames }
+
+// Events delivers what happens in the room. It is closed when the call
+// ends, after a final Closed event.
+func (c *Call) Events() <-chan Event { return c.events }
+
+// SendEnvelope sends data to the participant with ID to, through the
+// server, which relays it without reading it. Delivery is not confirmed: a
+// refusal (unknown recipient, full queue) arrives later as a ServerError
+// event.
+func (c *Call) SendEnvelope(ctx context.Context, to string, data []byte) error {
+	return c.conn.sendEnvelope(ctx, to, data)
+}
+
+// Envelopes delivers the envelopes other participants send to this call.
+// It is closed when the call ends.
+func (c *Call) Envelopes() <-chan Envelope { return c.envelopes }
+
+// Leave tells the server the caller is leaving and ends the call. It waits
+// until the call's resources are released and its channels are closed. It
+// is safe to call more than once and after the call has ended; only the
+// call that ended a live call can return an error.
+func (c *Call) Leave() error {
+	err := c.conn.leave()
+	<-c.done
+	return err
+}
+
+// Done is closed when the call has ended and its channels are closed.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Err returns nil while the call is up and why it ended afterwards: ErrLeft
+// after Leave, a *ClosedError when the server ended it, or the error that
+// broke the connection.
+func (c *Call) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Stats returns the call's counters.
+func (c *Call) Stats() Stats {
+	return Stats{
+		FramesSent:       c.conn.framesSent.Load(),
+		FramesReceived:   c.framesReceived.Load(),
+		FramesDropped:    c.framesDropped.Load(),
+		EventsDropped:    c.eventsDropped.Load(),
+		EnvelopesDropped: c.envelopesDropped.Load(),
+		InvalidPackets:   c.conn.invalidPackets.Load(),
+	}
+}
+
+// The methods below receive from the transport (they implement sink). This
+// is where received frames and envelopes enter the public API.
+
+func (c *Call) frame(from api.Participant, seq uint16, ts uint32, payload []byte, received time.Time) {
+	f := Frame{From: from, Data: append([]byte(nil), payload...), Seq: seq, Timestamp: ts, Received: received}
+	select {
+	case c.frames <- f:
+		c.framesReceived.Add(1)
+	default:
+		c.framesDropped.Add(1)
+	}
+}
+
+func (c *Call) envelope(from api.Participant, data []byte) {
+	select {
+	case c.envelopes <- Envelope{From: from, Data: data}:
+	default:
+		c.envelopesDropped.Add(1)
+	}
+}
+
+func (c *Call) joined(p api.Participant) { c.event(ParticipantJoined{Participant: p}) }
+
+func (c *Call) left(p api.Participant, reason string) {
+	c.event(ParticipantLeft{Participant: p, Reason: reason})
+}
+
+func (c *Call) speaking(p api.Participant, on bool) {
+	c.event(Speaking{Participant: p, Speaking: on})
+}
+
+func (c *Call) serverError(e *api.Error) { c.event(ServerError{Err: e}) }
+
+func (c *Call) event(e Event) {
+	select {
+	case c.events <- e:
+	default:
+		c.eventsDropped.Add(1)
+	}
+}

@@ -1,0 +1,671 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/sotto-voice/sotto/api"
+)
+
+// This file is the transport: signaling (HTTP and the event stream) and
+// media (one pion PeerConnection). It moves opaque frames; Call sits on top
+// of it. The seam is narrow on purpose so that end-to-end encryption can
+// wrap it without the transport knowing: frames leave through
+// conn.writeFrame and arrive through sink.frame, envelopes leave through
+// conn.sendEnvelope and arrive through sink.envelope.
+
+const (
+	clockRate = 48000 // Opus RTP clock, whatever the sampling rate
+
+	// identityWait bounds how long a remote track waits for the event that
+	// names its publisher before its frames are delivered without identity.
+	identityWait = 5 * time.Second
+
+	wsReadLimit  = 1 << 20
+	writeTimeout = 10 * time.Second
+	leaveTimeout = 5 * time.Second
+)
+
+// sink receives what the transport delivers. Methods are called from the
+// transport's goroutines and must not block for long: one goroutine reads
+// each remote track and one reads the event stream.
+type sink interface {
+	// frame delivers one received RTP payload. payload is valid only until
+	// frame returns.
+	frame(from api.Participant, seq uint16, ts uint32, payload []byte, received time.Time)
+	joined(p api.Participant)
+	left(p api.Participant, reason string)
+	speaking(p api.Participant, speaking bool)
+	envelope(from api.Participant, data []byte)
+	serverError(e *api.Error)
+}
+
+// conn is one participant's connection to the server: its event stream and
+// its PeerConnection to the media relay.
+type conn struct {
+	log    *slog.Logger
+	api    *apiClient
+	sink   sink
+	room   string
+	self   api.Participant
+	roster *roster
+
+	session string
+	pc      *webrtc.PeerConnection
+	track   *webrtc.TrackLocalStaticRTP
+	ws      *websocket.Conn // set before the event loop starts
+
+	ctx    context.Context // canceled on shutdown
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	closing bool           // no new goroutines once set
+	err     error          // why the connection ended; set with closing
+	wg      sync.WaitGroup // transport goroutines; Add only under mu while !closing
+	done    chan struct{}  // closed when shut down and all goroutines returned
+
+	connected     chan struct{}
+	connectedOnce sync.Once
+	trickle       atomic.Bool // local candidates go over the event stream
+	leaving       atomic.Bool // Leave has begun: whatever ends the call, it is ErrLeft
+
+	tracksMu sync.Mutex
+	tracks   map[string]int // live remote track readers per publisher ID
+
+	// Sending state, guarded by wmu. pkt, ext and level are reused so that
+	// writing a frame does not allocate.
+	wmu     sync.Mutex
+	pkt     rtp.Packet
+	ext     [1]rtp.Extension
+	level   [1]byte
+	levelID uint8 // negotiated ID of the audio level extension, 0 if none
+
+	envelopeID     atomic.Uint64
+	invalidPackets atomic.Uint64
+	framesSent     atomic.Uint64
+}
+
+// errICEFailed ends a call whose media connection failed.
+var errICEFailed = errors.New("media connection failed")
+
+// dial joins the room named by claims and returns once the media
+// connection is up, or fails and leaves no trace behind.
+func dial(ctx context.Context, a *apiClient, token string, claims tokenClaims, opts *Options, s sink) (_ *conn, err error) {
+	log := opts.logger().With("room", claims.Room, "identity", claims.Identity)
+	var ice api.ICEServersResponse
+	if err := a.do(ctx, http.MethodGet, api.Version+"/ice-servers", "Bearer "+token, nil, &ice); err != nil {
+		return nil, fmt.Errorf("fetch ICE servers: %w", err)
+	}
+	servers := append(ice.ICEServers[:len(ice.ICEServers):len(ice.ICEServers)], opts.ICEServers...)
+
+	wapi, err := newWebRTCAPI(opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := webrtc.Configuration{
+		ICEServers:   webrtcICEServers(servers),
+		BundlePolicy: webrtc.BundlePolicyMaxBundle,
+	}
+	if opts.RelayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := wapi.NewPeerConnection(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create peer connection: %w", err)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		log:       log,
+		api:       a,
+		sink:      s,
+		room:      claims.Room,
+		self:      api.Participant{Identity: claims.Identity},
+		roster:    newRoster(),
+		pc:        pc,
+		ctx:       cctx,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		connected: make(chan struct{}),
+		tracks:    make(map[string]int),
+	}
+	defer func() {
+		if err != nil {
+			c.shutdown(err)
+			<-c.done
+		}
+	}()
+
+	// Random initial sequence number and timestamp, as RFC 3550 asks.
+	c.pkt.SequenceNumber = uint16(rand.Uint32())
+	c.pkt.Timestamp = rand.Uint32()
+	c.track, err = webrtc.NewTrackLocalStaticRTP(opusCodec, "audio", "sotto")
+	if err != nil {
+		return nil, fmt.Errorf("create audio track: %w", err)
+	}
+	tr, err := pc.AddTransceiverFromTrack(c.track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, fmt.Errorf("add audio transceiver: %w", err)
+	}
+	c.goRun(func() { drainRTCP(tr.Sender()) })
+	pc.OnTrack(c.onTrack)
+	pc.OnConnectionStateChange(c.onConnectionState)
+	pc.OnICECandidate(c.onICECandidate)
+
+	// The offer travels in an HTTP request, so it carries every host, srflx
+	// and relay candidate: no trickle is needed for the initial connection.
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return nil, fmt.Errorf("create offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return nil, fmt.Errorf("set local offer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("gather ICE candidates: %w", ctx.Err())
+	}
+
+	var jr api.JoinResponse
+	path := api.Version + "/rooms/" + url.PathEscape(claims.Room) + "/join"
+	if err := a.do(ctx, http.MethodPost, path, "Bearer "+token, api.JoinRequest{SDP: pc.LocalDescription().SDP}, &jr); err != nil {
+		return nil, err
+	}
+	c.self = api.Participant{ID: jr.ParticipantID, Identity: jr.Identity}
+	c.session = jr.Session
+	if jr.Room != "" {
+		c.room = jr.Room
+	}
+	// From here on a failure must tell the server, or the participant
+	// would linger in the room until the drop timeout.
+	defer func() {
+		if err != nil {
+			if lerr := c.deleteParticipant(); lerr != nil {
+				log.Debug("leave after failed join", "err", lerr)
+			}
+		}
+	}()
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
+		return nil, fmt.Errorf("apply answer: %w", err)
+	}
+	c.levelID = audioLevelID(tr.Sender())
+	for _, p := range jr.Participants {
+		c.addParticipant(p)
+	}
+
+	wsURL, err := a.eventsURL(jr.EventsURL, jr.Session)
+	if err != nil {
+		return nil, err
+	}
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: a.http})
+	if err != nil {
+		return nil, fmt.Errorf("connect event stream: %w", err)
+	}
+	ws.SetReadLimit(wsReadLimit)
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		ws.CloseNow()
+		return nil, c.endErr()
+	}
+	c.ws = ws
+	c.mu.Unlock()
+	c.trickle.Store(true)
+	if !c.goRun(c.readEvents) {
+		return nil, c.endErr()
+	}
+
+	select {
+	case <-c.connected:
+		return c, nil
+	case <-c.ctx.Done():
+		return nil, c.endErr()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connect media: %w", ctx.Err())
+	}
+}
+
+var opusCodec = webrtc.RTPCodecCapability{
+	MimeType:    webrtc.MimeTypeOpus,
+	ClockRate:   clockRate,
+	Channels:    2,
+	SDPFmtpLine: "minptime=10;useinbandfec=1",
+}
+
+// newWebRTCAPI builds a pion API that speaks Opus only, with the RFC 6464
+// audio level extension, RTCP reports and NACK.
+func newWebRTCAPI(opts *Options) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	codec := opusCodec
+	codec.RTCPFeedback = []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBNACK}}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("register Opus: %w", err)
+	}
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("register audio level extension: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, fmt.Errorf("configure RTCP reports: %w", err)
+	}
+	// NACKs let the relay resend what the network lost, on both legs.
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("configure NACK: %w", err)
+	}
+	resp, err := nack.NewResponderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("configure NACK: %w", err)
+	}
+	ir.Add(gen)
+	ir.Add(resp)
+	se := webrtc.SettingEngine{}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if opts.IPFilter != nil {
+		se.SetIPFilter(opts.IPFilter)
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+func webrtcICEServers(in []api.ICEServer) []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, 0, len(in))
+	for _, s := range in {
+		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
+}
+
+// audioLevelID returns the negotiated ID of the audio level extension on
+// sender, or 0 if the server did not accept it.
+func audioLevelID(sender *webrtc.RTPSender) uint8 {
+	for _, h := range sender.GetParameters().HeaderExtensions {
+		if h.URI == sdp.AudioLevelURI && h.ID > 0 && h.ID < 15 {
+			return uint8(h.ID)
+		}
+	}
+	return 0
+}
+
+// drainRTCP reads the RTCP the relay sends about our stream, which runs it
+// through the interceptors, until the sender stops.
+func drainRTCP(s *webrtc.RTPSender) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := s.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// goRun runs fn as a transport goroutine unless shutdown has begun.
+func (c *conn) goRun(fn func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// shutdown ends the connection for reason err (the first reason wins): it
+// stops the event stream and the PeerConnection, and closes done once every
+// transport goroutine has returned. It does not tell the server; see leave.
+func (c *conn) shutdown(err error) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	if c.leaving.Load() {
+		err = ErrLeft
+	}
+	c.err = err
+	ws := c.ws
+	c.mu.Unlock()
+	c.cancel()
+	// Closing may block on pion internals, and shutdown can be called from
+	// pion callbacks and transport goroutines, so it finishes elsewhere.
+	go func() {
+		if ws != nil {
+			ws.CloseNow()
+		}
+		if cerr := c.pc.Close(); cerr != nil {
+			c.log.Debug("close peer connection", "err", cerr)
+		}
+		c.wg.Wait()
+		close(c.done)
+	}()
+}
+
+// endErr returns why the connection ended, or nil while it is up.
+func (c *conn) endErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// leave tells the server the participant is leaving, then shuts down. It
+// returns the error of telling the server, if the call was still up.
+func (c *conn) leave() error {
+	select {
+	case <-c.ctx.Done():
+		<-c.done
+		return nil
+	default:
+	}
+	c.leaving.Store(true)
+	err := c.deleteParticipant()
+	c.shutdown(ErrLeft)
+	<-c.done
+	if err != nil && !isAPIError(err, api.CodeNotFound) {
+		return fmt.Errorf("leave room %q: %w", c.room, err)
+	}
+	return nil
+}
+
+func (c *conn) deleteParticipant() error {
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer cancel()
+	path := api.Version + "/rooms/" + url.PathEscape(c.room) + "/participants/" + url.PathEscape(c.self.ID)
+	return c.api.do(ctx, http.MethodDelete, path, "Session "+c.session, nil, nil)
+}
+
+// closeAbruptly drops the connection the way a crashed process would: no
+// leave, no WebSocket close handshake.
+func (c *conn) closeAbruptly() {
+	c.shutdown(errors.New("closed abruptly"))
+	<-c.done
+}
+
+func (c *conn) onConnectionState(s webrtc.PeerConnectionState) {
+	c.log.Debug("peer connection", "state", s.String())
+	switch s {
+	case webrtc.PeerConnectionStateConnected:
+		c.connectedOnce.Do(func() { close(c.connected) })
+	case webrtc.PeerConnectionStateFailed:
+		c.shutdown(errICEFailed)
+	}
+}
+
+func (c *conn) onICECandidate(cand *webrtc.ICECandidate) {
+	if cand == nil || !c.trickle.Load() {
+		return
+	}
+	init := cand.ToJSON()
+	msg := api.Candidate{Type: api.TypeCandidate, Candidate: api.ICECandidate{
+		Candidate:        init.Candidate,
+		SDPMid:           init.SDPMid,
+		SDPMLineIndex:    init.SDPMLineIndex,
+		UsernameFragment: init.UsernameFragment,
+	}}
+	if err := c.send(c.ctx, msg); err != nil {
+		c.log.Debug("trickle candidate", "err", err)
+	}
+}
+
+// onTrack starts reading a publisher's audio. The relay names the stream
+// after the publisher's participant ID.
+func (c *conn) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	id := t.StreamID()
+	c.goRun(func() { c.readTrack(id, t) })
+}
+
+func (c *conn) readTrack(id string, t *webrtc.TrackRemote) {
+	c.tracksMu.Lock()
+	c.tracks[id]++
+	c.tracksMu.Unlock()
+	defer func() {
+		c.tracksMu.Lock()
+		if c.tracks[id]--; c.tracks[id] <= 0 {
+			delete(c.tracks, id)
+		}
+		c.tracksMu.Unlock()
+	}()
+	c.log.Debug("remote track", "from", id)
+	from := c.roster.await(c.ctx, id, identityWait)
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			c.log.Debug("remote track ended", "from", id, "err", err)
+			return
+		}
+		if err := pkt.Unmarshal(buf[:n]); err != nil {
+			c.invalidPackets.Add(1)
+			continue
+		}
+		if from.Identity == "" {
+			from = c.roster.lookup(id)
+		}
+		c.sink.frame(from, pkt.SequenceNumber, pkt.Timestamp, pkt.Payload, time.Now())
+	}
+}
+
+// remoteTracks returns how many track readers are running for publisher id.
+func (c *conn) remoteTracks(id string) int {
+	c.tracksMu.Lock()
+	defer c.tracksMu.Unlock()
+	return c.tracks[id]
+}
+
+// readEvents runs the event stream until it ends.
+func (c *conn) readEvents() {
+	for {
+		_, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.shutdown(fmt.Errorf("event stream: %w", err))
+			}
+			return
+		}
+		var m api.Message
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.log.Warn("invalid event", "err", err)
+			continue
+		}
+		if err := c.handle(m); err != nil {
+			c.shutdown(err)
+			return
+		}
+	}
+}
+
+// handle acts on one server message. An error ends the call.
+func (c *conn) handle(m api.Message) error {
+	switch m.Type {
+	case api.TypeWelcome:
+		var w api.Welcome
+		if !c.decode(m, &w) {
+			return nil
+		}
+		for _, p := range w.Participants {
+			c.addParticipant(p)
+		}
+	case api.TypeJoined:
+		var j api.Joined
+		if c.decode(m, &j) {
+			c.addParticipant(j.Participant)
+		}
+	case api.TypeLeft:
+		var l api.Left
+		if c.decode(m, &l) && l.Participant.ID != c.self.ID {
+			c.sink.left(c.roster.remove(l.Participant), l.Reason)
+		}
+	case api.TypeSpeaking:
+		var s api.Speaking
+		if c.decode(m, &s) {
+			c.sink.speaking(c.participant(s.ParticipantID), s.Speaking)
+		}
+	case api.TypeOffer:
+		var o api.SDP
+		if c.decode(m, &o) {
+			if err := c.renegotiate(o.SDP); err != nil {
+				return fmt.Errorf("renegotiate: %w", err)
+			}
+		}
+	case api.TypeCandidate:
+		var cm api.Candidate
+		if c.decode(m, &cm) && cm.Candidate.Candidate != "" {
+			err := c.pc.AddICECandidate(webrtc.ICECandidateInit{
+				Candidate:        cm.Candidate.Candidate,
+				SDPMid:           cm.Candidate.SDPMid,
+				SDPMLineIndex:    cm.Candidate.SDPMLineIndex,
+				UsernameFragment: cm.Candidate.UsernameFragment,
+			})
+			if err != nil {
+				c.log.Warn("add remote candidate", "err", err)
+			}
+		}
+	case api.TypeEnvelope:
+		var e api.Envelope
+		if c.decode(m, &e) {
+			c.sink.envelope(c.participant(e.From), e.Data)
+		}
+	case api.TypeError:
+		var e api.ErrorEvent
+		if c.decode(m, &e) {
+			c.log.Debug("server error", "code", e.Error.Code, "message", e.Error.Message, "ref", e.Ref)
+			c.sink.serverError(&e.Error)
+		}
+	case api.TypeClosed:
+		var cl api.Closed
+		c.decode(m, &cl)
+		return &ClosedError{Reason: cl.Reason}
+	default:
+		c.log.Debug("ignored event", "type", m.Type)
+	}
+	return nil
+}
+
+func (c *conn) decode(m api.Message, v any) bool {
+	if err := json.Unmarshal(m.Raw, v); err != nil {
+		c.log.Warn("invalid event", "type", m.Type, "err", err)
+		return false
+	}
+	return true
+}
+
+func (c *conn) addParticipant(p api.Participant) {
+	if p.ID == "" || p.ID == c.self.ID {
+		return
+	}
+	if c.roster.add(p) {
+		c.sink.joined(p)
+	}
+}
+
+// participant names id, which may be the caller itself.
+func (c *conn) participant(id string) api.Participant {
+	if id == c.self.ID {
+		return c.self
+	}
+	return c.roster.lookup(id)
+}
+
+// renegotiate answers the relay's offer, which adds or removes the tracks
+// of other participants.
+func (c *conn) renegotiate(offer string) error {
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fmt.Errorf("apply offer: %w", err)
+	}
+	answer, err := c.pc.CreateAnswer(nil)
+	if err != nil {
+		return fmt.Errorf("create answer: %w", err)
+	}
+	if err := c.pc.SetLocalDescription(answer); err != nil {
+		return fmt.Errorf("set local answer: %w", err)
+	}
+	return c.send(c.ctx, api.SDP{Type: api.TypeAnswer, SDP: c.pc.LocalDescription().SDP})
+}
+
+// send writes one message on the event stream.
+func (c *conn) send(ctx context.Context, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, b)
+}
+
+// sendEnvelope sends opaque data to participant id through the server.
+func (c *conn) sendEnvelope(ctx context.Context, to string, data []byte) error {
+	if c.ctx.Err() != nil {
+		return ErrClosed
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	// Writing with a context that ends closes a WebSocket, so tie the write
+	// to the connection's lifetime as well as to the caller's ctx.
+	unlink := context.AfterFunc(c.ctx, stop)
+	defer unlink()
+	msg := api.Envelope{Type: api.TypeEnvelope, To: to, Data: data, ID: c.envelopeID.Add(1)}
+	if err := c.send(ctx, msg); err != nil {
+		if c.ctx.Err() != nil {
+			return ErrClosed
+		}
+		return fmt.Errorf("send envelope to %s: %w", to, err)
+	}
+	return nil
+}
+
+// writeFrame sends payload as one RTP packet covering samples at 48 kHz,
+// with an audio level extension if hasLevel and the relay accepted it.
+func (c *conn) writeFrame(payload []byte, samples uint32, level AudioLevel, hasLevel bool) error {
+	if c.ctx.Err() != nil {
+		return ErrClosed
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	h := &c.pkt.Header
+	h.Version = 2
+	h.Extension = false
+	h.Extensions = nil
+	if hasLevel && c.levelID != 0 {
+		c.level[0] = level.Level & 0x7f
+		if level.Voice {
+			c.level[0] |= 0x80
+		}
+		h.Extensions = c.ext[:0] // reuse the array: no allocation
+		if err := h.SetExtension(c.levelID, c.level[:]); err != nil {
+			return fmt.Errorf("write frame: audio level: %w", err)
+		}
+	}
+	c.pkt.Payload = payload
+	err := c.track.WriteRTP(&c.pkt)
+	h.SequenceNumber++
+	h.Timestamp += samples
+	c.pkt.Payload = nil
+	if err != nil {
+		return fmt.Errorf("write frame: %w", err)
+	}
+	c.framesSent.Add(1)
+	return nil
+}
