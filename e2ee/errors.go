@@ -42,6 +42,8 @@ var (
 	// ErrChainExhausted reports a chain at its last ratchet step; start a
 	// fresh chain with Rekey instead.
 	ErrChainExhausted = errors.New("e2ee: frame-key chain exhausted; rekey")
+	// ErrClosed reports use of a closed FrameSender.
+	ErrClosed = errors.New("e2ee: frame sender closed")
 	// ErrUnknownSuite reports a cipher suite outside RFC 9605's registry.
 	ErrUnknownSuite = errors.New("e2ee: unknown SFrame cipher suite")
 	// ErrCounterExhausted reports a frame key that has sealed its maximum
