@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/sotto-voice/sotto/media"
+	"github.com/sotto-voice/sotto/signaling"
+)
+
+// shutdownGrace bounds the graceful part of a shutdown: telling participants,
+// flushing their streams and closing peer connections.
+const shutdownGrace = 4 * time.Second
+
+// serveOptions is everything "sotto serve" is configured with.
+type serveOptions struct {
+	httpAddr  string
+	udpPort   int
+	tcpPort   int
+	mediaIP   string // "" = all interfaces
+	publicIPs listFlag
+	secret    string // "" = generate a development secret
+
+	maxParticipants  int
+	maxRooms         int
+	maxMessageBytes  int
+	maxEnvelopeBytes int
+	dropTimeout      time.Duration
+
+	logLevel  string
+	logFormat string
+}
+
+func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
+	var o serveOptions
+	fs := newFlagSet("serve", "serve [flags]", stderr)
+	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:7880", "HTTP listen address for signaling (port 0 picks a free port)")
+	fs.IntVar(&o.udpPort, "udp-port", 7882, "UDP port carrying all ICE media")
+	fs.IntVar(&o.tcpPort, "tcp-port", 7881, "ICE-TCP fallback port (-1 disables)")
+	fs.StringVar(&o.mediaIP, "media-ip", "", `IP the media ports bind to; default the --http host when it is an IP, "" for all`)
+	fs.Var(&o.publicIPs, "public-ip", "public IP to advertise for media behind 1:1 NAT (repeatable or comma-separated)")
+	fs.StringVar(&o.secret, "secret", "", "token signing secret, at least 16 bytes (default: a generated development secret)")
+	fs.IntVar(&o.maxParticipants, "max-participants", signaling.DefaultMaxParticipants, "participants per room")
+	fs.IntVar(&o.maxRooms, "max-rooms", signaling.DefaultMaxRooms, "rooms at once")
+	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", signaling.DefaultMaxMessageBytes, "largest HTTP body or event-stream message")
+	fs.IntVar(&o.maxEnvelopeBytes, "max-envelope-bytes", signaling.DefaultMaxEnvelopeBytes, "largest envelope payload (decoded)")
+	fs.DurationVar(&o.dropTimeout, "drop-timeout", signaling.DefaultDropTimeout, "drop a participant whose event stream is gone this long")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return o, err
+	}
+	if !flagGiven(fs, "media-ip") {
+		o.mediaIP = defaultMediaIP(o.httpAddr)
+	}
+	return o, o.check()
+}
+
+// flagGiven reports whether name was set on the command line or through
+// its environment twin.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	_, inEnv := os.LookupEnv(envName(name))
+	return given || inEnv
+}
+
+// defaultMediaIP binds media where signaling listens when that is one IP, so
+// a loopback-only development server advertises only loopback candidates.
+func defaultMediaIP(httpAddr string) string {
+	host, _, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return ""
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		return ""
+	}
+	return ip.String()
+}
+
+func (o serveOptions) check() error {
+	var errs []error
+	if o.udpPort < 0 || o.udpPort > 65535 {
+		errs = append(errs, fmt.Errorf("--udp-port %d out of range", o.udpPort))
+	}
+	if o.tcpPort < -1 || o.tcpPort > 65535 {
+		errs = append(errs, fmt.Errorf("--tcp-port %d out of range", o.tcpPort))
+	}
+	if o.mediaIP != "" && net.ParseIP(o.mediaIP) == nil {
+		errs = append(errs, fmt.Errorf("--media-ip %q is not an IP address", o.mediaIP))
+	}
+	for _, ip := range o.publicIPs {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, fmt.Errorf("--public-ip %q is not an IP address", ip))
+		}
+	}
+	if o.secret != "" && len(o.secret) < signaling.MinSecretLen {
+		errs = append(errs, fmt.Errorf("--secret must be at least %d bytes", signaling.MinSecretLen))
+	}
+	for name, v := range map[string]int{"max-participants": o.maxParticipants, "max-rooms": o.maxRooms,
+		"max-message-bytes": o.maxMessageBytes, "max-envelope-bytes": o.maxEnvelopeBytes} {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive", name))
+		}
+	}
+	if o.dropTimeout <= 0 {
+		errs = append(errs, errors.New("--drop-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}
+
+// runServe implements "sotto serve": it runs until ctx ends, then shuts
+// down gracefully.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o.logLevel, o.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	secret := o.secret
+	if secret == "" {
+		var b [32]byte
+		rand.Read(b[:])
+		secret = hex.EncodeToString(b[:])
+		fmt.Fprintf(stderr, "sotto: WARNING: no --secret given; using a development secret valid until this process exits:\n"+
+			"sotto:   %s\n"+
+			"sotto: mint tokens with: sotto token --secret %s --room ROOM --identity NAME\n", secret, secret)
+	}
+
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --http %s: %w", o.httpAddr, err)
+	}
+	defer ln.Close()
+	engine, err := media.NewEngine(media.Config{
+		ListenIP:  o.mediaIP,
+		UDPPort:   o.udpPort,
+		TCPPort:   o.tcpPort,
+		PublicIPs: o.publicIPs,
+		Logger:    log.With("component", "media"),
+	})
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	sig, err := signaling.New(signaling.Config{
+		Secret:           []byte(secret),
+		Media:            engine,
+		MaxParticipants:  o.maxParticipants,
+		MaxRooms:         o.maxRooms,
+		MaxMessageBytes:  o.maxMessageBytes,
+		MaxEnvelopeBytes: o.maxEnvelopeBytes,
+		DropTimeout:      o.dropTimeout,
+		Logger:           log.With("component", "signaling"),
+	})
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           sig,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(ln) }()
+
+	fmt.Fprintf(stdout, "sotto: serving on %s (media udp %s, tcp %s)\n", httpURL(ln.Addr()), port(engine.UDPAddr()), port(engine.TCPAddr()))
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := sig.Shutdown(sctx); err != nil {
+		log.Warn("signaling shutdown", "err", err)
+	}
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+		_ = httpSrv.Close()
+	}
+	if err := engine.Close(); err != nil {
+		log.Warn("media shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// httpURL is the address to open in a browser; an unspecified listen IP
+// is shown as localhost.
+func httpURL(a net.Addr) string {
+	host, p, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, p)
+}
+
+func port(a net.Addr) string {
+	if a == nil {
+		return "off"
+	}
+	if _, p, err := net.SplitHostPort(a.String()); err == nil {
+		return p
+	}
+	return a.String()
+}

@@ -1,0 +1,407 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/media"
+)
+
+// wait is the generous deadline for anything a test waits for.
+const wait = 20 * time.Second
+
+var testSecret = []byte("test-secret-0123456789abcdef")
+
+type testServer struct {
+	t   *testing.T
+	srv *Server
+	ts  *httptest.Server
+}
+
+// newTestServer runs a Server with a real media engine on loopback.
+func newTestServer(t *testing.T, configure func(*Config)) *testServer {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	engine, err := media.NewEngine(media.Config{ListenIP: "127.0.0.1", UDPPort: 0, TCPPort: -1, Logger: log})
+	if err != nil {
+		t.Fatalf("media engine: %v", err)
+	}
+	cfg := Config{Secret: testSecret, Media: engine, Logger: log}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		ts.Close()
+		if err := engine.Close(); err != nil {
+			t.Errorf("engine close: %v", err)
+		}
+	})
+	return &testServer{t: t, srv: srv, ts: ts}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func token(t *testing.T, room, identity string) string {
+	t.Helper()
+	tok, err := MintToken(testSecret, room, identity, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// do sends a request and returns the status and body.
+func (s *testServer) do(method, path, auth string, body []byte) (int, []byte) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, s.ts.URL+path, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// expectError checks an HTTP error answer's status and code.
+func (s *testServer) expectError(status int, body []byte, wantStatus int, code api.ErrorCode) {
+	s.t.Helper()
+	var e api.ErrorBody
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == nil {
+		s.t.Fatalf("status %d, body %q is not an error body", status, body)
+	}
+	if status != wantStatus || e.Error.Code != code {
+		s.t.Fatalf("got %d %s (%s), want %d %s", status, e.Error.Code, e.Error.Message, wantStatus, code)
+	}
+	if e.Error.Message == "" {
+		s.t.Errorf("error %s has no message", code)
+	}
+}
+
+// peer is a real pion client PeerConnection sending one audio track.
+type peer struct {
+	pc *webrtc.PeerConnection
+}
+
+// newPeer builds a loopback-only client offering audio with codec
+// (webrtc.MimeTypeOpus or another mime type).
+func newPeer(t *testing.T, mime string) *peer {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	if mime != webrtc.MimeTypeOpus {
+		me = &webrtc.MediaEngine{}
+		err := me.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 8000, Channels: 1},
+			PayloadType:        0,
+		}, webrtc.RTPCodecTypeAudio)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	clockRate := uint32(8000)
+	if mime == webrtc.MimeTypeOpus {
+		clockRate = 48000
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: mime, ClockRate: clockRate}, "audio", "mic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	return &peer{pc: pc}
+}
+
+// offer returns the complete (non-trickle) offer SDP.
+func (p *peer) offer(t *testing.T) string {
+	t.Helper()
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(wait):
+		t.Fatal("ICE gathering did not complete")
+	}
+	return p.pc.LocalDescription().SDP
+}
+
+// answer applies a server offer and returns the client's answer SDP.
+func (p *peer) answer(t *testing.T, offer string) string {
+	t.Helper()
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatalf("apply server offer: %v", err)
+	}
+	ans, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(ans); err != nil {
+		t.Fatal(err)
+	}
+	return ans.SDP
+}
+
+// join joins room as identity with a fresh Opus peer and applies the answer.
+func (s *testServer) join(room, identity string) (api.JoinResponse, *peer) {
+	s.t.Helper()
+	p := newPeer(s.t, webrtc.MimeTypeOpus)
+	body, _ := json.Marshal(api.JoinRequest{SDP: p.offer(s.t)})
+	status, b := s.do(http.MethodPost, "/v1/rooms/"+room+"/join", "Bearer "+token(s.t, room, identity), body)
+	if status != http.StatusOK {
+		s.t.Fatalf("join %s as %s: %d %s", room, identity, status, b)
+	}
+	var jr api.JoinResponse
+	if err := json.Unmarshal(b, &jr); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
+		s.t.Fatalf("apply answer: %v", err)
+	}
+	return jr, p
+}
+
+// events is a client of one event stream.
+type events struct {
+	t    *testing.T
+	conn *websocket.Conn
+}
+
+func (s *testServer) connect(jr api.JoinResponse) *events {
+	s.t.Helper()
+	ev := s.connectRaw(jr)
+	w := ev.expect(api.TypeWelcome)
+	var welcome api.Welcome
+	ev.decode(w, &welcome)
+	if welcome.ParticipantID != jr.ParticipantID {
+		s.t.Fatalf("welcome for %q, want %q", welcome.ParticipantID, jr.ParticipantID)
+	}
+	return ev
+}
+
+func (s *testServer) connectRaw(jr api.JoinResponse) *events {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	u := "ws" + strings.TrimPrefix(s.ts.URL, "http") + jr.EventsURL + "?session=" + jr.Session
+	conn, _, err := websocket.Dial(ctx, u, nil)
+	if err != nil {
+		s.t.Fatalf("dial events: %v", err)
+	}
+	conn.SetReadLimit(1 << 20)
+	s.t.Cleanup(func() { _ = conn.CloseNow() })
+	return &events{t: s.t, conn: conn}
+}
+
+func (e *events) send(v any) {
+	e.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.sendRaw(b)
+}
+
+func (e *events) sendRaw(b []byte) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := e.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		e.t.Fatalf("write: %v", err)
+	}
+}
+
+// next reads one message.
+func (e *events) next() (api.Message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, b, err := e.conn.Read(ctx)
+	if err != nil {
+		return api.Message{}, err
+	}
+	var m api.Message
+	if err := json.Unmarshal(b, &m); err != nil {
+		e.t.Fatalf("server sent non-JSON %q", b)
+	}
+	return m, nil
+}
+
+// noise are messages media may send at any time; expect skips them.
+var noise = map[string]bool{api.TypeOffer: true, api.TypeCandidate: true, api.TypeSpeaking: true}
+
+// expect reads until a message of type typ, failing on anything else that
+// is not noise.
+func (e *events) expect(typ string) api.Message {
+	e.t.Helper()
+	return e.expectAny(typ)
+}
+
+// expectAny reads until a message of one of types, failing on anything else
+// that is not noise.
+func (e *events) expectAny(types ...string) api.Message {
+	e.t.Helper()
+	for {
+		m, err := e.next()
+		if err != nil {
+			e.t.Fatalf("waiting for %q: %v", types, err)
+		}
+		if slices.Contains(types, m.Type) {
+			return m
+		}
+		if !noise[m.Type] {
+			e.t.Fatalf("waiting for %q, got %s", types, m.Raw)
+		}
+	}
+}
+
+func (e *events) decode(m api.Message, v any) {
+	e.t.Helper()
+	if err := json.Unmarshal(m.Raw, v); err != nil {
+		e.t.Fatalf("decode %s: %v", m.Raw, err)
+	}
+}
+
+// expectError waits for an error event with code and returns it.
+func (e *events) expectError(code api.ErrorCode) api.ErrorEvent {
+	e.t.Helper()
+	var ev api.ErrorEvent
+	e.decode(e.expect(api.TypeError), &ev)
+	if ev.Error.Code != code {
+		e.t.Fatalf("error %s (%s), want %s", ev.Error.Code, ev.Error.Message, code)
+	}
+	return ev
+}
+
+// expectJoined waits for a joined event about id.
+func (e *events) expectJoined(id string) {
+	e.t.Helper()
+	var j api.Joined
+	e.decode(e.expect(api.TypeJoined), &j)
+	if j.Participant.ID != id {
+		e.t.Fatalf("joined %s, want %s", j.Participant.ID, id)
+	}
+}
+
+// expectLeft waits for a left event about id with reason.
+func (e *events) expectLeft(id, reason string) {
+	e.t.Helper()
+	var l api.Left
+	e.decode(e.expect(api.TypeLeft), &l)
+	if l.Participant.ID != id || l.Reason != reason {
+		e.t.Fatalf("left %s (%s), want %s (%s)", l.Participant.ID, l.Reason, id, reason)
+	}
+}
+
+// expectClosed waits for closed with reason and then the end of the stream.
+func (e *events) expectClosed(reason string) {
+	e.t.Helper()
+	var c api.Closed
+	e.decode(e.expect(api.TypeClosed), &c)
+	if c.Reason != reason {
+		e.t.Fatalf("closed %q, want %q", c.Reason, reason)
+	}
+	for {
+		m, err := e.next()
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				e.t.Fatalf("stream ended with %v, want normal closure", err)
+			}
+			return
+		}
+		if !noise[m.Type] {
+			e.t.Fatalf("message after closed: %s", m.Raw)
+		}
+	}
+}
+
+// envelope builds a client envelope.
+func envelope(to string, id uint64, data []byte) api.Envelope {
+	return api.Envelope{Type: api.TypeEnvelope, To: to, ID: id, Data: data}
+}
+
+func contextWithWait() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), wait)
+}
+
+// waitDisconnected waits until the server has noticed that participant id
+// lost its event stream.
+func (s *testServer) waitDisconnected(id string) {
+	s.t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		s.srv.mu.Lock()
+		gone := true
+		for _, rm := range s.srv.rooms {
+			if p := rm.participants[id]; p != nil && p.stream != nil {
+				gone = false
+			}
+		}
+		s.srv.mu.Unlock()
+		if gone {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.t.Fatalf("server still holds %s's event stream", id)
+}

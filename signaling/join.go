@@ -1,0 +1,104 @@
+package signaling
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/media"
+)
+
+// handleJoin serves POST /v1/rooms/{room}/join.
+func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	roomName := r.PathValue("room")
+	if !ValidRoom(roomName) {
+		writeError(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
+		return
+	}
+	claims, apiErr := s.bearer(r, roomName)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	var req api.JoinRequest
+	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &req); apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	if strings.TrimSpace(req.SDP) == "" {
+		writeError(w, errorf(api.CodeBadRequest, "sdp (the client's offer) is required"))
+		return
+	}
+	p, apiErr := s.reserve(roomName, claims.Identity)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	peer, answer, err := p.room.media.Join(r.Context(), p.id, req.SDP, p)
+	if err != nil {
+		s.remove(p, "")
+		writeError(w, s.mediaError(err))
+		return
+	}
+	others, apiErr := s.activate(p, peer)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.JoinResponse{
+		ParticipantID: p.id,
+		Identity:      p.identity,
+		Room:          roomName,
+		SDP:           answer,
+		Session:       p.session,
+		EventsURL:     api.Version + "/rooms/" + roomName + "/participants/" + p.id + "/events",
+		ICEServers:    s.iceServers(p.identity),
+		Participants:  others,
+	})
+}
+
+func (s *Server) mediaError(err error) *api.Error {
+	switch {
+	case errors.Is(err, media.ErrUnsupportedCodec):
+		return errorf(api.CodeUnsupportedCodec, "the offer has no Opus audio: %v", err)
+	case errors.Is(err, media.ErrInvalidSDP):
+		return errorf(api.CodeInvalidSDP, "the offer cannot be used: %v", err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return errorf(api.CodeInternal, "join abandoned: %v", err)
+	default:
+		s.log.Error("media join failed", "err", err)
+		return errorf(api.CodeInternal, "media relay could not answer the offer")
+	}
+}
+
+// lookup finds an announced participant and checks its session secret.
+func (s *Server) lookup(roomName, id, session string) (*participant, *api.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var p *participant
+	if rm := s.rooms[roomName]; rm != nil {
+		p = rm.participants[id]
+	}
+	if p == nil || !p.active || p.removed {
+		return nil, errorf(api.CodeNotFound, "no participant %q in room %q", id, roomName)
+	}
+	if session == "" || subtle.ConstantTimeCompare([]byte(session), []byte(p.session)) != 1 {
+		return nil, errorf(api.CodeUnauthorized, "missing or wrong session")
+	}
+	return p, nil
+}
+
+// handleLeave serves DELETE /v1/rooms/{room}/participants/{id}.
+func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
+	session, _ := authValue(r, "Session")
+	p, apiErr := s.lookup(r.PathValue("room"), r.PathValue("id"), session)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	s.remove(p, api.ReasonLeft)
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,95 @@
+package signaling
+
+import (
+	"time"
+
+	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/media"
+)
+
+// participant is one join of an identity to a room. The immutable fields are
+// set before it is shared; the rest is guarded by Server.mu.
+type participant struct {
+	srv      *Server
+	room     *room
+	id       string
+	identity string
+	session  string
+	out      *outbox
+
+	active    bool // media answered; announced and visible to others
+	removed   bool
+	failed    bool // media reported failure before activation
+	peer      *media.Peer
+	stream    *stream // current event stream, nil when disconnected
+	dropTimer *time.Timer
+	dropGen   uint64 // invalidates timers armed for an earlier disconnection
+}
+
+func (p *participant) info() api.Participant {
+	return api.Participant{ID: p.id, Identity: p.identity}
+}
+
+// sendLocked queues a control message for p. A participant whose queue is
+// full of undelivered control messages cannot catch up; it is dropped.
+func (s *Server) sendLocked(p *participant, msg []byte) {
+	if p.out.push(msg, s.cfg.QueueLength) || p.removed || !p.active {
+		return
+	}
+	s.log.Warn("event queue full, dropping participant", "room", p.room.name, "participant", p.id)
+	// Removing needs s.mu, held by the caller, and may close media.
+	go s.remove(p, api.ReasonDropped)
+}
+
+// send is sendLocked for callers that do not hold s.mu.
+func (s *Server) send(p *participant, msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sendLocked(p, msg)
+}
+
+func (p *participant) sendError(code api.ErrorCode, msg string, ref uint64) {
+	p.srv.send(p, encode(api.ErrorEvent{Type: api.TypeError, Error: api.Error{Code: code, Message: msg}, Ref: ref}))
+}
+
+// armDropTimerLocked starts the countdown after which p, still without an
+// event stream, is dropped.
+func (p *participant) armDropTimerLocked() {
+	p.dropGen++
+	gen := p.dropGen
+	p.dropTimer = time.AfterFunc(p.srv.cfg.DropTimeout, func() {
+		s := p.srv
+		s.mu.Lock()
+		var c cleanup
+		if gen == p.dropGen && p.stream == nil && !p.removed {
+			c = s.removeLocked(p, api.ReasonDropped)
+		}
+		s.mu.Unlock()
+		c.run(s.log)
+	})
+}
+
+// Offer implements media.PeerHandler: a server-initiated renegotiation.
+func (p *participant) Offer(sdp string) {
+	p.srv.send(p, encode(api.SDP{Type: api.TypeOffer, SDP: sdp}))
+}
+
+// Candidate implements media.PeerHandler: a trickled server candidate.
+func (p *participant) Candidate(c api.ICECandidate) {
+	p.srv.send(p, encode(api.Candidate{Type: api.TypeCandidate, Candidate: c}))
+}
+
+// Failed implements media.PeerHandler: the media connection is lost.
+func (p *participant) Failed(reason string) {
+	s := p.srv
+	s.mu.Lock()
+	var c cleanup
+	if p.active {
+		s.log.Info("media failed", "room", p.room.name, "participant", p.id, "reason", reason)
+		c = s.removeLocked(p, api.ReasonICEFailed)
+	} else {
+		p.failed = true
+	}
+	s.mu.Unlock()
+	c.run(s.log)
+}

@@ -1,0 +1,170 @@
+package signaling
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/sotto-voice/sotto/api"
+)
+
+// Sizes the directory checks without interpreting the keys: X25519 public
+// keys and Ed25519 signatures.
+const (
+	prekeyKeyLen       = 32
+	prekeySignatureLen = 64
+	// MaxPrekeysPerUpload caps the one-time prekeys in one PUT /v1/prekeys.
+	MaxPrekeysPerUpload = 100
+	// PrekeysLowWater: below this many one-time prekeys left, the owner's
+	// event streams get a prekeys_low event.
+	PrekeysLowWater = 5
+)
+
+// prekeyDirectory stores each identity's X3DH bundle in memory.
+type prekeyDirectory struct {
+	max     int
+	mu      sync.Mutex
+	bundles map[string]*storedBundle
+}
+
+type storedBundle struct {
+	identityKey []byte
+	signed      api.SignedPrekey
+	oneTime     []api.OneTimePrekey // handed out from the front
+}
+
+func newPrekeyDirectory(max int) *prekeyDirectory {
+	return &prekeyDirectory{max: max, bundles: make(map[string]*storedBundle)}
+}
+
+// validate checks sizes and counts of an upload.
+func validateUpload(u *api.PrekeyUpload) *api.Error {
+	switch {
+	case len(u.IdentityKey) != prekeyKeyLen:
+		return errorf(api.CodeBadRequest, "identity_key must be %d bytes", prekeyKeyLen)
+	case len(u.SignedPrekey.Key) != prekeyKeyLen:
+		return errorf(api.CodeBadRequest, "signed_prekey.key must be %d bytes", prekeyKeyLen)
+	case len(u.SignedPrekey.Signature) != prekeySignatureLen:
+		return errorf(api.CodeBadRequest, "signed_prekey.signature must be %d bytes", prekeySignatureLen)
+	case len(u.OneTimePrekeys) > MaxPrekeysPerUpload:
+		return errorf(api.CodeBadRequest, "at most %d one-time prekeys per upload", MaxPrekeysPerUpload)
+	}
+	seen := make(map[uint32]bool, len(u.OneTimePrekeys))
+	for i, k := range u.OneTimePrekeys {
+		if len(k.Key) != prekeyKeyLen {
+			return errorf(api.CodeBadRequest, "one_time_prekeys[%d].key must be %d bytes", i, prekeyKeyLen)
+		}
+		if seen[k.ID] {
+			return errorf(api.CodeBadRequest, "one_time_prekeys[%d]: duplicate id %d", i, k.ID)
+		}
+		seen[k.ID] = true
+	}
+	return nil
+}
+
+// put stores an upload for identity and returns the one-time prekeys held.
+func (d *prekeyDirectory) put(identity string, u *api.PrekeyUpload) (int, *api.Error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.bundles[identity]
+	if b == nil || string(b.identityKey) != string(u.IdentityKey) {
+		// A new identity key makes every stored prekey meaningless.
+		b = &storedBundle{}
+	}
+	for _, k := range u.OneTimePrekeys {
+		for _, old := range b.oneTime {
+			if old.ID == k.ID {
+				return 0, errorf(api.CodeBadRequest, "one-time prekey id %d is already stored", k.ID)
+			}
+		}
+	}
+	if len(b.oneTime)+len(u.OneTimePrekeys) > d.max {
+		return 0, errorf(api.CodeBadRequest, "at most %d one-time prekeys may be stored; %d are", d.max, len(b.oneTime))
+	}
+	b.identityKey = clone(u.IdentityKey)
+	b.signed = api.SignedPrekey{ID: u.SignedPrekey.ID, Key: clone(u.SignedPrekey.Key), Signature: clone(u.SignedPrekey.Signature)}
+	for _, k := range u.OneTimePrekeys {
+		b.oneTime = append(b.oneTime, api.OneTimePrekey{ID: k.ID, Key: clone(k.Key)})
+	}
+	d.bundles[identity] = b
+	return len(b.oneTime), nil
+}
+
+// take returns identity's bundle with one one-time prekey removed from the
+// store, and how many remain.
+func (d *prekeyDirectory) take(identity string) (api.PrekeyBundle, int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.bundles[identity]
+	if b == nil {
+		return api.PrekeyBundle{}, 0, false
+	}
+	out := api.PrekeyBundle{Identity: identity, IdentityKey: b.identityKey, SignedPrekey: b.signed}
+	if len(b.oneTime) > 0 {
+		k := b.oneTime[0]
+		b.oneTime = b.oneTime[1:]
+		out.OneTimePrekey = &k
+	}
+	return out, len(b.oneTime), true
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// handlePrekeyUpload serves PUT /v1/prekeys.
+func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
+	claims, apiErr := s.bearer(r, "")
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	var u api.PrekeyUpload
+	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &u); apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	if apiErr := validateUpload(&u); apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	n, apiErr := s.prekeys.put(claims.Identity, &u)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.PrekeyStatus{Remaining: n})
+}
+
+// handlePrekeyFetch serves GET /v1/prekeys/{identity}.
+func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
+	if _, apiErr := s.bearer(r, ""); apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	identity := r.PathValue("identity")
+	if !ValidIdentity(identity) {
+		writeError(w, errorf(api.CodeInvalidName, "identity must be 1-64 of A-Z a-z 0-9 . _ @ -"))
+		return
+	}
+	bundle, remaining, ok := s.prekeys.take(identity)
+	if !ok {
+		writeError(w, errorf(api.CodeNotFound, "no prekeys for %q", identity))
+		return
+	}
+	if remaining < PrekeysLowWater {
+		s.notifyIdentity(identity, encode(api.PrekeysLow{Type: api.TypePrekeysLow, Remaining: remaining}))
+	}
+	writeJSON(w, http.StatusOK, bundle)
+}
+
+// notifyIdentity queues msg on the event streams of every participant
+// authenticated as identity, in any room.
+func (s *Server) notifyIdentity(identity string, msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rm := range s.rooms {
+		for _, p := range rm.participants {
+			if p.active && p.identity == identity {
+				s.sendLocked(p, msg)
+			}
+		}
+	}
+}

@@ -1,0 +1,237 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/media"
+)
+
+// Defaults for the zero values of Config's limits.
+const (
+	DefaultMaxParticipants  = 16
+	DefaultMaxRooms         = 1000
+	DefaultMaxMessageBytes  = 64 << 10
+	DefaultMaxEnvelopeBytes = 16 << 10
+	DefaultDropTimeout      = 10 * time.Second
+	DefaultPingInterval     = 15 * time.Second
+	DefaultQueueLength      = 1024
+	DefaultMaxPrekeys       = 500
+)
+
+// Config configures a Server. Zero limits take the Default* values.
+type Config struct {
+	// Secret signs and verifies room tokens; at least MinSecretLen bytes.
+	Secret []byte
+	// Media is the relay that answers participants' offers.
+	Media *media.Engine
+
+	MaxParticipants  int // participants per room
+	MaxRooms         int // rooms at once
+	MaxMessageBytes  int // HTTP request body and event-stream message
+	MaxEnvelopeBytes int // decoded Data of one envelope
+	MaxPrekeys       int // one-time prekeys stored per identity
+	QueueLength      int // events waiting for one participant; envelopes may use half
+
+	// DropTimeout is how long a participant may be without an event stream
+	// (before its first connection or after losing one) before it is dropped.
+	DropTimeout time.Duration
+	// PingInterval paces WebSocket keepalive pings; a missed pong within the
+	// same interval closes the stream.
+	PingInterval time.Duration
+
+	// OriginPatterns lists extra browser origins allowed to open event
+	// streams (path.Match patterns on the origin host). The server's own
+	// host is always allowed, and clients that send no Origin (native apps)
+	// are not affected.
+	OriginPatterns []string
+
+	// ICEServers returns the STUN/TURN servers offered to identity in the
+	// join response and by GET /v1/ice-servers. Nil offers none.
+	ICEServers func(identity string) []api.ICEServer
+
+	Logger *slog.Logger
+}
+
+// Server is the signaling HTTP API (see docs/API.md). It is an http.Handler
+// for the /v1/ routes and /healthz; anything else is answered 404.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	prekeys *prekeyDirectory
+	now     func() time.Time
+
+	mu      sync.Mutex
+	rooms   map[string]*room
+	closing bool
+	streams map[*stream]struct{}
+	wg      sync.WaitGroup // live event streams; Add only under mu while !closing
+}
+
+// New checks cfg and returns a Server ready to serve.
+func New(cfg Config) (*Server, error) {
+	if len(cfg.Secret) < MinSecretLen {
+		return nil, fmt.Errorf("signaling: secret shorter than %d bytes", MinSecretLen)
+	}
+	if cfg.Media == nil {
+		return nil, errors.New("signaling: no media engine")
+	}
+	setDefault(&cfg.MaxParticipants, DefaultMaxParticipants)
+	setDefault(&cfg.MaxRooms, DefaultMaxRooms)
+	setDefault(&cfg.MaxMessageBytes, DefaultMaxMessageBytes)
+	setDefault(&cfg.MaxEnvelopeBytes, DefaultMaxEnvelopeBytes)
+	setDefault(&cfg.MaxPrekeys, DefaultMaxPrekeys)
+	setDefault(&cfg.QueueLength, DefaultQueueLength)
+	setDefault(&cfg.DropTimeout, DefaultDropTimeout)
+	setDefault(&cfg.PingInterval, DefaultPingInterval)
+	if cfg.QueueLength < 2 {
+		return nil, errors.New("signaling: queue length must be at least 2")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		prekeys: newPrekeyDirectory(cfg.MaxPrekeys),
+		now:     time.Now,
+		rooms:   make(map[string]*room),
+		streams: make(map[*stream]struct{}),
+	}
+	s.routes()
+	return s, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/healthz", allow(http.MethodGet, s.handleHealth))
+	s.mux.HandleFunc("/v1/rooms/{room}/join", allow(http.MethodPost, s.handleJoin))
+	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}", allow(http.MethodDelete, s.handleLeave))
+	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}/events", allow(http.MethodGet, s.handleEvents))
+	s.mux.HandleFunc("/v1/ice-servers", allow(http.MethodGet, s.handleICEServers))
+	s.mux.HandleFunc("/v1/prekeys", allow(http.MethodPut, s.handlePrekeyUpload))
+	s.mux.HandleFunc("/v1/prekeys/{identity}", allow(http.MethodGet, s.handlePrekeyFetch))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(api.CodeNotFound, "no route %s", r.URL.Path))
+	})
+}
+
+// allow answers methods other than method with 405 and a JSON body.
+func allow(method string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: errorf(api.CodeMethodNotAllowed, "%s does not accept %s", r.URL.Path, r.Method)})
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		writeError(w, errorf(api.CodeShuttingDown, "server is shutting down"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// bearer returns the claims of the request's bearer token; room "" accepts
+// a token for any room.
+func (s *Server) bearer(r *http.Request, room string) (Claims, *api.Error) {
+	tok, ok := authValue(r, "Bearer")
+	if !ok {
+		return Claims{}, errorf(api.CodeUnauthorized, "missing bearer token")
+	}
+	c, err := VerifyToken(s.cfg.Secret, tok, room, s.now())
+	if err != nil {
+		return Claims{}, tokenError(err)
+	}
+	return c, nil
+}
+
+// authValue returns the credentials of an Authorization header with scheme.
+func authValue(r *http.Request, scheme string) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) <= len(scheme)+1 || !strings.EqualFold(h[:len(scheme)], scheme) || h[len(scheme)] != ' ' {
+		return "", false
+	}
+	v := strings.TrimSpace(h[len(scheme)+1:])
+	return v, v != ""
+}
+
+func (s *Server) iceServers(identity string) []api.ICEServer {
+	if s.cfg.ICEServers == nil {
+		return []api.ICEServer{}
+	}
+	if l := s.cfg.ICEServers(identity); l != nil {
+		return l
+	}
+	return []api.ICEServer{}
+}
+
+func (s *Server) handleICEServers(w http.ResponseWriter, r *http.Request) {
+	c, apiErr := s.bearer(r, "")
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.ICEServersResponse{ICEServers: s.iceServers(c.Identity)})
+}
+
+// Shutdown tells every participant the server is stopping, closes their
+// peer connections and waits for their event streams to flush and close.
+// When ctx ends first the remaining streams are cut. Joins are refused from
+// the moment Shutdown is called. The HTTP server itself is the caller's.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	var c cleanup
+	for _, rm := range s.rooms {
+		for _, p := range rm.participants {
+			// Joins still inside media finish on their own and see closing.
+			if p.active {
+				c.add(s.removeLocked(p, api.ReasonShutdown))
+			}
+		}
+	}
+	s.mu.Unlock()
+	c.run(s.log)
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for st := range s.streams {
+			_ = st.conn.CloseNow()
+		}
+		s.mu.Unlock()
+		<-done
+		return fmt.Errorf("signaling shutdown: %w", ctx.Err())
+	}
+}
