@@ -274,7 +274,7 @@ func TestFrameOutOfOrderAndReplayWindow(t *testing.T) {
 	for _, i := range []int{5, 3, 4, 0, 1, 2, 150} {
 		expectOpen(t, r, frames[i], fmt.Sprint(i), "A", t0)
 	}
-	expectOpen(t, r, frames[23], "23", "A", t0) // 127 below the highest: inside the window
+	expectOpen(t, r, frames[23], "23", "A", t0)   // 127 below the highest: inside the window
 	expectDrop(t, r, frames[22], ErrReplayed, t0) // 128 below: outside
 	expectDrop(t, r, frames[150], ErrReplayed, t0)
 	expectOpen(t, r, frames[199], "199", "A", t0)

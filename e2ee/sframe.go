@@ -86,6 +86,9 @@ type sframeKey struct {
 	kid  uint64
 	aead cipher.AEAD
 	salt [nonceSize]byte
+	// nonce is scratch space for the nonce of the frame being processed,
+	// so that it does not escape to the heap; callers serialise use.
+	nonce [nonceSize]byte
 }
 
 // deriveSFrameKey implements derive_key_salt of RFC 9605 §4.4.2.
@@ -140,14 +143,15 @@ func ratchetBaseKey(suite CipherSuite, baseKey []byte) ([]byte, error) {
 	return hkdf.Expand(p.hash, prk, "SFrame 1.0 Ratchet", p.nh)
 }
 
-func (k *sframeKey) nonce(ctr uint64) [nonceSize]byte {
-	n := k.salt
+// setNonce computes salt XOR CTR into k.nonce and returns it.
+func (k *sframeKey) setNonce(ctr uint64) []byte {
+	k.nonce = k.salt
 	var c [8]byte
 	binary.BigEndian.PutUint64(c[:], ctr)
 	for i := range c {
-		n[nonceSize-8+i] ^= c[i]
+		k.nonce[nonceSize-8+i] ^= c[i]
 	}
-	return n
+	return k.nonce[:]
 }
 
 // seal appends header || AEAD(plaintext) to dst. metadata, if any, is
@@ -159,8 +163,7 @@ func (k *sframeKey) seal(dst []byte, ctr uint64, metadata, plaintext []byte) []b
 	if len(metadata) > 0 {
 		aad = append(append([]byte(nil), aad...), metadata...)
 	}
-	nonce := k.nonce(ctr)
-	return k.aead.Seal(dst, nonce[:], plaintext, aad)
+	return k.aead.Seal(dst, k.setNonce(ctr), plaintext, aad)
 }
 
 // open authenticates and decrypts the frame whose header (hdrLen bytes,
@@ -170,8 +173,7 @@ func (k *sframeKey) open(dst []byte, ctr uint64, hdrLen int, metadata, frame []b
 	if len(metadata) > 0 {
 		aad = append(append([]byte(nil), aad...), metadata...)
 	}
-	nonce := k.nonce(ctr)
-	out, err := k.aead.Open(dst, nonce[:], frame[hdrLen:], aad)
+	out, err := k.aead.Open(dst, k.setNonce(ctr), frame[hdrLen:], aad)
 	if err != nil {
 		return dst, ErrAuthFailed
 	}

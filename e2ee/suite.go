@@ -82,7 +82,7 @@ func (p suiteParams) newAEAD(key []byte) (cipher.AEAD, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &ctrHMAC{block: block, authKey: append([]byte(nil), key[p.encKeyNk:]...), tagSize: p.nt}, nil
+		return &ctrHMAC{block: block, mac: hmac.New(sha256.New, key[p.encKeyNk:]), tagSize: p.nt}, nil
 	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
@@ -92,10 +92,11 @@ func (p suiteParams) newAEAD(key []byte) (cipher.AEAD, error) {
 }
 
 // ctrHMAC is the AES-CTR + HMAC-SHA256 AEAD of RFC 9605 §4.5.1 with a
-// truncated tag.
+// truncated tag. Unlike crypto/cipher's AEADs it is not safe for
+// concurrent use (it reuses its HMAC state); its users serialise calls.
 type ctrHMAC struct {
 	block   cipher.Block
-	authKey []byte
+	mac     hash.Hash
 	tagSize int
 }
 
@@ -103,7 +104,8 @@ func (c *ctrHMAC) NonceSize() int { return nonceSize }
 func (c *ctrHMAC) Overhead() int  { return c.tagSize }
 
 func (c *ctrHMAC) tag(out *[sha256.Size]byte, nonce, aad, ct []byte) {
-	m := hmac.New(sha256.New, c.authKey)
+	m := c.mac
+	m.Reset()
 	var lens [24]byte
 	binary.BigEndian.PutUint64(lens[0:], uint64(len(aad)))
 	binary.BigEndian.PutUint64(lens[8:], uint64(len(ct)))
