@@ -381,3 +381,26 @@ func TestICEServers(t *testing.T) {
 	}
 	exchange(t, allocate(t, newUDPClient(t, s, list[1].Username, list[1].Credential)), newPeer(t))
 }
+
+// TestQuotaReleasedOnFailure: a slot reserved by the quota check is given
+// back when the allocation then fails (here: no free relay port, 508), so a
+// credential at its limit is not locked out by failures.
+func TestQuotaReleasedOnFailure(t *testing.T) {
+	taken := newPeer(t)
+	port := taken.LocalAddr().(*net.UDPAddr).Port
+	s := newTestServer(t, func(c *Config) {
+		c.RelayPortMin, c.RelayPortMax = port, port
+		c.MaxAllocationsPerUser = 1
+	})
+	user, pass := validCredentials("alice")
+	for range 2 {
+		if _, err := newUDPClient(t, s, user, pass).Allocate(); turnErrorCode(err) != int(stun.CodeInsufficientCapacity) {
+			t.Fatalf("allocation with the only relay port taken: %v, want 508", err)
+		}
+	}
+	_ = taken.Close()
+	allocate(t, newUDPClient(t, s, user, pass))
+	if st := s.Stats(); st.RefusedQuotaUser != 0 || st.AllocationsActive != 1 {
+		t.Fatalf("stats %+v: want the failed attempts to leave no quota behind", st)
+	}
+}
