@@ -383,3 +383,55 @@ func TestFrameKeyEncoding(t *testing.T) {
 		t.Errorf("largest KID %x", got)
 	}
 }
+
+// TestFrameConcurrentUse seals and opens on media goroutines while the
+// signaling side advances, rekeys and installs keys (run with -race).
+func TestFrameConcurrentUse(t *testing.T) {
+	a := newSender(t, 0)
+	r := NewFrameReceiver(FrameReceiverConfig{})
+	deliver(t, r, "A", a.Keys()...)
+	frames := make(chan []byte, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(frames)
+		for i := range 2000 {
+			f, err := a.Seal(nil, []byte(fmt.Sprint(i)), t0.Add(time.Duration(i)*time.Millisecond))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			frames <- f
+		}
+	}()
+	var opened int
+	go func() {
+		defer close(done)
+		for f := range frames {
+			if _, _, err := r.Open(nil, f, t0); err == nil {
+				opened++
+			}
+		}
+	}()
+	for i := range 20 {
+		if i%2 == 0 {
+			if _, err := a.Advance(); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			k, err := a.Rekey(t0, []string{"B"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ack, err := r.SetKey("A", k, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Acknowledge("B", ack)
+		}
+		r.Stats()
+	}
+	<-done
+	if opened == 0 {
+		t.Fatal("no frame opened")
+	}
+}

@@ -234,6 +234,35 @@ func TestSessionX3DHRouting(t *testing.T) {
 	}
 }
 
+// TestChangedIdentityIsReported: the directory hands out a bundle of
+// another identity (self-consistent, so X3DH works); the client notices by
+// comparing with the identity it knew.
+func TestChangedIdentityIsReported(t *testing.T) {
+	a := mustIdentity(t)
+	bobStore, _ := NewPrekeyStore(mustIdentity(t), nil)
+	known := bobStore.Identity().Public()
+	mallory, _ := NewPrekeyStore(mustIdentity(t), nil)
+	s, err := InitiateSession(nil, a, bundleOf(t, mallory, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckIdentity(known, s.PeerIdentity()); !errors.Is(err, ErrIdentityChanged) {
+		t.Fatalf("substituted identity: %v", err)
+	}
+	if SafetyNumber(a.Public(), known) == SafetyNumber(a.Public(), s.PeerIdentity()) {
+		t.Fatal("safety number did not change")
+	}
+	// Bob's side sees the same when alice's identity changes.
+	alice2, _ := InitiateSession(nil, mustIdentity(t), bundleOf(t, bobStore, false))
+	bs, _, err := AcceptSession(bobStore, mustEncrypt(t, alice2, "hi"), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckIdentity(a.Public(), bs.PeerIdentity()); !errors.Is(err, ErrIdentityChanged) {
+		t.Fatalf("changed initiator identity: %v", err)
+	}
+}
+
 func TestInitiateRejectsBadBundle(t *testing.T) {
 	a := mustIdentity(t)
 	store, err := NewPrekeyStore(mustIdentity(t), nil)
