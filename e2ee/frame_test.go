@@ -359,6 +359,13 @@ func TestChainExhaustion(t *testing.T) {
 	if g, s := a.Current(t0); g != 1 || s != 0 {
 		t.Fatalf("after rekey with no peers: gen %d step %d", g, s)
 	}
+	a.Close()
+	if _, err := a.Seal(nil, []byte("x"), t0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("seal after close: %v", err)
+	}
+	if _, err := a.Advance(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("advance after close: %v", err)
+	}
 }
 
 func TestFrameKeyEncoding(t *testing.T) {

@@ -1,6 +1,7 @@
 package e2ee
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -135,6 +136,11 @@ func (p PublicIdentity) IsZero() bool { return p == PublicIdentity{} }
 func (p PublicIdentity) Equal(q PublicIdentity) bool {
 	return subtle.ConstantTimeCompare(p.b[:64], q.b[:64]) == 1
 }
+
+// Compare orders identities by their encoding (-1, 0 or +1). Two devices
+// that initiated sessions to each other at once keep the session started
+// by the lower identity (docs/PROTOCOL.md §4.2).
+func (p PublicIdentity) Compare(q PublicIdentity) int { return bytes.Compare(p.b[:], q.b[:]) }
 
 // Fingerprint is the identity's hex fingerprint: SHA-256 over a label and
 // both public keys, 64 lowercase hex digits.

@@ -78,6 +78,9 @@ func (k *ringKey) matches(kid uint64) bool {
 
 func (k *ringKey) destroy() {
 	clear(k.baseKey)
+	if k.sk != nil {
+		clear(k.sk.salt[:])
+	}
 	k.baseKey, k.sk, k.expired = nil, nil, true
 }
 

@@ -39,6 +39,9 @@ type chainKey struct {
 
 func (c *chainKey) destroy() {
 	clear(c.baseKey)
+	if c.sk != nil {
+		clear(c.sk.salt[:])
+	}
 	c.sk = nil
 }
 
@@ -55,6 +58,7 @@ type FrameSender struct {
 	pending      *chainKey
 	pendingSince time.Time
 	waitFor      map[string]bool
+	closed       bool
 }
 
 // NewFrameSender creates a sender with a random sender index and a fresh
@@ -114,6 +118,9 @@ func (s *FrameSender) SenderIndex() uint32 { return s.index }
 func (s *FrameSender) Keys() []FrameKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	keys := []FrameKey{s.frameKey(s.cur)}
 	if s.pending != nil {
 		keys = append(keys, s.frameKey(s.pending))
@@ -128,6 +135,9 @@ func (s *FrameSender) Keys() []FrameKey {
 func (s *FrameSender) Advance() ([]FrameKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
 	if s.cur.step == MaxRatchetStep || (s.pending != nil && s.pending.step == MaxRatchetStep) {
 		return nil, ErrChainExhausted
 	}
@@ -169,6 +179,9 @@ func (s *FrameSender) advance(c *chainKey) (*chainKey, error) {
 func (s *FrameSender) Rekey(now time.Time, peers []string) (FrameKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return FrameKey{}, ErrClosed
+	}
 	gen := s.cur.generation + 1
 	if s.pending != nil {
 		gen = s.pending.generation + 1
@@ -237,10 +250,10 @@ func (s *FrameSender) Seal(dst, frame []byte, now time.Time) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maybeSwitch(now)
-	c := s.cur
-	if c.sk == nil {
+	if s.closed {
 		return dst, ErrClosed
 	}
+	c := s.cur
 	if c.ctr == math.MaxUint64 {
 		return dst, ErrCounterExhausted
 	}
@@ -253,6 +266,7 @@ func (s *FrameSender) Seal(dst, frame []byte, now time.Time) ([]byte, error) {
 func (s *FrameSender) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	s.cur.destroy()
 	if s.pending != nil {
 		s.pending.destroy()

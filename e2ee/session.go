@@ -75,7 +75,7 @@ type ratchetState struct {
 	rk, cks, ckr   [32]byte
 	hasCKs, hasCKr bool
 	ns, nr, pn     uint32
-	skipped        map[skipID]skippedKey
+	skipped        map[skipID]*skippedKey
 	seq            uint64
 }
 
@@ -127,7 +127,7 @@ func InitiateSession(random io.Reader, local *Identity, bundle PrekeyBundle) (*S
 	}
 	s.st.rk, s.st.cks = kdfRK(sk, dh)
 	s.st.hasCKs = true
-	s.st.skipped = map[skipID]skippedKey{}
+	s.st.skipped = map[skipID]*skippedKey{}
 	return s, nil
 }
 
@@ -208,7 +208,7 @@ func AcceptSession(store *PrekeyStore, payload []byte, now time.Time) (*Session,
 	// RatchetInitBob.
 	s.st.dhs = spk
 	copy(s.st.rk[:], sk)
-	s.st.skipped = map[skipID]skippedKey{}
+	s.st.skipped = map[skipID]*skippedKey{}
 	pt, err := s.decryptMessage(body[initPrefixSize:], now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("accept session: %w", err)
@@ -286,35 +286,44 @@ func (s *Session) decryptMessage(msg []byte, now time.Time) ([]byte, error) {
 		return nil, ErrInvalidMessage
 	}
 	header := msg[:headerSize]
-	dh := header[:32]
-	pn := binary.BigEndian.Uint32(header[32:36])
-	n := binary.BigEndian.Uint32(header[36:40])
 	st := s.st
 	st.skipped = maps.Clone(s.st.skipped)
 	st.expireSkipped(now)
 
 	var id skipID
-	copy(id[:], dh)
-	binary.BigEndian.PutUint32(id[32:], n)
+	copy(id[:], header[:32])
+	binary.BigEndian.PutUint32(id[32:], binary.BigEndian.Uint32(header[36:40]))
 	if sk, ok := st.skipped[id]; ok {
 		pt, err := openMessage(&sk.mk, msg[headerSize:], s.ad[:], header)
 		if err != nil {
 			return nil, ErrDecrypt
 		}
 		delete(st.skipped, id)
-		clear(sk.mk[:])
 		s.commit(st)
 		return pt, nil
 	}
+	pt, err := s.advanceAndOpen(&st, msg, now)
+	if err != nil {
+		s.discard(st)
+		return nil, err
+	}
+	s.commit(st)
+	return pt, nil
+}
+
+// advanceAndOpen is the part of RatchetDecrypt that moves the chains.
+func (s *Session) advanceAndOpen(st *ratchetState, msg []byte, now time.Time) ([]byte, error) {
+	header := msg[:headerSize]
+	dh := header[:32]
 	if st.dhr == nil || subtle.ConstantTimeCompare(dh, st.dhr) != 1 {
-		if err := st.skip(pn, now); err != nil {
+		if err := st.skip(binary.BigEndian.Uint32(header[32:36]), now); err != nil {
 			return nil, err
 		}
 		if err := st.dhRatchet(dh, s.random); err != nil {
 			return nil, err
 		}
 	}
-	if err := st.skip(n, now); err != nil {
+	if err := st.skip(binary.BigEndian.Uint32(header[36:40]), now); err != nil {
 		return nil, err
 	}
 	var mk [32]byte
@@ -325,17 +334,26 @@ func (s *Session) decryptMessage(msg []byte, now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, ErrDecrypt
 	}
-	s.commit(st)
 	return pt, nil
 }
 
+// commit makes st the session state and zeroes the skipped keys it no
+// longer holds.
 func (s *Session) commit(st ratchetState) {
-	for id, k := range s.st.skipped {
-		if _, kept := st.skipped[id]; !kept {
+	zeroMissing(s.st.skipped, st.skipped)
+	s.st = st
+}
+
+// discard zeroes the skipped keys a failed decryption derived.
+func (s *Session) discard(st ratchetState) { zeroMissing(st.skipped, s.st.skipped) }
+
+// zeroMissing zeroes the keys of from that are not in keep.
+func zeroMissing(from, keep map[skipID]*skippedKey) {
+	for id, k := range from {
+		if keep[id] != k {
 			clear(k.mk[:])
 		}
 	}
-	s.st = st
 }
 
 // skip is SkipMessageKeys: it stores the receiving chain's keys up to until.
@@ -353,7 +371,8 @@ func (st *ratchetState) skip(until uint32, now time.Time) error {
 		var mk [32]byte
 		mk, st.ckr = kdfCK(st.ckr)
 		st.seq++
-		st.skipped[id] = skippedKey{mk: mk, stored: now, seq: st.seq}
+		st.skipped[id] = &skippedKey{mk: mk, stored: now, seq: st.seq}
+		clear(mk[:])
 		st.nr++
 	}
 	for len(st.skipped) > MaxSkippedKeys {

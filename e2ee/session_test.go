@@ -322,6 +322,9 @@ func TestIdentity(t *testing.T) {
 	if a.Public().Equal(b.Public()) {
 		t.Fatal("distinct identities compare equal")
 	}
+	if c := a.Public().Compare(b.Public()); c == 0 || c != -b.Public().Compare(a.Public()) || a.Public().Compare(p) != 0 {
+		t.Fatal("Compare is not an order")
+	}
 	if err := CheckIdentity(a.Public(), p); err != nil {
 		t.Fatal(err)
 	}
