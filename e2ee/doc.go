@@ -1,6 +1,36 @@
 // Package e2ee implements Sotto's end-to-end encryption: device identities
 // and safety numbers, X3DH key agreement, the Double Ratchet, per-sender
 // frame-key chains and SFrame (RFC 9605). It is a pure library with no
-// network or file I/O; only clients use it. docs/PROTOCOL.md gives every
-// byte it produces.
+// network or file I/O and no goroutines; only clients use it.
+// docs/PROTOCOL.md gives every byte it produces, and testdata/ holds the
+// vectors another implementation must reproduce.
+//
+// # Sessions
+//
+// A device has one Identity (NewIdentity; persist MarshalBinary, restore
+// with ParseIdentity) and a PrekeyStore whose signed and one-time prekeys
+// it uploads to the directory. To talk to a peer, the initiator fetches
+// the peer's PrekeyBundle and calls InitiateSession; every
+// Session.Encrypt returns an envelope payload for api.Envelope.Data. The
+// responder passes the first payload to AcceptSession and later ones to
+// Session.Decrypt (which returns ErrOtherSession for an initial message of
+// a new session: give that to AcceptSession). Compare
+// Session.PeerIdentity with what you knew of the peer (CheckIdentity) and
+// show SafetyNumber to the user.
+//
+// # Frames
+//
+// Each participant has one FrameSender and one FrameReceiver per call.
+// The sender's keys travel as ratchet plaintexts (FrameKey.MarshalBinary);
+// receivers install them with FrameReceiver.SetKey and answer with the
+// FrameKeyAck it returns. On a join every sender calls Advance and sends
+// the keys it returns to the newcomer only; on a leave every sender calls
+// Rekey with the remaining participants, sends them the new key and feeds
+// their acks to Acknowledge, while every receiver calls RemoveParticipant.
+// Seal and Open work on caller-provided buffers and allocate nothing in
+// steady state; Open drops and counts every frame that fails (Stats).
+//
+// Functions that generate keys take an io.Reader (nil means crypto/rand)
+// and functions that expire state take the current time, so that the
+// library is deterministic under test.
 package e2ee
