@@ -14,21 +14,21 @@ type ErrorCode string
 
 // Error codes returned in HTTP error bodies and WebSocket "error" events.
 const (
-	CodeUnauthorized       ErrorCode = "unauthorized"        // token missing or signature wrong
-	CodeTokenExpired       ErrorCode = "token_expired"       // token past its expiry
-	CodeWrongRoom          ErrorCode = "wrong_room"          // token minted for another room
-	CodeInvalidName        ErrorCode = "invalid_name"        // room name or identity fails validation
-	CodeInvalidJSON        ErrorCode = "invalid_json"        // body or message is not the expected JSON
-	CodeBadRequest         ErrorCode = "bad_request"         // well-formed JSON with missing or invalid fields
-	CodeMessageTooLarge    ErrorCode = "message_too_large"   // body or WebSocket message over the limit
-	CodeInvalidSDP         ErrorCode = "invalid_sdp"         // SDP that cannot be parsed or applied
-	CodeUnsupportedCodec   ErrorCode = "unsupported_codec"   // offer without Opus audio
-	CodeRoomFull           ErrorCode = "room_full"           // participants-per-room limit reached
-	CodeTooManyRooms       ErrorCode = "too_many_rooms"      // total rooms limit reached
-	CodeNotFound           ErrorCode = "not_found"           // unknown route, room or participant
-	CodeUnknownRecipient   ErrorCode = "unknown_recipient"   // envelope to a participant not in the room
-	CodeEnvelopeTooLarge   ErrorCode = "envelope_too_large"  // envelope payload over the limit
-	CodeRecipientBusy      ErrorCode = "recipient_busy"      // recipient's queue is full; envelope not delivered
+	CodeUnauthorized       ErrorCode = "unauthorized"       // token missing or signature wrong
+	CodeTokenExpired       ErrorCode = "token_expired"      // token past its expiry
+	CodeWrongRoom          ErrorCode = "wrong_room"         // token minted for another room
+	CodeInvalidName        ErrorCode = "invalid_name"       // room name or identity fails validation
+	CodeInvalidJSON        ErrorCode = "invalid_json"       // body or message is not the expected JSON
+	CodeBadRequest         ErrorCode = "bad_request"        // well-formed JSON with missing or invalid fields
+	CodeMessageTooLarge    ErrorCode = "message_too_large"  // body or WebSocket message over the limit
+	CodeInvalidSDP         ErrorCode = "invalid_sdp"        // SDP that cannot be parsed or applied
+	CodeUnsupportedCodec   ErrorCode = "unsupported_codec"  // offer without Opus audio
+	CodeRoomFull           ErrorCode = "room_full"          // participants-per-room limit reached
+	CodeTooManyRooms       ErrorCode = "too_many_rooms"     // total rooms limit reached
+	CodeNotFound           ErrorCode = "not_found"          // unknown route, room or participant
+	CodeUnknownRecipient   ErrorCode = "unknown_recipient"  // envelope to a participant not in the room
+	CodeEnvelopeTooLarge   ErrorCode = "envelope_too_large" // envelope payload over the limit
+	CodeRecipientBusy      ErrorCode = "recipient_busy"     // recipient's queue is full; envelope not delivered
 	CodeUnknownMessageType ErrorCode = "unknown_message_type"
 	CodeNegotiation        ErrorCode = "negotiation_failed" // answer or candidate could not be applied
 	CodeRateLimited        ErrorCode = "rate_limited"
@@ -262,4 +262,55 @@ type PrekeyBundle struct {
 	IdentityKey   []byte         `json:"identity_key"`
 	SignedPrekey  SignedPrekey   `json:"signed_prekey"`
 	OneTimePrekey *OneTimePrekey `json:"one_time_prekey,omitempty"`
+}
+
+// Error codes of the private-call routes (POST /v1/calls, the invite routes
+// and POST /v1/rooms/{room}/end).
+const (
+	CodeInviteInvalid ErrorCode = "invite_invalid" // invite malformed or not signed by this server
+	CodeInviteExpired ErrorCode = "invite_expired" // invite past its expiry
+	CodeCallEnded     ErrorCode = "call_ended"     // the call was ended by its creator
+	CodeForbidden     ErrorCode = "forbidden"      // authenticated, but not allowed (only the creator ends a call)
+)
+
+// CreateCallRequest is the body of POST /v1/calls. Name is the creator's
+// chosen name; the server appends a random suffix to make the identity.
+type CreateCallRequest struct {
+	Name string `json:"name"`
+}
+
+// CreateCallResponse answers POST /v1/calls: a new room with an
+// unguessable name, the creator's token for it and an invite to share.
+type CreateCallResponse struct {
+	Room          string `json:"room"`
+	Identity      string `json:"identity"`
+	Token         string `json:"token"`
+	Invite        string `json:"invite"`
+	InviteExpires int64  `json:"invite_expires"` // unix seconds
+}
+
+// InviteRequest is the body of POST /v1/invites/inspect.
+type InviteRequest struct {
+	Invite string `json:"invite"`
+}
+
+// InviteInfo answers POST /v1/invites/inspect: who sent a valid invite and
+// until when it can be redeemed. Inspecting changes nothing on the server.
+type InviteInfo struct {
+	Inviter string `json:"inviter"`
+	Expires int64  `json:"expires"` // unix seconds
+}
+
+// RedeemInviteRequest is the body of POST /v1/invites/redeem.
+type RedeemInviteRequest struct {
+	Invite string `json:"invite"`
+	Name   string `json:"name"`
+}
+
+// RedeemInviteResponse gives the invitee a token for the invite's room.
+type RedeemInviteResponse struct {
+	Room     string `json:"room"`
+	Identity string `json:"identity"`
+	Token    string `json:"token"`
+	Inviter  string `json:"inviter"`
 }
