@@ -251,7 +251,7 @@ func decodeMessage(p *participant, raw []byte, v any) bool {
 // stamped with the sender and otherwise untouched.
 func (s *Server) relay(from *participant, e api.Envelope) {
 	if len(e.Data) > s.cfg.MaxEnvelopeBytes {
-		from.sendError(api.CodeEnvelopeTooLarge, fmt.Sprintf("envelope data larger than %d bytes", s.cfg.MaxEnvelopeBytes), e.ID)
+		s.refuseEnvelope(from, api.CodeEnvelopeTooLarge, fmt.Sprintf("envelope data larger than %d bytes", s.cfg.MaxEnvelopeBytes), e.ID)
 		return
 	}
 	msg := encode(api.Envelope{Type: api.TypeEnvelope, From: from.id, Data: e.Data, ID: e.ID})
@@ -262,8 +262,10 @@ func (s *Server) relay(from *participant, e api.Envelope) {
 	s.mu.Unlock()
 	switch {
 	case !known:
-		from.sendError(api.CodeUnknownRecipient, fmt.Sprintf("no participant %q in this room", e.To), e.ID)
+		s.refuseEnvelope(from, api.CodeUnknownRecipient, fmt.Sprintf("no participant %q in this room", e.To), e.ID)
 	case !delivered:
-		from.sendError(api.CodeRecipientBusy, fmt.Sprintf("participant %q has too many undelivered messages", e.To), e.ID)
+		s.refuseEnvelope(from, api.CodeRecipientBusy, fmt.Sprintf("participant %q has too many undelivered messages", e.To), e.ID)
+	default:
+		s.counters.envelopesRelayed.Add(1)
 	}
 }

@@ -15,39 +15,40 @@ import (
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	roomName := r.PathValue("room")
 	if !ValidRoom(roomName) {
-		writeError(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
+		s.refuseJoin(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
 		return
 	}
 	claims, apiErr := s.bearer(r, roomName)
 	if apiErr != nil {
-		writeError(w, apiErr)
+		s.refuseJoin(w, apiErr)
 		return
 	}
 	var req api.JoinRequest
 	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &req); apiErr != nil {
-		writeError(w, apiErr)
+		s.refuseJoin(w, apiErr)
 		return
 	}
 	if strings.TrimSpace(req.SDP) == "" {
-		writeError(w, errorf(api.CodeBadRequest, "sdp (the client's offer) is required"))
+		s.refuseJoin(w, errorf(api.CodeBadRequest, "sdp (the client's offer) is required"))
 		return
 	}
 	p, apiErr := s.reserve(roomName, claims.Identity)
 	if apiErr != nil {
-		writeError(w, apiErr)
+		s.refuseJoin(w, apiErr)
 		return
 	}
 	peer, answer, err := p.room.media.Join(r.Context(), p.id, req.SDP, p)
 	if err != nil {
 		s.remove(p, "")
-		writeError(w, s.mediaError(err))
+		s.refuseJoin(w, s.mediaError(err))
 		return
 	}
 	others, apiErr := s.activate(p, peer)
 	if apiErr != nil {
-		writeError(w, apiErr)
+		s.refuseJoin(w, apiErr)
 		return
 	}
+	s.counters.joins.Add(1)
 	writeJSON(w, http.StatusOK, api.JoinResponse{
 		ParticipantID: p.id,
 		Identity:      p.identity,

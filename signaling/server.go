@@ -74,6 +74,8 @@ type Server struct {
 	closing bool
 	streams map[*stream]struct{}
 	wg      sync.WaitGroup // live event streams; Add only under mu while !closing
+
+	counters counters
 }
 
 // New checks cfg and returns a Server ready to serve.
