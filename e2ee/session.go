@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"time"
 )
 
@@ -229,6 +230,9 @@ func (s *Session) Initiator() bool { return s.initiator }
 func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	if !s.st.hasCKs {
 		return nil, fmt.Errorf("encrypt: session has no sending chain yet: %w", ErrInvalidMessage)
+	}
+	if s.st.ns == math.MaxUint32 {
+		return nil, fmt.Errorf("encrypt: sending chain exhausted; start a new session: %w", ErrInvalidMessage)
 	}
 	var mk [32]byte
 	mk, s.st.cks = kdfCK(s.st.cks)

@@ -93,34 +93,47 @@ func (p suiteParams) newAEAD(key []byte) (cipher.AEAD, error) {
 
 // ctrHMAC is the AES-CTR + HMAC-SHA256 AEAD of RFC 9605 §4.5.1 with a
 // truncated tag. Unlike crypto/cipher's AEADs it is not safe for
-// concurrent use (it reuses its HMAC state); its users serialise calls.
+// concurrent use (it reuses its HMAC state and scratch blocks, so that it
+// allocates nothing); its users serialise calls.
 type ctrHMAC struct {
 	block   cipher.Block
 	mac     hash.Hash
 	tagSize int
+	counter [aes.BlockSize]byte
+	stream  [aes.BlockSize]byte
+	lens    [24]byte
+	sum     [sha256.Size]byte
 }
 
 func (c *ctrHMAC) NonceSize() int { return nonceSize }
 func (c *ctrHMAC) Overhead() int  { return c.tagSize }
 
-func (c *ctrHMAC) tag(out *[sha256.Size]byte, nonce, aad, ct []byte) {
+// tag computes the full HMAC of RFC 9605 §4.5.1 into c.sum.
+func (c *ctrHMAC) tag(nonce, aad, ct []byte) []byte {
 	m := c.mac
 	m.Reset()
-	var lens [24]byte
-	binary.BigEndian.PutUint64(lens[0:], uint64(len(aad)))
-	binary.BigEndian.PutUint64(lens[8:], uint64(len(ct)))
-	binary.BigEndian.PutUint64(lens[16:], uint64(c.tagSize))
-	m.Write(lens[:])
+	binary.BigEndian.PutUint64(c.lens[0:], uint64(len(aad)))
+	binary.BigEndian.PutUint64(c.lens[8:], uint64(len(ct)))
+	binary.BigEndian.PutUint64(c.lens[16:], uint64(c.tagSize))
+	m.Write(c.lens[:])
 	m.Write(nonce)
 	m.Write(aad)
 	m.Write(ct)
-	m.Sum(out[:0])
+	return m.Sum(c.sum[:0])[:c.tagSize]
 }
 
+// ctr is AES-CTR with the initial counter block nonce || 0x00000000 and a
+// 32-bit block counter (WebCrypto's AES-CTR with length 32).
 func (c *ctrHMAC) ctr(dst, src, nonce []byte) {
-	var iv [aes.BlockSize]byte
-	copy(iv[:], nonce) // || 0x00000000
-	cipher.NewCTR(c.block, iv[:]).XORKeyStream(dst, src)
+	copy(c.counter[:], nonce)
+	binary.BigEndian.PutUint32(c.counter[nonceSize:], 0)
+	for i := 0; i < len(src); i += aes.BlockSize {
+		c.block.Encrypt(c.stream[:], c.counter[:])
+		n := min(len(src)-i, aes.BlockSize)
+		subtle.XORBytes(dst[i:i+n], src[i:i+n], c.stream[:n])
+		binary.BigEndian.PutUint32(c.counter[nonceSize:], binary.BigEndian.Uint32(c.counter[nonceSize:])+1)
+	}
+	clear(c.stream[:])
 }
 
 func (c *ctrHMAC) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
@@ -130,9 +143,7 @@ func (c *ctrHMAC) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
 	ret, out := sliceForAppend(dst, len(plaintext)+c.tagSize)
 	ct := out[:len(plaintext)]
 	c.ctr(ct, plaintext, nonce)
-	var t [sha256.Size]byte
-	c.tag(&t, nonce, additionalData, ct)
-	copy(out[len(plaintext):], t[:c.tagSize])
+	copy(out[len(plaintext):], c.tag(nonce, additionalData, ct))
 	return ret
 }
 
@@ -141,9 +152,7 @@ func (c *ctrHMAC) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, e
 		return nil, ErrAuthFailed
 	}
 	ct := ciphertext[:len(ciphertext)-c.tagSize]
-	var t [sha256.Size]byte
-	c.tag(&t, nonce, additionalData, ct)
-	if subtle.ConstantTimeCompare(t[:c.tagSize], ciphertext[len(ct):]) != 1 {
+	if subtle.ConstantTimeCompare(c.tag(nonce, additionalData, ct), ciphertext[len(ct):]) != 1 {
 		return nil, ErrAuthFailed
 	}
 	ret, out := sliceForAppend(dst, len(ct))
