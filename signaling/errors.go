@@ -27,6 +27,11 @@ var httpStatus = map[api.ErrorCode]int{
 	api.CodeNotFound:         http.StatusNotFound,
 	api.CodeShuttingDown:     http.StatusServiceUnavailable,
 	api.CodeInternal:         http.StatusInternalServerError,
+	api.CodeRateLimited:      http.StatusTooManyRequests,
+	api.CodeInviteInvalid:    http.StatusBadRequest,
+	api.CodeInviteExpired:    http.StatusGone,
+	api.CodeCallEnded:        http.StatusGone,
+	api.CodeForbidden:        http.StatusForbidden,
 }
 
 // errorf builds an *api.Error with a formatted message.

@@ -57,6 +57,13 @@ type Config struct {
 	// join response and by GET /v1/ice-servers. Nil offers none.
 	ICEServers func(identity string) []api.ICEServer
 
+	// InviteTTL is how long an invite to a private call (POST /v1/calls)
+	// can be redeemed.
+	InviteTTL time.Duration
+	// CallsPerMinute limits call creations and invite redemptions per
+	// client address.
+	CallsPerMinute int
+
 	Logger *slog.Logger
 }
 
@@ -68,6 +75,7 @@ type Server struct {
 	mux     *http.ServeMux
 	prekeys *prekeyDirectory
 	now     func() time.Time
+	calls   *calls // guarded by mu, except its limiter
 
 	mu      sync.Mutex
 	rooms   map[string]*room
@@ -94,6 +102,8 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.QueueLength, DefaultQueueLength)
 	setDefault(&cfg.DropTimeout, DefaultDropTimeout)
 	setDefault(&cfg.PingInterval, DefaultPingInterval)
+	setDefault(&cfg.InviteTTL, DefaultInviteTTL)
+	setDefault(&cfg.CallsPerMinute, DefaultCallsPerMinute)
 	if cfg.QueueLength < 2 {
 		return nil, errors.New("signaling: queue length must be at least 2")
 	}
@@ -104,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		prekeys: newPrekeyDirectory(cfg.MaxPrekeys),
+		calls:   newCalls(cfg.InviteTTL, cfg.CallsPerMinute),
 		now:     time.Now,
 		rooms:   make(map[string]*room),
 		streams: make(map[*stream]struct{}),
@@ -121,7 +132,11 @@ func setDefault[T int | time.Duration](v *T, def T) {
 func (s *Server) routes() {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/healthz", allow(http.MethodGet, s.handleHealth))
-	s.mux.HandleFunc("/v1/rooms/{room}/join", allow(http.MethodPost, s.handleJoin))
+	s.mux.HandleFunc("/v1/rooms/{room}/join", allow(http.MethodPost, s.refuseEnded(s.handleJoin)))
+	s.mux.HandleFunc("/v1/rooms/{room}/end", allow(http.MethodPost, s.handleEndCall))
+	s.mux.HandleFunc("/v1/calls", allow(http.MethodPost, s.handleCreateCall))
+	s.mux.HandleFunc("/v1/invites/inspect", allow(http.MethodPost, s.handleInspectInvite))
+	s.mux.HandleFunc("/v1/invites/redeem", allow(http.MethodPost, s.handleRedeemInvite))
 	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}", allow(http.MethodDelete, s.handleLeave))
 	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}/events", allow(http.MethodGet, s.handleEvents))
 	s.mux.HandleFunc("/v1/ice-servers", allow(http.MethodGet, s.handleICEServers))

@@ -1,0 +1,471 @@
+package signaling
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sotto-voice/sotto/api"
+)
+
+// Private calls. POST /v1/calls creates a room with an unguessable name and
+// gives its creator a token and an invite. The invite is the capability to
+// join: POST /v1/invites/redeem exchanges it for a token of a fresh identity.
+// Only the creator may end the call for everyone (POST /v1/rooms/{room}/end).
+
+// Defaults for the zero values of Config.InviteTTL and Config.CallsPerMinute.
+const (
+	DefaultInviteTTL      = time.Hour
+	DefaultCallsPerMinute = 10
+)
+
+const (
+	// invitePrefix versions the invite format and is part of its MAC input.
+	invitePrefix = "sotto-invite1"
+	// inviteKeyContext derives the invite MAC key from the server secret.
+	// Room tokens are MACed with the secret itself, so an invite can never
+	// verify as a token or the other way round.
+	inviteKeyContext = "sotto invite key v1"
+
+	// callTokenTTL is the life of tokens handed out for private calls: long
+	// enough for a long call, whose prekey fetches still need the token.
+	callTokenTTL = 12 * time.Hour
+	// pendingCallTTL is how long a created call waits for its creator to
+	// join before it is forgotten and stops counting against MaxRooms.
+	pendingCallTTL = 2 * time.Minute
+	// maxInviteLen bounds what is parsed; real invites are ~200 bytes.
+	maxInviteLen = 1024
+	// nameSuffixLen random base32 characters end every call identity, so
+	// nobody can pick a name that replaces another participant.
+	nameSuffixLen = 8
+)
+
+// Errors returned by VerifyInvite. They map to the API error codes
+// invite_invalid and invite_expired.
+var (
+	ErrInviteInvalid = errors.New("invite invalid")
+	ErrInviteExpired = errors.New("invite expired")
+)
+
+// namePattern is what a person may choose as the name part of a call
+// identity: the identity rules minus '@', short enough for the suffix.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,40}$`)
+
+// InviteClaims is what an invite grants: joining Room, as a guest of
+// Inviter, until Expiry.
+type InviteClaims struct {
+	Room    string
+	Inviter string
+	Expiry  time.Time
+}
+
+type wireInvite struct {
+	Room    string `json:"room"`
+	Inviter string `json:"from"`
+	Expiry  int64  `json:"exp"`
+}
+
+// MintInvite returns an invite to room from inviter, valid until expiry and
+// signed with a key derived from secret. The format is
+// "sotto-invite1.<base64url claims>.<base64url HMAC-SHA256>".
+func MintInvite(secret []byte, room, inviter string, expiry time.Time) (string, error) {
+	if len(secret) < MinSecretLen {
+		return "", fmt.Errorf("mint invite: secret shorter than %d bytes", MinSecretLen)
+	}
+	if !ValidRoom(room) {
+		return "", fmt.Errorf("mint invite: invalid room name %q", room)
+	}
+	if !ValidIdentity(inviter) {
+		return "", fmt.Errorf("mint invite: invalid inviter %q", inviter)
+	}
+	body, err := json.Marshal(wireInvite{Room: room, Inviter: inviter, Expiry: expiry.Unix()})
+	if err != nil {
+		return "", fmt.Errorf("mint invite: %w", err)
+	}
+	payload := invitePrefix + "." + base64.RawURLEncoding.EncodeToString(body)
+	return payload + "." + base64.RawURLEncoding.EncodeToString(inviteMAC(secret, payload)), nil
+}
+
+// VerifyInvite checks invite's signature and expiry and returns its claims.
+// The MAC is compared in constant time before any claim is trusted.
+func VerifyInvite(secret []byte, invite string, now time.Time) (InviteClaims, error) {
+	if len(invite) > maxInviteLen {
+		return InviteClaims{}, ErrInviteInvalid
+	}
+	payload, sig, ok := cutLast(invite, ".")
+	if !ok || !strings.HasPrefix(payload, invitePrefix+".") {
+		return InviteClaims{}, ErrInviteInvalid
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, inviteMAC(secret, payload)) {
+		return InviteClaims{}, ErrInviteInvalid
+	}
+	body, err := base64.RawURLEncoding.DecodeString(payload[len(invitePrefix)+1:])
+	if err != nil {
+		return InviteClaims{}, ErrInviteInvalid
+	}
+	var w wireInvite
+	if err := json.Unmarshal(body, &w); err != nil || !ValidRoom(w.Room) || !ValidIdentity(w.Inviter) {
+		return InviteClaims{}, ErrInviteInvalid
+	}
+	c := InviteClaims{Room: w.Room, Inviter: w.Inviter, Expiry: time.Unix(w.Expiry, 0)}
+	if !now.Before(c.Expiry) {
+		return c, ErrInviteExpired
+	}
+	return c, nil
+}
+
+func inviteMAC(secret []byte, payload string) []byte {
+	k := hmac.New(sha256.New, secret)
+	k.Write([]byte(inviteKeyContext))
+	m := hmac.New(sha256.New, k.Sum(nil))
+	m.Write([]byte(payload))
+	return m.Sum(nil)
+}
+
+func inviteError(err error) *api.Error {
+	if errors.Is(err, ErrInviteExpired) {
+		return errorf(api.CodeInviteExpired, "this invite has expired; ask for a new one")
+	}
+	return errorf(api.CodeInviteInvalid, "this invite is not valid")
+}
+
+// callIdentity turns a chosen name into a fresh identity: the name, a dash
+// and a random suffix.
+func callIdentity(name string) (string, *api.Error) {
+	name = strings.TrimSpace(name)
+	if !namePattern.MatchString(name) {
+		return "", errorf(api.CodeInvalidName, "name must be 1-40 of A-Z a-z 0-9 . _ -")
+	}
+	id := name + "-" + randomID()[:nameSuffixLen]
+	if !ValidIdentity(id) {
+		return "", errorf(api.CodeInvalidName, "name %q cannot form an identity", name)
+	}
+	return id, nil
+}
+
+// call is a room created through POST /v1/calls. Guarded by Server.mu.
+type call struct {
+	creator string
+	created time.Time
+	started bool      // its room has existed
+	ended   bool      // the creator ended it; joins are refused
+	forget  time.Time // when the entry (or the tombstone of an ended call) is dropped
+}
+
+// calls is the registry of private calls plus the per-IP limiter of the
+// routes that mint tokens without one.
+type calls struct {
+	ttl     time.Duration // invite life
+	byRoom  map[string]*call
+	limiter *ipLimiter
+}
+
+func newCalls(inviteTTL time.Duration, perMinute int) *calls {
+	return &calls{
+		ttl:     inviteTTL,
+		byRoom:  make(map[string]*call),
+		limiter: newIPLimiter(float64(perMinute)/60, float64(perMinute)),
+	}
+}
+
+// sweepLocked forgets calls whose creator never joined in time and entries
+// whose every token and invite has expired.
+func (s *Server) sweepCallsLocked(now time.Time) {
+	for name, c := range s.calls.byRoom {
+		if !c.started && s.rooms[name] != nil {
+			c.started = true
+		}
+		if now.After(c.forget) || (!c.started && !c.ended && now.Sub(c.created) > pendingCallTTL) {
+			delete(s.calls.byRoom, name)
+		}
+	}
+}
+
+// pendingCallsLocked counts created calls whose room does not exist yet;
+// they hold a room slot.
+func (s *Server) pendingCallsLocked() int {
+	n := 0
+	for name, c := range s.calls.byRoom {
+		if !c.ended && s.rooms[name] == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Server) callEndedLocked(room string) bool {
+	c := s.calls.byRoom[room]
+	return c != nil && c.ended
+}
+
+// limit answers false, after writing a rate_limited error, when the
+// client's IP has used up its allowance.
+func (s *Server) limit(w http.ResponseWriter, r *http.Request) bool {
+	if s.calls.limiter.allow(clientIP(r), s.now()) {
+		return true
+	}
+	w.Header().Set("Retry-After", "60")
+	writeError(w, errorf(api.CodeRateLimited, "too many calls from this address; try again in a minute"))
+	return false
+}
+
+// handleCreateCall serves POST /v1/calls.
+func (s *Server) handleCreateCall(w http.ResponseWriter, r *http.Request) {
+	if !s.limit(w, r) {
+		return
+	}
+	var req api.CreateCallRequest
+	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &req); apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	identity, apiErr := callIdentity(req.Name)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	room := randomSecret() // 256 bits, base64url: a valid, unguessable room name
+	now := s.now()
+	expiry := now.Add(s.calls.ttl)
+	token, err := MintToken(s.cfg.Secret, room, identity, callTokenTTL)
+	if err != nil {
+		writeError(w, errorf(api.CodeInternal, "mint token: %v", err))
+		return
+	}
+	invite, err := MintInvite(s.cfg.Secret, room, identity, expiry)
+	if err != nil {
+		writeError(w, errorf(api.CodeInternal, "mint invite: %v", err))
+		return
+	}
+
+	s.mu.Lock()
+	s.sweepCallsLocked(now)
+	switch {
+	case s.closing:
+		apiErr = errorf(api.CodeShuttingDown, "server is shutting down")
+	case len(s.rooms)+s.pendingCallsLocked() >= s.cfg.MaxRooms:
+		apiErr = errorf(api.CodeTooManyRooms, "server has %d rooms, its limit", s.cfg.MaxRooms)
+	default:
+		// Tokens redeemed at the last moment of the invite live callTokenTTL
+		// more; the entry outlives them so an ended call stays ended.
+		s.calls.byRoom[room] = &call{creator: identity, created: now, forget: expiry.Add(callTokenTTL)}
+	}
+	s.mu.Unlock()
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	s.log.Info("call created", "room", room, "creator", identity)
+	writeJSON(w, http.StatusCreated, api.CreateCallResponse{
+		Room: room, Identity: identity, Token: token, Invite: invite, InviteExpires: expiry.Unix(),
+	})
+}
+
+// checkInvite verifies an invite and that its call still runs.
+func (s *Server) checkInvite(invite string) (InviteClaims, *api.Error) {
+	c, err := VerifyInvite(s.cfg.Secret, invite, s.now())
+	if err != nil {
+		return c, inviteError(err)
+	}
+	s.mu.Lock()
+	ended := s.callEndedLocked(c.Room)
+	s.mu.Unlock()
+	if ended {
+		return c, errorf(api.CodeCallEnded, "this call has ended")
+	}
+	return c, nil
+}
+
+// handleInspectInvite serves POST /v1/invites/inspect. It only reads: an
+// invitee who declines leaves no trace.
+func (s *Server) handleInspectInvite(w http.ResponseWriter, r *http.Request) {
+	var req api.InviteRequest
+	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &req); apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	c, apiErr := s.checkInvite(req.Invite)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.InviteInfo{Inviter: c.Inviter, Expires: c.Expiry.Unix()})
+}
+
+// handleRedeemInvite serves POST /v1/invites/redeem.
+func (s *Server) handleRedeemInvite(w http.ResponseWriter, r *http.Request) {
+	if !s.limit(w, r) {
+		return
+	}
+	var req api.RedeemInviteRequest
+	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &req); apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	c, apiErr := s.checkInvite(req.Invite)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	identity, apiErr := callIdentity(req.Name)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	token, err := MintToken(s.cfg.Secret, c.Room, identity, callTokenTTL)
+	if err != nil {
+		writeError(w, errorf(api.CodeInternal, "mint token: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, api.RedeemInviteResponse{Room: c.Room, Identity: identity, Token: token, Inviter: c.Inviter})
+}
+
+// handleEndCall serves POST /v1/rooms/{room}/end: the creator's token ends
+// the call for everyone, and the room refuses joins from then on.
+func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
+	roomName := r.PathValue("room")
+	if !ValidRoom(roomName) {
+		writeError(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
+		return
+	}
+	claims, apiErr := s.bearer(r, roomName)
+	if apiErr != nil {
+		writeError(w, apiErr)
+		return
+	}
+	s.mu.Lock()
+	c := s.calls.byRoom[roomName]
+	if c == nil || c.creator != claims.Identity {
+		s.mu.Unlock()
+		writeError(w, errorf(api.CodeForbidden, "only the creator of a call can end it"))
+		return
+	}
+	c.ended = true
+	cl := s.endRoomLocked(roomName)
+	s.mu.Unlock()
+	cl.run(s.log)
+	s.log.Info("call ended", "room", roomName, "by", claims.Identity)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// endRoomLocked removes every participant of room, joining or joined, with
+// reason room_ended.
+func (s *Server) endRoomLocked(roomName string) cleanup {
+	var c cleanup
+	rm := s.rooms[roomName]
+	if rm == nil {
+		return c
+	}
+	for _, p := range rm.participants {
+		c.add(s.removeLocked(p, api.ReasonRoomEnded))
+	}
+	return c
+}
+
+// refuseEnded guards the join route of ended calls. It checks before the
+// join, and again after it: a join that raced with the end (admitted before
+// the call was marked ended, its room created after the end emptied it) is
+// removed then.
+func (s *Server) refuseEnded(join http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		roomName := r.PathValue("room")
+		s.mu.Lock()
+		ended := s.callEndedLocked(roomName)
+		s.mu.Unlock()
+		if ended {
+			writeError(w, errorf(api.CodeCallEnded, "this call has ended"))
+			return
+		}
+		join(w, r)
+		s.mu.Lock()
+		var c cleanup
+		if s.callEndedLocked(roomName) {
+			c = s.endRoomLocked(roomName)
+		}
+		s.mu.Unlock()
+		c.run(s.log)
+	}
+}
+
+// clientIP is the address the request came from, as a rate-limit key: the
+// IPv4 address, or the /64 of an IPv6 address (one subscriber's usual
+// allocation). Forwarding headers are not trusted: behind a proxy every
+// client shares the proxy's allowance.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() != nil {
+		return host
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// ipLimiter is a token bucket per client IP.
+type ipLimiter struct {
+	rate  float64 // tokens per second
+	burst float64
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// maxBuckets bounds the limiter's memory. Past it, refilled buckets are
+// forgotten, and if none has refilled new addresses are refused until some
+// do.
+const maxBuckets = 10000
+
+func newIPLimiter(rate, burst float64) *ipLimiter {
+	return &ipLimiter{rate: rate, burst: burst, buckets: make(map[string]*bucket)}
+}
+
+// allow takes one token from ip's bucket if there is one.
+func (l *ipLimiter) allow(ip string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[ip]
+	if b == nil {
+		if len(l.buckets) >= maxBuckets {
+			l.pruneLocked(now)
+			if len(l.buckets) >= maxBuckets {
+				return false
+			}
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[ip] = b
+	}
+	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// pruneLocked forgets buckets that have refilled: they behave like new ones.
+func (l *ipLimiter) pruneLocked(now time.Time) {
+	for ip, b := range l.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			delete(l.buckets, ip)
+		}
+	}
+}
