@@ -34,6 +34,9 @@ var (
 	// ErrUnknownPrekey reports an x3dh-init naming a prekey the store does
 	// not hold (never issued, or a one-time prekey already used).
 	ErrUnknownPrekey = errors.New("e2ee: unknown prekey")
+	// ErrReplayedInit reports an x3dh-init whose ephemeral key already
+	// started a session: route it to that session instead.
+	ErrReplayedInit = errors.New("e2ee: x3dh-init already accepted")
 	// ErrSenderIndexInUse reports a frame key whose sender index another
 	// participant already holds.
 	ErrSenderIndexInUse = errors.New("e2ee: sender index held by another participant")

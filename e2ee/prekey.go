@@ -48,13 +48,18 @@ type PrekeyStore struct {
 	signedPriv, previousPriv *ecdh.PrivateKey
 	previousID               uint32
 	oneTime                  map[uint32]*ecdh.PrivateKey
+	// accepted holds, per signed prekey still held, the ephemeral keys of
+	// the sessions it started, so that a replayed initial message cannot
+	// start a second session (one-time prekeys already prevent that; the
+	// signed prekey alone does not).
+	accepted map[uint32]map[[32]byte]bool
 }
 
 // NewPrekeyStore creates a store for id with a first signed prekey. Prekey
 // ids start at a random value so that ids a previous run published are
 // not reused. random nil means crypto/rand.
 func NewPrekeyStore(id *Identity, random io.Reader) (*PrekeyStore, error) {
-	s := &PrekeyStore{identity: id, random: randOrDefault(random), oneTime: make(map[uint32]*ecdh.PrivateKey)}
+	s := &PrekeyStore{identity: id, random: randOrDefault(random), oneTime: map[uint32]*ecdh.PrivateKey{}, accepted: map[uint32]map[[32]byte]bool{}}
 	var b [4]byte
 	if _, err := io.ReadFull(s.random, b[:]); err != nil {
 		return nil, fmt.Errorf("new prekey store: %w", err)
@@ -84,6 +89,9 @@ func (s *PrekeyStore) RotateSignedPrekey() (SignedPrekey, error) {
 	}
 	id := s.newID()
 	pub := priv.PublicKey().Bytes()
+	if s.previousPriv != nil {
+		delete(s.accepted, s.previousID)
+	}
 	s.previousPriv, s.previousID = s.signedPriv, s.signed.ID
 	s.signedPriv = priv
 	s.signed = SignedPrekey{ID: id, Key: pub, Signature: s.identity.sign(signedPrekeyLabel, binary.BigEndian.AppendUint32(nil, id), pub)}

@@ -176,12 +176,17 @@ func AcceptSession(store *PrekeyStore, payload []byte, now time.Time) (*Session,
 	if err != nil {
 		return nil, nil, fmt.Errorf("accept session: %w", err)
 	}
-	ek, _ := ecdh.X25519().NewPublicKey(body[PublicIdentitySize : PublicIdentitySize+32])
+	var ekBytes [32]byte
+	copy(ekBytes[:], body[PublicIdentitySize:PublicIdentitySize+32])
+	ek, _ := ecdh.X25519().NewPublicKey(ekBytes[:])
 	spkID := binary.BigEndian.Uint32(body[160:164])
 	opkFlag, opkID := body[164], binary.BigEndian.Uint32(body[165:169])
 	spk := store.signedPrekey(spkID)
 	if spk == nil {
 		return nil, nil, fmt.Errorf("accept session: signed prekey %d: %w", spkID, ErrUnknownPrekey)
+	}
+	if store.accepted[spkID][ekBytes] {
+		return nil, nil, fmt.Errorf("accept session: %w", ErrReplayedInit)
 	}
 	local := store.identity
 	pairs := []dhPair{{spk, peer.dhPublic()}, {local.dhPriv, ek}, {spk, ek}}
@@ -217,6 +222,10 @@ func AcceptSession(store *PrekeyStore, payload []byte, now time.Time) (*Session,
 	if opkFlag == 1 {
 		delete(store.oneTime, opkID)
 	}
+	if store.accepted[spkID] == nil {
+		store.accepted[spkID] = map[[32]byte]bool{}
+	}
+	store.accepted[spkID][ekBytes] = true
 	return s, pt, nil
 }
 

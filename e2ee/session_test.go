@@ -199,9 +199,16 @@ func TestSessionX3DHRouting(t *testing.T) {
 	if store.OneTimePrekeys() != 0 {
 		t.Fatal("one-time prekey not deleted after use")
 	}
-	// The one-time prekey is gone: the same initial message cannot start a
-	// second session.
-	if _, _, err := AcceptSession(store, first, t0); !errors.Is(err, ErrUnknownPrekey) {
+	// The same initial message cannot start a second session.
+	if _, _, err := AcceptSession(store, first, t0); !errors.Is(err, ErrReplayedInit) {
+		t.Fatalf("replayed x3dh-init: %v, want ErrReplayedInit", err)
+	}
+	// Nor can another one naming the used one-time prekey.
+	alice1b, err := InitiateSession(nil, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := AcceptSession(store, mustEncrypt(t, alice1b, "again"), t0); !errors.Is(err, ErrUnknownPrekey) {
 		t.Fatalf("reused one-time prekey: %v, want ErrUnknownPrekey", err)
 	}
 	// A new session from alice (new ephemeral key) is not bob's session.
@@ -216,6 +223,10 @@ func TestSessionX3DHRouting(t *testing.T) {
 	}
 	if _, pt, err := AcceptSession(store, m2, t0); err != nil || string(pt) != "restart" {
 		t.Fatalf("accept restarted session: %q, %v", pt, err)
+	}
+	// Without a one-time prekey, a replayed initial message is refused too.
+	if _, _, err := AcceptSession(store, m2, t0); !errors.Is(err, ErrReplayedInit) {
+		t.Fatalf("replayed x3dh-init: %v, want ErrReplayedInit", err)
 	}
 	// A rotated signed prekey still answers; the one before it does not.
 	if _, err := store.RotateSignedPrekey(); err != nil {

@@ -384,7 +384,7 @@ func TestProtocolVectorsConsumer(t *testing.T) {
 	bob, _ := ParseIdentity(v.Identities[1].Private)
 	spk, _ := ecdh.X25519().NewPrivateKey(v.SignedPrekey.Private)
 	opk, _ := ecdh.X25519().NewPrivateKey(v.OneTimePrekey.Private)
-	store := &PrekeyStore{identity: bob, signed: SignedPrekey{ID: v.SignedPrekey.ID}, signedPriv: spk, oneTime: map[uint32]*ecdh.PrivateKey{v.OneTimePrekey.ID: opk}}
+	store := &PrekeyStore{identity: bob, signed: SignedPrekey{ID: v.SignedPrekey.ID}, signedPriv: spk, oneTime: map[uint32]*ecdh.PrivateKey{v.OneTimePrekey.ID: opk}, accepted: map[uint32]map[[32]byte]bool{}}
 	aliceRnd, bobRnd := &bytes.Buffer{}, &bytes.Buffer{}
 	store.random = bobRnd
 	aliceRnd.Write(v.X3DH.EphemeralPrivate)
