@@ -210,19 +210,27 @@ func TestRekeySwitchesAfterDelay(t *testing.T) {
 	if _, err := NewFrameSender(FrameSenderConfig{SwitchDelay: 3 * time.Second}); err == nil {
 		t.Fatal("switch delay above 2 s accepted")
 	}
-	// A join while a switch is pending advances both chains.
+	// A join while a switch is pending advances both chains: the newcomer
+	// gets both advanced keys, a receiver present before derives them.
 	c := newSender(t, 0)
 	if _, err := c.Rekey(t0, []string{"B"}); err != nil {
 		t.Fatal(err)
 	}
+	br := NewFrameReceiver(FrameReceiverConfig{})
+	deliver(t, br, "C", c.Keys()...) // generation 0 and pending 1, step 0
 	keys, err := c.Advance()
 	if err != nil || len(keys) != 2 || keys[0].Generation() != 0 || keys[0].Step() != 1 || keys[1].Generation() != 1 || keys[1].Step() != 1 {
 		t.Fatalf("advance during switch: %+v %v", keys, err)
 	}
 	nr := NewFrameReceiver(FrameReceiverConfig{})
 	deliver(t, nr, "C", keys...)
-	expectOpen(t, nr, seal(t, c, "old chain", t0), "old chain", "C", t0)
-	expectOpen(t, nr, seal(t, c, "new chain", t0.Add(time.Hour)), "new chain", "C", t0.Add(time.Hour))
+	oldFrame := seal(t, c, "old chain", t0)
+	expectOpen(t, nr, oldFrame, "old chain", "C", t0)
+	expectOpen(t, br, oldFrame, "old chain", "C", t0)
+	late := t0.Add(time.Hour)
+	newFrame := seal(t, c, "new chain", late)
+	expectOpen(t, nr, newFrame, "new chain", "C", late)
+	expectOpen(t, br, newFrame, "new chain", "C", late)
 }
 
 func TestFrameDrops(t *testing.T) {
