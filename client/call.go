@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/sotto-voice/sotto/api"
 )
 
@@ -71,6 +73,10 @@ type Options struct {
 
 	// Logger receives diagnostics. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// settings, if set, adjusts the pion settings; tests use it to own the
+	// call's UDP socket.
+	settings func(*webrtc.SettingEngine)
 }
 
 func (o *Options) logger() *slog.Logger {

@@ -277,11 +277,14 @@ func newWebRTCAPI(opts *Options) (*webrtc.API, error) {
 	}
 	ir.Add(gen)
 	ir.Add(resp)
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: pionLoggers{opts.logger()}}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if opts.IPFilter != nil {
 		se.SetIPFilter(opts.IPFilter)
 		se.SetIncludeLoopbackCandidate(true)
+	}
+	if opts.settings != nil {
+		opts.settings(&se)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }

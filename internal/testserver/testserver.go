@@ -137,5 +137,26 @@ func (s *Server) Close() {
 	s.Signaling.Shutdown(ctx)
 	s.http.CloseClientConnections()
 	s.http.Close()
-	s.Media.Close()
+	done := make(chan struct{})
+	go func() {
+		s.Media.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeTimeout):
+		s.report("testserver: media engine still closing after %v", closeTimeout)
+	}
+}
+
+// closeTimeout bounds Close, so that a hung engine fails a test instead of
+// hanging the test binary.
+const closeTimeout = 10 * time.Second
+
+func (s *Server) report(format string, args ...any) {
+	if s.tb != nil {
+		s.tb.Logf(format, args...)
+		return
+	}
+	slog.Default().Error(fmt.Sprintf(format, args...))
 }
