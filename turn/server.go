@@ -433,11 +433,25 @@ func (s *Server) permit(src net.Addr, peer net.IP) bool {
 	return ok
 }
 
-func (s *Server) onAllocationCreated(src, _ net.Addr, protocol, username, _ string, relay net.Addr, _ int) {
+func (s *Server) onAllocationCreated(src, dst net.Addr, _, username, _ string, relay net.Addr, _ int) {
 	s.quota.created(username, src)
 	s.created.Add(1)
 	s.log.Info("turn: allocation created", "username", username, "client", src,
-		"transport", protocol, "relay", relay)
+		"transport", s.transport(dst), "relay", relay)
+}
+
+// transport names the listener a client came through; pion reports every
+// allocation as UDP, the relayed protocol.
+func (s *Server) transport(local net.Addr) string {
+	tcp, ok := local.(*net.TCPAddr)
+	switch {
+	case !ok:
+		return "udp"
+	case s.tls != nil && tcp.Port == s.TLSAddr().Port:
+		return "tls"
+	default:
+		return "tcp"
+	}
 }
 
 func (s *Server) onAllocationDeleted(src, _ net.Addr, _, username, _ string) {

@@ -77,6 +77,7 @@ func TestUclientRelays(t *testing.T) {
 		{name: "udp/peer-denied", peer: true, denied: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			var allow []netip.Prefix
 			flags := append([]string{"-c", "-n", strconv.Itoa(msgs), "-m", "1", "-l", "120"}, tc.flags...)
 			if tc.peer {
