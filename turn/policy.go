@@ -91,7 +91,22 @@ var deniedRanges = []deniedRange{
 var (
 	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
 	sixToFour   = netip.MustParsePrefix("2002::/16")
+
+	// The table split by family, so the per-packet check scans only the
+	// entries that can match.
+	deniedV4, deniedV6 = splitByFamily(deniedRanges)
 )
+
+func splitByFamily(rs []deniedRange) (v4, v6 []deniedRange) {
+	for _, r := range rs {
+		if r.prefix.Addr().Is4() {
+			v4 = append(v4, r)
+		} else {
+			v6 = append(v6, r)
+		}
+	}
+	return v4, v6
+}
 
 // Denied reports whether the relay refuses addr as a peer by default, and
 // why. It refuses every special-purpose range of the IANA IPv4 and IPv6
@@ -113,7 +128,9 @@ func Denied(addr netip.Addr) (reason string, denied bool) {
 	if addr.Is4In6() {
 		addr = addr.Unmap()
 	}
+	table := deniedV4
 	if addr.Is6() {
+		table = deniedV6
 		b := addr.As16()
 		switch {
 		case nat64Prefix.Contains(addr):
@@ -128,9 +145,9 @@ func Denied(addr netip.Addr) (reason string, denied bool) {
 			return "", false
 		}
 	}
-	for i := range deniedRanges {
-		if deniedRanges[i].prefix.Contains(addr) {
-			return deniedRanges[i].reason, true
+	for i := range table {
+		if table[i].prefix.Contains(addr) {
+			return table[i].reason, true
 		}
 	}
 	return "", false
