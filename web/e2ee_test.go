@@ -1,0 +1,154 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sotto-voice/sotto/internal/browsertest"
+)
+
+// e2eeServer serves web/static and the e2ee test vectors (the same files
+// the Go implementation tests against) on loopback.
+func e2eeServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServer(http.Dir("static")))
+	mux.Handle("/testdata/", http.StripPrefix("/testdata/", http.FileServer(http.Dir(filepath.Join("..", "e2ee", "testdata")))))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
+		t.Fatalf("test server not on loopback: %s", srv.URL)
+	}
+	return srv
+}
+
+type pageResult struct {
+	Group string `json:"group"`
+	Name  string `json:"name"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error"`
+}
+
+// runPage opens a test page and waits for it to publish
+// window[global] = {done: true, results: [...]}.
+func runPage(t *testing.T, url, global string) []pageResult {
+	t.Helper()
+	ctx := browsertest.New(t, browsertest.Options{Name: "e2ee"})
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("navigate %s: %v", url, err)
+	}
+	wait, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	raw, err := chromedp.Run(wait, chromedp.Poll[string](
+		fmt.Sprintf(`window.%s && window.%s.done && JSON.stringify(window.%s.results)`, global, global, global),
+		chromedp.WithPollingInterval(100*time.Millisecond)))
+	if err != nil {
+		t.Fatalf("waiting for %s results: %v", url, err)
+	}
+	var results []pageResult
+	if err := json.Unmarshal([]byte(raw), &results); err != nil {
+		t.Fatalf("results: %v", err)
+	}
+	return results
+}
+
+func readJSON(t *testing.T, name string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "e2ee", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+// TestE2EEVectorsInBrowser runs every vector of e2ee/testdata through the
+// JavaScript implementation in headless Chromium: RFC 9605 Appendix C
+// (headers, AES-CTR-HMAC, SFrame in all five suites) and every field of
+// docs/PROTOCOL.md's sotto-vectors.json. Each vector must pass, and the
+// page must have run exactly as many vectors of each group as the files
+// hold, so that none is skipped silently.
+func TestE2EEVectorsInBrowser(t *testing.T) {
+	srv := e2eeServer(t)
+
+	var rfc struct {
+		Header     []json.RawMessage `json:"header"`
+		AESCTRHMAC []json.RawMessage `json:"aes_ctr_hmac"`
+		SFrame     []json.RawMessage `json:"sframe"`
+	}
+	readJSON(t, "rfc9605-test-vectors.json", &rfc)
+	var sv struct {
+		Identities    []json.RawMessage `json:"identities"`
+		SafetyNumber  string            `json:"safety_number"`
+		SignedPrekey  json.RawMessage   `json:"bob_signed_prekey"`
+		OneTimePrekey json.RawMessage   `json:"bob_one_time_prekey"`
+		X3DH          json.RawMessage   `json:"x3dh"`
+		Ratchet       []json.RawMessage `json:"ratchet"`
+		SFrameRatchet []json.RawMessage `json:"sframe_ratchet"`
+		FrameKeys     []json.RawMessage `json:"frame_keys"`
+		Frames        []json.RawMessage `json:"frames"`
+	}
+	readJSON(t, "sotto-vectors.json", &sv)
+	one := func(present bool) int {
+		if present {
+			return 1
+		}
+		return 0
+	}
+	want := map[string]int{
+		"rfc9605.header":            len(rfc.Header),
+		"rfc9605.aes_ctr_hmac":      len(rfc.AESCTRHMAC),
+		"rfc9605.sframe":            len(rfc.SFrame),
+		"sotto.identities":          len(sv.Identities),
+		"sotto.safety_number":       one(sv.SafetyNumber != ""),
+		"sotto.bob_signed_prekey":   one(sv.SignedPrekey != nil),
+		"sotto.bob_one_time_prekey": one(sv.OneTimePrekey != nil),
+		"sotto.x3dh":                one(sv.X3DH != nil),
+		"sotto.ratchet":             len(sv.Ratchet),
+		"sotto.sframe_ratchet":      len(sv.SFrameRatchet),
+		"sotto.frame_keys":          len(sv.FrameKeys),
+		"sotto.frames":              len(sv.Frames),
+	}
+	// The RFC's five SFrame suites and three CTR-HMAC suites must all be there.
+	if want["rfc9605.sframe"] != 5 || want["rfc9605.aes_ctr_hmac"] != 3 || want["rfc9605.header"] == 0 {
+		t.Fatalf("unexpected RFC 9605 vector file: %v", want)
+	}
+
+	results := runPage(t, srv.URL+"/e2ee/test/vectors.html", "vectorResults")
+	got := map[string]int{}
+	failed := 0
+	for _, r := range results {
+		got[r.Group]++
+		if !r.OK {
+			failed++
+			t.Errorf("%s %s: %s", r.Group, r.Name, r.Error)
+		}
+	}
+	for g, n := range want {
+		if got[g] != n {
+			t.Errorf("group %s: ran %d vectors, the file has %d", g, got[g], n)
+		}
+	}
+	for g := range got {
+		if _, ok := want[g]; !ok && g != "sotto.sealer" {
+			t.Errorf("unexpected result group %q", g)
+		}
+	}
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	t.Logf("%d results (%d vectors in the files), %d failed", len(results), total, failed)
+}

@@ -1,0 +1,86 @@
+// Payload framing of docs/PROTOCOL.md: envelope payloads (§3), x3dh-init
+// bodies (§4.2), ratchet plaintext contents (§5.4), frame-key messages
+// (§6.2) and acks (§6.3).
+
+import { concat, readU16, readU32, u16, u32 } from './bytes.js';
+import { PUBLIC_IDENTITY_SIZE } from './identity.js';
+import { suiteParams } from './sframe.js';
+import { ProtocolError } from './errors.js';
+
+export { ProtocolError };
+
+export const PAYLOAD_VERSION = 0x01;
+export const TYPE_X3DH_INIT = 0x01;
+export const TYPE_RATCHET = 0x02;
+
+export const CONTENT_FRAME_KEY = 0x01;
+export const CONTENT_FRAME_KEY_ACK = 0x02;
+
+/** IK_A (128) || EK_A (32) || spk_id (4) || opk_flag (1) || opk_id (4). */
+export const INIT_PREFIX_SIZE = PUBLIC_IDENTITY_SIZE + 32 + 4 + 1 + 4;
+/** dh (32) || pn (4) || n (4). */
+export const RATCHET_HEADER_SIZE = 40;
+
+const FRAME_KEY_HEADER_SIZE = 12;
+const FRAME_KEY_ACK_SIZE = 10;
+
+/** Splits a payload into {type, body}; throws on unknown versions/types. */
+export function parsePayload(p) {
+  if (!(p instanceof Uint8Array) || p.length < 2 || p[0] !== PAYLOAD_VERSION || (p[1] !== TYPE_X3DH_INIT && p[1] !== TYPE_RATCHET)) {
+    throw new ProtocolError('invalid', 'payload: unknown version or type');
+  }
+  return { type: p[1], body: p.subarray(2) };
+}
+
+/** The x3dh-init prefix before the ratchet message. */
+export function encodeInitPrefix(ikA, ekA, spkId, opkId /* null when none */) {
+  return concat(ikA, ekA, u32(spkId), Uint8Array.of(opkId == null ? 0 : 1), u32(opkId == null ? 0 : opkId));
+}
+
+/** Decodes an x3dh-init body's prefix fields (IK_A not yet verified). */
+export function parseInitPrefix(body) {
+  if (body.length < INIT_PREFIX_SIZE) throw new ProtocolError('invalid', 'x3dh-init: too short');
+  const flag = body[164];
+  const opkId = readU32(body, 165);
+  if (flag > 1 || (flag === 0 && opkId !== 0)) throw new ProtocolError('invalid', 'x3dh-init: bad one-time prekey flag');
+  return {
+    identity: body.subarray(0, 128),
+    ephemeral: body.subarray(128, 160),
+    spkId: readU32(body, 160),
+    opkId: flag === 1 ? opkId : null,
+    prefix: body.subarray(0, INIT_PREFIX_SIZE),
+    message: body.subarray(INIT_PREFIX_SIZE),
+  };
+}
+
+/** A frame key: {suite, senderIndex, generation, step, baseKey}. */
+export function encodeFrameKey(k) {
+  const p = suiteParams(k.suite);
+  if (!p || k.baseKey.length !== p.nh) throw new ProtocolError('invalid', 'frame key: bad suite or base key size');
+  return concat(Uint8Array.of(CONTENT_FRAME_KEY), u16(k.suite), u32(k.senderIndex), u32(k.generation), Uint8Array.of(k.step), k.baseKey);
+}
+
+export function parseFrameKey(b) {
+  if (b.length < FRAME_KEY_HEADER_SIZE || b[0] !== CONTENT_FRAME_KEY) throw new ProtocolError('invalid', 'frame key: malformed');
+  const suite = readU16(b, 1);
+  const p = suiteParams(suite);
+  if (!p) throw new ProtocolError('unknown_suite', `frame key: unknown cipher suite ${suite}`);
+  if (b.length !== FRAME_KEY_HEADER_SIZE + p.nh) throw new ProtocolError('invalid', 'frame key: wrong length');
+  return {
+    suite,
+    senderIndex: readU32(b, 3),
+    generation: readU32(b, 7),
+    step: b[11],
+    baseKey: b.slice(FRAME_KEY_HEADER_SIZE),
+  };
+}
+
+/** An ack: {senderIndex, generation, step}. */
+export function encodeFrameKeyAck(a) {
+  return concat(Uint8Array.of(CONTENT_FRAME_KEY_ACK), u32(a.senderIndex), u32(a.generation), Uint8Array.of(a.step));
+}
+
+export function parseFrameKeyAck(b) {
+  if (b.length !== FRAME_KEY_ACK_SIZE || b[0] !== CONTENT_FRAME_KEY_ACK) throw new ProtocolError('invalid', 'frame key ack: malformed');
+  return { senderIndex: readU32(b, 1), generation: readU32(b, 5), step: b[9] };
+}
