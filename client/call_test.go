@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -407,7 +408,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sock.Close()
-	bob := joinPeerWith(ctx, t, srv, "room-1", "bob", &Options{IPFilter: loopback, settings: func(se *webrtc.SettingEngine) {
+	bob := joinPeerWith(ctx, t, srv, "room-1", "bob", &Options{IPFilter: loopback, Logger: slog.New(slog.DiscardHandler), settings: func(se *webrtc.SettingEngine) {
 		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, sock))
 	}})
 	carol := joinPeer(ctx, t, srv, "room-1", "carol")

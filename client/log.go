@@ -8,8 +8,10 @@ import (
 	"github.com/pion/logging"
 )
 
-// pionLoggers routes pion's logs to the call's slog.Logger. pion's info
-// messages are routine connection chatter, so they become debug.
+// pionLoggers routes pion's logs to the call's slog.Logger, one level
+// down: pion warns about routine events (packets racing a close, streams
+// ending), while what matters to the application surfaces as errors from
+// the Call itself.
 type pionLoggers struct{ log *slog.Logger }
 
 func (f pionLoggers) NewLogger(scope string) logging.LeveledLogger {
@@ -30,7 +32,7 @@ func (l pionLogger) Debug(msg string)                  { l.log.Debug(msg) }
 func (l pionLogger) Debugf(format string, args ...any) { l.logf(slog.LevelDebug, format, args...) }
 func (l pionLogger) Info(msg string)                   { l.log.Debug(msg) }
 func (l pionLogger) Infof(format string, args ...any)  { l.logf(slog.LevelDebug, format, args...) }
-func (l pionLogger) Warn(msg string)                   { l.log.Warn(msg) }
-func (l pionLogger) Warnf(format string, args ...any)  { l.logf(slog.LevelWarn, format, args...) }
-func (l pionLogger) Error(msg string)                  { l.log.Error(msg) }
-func (l pionLogger) Errorf(format string, args ...any) { l.logf(slog.LevelError, format, args...) }
+func (l pionLogger) Warn(msg string)                   { l.log.Debug(msg) }
+func (l pionLogger) Warnf(format string, args ...any)  { l.logf(slog.LevelDebug, format, args...) }
+func (l pionLogger) Error(msg string)                  { l.log.Warn(msg) }
+func (l pionLogger) Errorf(format string, args ...any) { l.logf(slog.LevelWarn, format, args...) }

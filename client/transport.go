@@ -266,17 +266,14 @@ func newWebRTCAPI(opts *Options) (*webrtc.API, error) {
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, fmt.Errorf("configure RTCP reports: %w", err)
 	}
-	// NACKs let the relay resend what the network lost, on both legs.
+	// NACKs ask the relay to resend what the network lost on its way to
+	// us. No responder: the relay does not ask publishers to resend, and a
+	// responder would copy every packet sent.
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return nil, fmt.Errorf("configure NACK: %w", err)
 	}
-	resp, err := nack.NewResponderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("configure NACK: %w", err)
-	}
 	ir.Add(gen)
-	ir.Add(resp)
 	se := webrtc.SettingEngine{LoggerFactory: pionLoggers{opts.logger()}}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if opts.IPFilter != nil {
