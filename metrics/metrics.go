@@ -1,0 +1,217 @@
+package metrics
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/media"
+	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/turn"
+)
+
+// Sources are the snapshots a registry reads at scrape time. A nil source
+// is left out (a server without TURN exports no sotto_turn_* series).
+type Sources struct {
+	Media     func() media.Stats
+	Signaling func() signaling.Stats
+	TURN      func() turn.Stats
+}
+
+// NewRegistry returns a private registry (not prometheus.DefaultRegisterer)
+// with Sotto's collectors and the Go and process collectors, whose
+// process_cpu_seconds_total is what the load tester divides by forwarded
+// packets.
+func NewRegistry(src Sources) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	if src.Media != nil {
+		reg.MustRegister(mediaCollector(src.Media))
+	}
+	if src.Signaling != nil {
+		reg.MustRegister(signalingCollector(src.Signaling))
+	}
+	if src.TURN != nil {
+		reg.MustRegister(turnCollector(src.TURN))
+	}
+	return reg
+}
+
+// Handler serves reg in the Prometheus text format. With a non-empty
+// token, requests must carry "Authorization: Bearer <token>"; others get
+// 401. The comparison is in constant time over SHA-256 digests, so neither
+// the token nor its length leaks through timing.
+func Handler(reg prometheus.Gatherer, token string) http.Handler {
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(bearer(r)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sotto-metrics"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const scheme = "bearer "
+	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return ""
+	}
+	return strings.TrimSpace(h[len(scheme):])
+}
+
+// The reasons exported with a zero value before they first happen, so that
+// rate() and alerts work from the start.
+var (
+	joinFailureCodes = []api.ErrorCode{
+		api.CodeUnauthorized, api.CodeTokenExpired, api.CodeWrongRoom, api.CodeInvalidName,
+		api.CodeInvalidJSON, api.CodeBadRequest, api.CodeMessageTooLarge, api.CodeInvalidSDP,
+		api.CodeUnsupportedCodec, api.CodeRoomFull, api.CodeTooManyRooms, api.CodeShuttingDown,
+		api.CodeInternal,
+	}
+	envelopeRefusalCodes = []api.ErrorCode{
+		api.CodeUnknownRecipient, api.CodeEnvelopeTooLarge, api.CodeRecipientBusy,
+	}
+)
+
+// collector turns one snapshot per scrape into const metrics.
+type collector struct {
+	descs   []*prometheus.Desc
+	collect func(emit func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string))
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	c.collect(func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, t, v, labels...)
+	})
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("sotto_"+name, help, labels, nil)
+}
+
+const (
+	counter = prometheus.CounterValue
+	gauge   = prometheus.GaugeValue
+)
+
+func mediaCollector(stats func() media.Stats) prometheus.Collector {
+	var (
+		rooms        = desc("rooms", "Open rooms.")
+		participants = desc("participants", "Participants connected to the media relay.")
+		tracks       = desc("tracks", "Published audio tracks being forwarded.")
+		pktsIn       = desc("rtp_packets_received_total", "RTP packets accepted from publishers.")
+		bytesIn      = desc("rtp_bytes_received_total", "Bytes of RTP packets accepted from publishers, header included.")
+		pktsOut      = desc("rtp_packets_forwarded_total", "RTP packets written to subscribers, one per subscriber.")
+		bytesOut     = desc("rtp_bytes_forwarded_total", "Bytes of RTP packets written to subscribers.")
+		dropped      = desc("rtp_packets_dropped_total", "RTP packets dropped, by reason.", "reason")
+		nacks        = desc("nacks_answered_total", "Packets resent from history after a subscriber's NACK.")
+		nacksMissed  = desc("nacks_missed_total", "NACKed packets no longer in history.")
+	)
+	return &collector{
+		descs: []*prometheus.Desc{rooms, participants, tracks, pktsIn, bytesIn, pktsOut, bytesOut, dropped, nacks, nacksMissed},
+		collect: func(emit func(*prometheus.Desc, prometheus.ValueType, float64, ...string)) {
+			s := stats()
+			emit(rooms, gauge, float64(s.Rooms))
+			emit(participants, gauge, float64(s.Peers))
+			emit(tracks, gauge, float64(s.Tracks))
+			emit(pktsIn, counter, float64(s.PacketsReceived))
+			emit(bytesIn, counter, float64(s.BytesReceived))
+			emit(pktsOut, counter, float64(s.PacketsForwarded))
+			emit(bytesOut, counter, float64(s.BytesForwarded))
+			for reason, n := range s.Dropped {
+				emit(dropped, counter, float64(n), reason)
+			}
+			emit(nacks, counter, float64(s.NACKsAnswered))
+			emit(nacksMissed, counter, float64(s.NACKsMissed))
+		},
+	}
+}
+
+func signalingCollector(stats func() signaling.Stats) prometheus.Collector {
+	var (
+		joins    = desc("joins_total", "Joins answered 200.")
+		joinFail = desc("join_failures_total", "Refused joins, by error code.", "reason")
+		relayed  = desc("envelopes_relayed_total", "End-to-end envelopes queued for their recipient.")
+		refused  = desc("envelopes_refused_total", "Envelopes refused, by error code.", "reason")
+	)
+	return &collector{
+		descs: []*prometheus.Desc{joins, joinFail, relayed, refused},
+		collect: func(emit func(*prometheus.Desc, prometheus.ValueType, float64, ...string)) {
+			s := stats()
+			emit(joins, counter, float64(s.Joins))
+			emitByReason(emit, joinFail, s.JoinFailures, joinFailureCodes)
+			emit(relayed, counter, float64(s.EnvelopesRelayed))
+			emitByReason(emit, refused, s.EnvelopesRefused, envelopeRefusalCodes)
+		},
+	}
+}
+
+// emitByReason emits every known reason (zero until it happens) and any
+// other reason the snapshot holds.
+func emitByReason(emit func(*prometheus.Desc, prometheus.ValueType, float64, ...string), d *prometheus.Desc, counts map[string]uint64, known []api.ErrorCode) {
+	for _, code := range known {
+		emit(d, counter, float64(counts[string(code)]), string(code))
+	}
+	for reason, n := range counts {
+		if !isKnown(reason, known) {
+			emit(d, counter, float64(n), reason)
+		}
+	}
+}
+
+func isKnown(reason string, known []api.ErrorCode) bool {
+	for _, c := range known {
+		if string(c) == reason {
+			return true
+		}
+	}
+	return false
+}
+
+func turnCollector(stats func() turn.Stats) prometheus.Collector {
+	var (
+		active   = desc("turn_allocations", "TURN allocations alive.")
+		created  = desc("turn_allocations_created_total", "TURN allocations created.")
+		refused  = desc("turn_refused_total", "TURN requests refused, by reason.", "reason")
+		dropped  = desc("turn_dropped_packets_total", "Relayed packets dropped by the peer policy.")
+		tcpConns = desc("turn_tcp_connections", "TURN-over-TCP/TLS connections open.")
+		tcpRefd  = desc("turn_tcp_refused_total", "TURN TCP/TLS connections closed at once because the cap was reached.")
+	)
+	return &collector{
+		descs: []*prometheus.Desc{active, created, refused, dropped, tcpConns, tcpRefd},
+		collect: func(emit func(*prometheus.Desc, prometheus.ValueType, float64, ...string)) {
+			s := stats()
+			emit(active, gauge, float64(s.AllocationsActive))
+			emit(created, counter, float64(s.AllocationsCreated))
+			for reason, n := range s.Refused() {
+				emit(refused, counter, float64(n), reason)
+			}
+			emit(dropped, counter, float64(s.DroppedPackets))
+			emit(tcpConns, gauge, float64(s.TCPConns))
+			emit(tcpRefd, counter, float64(s.TCPRefused))
+		},
+	}
+}

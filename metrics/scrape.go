@@ -1,0 +1,91 @@
+package metrics
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Snapshot is one scrape: every series by its name with labels, such as
+// `sotto_rtp_packets_dropped_total{reason="unknown_ssrc"}` or
+// `process_cpu_seconds_total`.
+type Snapshot map[string]float64
+
+// Sum returns the sum of every series of the metric name, whatever its
+// labels (0 when absent).
+func (s Snapshot) Sum(name string) float64 {
+	var total float64
+	for series, v := range s {
+		if series == name || strings.HasPrefix(series, name+"{") {
+			total += v
+		}
+	}
+	return total
+}
+
+// Scrape fetches url (a /metrics endpoint in the Prometheus text format)
+// with the bearer token, if any.
+func Scrape(ctx context.Context, hc *http.Client, url, token string) (Snapshot, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	// Ask for plain text, not the protobuf or OpenMetrics variants.
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: %s", url, resp.Status)
+	}
+	snap, err := parseText(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	return snap, nil
+}
+
+// parseText reads the Prometheus text exposition format: one
+// `series value [timestamp]` per line, comments starting with #.
+func parseText(r io.Reader) (Snapshot, error) {
+	snap := make(Snapshot)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		// Label values may hold spaces, so the series ends at the closing
+		// brace when there is one.
+		end := strings.LastIndexByte(line, '}') + 1
+		if end == 0 {
+			end = strings.IndexByte(line, ' ')
+		}
+		if end <= 0 || end >= len(line) {
+			return nil, fmt.Errorf("malformed line %q", line)
+		}
+		fields := strings.Fields(line[end:])
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("malformed line %q", line)
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %q: %w", line, err)
+		}
+		snap[line[:end]] = v
+	}
+	return snap, sc.Err()
+}
