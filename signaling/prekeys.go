@@ -7,9 +7,11 @@ import (
 	"github.com/sotto-voice/sotto/api"
 )
 
-// Sizes the directory checks without interpreting the keys: X25519 public
-// keys and Ed25519 signatures.
+// Sizes the directory checks without interpreting the keys: the 128-byte
+// public identity of docs/PROTOCOL.md §1, X25519 public keys and Ed25519
+// signatures.
 const (
+	identityKeyLen     = 128
 	prekeyKeyLen       = 32
 	prekeySignatureLen = 64
 	// MaxPrekeysPerUpload caps the one-time prekeys in one PUT /v1/prekeys.
@@ -39,8 +41,8 @@ func newPrekeyDirectory(max int) *prekeyDirectory {
 // validate checks sizes and counts of an upload.
 func validateUpload(u *api.PrekeyUpload) *api.Error {
 	switch {
-	case len(u.IdentityKey) != prekeyKeyLen:
-		return errorf(api.CodeBadRequest, "identity_key must be %d bytes", prekeyKeyLen)
+	case len(u.IdentityKey) != identityKeyLen:
+		return errorf(api.CodeBadRequest, "identity_key must be %d bytes", identityKeyLen)
 	case len(u.SignedPrekey.Key) != prekeyKeyLen:
 		return errorf(api.CodeBadRequest, "signed_prekey.key must be %d bytes", prekeyKeyLen)
 	case len(u.SignedPrekey.Signature) != prekeySignatureLen:

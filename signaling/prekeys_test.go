@@ -11,7 +11,7 @@ import (
 
 func upload(n int, firstID uint32, fill byte) api.PrekeyUpload {
 	u := api.PrekeyUpload{
-		IdentityKey:  bytes.Repeat([]byte{fill}, 32),
+		IdentityKey:  bytes.Repeat([]byte{fill}, 128),
 		SignedPrekey: api.SignedPrekey{ID: 1, Key: bytes.Repeat([]byte{fill + 1}, 32), Signature: bytes.Repeat([]byte{fill + 2}, 64)},
 	}
 	for i := range n {
@@ -71,7 +71,7 @@ func TestPrekeyDirectory(t *testing.T) {
 		}
 	}
 	// Exhausted: the bundle comes without a one-time prekey.
-	if bundle := s.fetchBundle("carol", "alice"); bundle.OneTimePrekey != nil || len(bundle.IdentityKey) != 32 {
+	if bundle := s.fetchBundle("carol", "alice"); bundle.OneTimePrekey != nil || len(bundle.IdentityKey) != 128 {
 		t.Fatalf("exhausted bundle %+v", bundle)
 	}
 	if bundle := s.fetchBundle("alice", "bob"); bundle.IdentityKey[0] != 50 || bundle.OneTimePrekey == nil {
@@ -98,7 +98,7 @@ func TestPrekeyUploadValidation(t *testing.T) {
 		return u
 	}
 	for name, u := range map[string]api.PrekeyUpload{
-		"short identity key": bad(func(u *api.PrekeyUpload) { u.IdentityKey = u.IdentityKey[:31] }),
+		"short identity key": bad(func(u *api.PrekeyUpload) { u.IdentityKey = u.IdentityKey[:127] }),
 		"long signed prekey": bad(func(u *api.PrekeyUpload) { u.SignedPrekey.Key = make([]byte, 33) }),
 		"short signature":    bad(func(u *api.PrekeyUpload) { u.SignedPrekey.Signature = make([]byte, 63) }),
 		"short one-time key": bad(func(u *api.PrekeyUpload) { u.OneTimePrekeys[1].Key = nil }),
