@@ -46,25 +46,31 @@ func NewRegistry(src Sources) *prometheus.Registry {
 	return reg
 }
 
-// Handler serves reg in the Prometheus text format. With a non-empty
-// token, requests must carry "Authorization: Bearer <token>"; others get
-// 401. The comparison is in constant time over SHA-256 digests, so neither
-// the token nor its length leaks through timing.
+// Handler serves reg in the Prometheus text format, behind Guard(token).
 func Handler(reg prometheus.Gatherer, token string) http.Handler {
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	return Guard(token)(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+}
+
+// Guard returns middleware that, with a non-empty token, answers 401 to
+// requests without "Authorization: Bearer <token>"; with an empty token it
+// lets everything through. The comparison is in constant time over SHA-256
+// digests, so neither the token nor its length leaks through timing.
+func Guard(token string) func(http.Handler) http.Handler {
 	if token == "" {
-		return h
+		return func(h http.Handler) http.Handler { return h }
 	}
 	want := sha256.Sum256([]byte(token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := sha256.Sum256([]byte(bearer(r)))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sotto-metrics"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got := sha256.Sum256([]byte(bearer(r)))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sotto-metrics"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
 }
 
 func bearer(r *http.Request) string {

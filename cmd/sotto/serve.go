@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
 	"github.com/sotto-voice/sotto/media"
+	"github.com/sotto-voice/sotto/metrics"
 	"github.com/sotto-voice/sotto/signaling"
 )
 
@@ -39,6 +41,9 @@ type serveOptions struct {
 
 	logLevel  string
 	logFormat string
+
+	metricsToken string // "" = /metrics open to anyone who reaches --http
+	pprof        bool   // serve net/http/pprof under /debug/pprof/
 }
 
 func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
@@ -57,6 +62,8 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.DurationVar(&o.dropTimeout, "drop-timeout", signaling.DefaultDropTimeout, "drop a participant whose event stream is gone this long")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.metricsToken, "metrics-token", "", "bearer token /metrics (and /debug/pprof/) require; empty leaves them open")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (guarded by --metrics-token)")
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
 	}
@@ -187,7 +194,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	httpSrv := &http.Server{
-		Handler:           sig,
+		Handler:           withMetrics(sig, engine, sig, o.metricsToken, o.pprof),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -239,4 +246,22 @@ func port(a net.Addr) string {
 		return p
 	}
 	return a.String()
+}
+
+// withMetrics serves /metrics (and, with withPprof, /debug/pprof/) next to
+// the signaling API h, both behind token when it is set.
+func withMetrics(h http.Handler, engine *media.Engine, sig *signaling.Server, token string, withPprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	reg := metrics.NewRegistry(metrics.Sources{Media: engine.Stats, Signaling: sig.Stats})
+	mux.Handle("/metrics", metrics.Handler(reg, token))
+	if withPprof {
+		guard := metrics.Guard(token)
+		mux.Handle("/debug/pprof/", guard(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", guard(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", guard(http.HandlerFunc(pprof.Trace)))
+		mux.Handle("/debug/pprof/symbol", guard(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/cmdline", guard(http.HandlerFunc(pprof.Cmdline)))
+	}
+	return mux
 }
