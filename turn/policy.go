@@ -118,8 +118,9 @@ func splitByFamily(rs []deniedRange) (v4, v6 []deniedRange) {
 // it maps; NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses are refused
 // when the IPv4 address they embed is. The reasons are listed in POLICY.md.
 //
-// A Server admits a denied address only when its Config.Allow names it, or
-// when it is one of the server's own live relay addresses.
+// A Server admits a denied address only when its Config.Allow or
+// Config.AllowPeers names it, or when it is one of the server's own live
+// relay addresses.
 func Denied(addr netip.Addr) (reason string, denied bool) {
 	if !addr.IsValid() {
 		return reasonInvalid, true
@@ -154,9 +155,10 @@ func Denied(addr netip.Addr) (reason string, denied bool) {
 }
 
 // policy decides which peers a server's relays may exchange packets with:
-// the Allow list first, then the deny list, with the exception of this
-// server's own live relay sockets (so two callers who both fall back to TURN
-// reach each other) and of the exact addresses in Config.AllowPeers.
+// the Allow list first, then the exact addresses of Config.AllowPeers, then
+// this server's own relay IPs, reachable only at live relay sockets (so two
+// callers who both fall back to TURN reach each other and nothing else on
+// the host), then the deny list.
 type policy struct {
 	allow []netip.Prefix
 	// selfIPs are the addresses peers use to reach this server's relays:
@@ -230,30 +232,26 @@ func (p *policy) isExactPeerIP(ip netip.Addr) bool {
 }
 
 // permitIP is the CreatePermission / ChannelBind check. A TURN permission
-// names an IP only, so a denied IP that is one of our exceptions is admitted
-// here and its port is checked per packet by permitAddr.
+// names an IP only, so our own relay IPs and the IPs of AllowPeers are
+// admitted here and their ports are checked per packet by permitAddr.
 func (p *policy) permitIP(ip netip.Addr) (reason string, ok bool) {
 	ip = ip.WithZone("").Unmap()
-	if p.allowed(ip) {
+	if p.allowed(ip) || p.isSelf(ip) || p.isExactPeerIP(ip) {
 		return "", true
 	}
-	reason, denied := Denied(ip)
-	if !denied || p.isSelf(ip) || p.isExactPeerIP(ip) {
-		return "", true
+	if reason, denied := Denied(ip); denied {
+		return reason, false
 	}
-	return reason, false
+	return "", true
 }
 
 // permitAddr is the per-packet check on relay sockets. It allocates nothing.
+// Our own relay IPs are reachable only at live relay ports even when they are
+// public: traffic from the host to its own address skips the firewall in
+// front of it, so every other service on the host stays out of reach.
 func (p *policy) permitAddr(ip netip.Addr, port uint16) bool {
 	ip = ip.WithZone("").Unmap()
 	if p.allowed(ip) {
-		return true
-	}
-	if _, denied := Denied(ip); !denied {
-		return true
-	}
-	if p.isSelf(ip) && p.isRelayPort(port) {
 		return true
 	}
 	for _, ap := range p.peers {
@@ -261,7 +259,11 @@ func (p *policy) permitAddr(ip netip.Addr, port uint16) bool {
 			return true
 		}
 	}
-	return false
+	if p.isSelf(ip) {
+		return p.isRelayPort(port)
+	}
+	_, denied := Denied(ip)
+	return !denied
 }
 
 // permitNetAddr is permitAddr for the net.Addr values relay sockets see.

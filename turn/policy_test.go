@@ -129,8 +129,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 func TestPolicy(t *testing.T) {
 	p := newPolicy(
 		[]netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("::ffff:192.168.7.0/120")},
-		[]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("0.0.0.0")},
-		[]netip.AddrPort{netip.MustParseAddrPort("172.16.0.5:5000")},
+		[]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("8.8.4.4")},
+		[]netip.AddrPort{netip.MustParseAddrPort("172.16.0.5:5000"), netip.MustParseAddrPort("127.0.0.1:7000")},
 	)
 	p.setRelayPort(40000, true)
 	p.setRelayPort(40001, true)
