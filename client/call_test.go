@@ -385,11 +385,10 @@ func TestCallThreeThenFourThenLeave(t *testing.T) {
 			}
 		}
 	}
-	// The others still hear each other.
-	for _, p := range []*peer{alice, bob, dave} {
-		p.talk()
-	}
-	talkAndCheck(ctx, t, []*peer{alice, bob, dave}, 20)
+	// Erin takes the free place: the relay may reuse carol's transceivers
+	// for her, and everyone still hears everyone, with the right identity.
+	erin := joinPeer(ctx, t, srv, "standup", "erin")
+	talkAndCheck(ctx, t, []*peer{alice, bob, dave, erin}, 20)
 }
 
 // A participant that vanishes without leaving is reported as dropped once
@@ -569,5 +568,43 @@ func TestJoinWithForgedToken(t *testing.T) {
 	var ae *api.Error
 	if !errors.As(err, &ae) || ae.Code != api.CodeUnauthorized {
 		t.Fatalf("Join with forged token: %v, want *api.Error %s", err, api.CodeUnauthorized)
+	}
+}
+
+// When the event stream drops, the client reconnects it within the drop
+// timeout: the call goes on and nobody is told it left.
+func TestCallSurvivesEventStreamLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
+	alice := joinPeer(ctx, t, srv, "room-7", "alice")
+	bob := joinPeer(ctx, t, srv, "room-7", "bob")
+
+	old := alice.call.conn.currentWS()
+	old.CloseNow()
+	waitFor(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
+
+	// Envelopes flow both ways on the new stream, and media still flows.
+	if err := bob.call.SendEnvelope(ctx, alice.call.ID(), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.call.SendEnvelope(ctx, bob.call.ID(), []byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "envelopes cross after the reconnect", func() bool {
+		alice.mu.Lock()
+		a := len(alice.envelopes)
+		alice.mu.Unlock()
+		bob.mu.Lock()
+		b := len(bob.envelopes)
+		bob.mu.Unlock()
+		return a == 1 && b == 1
+	})
+	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
+	if _, ok := bob.findEvent(isLeft(alice.call.ID())); ok {
+		t.Error("bob was told alice left")
+	}
+	if err := alice.call.Err(); err != nil {
+		t.Errorf("alice's call ended: %v", err)
 	}
 }

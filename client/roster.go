@@ -52,21 +52,22 @@ func (r *roster) add(p api.Participant) bool {
 	return true
 }
 
-// remove forgets p and returns what was known about it. Track readers keep
-// the identity they resolved, so late frames still carry it.
-func (r *roster) remove(p api.Participant) api.Participant {
+// remove forgets p, returns what was known about it and reports whether it
+// was present. Track readers keep the identity they resolved, so late
+// frames still carry it.
+func (r *roster) remove(p api.Participant) (api.Participant, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.members[p.ID]
 	if m == nil {
-		return p
+		return p, false
 	}
 	delete(r.members, p.ID)
 	if m.p.Identity == "" && p.Identity != "" {
 		m.p.Identity = p.Identity
 		close(m.known)
 	}
-	return m.p
+	return m.p, m.present
 }
 
 // lookup returns what is known about id; Identity is empty if nothing is.

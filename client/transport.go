@@ -41,6 +41,12 @@ const (
 	wsReadLimit  = 1 << 20
 	writeTimeout = 10 * time.Second
 	leaveTimeout = 5 * time.Second
+
+	// The event stream is reconnected for up to reconnectWindow, starting
+	// after reconnectDelay and backing off to a second between attempts;
+	// the server's default drop timeout is 10 s.
+	reconnectWindow = 10 * time.Second
+	reconnectDelay  = 100 * time.Millisecond
 )
 
 // sink receives what the transport delivers. Methods are called from the
@@ -67,19 +73,20 @@ type conn struct {
 	self   api.Participant
 	roster *roster
 
-	session string
-	pc      *webrtc.PeerConnection
-	track   *webrtc.TrackLocalStaticRTP
-	ws      *websocket.Conn // set before the event loop starts
+	session   string
+	eventsURL string
+	pc        *webrtc.PeerConnection
+	track     *webrtc.TrackLocalStaticRTP
 
 	ctx    context.Context // canceled on shutdown
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	closing bool           // no new goroutines once set
-	err     error          // why the connection ended; set with closing
-	wg      sync.WaitGroup // transport goroutines; Add only under mu while !closing
-	done    chan struct{}  // closed when shut down and all goroutines returned
+	closing bool            // no new goroutines once set
+	ws      *websocket.Conn // the event stream's current connection
+	err     error           // why the connection ended; set with closing
+	wg      sync.WaitGroup  // transport goroutines; Add only under mu while !closing
+	done    chan struct{}   // closed when shut down and all goroutines returned
 
 	connected     chan struct{}
 	connectedOnce sync.Once
@@ -211,11 +218,11 @@ func dial(ctx context.Context, a *apiClient, token string, claims tokenClaims, o
 		c.addParticipant(p)
 	}
 
-	wsURL, err := a.eventsURL(jr.EventsURL, jr.Session)
+	c.eventsURL, err = a.eventsURL(jr.EventsURL, jr.Session)
 	if err != nil {
 		return nil, err
 	}
-	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: a.http})
+	ws, _, err := websocket.Dial(ctx, c.eventsURL, &websocket.DialOptions{HTTPClient: a.http})
 	if err != nil {
 		return nil, fmt.Errorf("connect event stream: %w", err)
 	}
@@ -474,15 +481,20 @@ func (c *conn) remoteTracks(id string) int {
 	return c.tracks[id]
 }
 
-// readEvents runs the event stream until it ends.
+// readEvents runs the event stream until the call ends, reconnecting it
+// when the connection drops.
 func (c *conn) readEvents() {
+	ws := c.currentWS()
 	for {
-		_, data, err := c.ws.Read(c.ctx)
+		_, data, err := ws.Read(c.ctx)
 		if err != nil {
-			if c.ctx.Err() == nil {
-				c.shutdown(fmt.Errorf("event stream: %w", err))
+			if c.ctx.Err() != nil {
+				return
 			}
-			return
+			if ws = c.reconnect(err); ws == nil {
+				return
+			}
+			continue
 		}
 		var m api.Message
 		if err := json.Unmarshal(data, &m); err != nil {
@@ -494,6 +506,65 @@ func (c *conn) readEvents() {
 			return
 		}
 	}
+}
+
+// reconnect opens a new event stream after the current one failed with
+// cause. The server keeps the participant, and queues its messages, for
+// its drop timeout; reconnecting within it continues the call. It returns
+// nil, and ends the call, if the stream cannot be restored.
+func (c *conn) reconnect(cause error) *websocket.Conn {
+	if s := websocket.CloseStatus(cause); s == websocket.StatusNormalClosure || s == websocket.StatusPolicyViolation {
+		// The server ended the stream on purpose.
+		c.shutdown(fmt.Errorf("event stream: %w", cause))
+		return nil
+	}
+	c.log.Info("event stream lost; reconnecting", "err", cause)
+	deadline := time.Now().Add(reconnectWindow)
+	delay := reconnectDelay
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
+		ws, resp, err := websocket.Dial(ctx, c.eventsURL, &websocket.DialOptions{HTTPClient: c.api.http})
+		cancel()
+		if err == nil {
+			ws.SetReadLimit(wsReadLimit)
+			c.mu.Lock()
+			if c.closing {
+				c.mu.Unlock()
+				ws.CloseNow()
+				return nil
+			}
+			old := c.ws
+			c.ws = ws
+			c.mu.Unlock()
+			old.CloseNow()
+			c.log.Info("event stream reconnected")
+			return ws
+		}
+		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			// Unknown participant or session: the server has dropped us.
+			c.shutdown(fmt.Errorf("event stream lost (%v); reconnect refused: %w", cause, err))
+			return nil
+		}
+		if time.Now().Add(delay).After(deadline) {
+			c.shutdown(fmt.Errorf("event stream lost: %w", cause))
+			return nil
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// currentWS returns the event stream's current connection.
+func (c *conn) currentWS() *websocket.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ws
 }
 
 // handle acts on one server message. An error ends the call.
@@ -515,7 +586,11 @@ func (c *conn) handle(m api.Message) error {
 	case api.TypeLeft:
 		var l api.Left
 		if c.decode(m, &l) && l.Participant.ID != c.self.ID {
-			c.sink.left(c.roster.remove(l.Participant), l.Reason)
+			// A participant that came and went before our stream opened
+			// was never announced; its departure is not news either.
+			if p, ok := c.roster.remove(l.Participant); ok {
+				c.sink.left(p, l.Reason)
+			}
 		}
 	case api.TypeSpeaking:
 		var s api.Speaking
@@ -612,7 +687,7 @@ func (c *conn) send(ctx context.Context, v any) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	return c.ws.Write(ctx, websocket.MessageText, b)
+	return c.currentWS().Write(ctx, websocket.MessageText, b)
 }
 
 // sendEnvelope sends opaque data to participant id through the server.
