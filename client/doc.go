@@ -1,4 +1,35 @@
 // Package client is Sotto's Go SDK: it joins a room through the signaling
 // API, connects to the media relay with pion/webrtc, publishes Opus frames
 // and delivers the frames of every other participant.
+//
+// A call starts with Join, which takes the server's URL and a room token
+// (minted by the application's backend with the server's secret; the room
+// and the caller's identity are read from it):
+//
+//	call, err := client.Join(ctx, "https://sotto.example", token, nil)
+//	if err != nil {
+//		return err // errors.As(err, new(*api.Error)) tells why the server refused
+//	}
+//	defer call.Leave()
+//
+// Then the application writes its encoded audio, one Opus frame at a time,
+// and reads everyone else's from channels:
+//
+//	call.WriteFrameLevel(opusFrame, 20*time.Millisecond, client.AudioLevel{Level: 40, Voice: true})
+//
+//	for f := range call.Frames() {
+//		decoder(f.From.ID).Decode(f.Data) // f.From.Identity says who spoke
+//	}
+//
+// Call.Events reports who joins, leaves and speaks; Call.SendEnvelope and
+// Call.Envelopes carry opaque messages between participants through the
+// server. The channels are buffered and never block the connection: when
+// the application falls behind, items are dropped and counted (Call.Stats).
+// Call.Done and Call.Err tell when and why a call ended.
+//
+// Under the Call, an unexported transport speaks the API (docs/API.md): an
+// HTTP join carrying a complete SDP offer, the WebSocket event stream with
+// server-initiated renegotiation (reconnected if it drops), and one
+// PeerConnection that sends one audio track and receives one per other
+// participant, named by the publisher's participant ID.
 package client
