@@ -327,6 +327,9 @@ func TestQuota(t *testing.T) {
 	if st.RefusedQuotaUser != 2 || st.RefusedQuotaTotal != 1 || st.AllocationsActive != 3 {
 		t.Fatalf("stats %+v: want 2 per-user and 1 total refusal, 3 active", st)
 	}
+	if r := st.Refused(); r[ReasonQuotaUser] != 2 || r[ReasonQuotaTotal] != 1 || len(r) != 4 {
+		t.Fatalf("Refused() = %v", r)
+	}
 
 	// The admitted allocations keep working.
 	exchange(t, first, newPeer(t))
