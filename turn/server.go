@@ -396,9 +396,11 @@ func (s *Server) authenticate(username, realm string, src net.Addr) ([]byte, boo
 	return pionturn.GenerateAuthKey(username, realm, restPassword(s.cfg.Secret, username)), true
 }
 
+// refuseCredentials counts a refused credential. It logs at debug level only:
+// anyone can send these unauthenticated, and the counter is the signal.
 func (s *Server) refuseCredentials(username string, src net.Addr, why string) {
 	s.badCred.Add(1)
-	s.log.Info("turn: credentials refused", "reason", ReasonBadCredentials, "detail", why,
+	s.log.Debug("turn: credentials refused", "reason", ReasonBadCredentials, "detail", why,
 		"username", username, "client", src)
 }
 
