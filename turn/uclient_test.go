@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,10 +30,10 @@ func coturnTool(t *testing.T, name string) string {
 
 var uclientTotals = regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$`)
 
-// runUclient runs turnutils_uclient against s with a bounded runtime and
-// returns its output, exit error and the final sent/received message counts
-// (-1 when it printed none).
-func runUclient(t *testing.T, s *Server, user, pass string, flags ...string) (out string, err error, sent, recv int) {
+// runUclient runs turnutils_uclient against s with a bounded runtime, logs
+// its output and returns the final sent/received message counts (-1 when it
+// printed none) and its exit error.
+func runUclient(t *testing.T, s *Server, user, pass string, flags ...string) (sent, recv int, err error) {
 	t.Helper()
 	bin := coturnTool(t, "turnutils_uclient")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -40,20 +41,19 @@ func runUclient(t *testing.T, s *Server, user, pass string, flags ...string) (ou
 	args := append([]string{"-u", user, "-w", pass, "-p", strconv.Itoa(s.UDPAddr().Port)}, flags...)
 	args = append(args, "127.0.0.1")
 	b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	out = string(b)
+	out := string(b)
 	t.Logf("turnutils_uclient %v: err=%v\n%s", args, err, out)
 	if ctx.Err() != nil {
 		t.Fatalf("turnutils_uclient did not finish in time")
 	}
 	sent, recv = -1, -1
-	lines := regexp.MustCompile(`\r?\n`).Split(out, -1)
-	for _, l := range lines {
+	for l := range strings.Lines(out) {
 		if m := uclientTotals.FindStringSubmatch(l); m != nil {
 			sent, _ = strconv.Atoi(m[1])
 			recv, _ = strconv.Atoi(m[2])
 		}
 	}
-	return out, err, sent, recv
+	return sent, recv, err
 }
 
 // TestUclientRelays has coturn's own test client allocate on our server with
@@ -89,7 +89,7 @@ func TestUclientRelays(t *testing.T) {
 			s := newTestServer(t, func(c *Config) { c.Allow = allow })
 			user, pass := validCredentials("uclient")
 
-			_, err, sent, recv := runUclient(t, s, user, pass, flags...)
+			sent, recv, err := runUclient(t, s, user, pass, flags...)
 			if tc.denied {
 				if recv > 0 || s.Stats().DroppedPackets == 0 {
 					t.Fatalf("received %d messages from a refused peer; stats %+v", recv, s.Stats())
@@ -162,7 +162,7 @@ func TestUclientRefused(t *testing.T) {
 			if tc.tcp {
 				flags = append(flags, "-t")
 			}
-			_, err, _, recv := runUclient(t, s, tc.user, tc.pass, flags...)
+			_, recv, err := runUclient(t, s, tc.user, tc.pass, flags...)
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) {
 				t.Fatalf("turnutils_uclient err = %v, want a non-zero exit", err)
