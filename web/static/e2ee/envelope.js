@@ -16,6 +16,9 @@ export const TYPE_RATCHET = 0x02;
 export const CONTENT_FRAME_KEY = 0x01;
 export const CONTENT_FRAME_KEY_ACK = 0x02;
 
+/** Offset of IK_A in an x3dh-init payload (after version and type). */
+export const PUBLIC_IDENTITY_OFFSET = 2;
+
 /** IK_A (128) || EK_A (32) || spk_id (4) || opk_flag (1) || opk_id (4). */
 export const INIT_PREFIX_SIZE = PUBLIC_IDENTITY_SIZE + 32 + 4 + 1 + 4;
 /** dh (32) || pn (4) || n (4). */

@@ -1,7 +1,8 @@
 // Errors of the e2ee modules.
 
 /** An error with a machine-readable code: invalid, bad_signature, decrypt,
- *  too_many_skipped, other_session, unknown_prekey, unknown_suite,
+ *  too_many_skipped, other_session, unknown_prekey, replayed_init,
+ *  unknown_suite,
  *  sender_index_in_use, stale_key, chain_exhausted, identity_changed,
  *  counter_exhausted. */
 export class ProtocolError extends Error {

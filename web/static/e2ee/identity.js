@@ -136,7 +136,12 @@ export async function safetyHalf(pub) {
 /** The safety number of two identities (§1.2): 12 groups of 5 digits, the
  *  same whatever the order of a and b. */
 export async function safetyNumber(a, b) {
-  let [x, y] = await Promise.all([safetyHalf(a), safetyHalf(b)]);
+  const [x, y] = await Promise.all([safetyHalf(a), safetyHalf(b)]);
+  return combineSafetyHalves(x, y);
+}
+
+/** The safety number from two halves (safetyHalf), in either order. */
+export function combineSafetyHalves(x, y) {
   if (y < x) [x, y] = [y, x];
   return (x + y).match(/.{5}/g).join(' ');
 }

@@ -2,7 +2,7 @@
 // store, and the initiator's and responder's halves of the key agreement,
 // which start a Double Ratchet Session.
 
-import { concat, fromBase64, randomBytes, toBase64, u32, utf8, wipe } from './bytes.js';
+import { concat, fromBase64, randomBytes, toBase64, toHex, u32, utf8, wipe } from './bytes.js';
 import { ProtocolError } from './errors.js';
 import { INIT_PREFIX_SIZE, TYPE_X3DH_INIT, encodeInitPrefix, parseInitPrefix, parsePayload } from './envelope.js';
 import { PublicIdentity, SIGNED_PREKEY_LABEL } from './identity.js';
@@ -82,6 +82,9 @@ export class PrekeyStore {
     this._signed = null; // {id, key, signature, pair}
     this._previous = null;
     this._oneTime = new Map(); // id -> pair
+    // Per signed prekey still held, the EK_A of every session it started:
+    // a replayed x3dh-init must not start a second one (§4.2).
+    this._accepted = new Map(); // spk id -> Set of hex EK_A
   }
 
   /** A store with a first signed prekey. Ids start at a random u32. */
@@ -103,6 +106,7 @@ export class PrekeyStore {
     const pair = await x25519KeyPair(this._random(32));
     const id = this._newId();
     const signature = await this.identity.signPrekey(id, pair.publicKey);
+    if (this._previous) this._accepted.delete(this._previous.id);
     this._previous = this._signed;
     this._signed = { id, key: pair.publicKey, signature, pair };
     return this.signedPrekey;
@@ -133,6 +137,7 @@ export class PrekeyStore {
   /** Installs a signed prekey from its private part (test vectors). */
   async setSignedPrekey(id, priv, signature) {
     const pair = await x25519KeyPair(priv);
+    if (this._previous) this._accepted.delete(this._previous.id);
     this._previous = this._signed;
     this._signed = { id: id >>> 0, key: pair.publicKey, signature, pair };
   }
@@ -170,6 +175,9 @@ export async function acceptSession(store, payload, now) {
   const peer = await PublicIdentity.parse(init.identity);
   const spk = store._signedPair(init.spkId);
   if (!spk) throw new ProtocolError('unknown_prekey', `accept session: signed prekey ${init.spkId} unknown`);
+  const ekHex = toHex(init.ephemeral);
+  const accepted = store._accepted.get(init.spkId);
+  if (accepted && accepted.has(ekHex)) throw new ProtocolError('replayed_init', 'accept session: x3dh-init already accepted');
   const dhs = [await x25519(spk.privateKey, peer.dhPub), await x25519(store.identity.dhPrivateKey, init.ephemeral), await x25519(spk.privateKey, init.ephemeral)];
   if (init.opkId !== null) {
     const opk = store._oneTime.get(init.opkId);
@@ -191,5 +199,7 @@ export async function acceptSession(store, payload, now) {
     store._oneTime.delete(init.opkId);
     if (opk) wipe(opk.privateBytes);
   }
+  if (!store._accepted.has(init.spkId)) store._accepted.set(init.spkId, new Set());
+  store._accepted.get(init.spkId).add(ekHex);
   return { session, plaintext };
 }
