@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/e2ee"
 )
 
 // Buffer sizes of the channels a Call delivers on. When an application
@@ -25,9 +27,14 @@ const (
 )
 
 // MaxFrameSize is the largest frame WriteFrame accepts, in bytes. It keeps
-// an RTP packet with its header, audio level extension and SRTP tag inside
-// a 1500-byte MTU. Opus frames of ordinary voice are far smaller.
-const MaxFrameSize = 1400
+// an RTP packet with its header, audio level extension, SFrame header and
+// tag and SRTP tag inside a 1500-byte MTU, over IPv6 too. Opus frames of
+// ordinary voice are far smaller.
+const MaxFrameSize = 1360
+
+// sealOverhead bounds what SFrame adds to a frame: the longest header this
+// SDK's key ids and counters produce (1 + 6 + 8 bytes) and the 16-byte tag.
+const sealOverhead = 31
 
 // MaxFrameDuration is the longest duration one frame may cover, the Opus
 // maximum.
@@ -73,6 +80,25 @@ type Options struct {
 
 	// Logger receives diagnostics. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// Identity is the device's long-term identity key, which the other
+	// participants see as its safety number. Nil means a fresh identity
+	// for every Join, so that safety numbers change from call to call;
+	// applications persist theirs (Identity.MarshalBinary, e2ee.ParseIdentity)
+	// and use one Identity in one call at a time.
+	//
+	// Every call is end-to-end encrypted; there is no option to turn it off.
+	Identity *e2ee.Identity
+
+	// TrustStore remembers the identity key first seen for each identity
+	// name and whether the user verified it. Nil means an in-memory store
+	// for this call only. Share one store between calls (and persist it)
+	// so that a changed key is noticed across calls.
+	TrustStore TrustStore
+
+	// keyLog, if set, sees every frame key installed from another
+	// participant (tests use it to play a participant that kept its keys).
+	keyLog func(from api.Participant, key e2ee.FrameKey)
 
 	// settings, if set, adjusts the pion settings; tests use it to own the
 	// call's UDP socket.
@@ -120,12 +146,48 @@ type Stats struct {
 	EventsDropped    uint64 // events lost because Events was full
 	EnvelopesDropped uint64 // envelopes lost because Envelopes was full
 	InvalidPackets   uint64 // received packets that were not valid RTP
+
+	// FramesEncrypted counts frames sealed with SFrame and sent.
+	FramesEncrypted uint64
+	// FramesDecrypted counts received frames that authenticated and
+	// decrypted (empty frames, which carry no audio, are not counted).
+	FramesDecrypted uint64
+	// Dropped counts received frames that were not delivered because they
+	// could not be decrypted, by reason: the Drop* constants, every one
+	// present. DropAwaitingKey (the publisher's key is still on its way)
+	// and DropIdentityUnverified (the application has not accepted the
+	// publisher's changed identity) are expected states, not decryption
+	// failures; DecryptFailures leaves them out.
+	Dropped map[string]uint64
+	// Rekeys counts changes of this caller's own sending key: one ratchet
+	// step for every participant who joined after it and one fresh chain
+	// for every participant who left.
+	Rekeys uint64
+	// KeysReceived counts frame keys installed from other participants,
+	// which send one when a session starts, when their chain changes for
+	// a leave, and when an accepted identity lets them in.
+	KeysReceived uint64
+}
+
+// DecryptFailures is the number of received frames dropped as malformed,
+// forged, tampered, replayed, sent under an expired key or re-sent by the
+// wrong participant: every Dropped reason except DropAwaitingKey and
+// DropIdentityUnverified.
+func (s Stats) DecryptFailures() uint64 {
+	var n uint64
+	for reason, v := range s.Dropped {
+		if reason != DropAwaitingKey && reason != DropIdentityUnverified {
+			n += v
+		}
+	}
+	return n
 }
 
 // Call is one participant's presence in a room: it publishes frames and
 // receives everyone else's. Its methods are safe for concurrent use.
 type Call struct {
 	conn      *conn
+	e2e       *e2eeState
 	frames    chan Frame
 	events    chan Event
 	envelopes chan Envelope
@@ -136,12 +198,23 @@ type Call struct {
 	framesDropped    atomic.Uint64
 	eventsDropped    atomic.Uint64
 	envelopesDropped atomic.Uint64
+
+	sealMu  sync.Mutex
+	sealBuf []byte // reused for every sealed frame
 }
 
 // Join joins the room that token admits to, on the Sotto server at
 // serverURL (such as "https://sotto.example"; a path prefix is kept), and
 // returns once media flows both ways. The room and identity are read from
 // the token's claims; the server verifies the token.
+//
+// The call is end-to-end encrypted (docs/PROTOCOL.md §9): Join publishes
+// the device's prekeys, then starts a session with every participant
+// present and sends it the caller's frame key; participants who join later
+// start theirs. A participant's frames are delivered once its key has
+// arrived (a PeerEncrypted event); before that they are dropped and counted
+// as DropAwaitingKey. Keys change by themselves when participants join and
+// leave.
 //
 // Join fetches the server's ICE servers first, so that TURN relays are
 // available from the start. It returns an error wrapping *api.Error when the
@@ -167,11 +240,20 @@ func Join(ctx context.Context, serverURL, token string, opts *Options) (*Call, e
 		events:    make(chan Event, EventBuffer),
 		envelopes: make(chan Envelope, EnvelopeBuffer),
 		done:      make(chan struct{}),
+		sealBuf:   make([]byte, 0, MaxFrameSize+sealOverhead),
 	}
-	c.conn, err = dial(ctx, a, token, claims, opts, c)
+	log := opts.logger().With("room", claims.Room, "identity", claims.Identity)
+	c.e2e, err = newE2EE(ctx, a, token, opts, log)
 	if err != nil {
 		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
 	}
+	c.e2e.call = c
+	c.conn, err = dial(ctx, a, token, claims, opts, c)
+	if err != nil {
+		c.e2e.close()
+		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
+	}
+	c.conn.goRun(func() { c.e2e.run(c.conn.ctx) })
 	go c.finish()
 	return c, nil
 }
@@ -180,6 +262,7 @@ func Join(ctx context.Context, serverURL, token string, opts *Options) (*Call, e
 // send can race with a close.
 func (c *Call) finish() {
 	<-c.conn.done
+	c.e2e.close()
 	c.err = c.conn.endErr()
 	select {
 	case c.events <- Closed{Err: c.err}:
@@ -205,7 +288,9 @@ func (c *Call) Room() string { return c.conn.room }
 func (c *Call) Participants() []api.Participant { return c.conn.roster.present() }
 
 // WriteFrame publishes one Opus frame covering duration of audio (such as
-// 20 ms). Each frame goes out as one RTP packet; its timestamp advances by
+// 20 ms). The frame is encrypted end to end (SFrame) before it leaves; the
+// relay only ever sees the ciphertext. Each frame goes out as one RTP
+// packet; its timestamp advances by
 // duration at 48 kHz and its sequence number by one, so write frames in
 // order and at the pace they are produced. frame is not retained.
 //
@@ -230,11 +315,23 @@ func (c *Call) writeFrame(frame []byte, duration time.Duration, level AudioLevel
 	if samples < 1 || duration > MaxFrameDuration {
 		return fmt.Errorf("client: frame duration %v, want up to %v", duration, MaxFrameDuration)
 	}
-	return c.conn.writeFrame(frame, uint32(samples), level, hasLevel)
+	c.sealMu.Lock()
+	defer c.sealMu.Unlock()
+	sealed, err := c.e2e.seal(c.sealBuf[:0], frame, time.Now())
+	if err != nil {
+		return err
+	}
+	c.sealBuf = sealed[:0]
+	if err := c.conn.writeFrame(sealed, uint32(samples), level, hasLevel); err != nil {
+		return err
+	}
+	c.e2e.encrypted.Add(1)
+	return nil
 }
 
-// Frames delivers the frames of every other participant, each participant's
-// in the order they arrived. It is closed when the call ends.
+// Frames delivers the frames of every other participant, decrypted, each
+// participant's in the order they arrived. Frames that do not decrypt are
+// never delivered; Stats counts them. It is closed when the call ends.
 func (c *Call) Frames() <-chan Frame { return c.frames }
 
 // Events delivers what happens in the room. It is closed when the call
@@ -242,15 +339,21 @@ func (c *Call) Frames() <-chan Frame { return c.frames }
 func (c *Call) Events() <-chan Event { return c.events }
 
 // SendEnvelope sends data to the participant with ID to, through the
-// server, which relays it without reading it. Delivery is not confirmed: a
-// refusal (unknown recipient, full queue) arrives later as a ServerError
-// event.
+// server, which relays it without reading it (and without encrypting it:
+// encrypt what must stay private). Delivery is not confirmed: a refusal
+// (unknown recipient, full queue) arrives later as a ServerError event.
+// Data starting with the bytes 0x01 0x01 or 0x01 0x02 is reserved for the
+// call's own key exchange and refused with ErrReservedEnvelope.
 func (c *Call) SendEnvelope(ctx context.Context, to string, data []byte) error {
+	if isProtocolPayload(data) {
+		return ErrReservedEnvelope
+	}
 	return c.conn.sendEnvelope(ctx, to, data)
 }
 
-// Envelopes delivers the envelopes other participants send to this call.
-// It is closed when the call ends.
+// Envelopes delivers the envelopes other participants send to this call
+// with SendEnvelope; the call's own key-exchange messages are not among
+// them. It is closed when the call ends.
 func (c *Call) Envelopes() <-chan Envelope { return c.envelopes }
 
 // Leave tells the server the caller is leaving and ends the call. It waits
@@ -287,6 +390,11 @@ func (c *Call) Stats() Stats {
 		EventsDropped:    c.eventsDropped.Load(),
 		EnvelopesDropped: c.envelopesDropped.Load(),
 		InvalidPackets:   c.conn.invalidPackets.Load(),
+		FramesEncrypted:  c.e2e.encrypted.Load(),
+		FramesDecrypted:  c.e2e.decrypted.Load(),
+		Dropped:          c.e2e.droppedByReason(),
+		Rekeys:           c.e2e.rekeys.Load(),
+		KeysReceived:     c.e2e.keysReceived.Load(),
 	}
 }
 
@@ -294,7 +402,11 @@ func (c *Call) Stats() Stats {
 // is where received frames and envelopes enter the public API.
 
 func (c *Call) frame(from api.Participant, seq uint16, ts uint32, payload []byte, received time.Time) {
-	f := Frame{From: from, Data: append([]byte(nil), payload...), Seq: seq, Timestamp: ts, Received: received}
+	data, ok := c.e2e.open(from, payload, received)
+	if !ok {
+		return
+	}
+	f := Frame{From: from, Data: data, Seq: seq, Timestamp: ts, Received: received}
 	select {
 	case c.frames <- f:
 		c.framesReceived.Add(1)
@@ -304,6 +416,10 @@ func (c *Call) frame(from api.Participant, seq uint16, ts uint32, payload []byte
 }
 
 func (c *Call) envelope(from api.Participant, data []byte) {
+	if isProtocolPayload(data) {
+		c.e2e.onEnvelope(from, data)
+		return
+	}
 	select {
 	case c.envelopes <- Envelope{From: from, Data: data}:
 	default:
@@ -311,11 +427,19 @@ func (c *Call) envelope(from api.Participant, data []byte) {
 	}
 }
 
-func (c *Call) joined(p api.Participant) { c.event(ParticipantJoined{Participant: p}) }
+func (c *Call) admitted(present []api.Participant) { c.e2e.onAdmitted(present) }
+
+func (c *Call) joined(p api.Participant) {
+	c.e2e.onJoined(p)
+	c.event(ParticipantJoined{Participant: p})
+}
 
 func (c *Call) left(p api.Participant, reason string) {
+	c.e2e.onLeft(p)
 	c.event(ParticipantLeft{Participant: p, Reason: reason})
 }
+
+func (c *Call) prekeysLow() { c.e2e.onPrekeysLow() }
 
 func (c *Call) speaking(p api.Participant, on bool) {
 	c.event(Speaking{Participant: p, Speaking: on})

@@ -3,8 +3,8 @@ package client
 import "github.com/sotto-voice/sotto/api"
 
 // Event is something that happened in the call, delivered on Call.Events.
-// It is one of ParticipantJoined, ParticipantLeft, Speaking, ServerError or
-// Closed; switch on the type:
+// It is one of ParticipantJoined, ParticipantLeft, Speaking, PeerEncrypted,
+// IdentityChanged, ServerError or Closed; switch on the type:
 //
 //	switch e := ev.(type) {
 //	case client.ParticipantJoined:
@@ -41,6 +41,24 @@ type Speaking struct {
 	Speaking    bool
 }
 
+// PeerEncrypted reports that a participant's frame key is in place: its
+// frames decrypt and are delivered from now on. It comes once per
+// participant, shortly after its ParticipantJoined.
+type PeerEncrypted struct {
+	Participant api.Participant
+}
+
+// IdentityChanged reports a participant whose identity key differs from
+// the one remembered for its identity name (Options.TrustStore): another
+// device, a reinstalled one, or someone impersonating it. Until the
+// application calls Call.AcceptIdentity, the participant's frames are
+// dropped (DropIdentityUnverified) and it receives no key to the caller's
+// frames. Old and New are the two keys' fingerprints (Call.Fingerprint).
+type IdentityChanged struct {
+	Participant api.Participant
+	Old, New    string
+}
+
 // ServerError reports a message the server refused, such as an envelope for
 // a participant that has left. The call goes on.
 type ServerError struct {
@@ -56,5 +74,7 @@ type Closed struct {
 func (ParticipantJoined) event() {}
 func (ParticipantLeft) event()   {}
 func (Speaking) event()          {}
+func (PeerEncrypted) event()     {}
+func (IdentityChanged) event()   {}
 func (ServerError) event()       {}
 func (Closed) event()            {}

@@ -61,6 +61,11 @@ type sink interface {
 	speaking(p api.Participant, speaking bool)
 	envelope(from api.Participant, data []byte)
 	serverError(e *api.Error)
+	// admitted names the participants present when the join succeeded,
+	// before any joined call; later arrivals join after the caller.
+	admitted(present []api.Participant)
+	// prekeysLow reports that the caller's one-time prekeys run low.
+	prekeysLow()
 }
 
 // conn is one participant's connection to the server: its event stream and
@@ -214,6 +219,7 @@ func dial(ctx context.Context, a *apiClient, token string, claims tokenClaims, o
 		return nil, fmt.Errorf("apply answer: %w", err)
 	}
 	c.levelID = audioLevelID(tr.Sender())
+	s.admitted(jr.Participants)
 	for _, p := range jr.Participants {
 		c.addParticipant(p)
 	}
@@ -628,6 +634,8 @@ func (c *conn) handle(m api.Message) error {
 			c.log.Debug("server error", "code", e.Error.Code, "message", e.Error.Message, "ref", e.Ref)
 			c.sink.serverError(&e.Error)
 		}
+	case api.TypePrekeysLow:
+		c.sink.prekeysLow()
 	case api.TypeClosed:
 		var cl api.Closed
 		c.decode(m, &cl)

@@ -1,0 +1,714 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/e2ee"
+)
+
+// This file is the end-to-end layer of a call (docs/PROTOCOL.md §9): the
+// prekey upload, one Double Ratchet session per participant through the
+// envelope relay, the frame keys that travel in them, and SFrame on every
+// frame. One worker goroutine runs the key exchange in the order the event
+// stream delivers it; frames are sealed and opened on the goroutines that
+// write and read them.
+
+// Reasons a received frame is dropped, the keys of Stats.Dropped.
+const (
+	// DropMalformed: the SFrame header does not parse or the frame is
+	// shorter than its authentication tag.
+	DropMalformed = "malformed"
+	// DropUnknownKID: no key for the frame's key id, and none is expected
+	// from its publisher (a forged or foreign key id).
+	DropUnknownKID = "unknown_kid"
+	// DropAuthFailed: the frame does not authenticate under the key its key
+	// id names (tampered, or sealed with another key).
+	DropAuthFailed = "auth_failed"
+	// DropReplayed: the frame's counter was seen before under its key, or
+	// is older than the replay window.
+	DropReplayed = "replayed"
+	// DropExpiredKey: the frame is sealed with a key the publisher replaced
+	// more than a grace period ago.
+	DropExpiredKey = "expired_key"
+	// DropWrongSender: the frame authenticates, but under another
+	// participant's key than its publisher's (a participant re-sending
+	// someone else's frames).
+	DropWrongSender = "wrong_sender"
+	// DropAwaitingKey: the publisher's key has not arrived yet: it joined
+	// a moment ago, or its new chain after a rekey is still on its way.
+	// This is the normal start of every stream, not a decryption failure.
+	DropAwaitingKey = "awaiting_key"
+	// DropIdentityUnverified: the publisher presented an identity key that
+	// differs from the one known for its name, and the application has
+	// not accepted it (Call.AcceptIdentity).
+	DropIdentityUnverified = "identity_unverified"
+)
+
+// dropReasons lists the Drop* reasons in the order of e2eeState.dropped.
+var dropReasons = [...]string{
+	DropMalformed, DropUnknownKID, DropAuthFailed, DropReplayed, DropExpiredKey,
+	DropWrongSender, DropAwaitingKey, DropIdentityUnverified,
+}
+
+const (
+	dropMalformed = iota
+	dropUnknownKID
+	dropAuthFailed
+	dropReplayed
+	dropExpiredKey
+	dropWrongSender
+	dropAwaitingKey
+	dropIdentityUnverified
+)
+
+var (
+	// ErrUnknownParticipant is returned for a participant ID that is not
+	// in the call.
+	ErrUnknownParticipant = errors.New("client: no such participant in the call")
+	// ErrNoSession is returned for a participant whose identity key is not
+	// known yet: its end-to-end session is still being set up.
+	ErrNoSession = errors.New("client: no end-to-end session with the participant yet")
+	// ErrIdentityNotAccepted is returned by SetVerified for a participant
+	// whose changed identity key the application has not accepted.
+	ErrIdentityNotAccepted = errors.New("client: the participant's changed identity key is not accepted")
+	// ErrReservedEnvelope is returned by SendEnvelope for data that starts
+	// like an end-to-end protocol message (docs/PROTOCOL.md §3), which
+	// receivers would take for one.
+	ErrReservedEnvelope = errors.New("client: envelope data starts with the end-to-end protocol's reserved bytes")
+)
+
+const (
+	// prekeyBatch is how many one-time prekeys are uploaded at a time.
+	prekeyBatch = 20
+	// refillInterval coalesces the prekeys_low events of a burst of fetches
+	// into one upload.
+	refillInterval = time.Second
+	// generationsAhead is how many generations past a publisher's newest
+	// key a frame may name and still count as awaiting its key.
+	generationsAhead = 8
+)
+
+// isProtocolPayload reports whether envelope data is an end-to-end protocol
+// message: version 0x01, then type x3dh-init (0x01) or ratchet (0x02).
+func isProtocolPayload(data []byte) bool {
+	return len(data) >= 2 && data[0] == 0x01 && (data[1] == 0x01 || data[1] == 0x02)
+}
+
+// e2eeState is the end-to-end state of one call.
+type e2eeState struct {
+	log      *slog.Logger
+	call     *Call
+	api      *apiClient
+	token    string
+	identity *e2ee.Identity
+	public   e2ee.PublicIdentity
+	store    *e2ee.PrekeyStore // worker only once the call is up
+	sender   *e2ee.FrameSender
+	receiver *e2ee.FrameReceiver
+	trust    TrustStore
+	keyLog   func(from api.Participant, key e2ee.FrameKey)
+
+	mu       sync.Mutex
+	remotes  map[string]*remote // by participant ID
+	admitted map[string]bool    // present when we joined: we start their sessions
+
+	opsMu sync.Mutex
+	ops   []func(ctx context.Context)
+	wake  chan struct{}
+
+	lastRefill time.Time // worker only
+
+	encrypted    atomic.Uint64
+	decrypted    atomic.Uint64
+	rekeys       atomic.Uint64
+	keysReceived atomic.Uint64
+	dropped      [len(dropReasons)]atomic.Uint64
+}
+
+// remote is what a call knows about another participant's end of the
+// encryption.
+type remote struct {
+	p         api.Participant
+	initiator bool          // we start the session (X3DH)
+	sess      *e2ee.Session // worker only
+
+	// Guarded by e2eeState.mu.
+	identity  e2ee.PublicIdentity // bound to p.Identity; zero until known
+	announced bool                // PeerEncrypted sent
+
+	blocked atomic.Bool   // changed identity not accepted: frames dropped, keys withheld
+	keyed   atomic.Bool   // at least one of its frame keys is installed
+	newest  atomic.Uint64 // sender index << 32 | generation of its newest key
+}
+
+// newE2EE creates the call's identity state and publishes its prekeys,
+// before the call joins so that participants joining later find them.
+func newE2EE(ctx context.Context, a *apiClient, token string, opts *Options, log *slog.Logger) (*e2eeState, error) {
+	id := opts.Identity
+	if id == nil {
+		var err error
+		if id, err = e2ee.NewIdentity(nil); err != nil {
+			return nil, fmt.Errorf("create identity: %w", err)
+		}
+	}
+	store, err := e2ee.NewPrekeyStore(id, nil)
+	if err != nil {
+		return nil, fmt.Errorf("create prekeys: %w", err)
+	}
+	sender, err := e2ee.NewFrameSender(e2ee.FrameSenderConfig{})
+	if err != nil {
+		return nil, err
+	}
+	trust := opts.TrustStore
+	if trust == nil {
+		trust = NewMemoryTrustStore()
+	}
+	e := &e2eeState{
+		log:      log,
+		api:      a,
+		token:    token,
+		identity: id,
+		public:   id.Public(),
+		store:    store,
+		sender:   sender,
+		receiver: e2ee.NewFrameReceiver(e2ee.FrameReceiverConfig{}),
+		trust:    trust,
+		keyLog:   opts.keyLog,
+		remotes:  make(map[string]*remote),
+		admitted: make(map[string]bool),
+		wake:     make(chan struct{}, 1),
+	}
+	if err := e.uploadPrekeys(ctx); err != nil {
+		sender.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// uploadPrekeys publishes the signed prekey and a batch of one-time prekeys.
+func (e *e2eeState) uploadPrekeys(ctx context.Context) error {
+	otks, err := e.store.NewOneTimePrekeys(prekeyBatch)
+	if err != nil {
+		return fmt.Errorf("create one-time prekeys: %w", err)
+	}
+	spk := e.store.SignedPrekey()
+	up := api.PrekeyUpload{
+		IdentityKey:    e.public.Bytes(),
+		SignedPrekey:   api.SignedPrekey{ID: spk.ID, Key: spk.Key, Signature: spk.Signature},
+		OneTimePrekeys: make([]api.OneTimePrekey, len(otks)),
+	}
+	for i, k := range otks {
+		up.OneTimePrekeys[i] = api.OneTimePrekey{ID: k.ID, Key: k.Key}
+	}
+	var status api.PrekeyStatus
+	if err := e.api.do(ctx, http.MethodPut, api.Version+"/prekeys", "Bearer "+e.token, up, &status); err != nil {
+		return fmt.Errorf("upload prekeys: %w", err)
+	}
+	return nil
+}
+
+// close zeroes every key once the call has ended and nothing uses them.
+func (e *e2eeState) close() {
+	e.sender.Close()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for id := range e.remotes {
+		e.receiver.RemoveParticipant(id)
+	}
+}
+
+// The worker: operations run one at a time, in the order they were queued.
+
+func (e *e2eeState) queue(op func(ctx context.Context)) {
+	e.opsMu.Lock()
+	e.ops = append(e.ops, op)
+	e.opsMu.Unlock()
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the worker; it returns when ctx (the call) ends.
+func (e *e2eeState) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake:
+		}
+		e.opsMu.Lock()
+		ops := e.ops
+		e.ops = nil
+		e.opsMu.Unlock()
+		for _, op := range ops {
+			if ctx.Err() != nil {
+				return
+			}
+			op(ctx)
+		}
+	}
+}
+
+// Transport callbacks (via Call). They only queue work, except admitted,
+// which runs during the join before any other callback.
+
+func (e *e2eeState) onAdmitted(present []api.Participant) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range present {
+		e.admitted[p.ID] = true
+	}
+}
+
+func (e *e2eeState) onJoined(p api.Participant) {
+	e.queue(func(ctx context.Context) { e.joined(ctx, p) })
+}
+
+func (e *e2eeState) onLeft(p api.Participant) {
+	e.queue(func(ctx context.Context) { e.left(ctx, p) })
+}
+
+func (e *e2eeState) onEnvelope(from api.Participant, data []byte) {
+	e.queue(func(ctx context.Context) { e.envelope(ctx, from, data) })
+}
+
+func (e *e2eeState) onPrekeysLow() {
+	e.queue(e.refill)
+}
+
+// joined starts the encryption with a participant: towards those present
+// when we joined we start the session (they wait for us); for a newcomer
+// our chain advances so that it cannot open what we sent before, and its
+// session comes to us.
+func (e *e2eeState) joined(ctx context.Context, p api.Participant) {
+	e.mu.Lock()
+	if e.remotes[p.ID] != nil {
+		e.mu.Unlock()
+		return
+	}
+	r := &remote{p: p, initiator: e.admitted[p.ID]}
+	e.remotes[p.ID] = r
+	e.mu.Unlock()
+	if r.initiator {
+		e.initiate(ctx, r)
+		return
+	}
+	keys, err := e.sender.Advance()
+	if errors.Is(err, e2ee.ErrChainExhausted) {
+		e.rekey(ctx)
+		return
+	}
+	if err != nil {
+		e.log.Error("advance frame key", "err", err)
+		return
+	}
+	e.rekeys.Add(1)
+	for _, k := range keys {
+		k.Destroy()
+	}
+}
+
+// left forgets a participant's keys and starts a fresh chain that it never
+// receives.
+func (e *e2eeState) left(ctx context.Context, p api.Participant) {
+	e.mu.Lock()
+	r := e.remotes[p.ID]
+	delete(e.remotes, p.ID)
+	delete(e.admitted, p.ID)
+	e.mu.Unlock()
+	if r == nil {
+		return
+	}
+	e.receiver.RemoveParticipant(p.ID)
+	e.rekey(ctx)
+}
+
+// rekey starts a fresh chain and sends it to every participant with a
+// session; those whose session is still to come get it with Keys().
+func (e *e2eeState) rekey(ctx context.Context) {
+	var to []*remote
+	e.mu.Lock()
+	for _, r := range e.remotes {
+		if r.sess != nil && !r.blocked.Load() {
+			to = append(to, r)
+		}
+	}
+	e.mu.Unlock()
+	ids := make([]string, len(to))
+	for i, r := range to {
+		ids[i] = r.p.ID
+	}
+	k, err := e.sender.Rekey(time.Now(), ids)
+	if err != nil {
+		e.log.Error("rekey frame key", "err", err)
+		return
+	}
+	defer k.Destroy()
+	e.rekeys.Add(1)
+	pt, err := k.MarshalBinary()
+	if err != nil {
+		e.log.Error("encode frame key", "err", err)
+		return
+	}
+	defer clear(pt)
+	for _, r := range to {
+		e.send(ctx, r, pt)
+	}
+}
+
+// initiate runs X3DH towards r with its published bundle, then sends our
+// frame keys unless r's identity key changed.
+func (e *e2eeState) initiate(ctx context.Context, r *remote) {
+	var b api.PrekeyBundle
+	path := api.Version + "/prekeys/" + url.PathEscape(r.p.Identity)
+	if err := e.api.do(ctx, http.MethodGet, path, "Bearer "+e.token, nil, &b); err != nil {
+		e.log.Warn("fetch prekey bundle; the participant's frames stay undecryptable", "participant", r.p.ID, "peer", r.p.Identity, "err", err)
+		return
+	}
+	if b.Identity != r.p.Identity {
+		e.log.Warn("prekey bundle for another identity", "participant", r.p.ID, "peer", r.p.Identity, "bundle", b.Identity)
+		return
+	}
+	bundle := e2ee.PrekeyBundle{
+		IdentityKey:  b.IdentityKey,
+		SignedPrekey: e2ee.SignedPrekey{ID: b.SignedPrekey.ID, Key: b.SignedPrekey.Key, Signature: b.SignedPrekey.Signature},
+	}
+	if b.OneTimePrekey != nil {
+		bundle.OneTimePrekey = &e2ee.OneTimePrekey{ID: b.OneTimePrekey.ID, Key: b.OneTimePrekey.Key}
+	}
+	sess, err := e2ee.InitiateSession(nil, e.identity, bundle)
+	if err != nil {
+		e.log.Warn("start session", "participant", r.p.ID, "peer", r.p.Identity, "err", err)
+		return
+	}
+	r.sess = sess
+	if e.bind(r, sess.PeerIdentity()) {
+		e.sendKeys(ctx, r)
+	}
+}
+
+// envelope handles one end-to-end message from a participant.
+func (e *e2eeState) envelope(ctx context.Context, from api.Participant, data []byte) {
+	e.mu.Lock()
+	r := e.remotes[from.ID]
+	e.mu.Unlock()
+	if r == nil {
+		e.log.Debug("end-to-end message from a participant not in the call", "participant", from.ID)
+		return
+	}
+	now := time.Now()
+	var pt []byte
+	var err error
+	fresh := r.sess == nil
+	if !fresh {
+		pt, err = r.sess.Decrypt(data, now)
+		if errors.Is(err, e2ee.ErrOtherSession) {
+			// The peer started a new session. When both sides started one
+			// at once, the lower identity's session wins (PROTOCOL.md §4.2).
+			if r.sess.Initiator() && e.public.Compare(r.sess.PeerIdentity()) < 0 {
+				return
+			}
+			fresh = true
+		} else if err != nil {
+			e.log.Debug("drop end-to-end message", "participant", from.ID, "err", err)
+			return
+		}
+	}
+	if fresh {
+		var sess *e2ee.Session
+		sess, pt, err = e2ee.AcceptSession(e.store, data, now)
+		if err != nil {
+			e.log.Debug("drop session start", "participant", from.ID, "err", err)
+			return
+		}
+		r.sess = sess
+	}
+	defer clear(pt)
+	allowed := !r.blocked.Load()
+	if fresh {
+		allowed = e.bind(r, r.sess.PeerIdentity())
+	}
+	e.content(ctx, r, pt)
+	if fresh && allowed {
+		e.sendKeys(ctx, r)
+	}
+}
+
+// content handles one ratchet plaintext (PROTOCOL.md §5.4).
+func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
+	switch e2ee.ContentTypeOf(pt) {
+	case e2ee.ContentFrameKey:
+		k, err := e2ee.ParseFrameKey(pt)
+		if err != nil {
+			e.log.Debug("drop frame key", "participant", r.p.ID, "err", err)
+			return
+		}
+		defer k.Destroy()
+		ack, err := e.receiver.SetKey(r.p.ID, k, time.Now())
+		if err != nil {
+			e.log.Debug("refuse frame key", "participant", r.p.ID, "err", err)
+			return
+		}
+		if e.keyLog != nil {
+			e.keyLog(r.p, k)
+		}
+		e.keysReceived.Add(1)
+		e.noteKey(r, k)
+		b, err := ack.MarshalBinary()
+		if err != nil {
+			e.log.Error("encode frame key ack", "err", err)
+			return
+		}
+		e.send(ctx, r, b)
+		e.announce(r)
+	case e2ee.ContentFrameKeyAck:
+		ack, err := e2ee.ParseFrameKeyAck(pt)
+		if err != nil {
+			e.log.Debug("drop frame key ack", "participant", r.p.ID, "err", err)
+			return
+		}
+		e.sender.Acknowledge(r.p.ID, ack)
+	}
+}
+
+// noteKey records the newest key a participant sent, so that a frame under
+// a newer one is known to be awaiting its key rather than forged. Only the
+// worker writes it.
+func (e *e2eeState) noteKey(r *remote, k e2ee.FrameKey) {
+	old := r.newest.Load()
+	if !r.keyed.Load() || uint32(old>>32) != k.SenderIndex() || uint32(old) < k.Generation() {
+		r.newest.Store(uint64(k.SenderIndex())<<32 | uint64(k.Generation()))
+	}
+	r.keyed.Store(true)
+}
+
+// announce sends PeerEncrypted once a participant's frames can be opened
+// and its identity is accepted.
+func (e *e2eeState) announce(r *remote) {
+	if !r.keyed.Load() || r.blocked.Load() {
+		return
+	}
+	e.mu.Lock()
+	first := !r.announced
+	r.announced = true
+	e.mu.Unlock()
+	if first {
+		e.call.event(PeerEncrypted{Participant: r.p})
+	}
+}
+
+// bind checks the identity key a participant presents against the one
+// remembered for its name: the first is trusted on first use; a different
+// one blocks the participant and is reported. It returns whether the
+// participant may get our keys.
+func (e *e2eeState) bind(r *remote, id e2ee.PublicIdentity) bool {
+	known, err := e.trust.Lookup(r.p.Identity)
+	e.mu.Lock()
+	r.identity = id
+	e.mu.Unlock()
+	if err != nil {
+		// Unable to tell whether the key changed: withhold keys and frames.
+		e.log.Error("trust store lookup", "peer", r.p.Identity, "err", err)
+		r.blocked.Store(true)
+		return false
+	}
+	switch {
+	case known.Key.IsZero():
+		if err := e.trust.Remember(r.p.Identity, TrustedIdentity{Key: id}); err != nil {
+			e.log.Error("trust store remember", "peer", r.p.Identity, "err", err)
+		}
+	case !known.Key.Equal(id):
+		r.blocked.Store(true)
+		e.call.event(IdentityChanged{Participant: r.p, Old: known.Key.Fingerprint(), New: id.Fingerprint()})
+		return false
+	}
+	r.blocked.Store(false)
+	return true
+}
+
+// sendKeys sends a participant what it needs to open our frames now.
+func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
+	for _, k := range e.sender.Keys() {
+		pt, err := k.MarshalBinary()
+		k.Destroy()
+		if err != nil {
+			e.log.Error("encode frame key", "err", err)
+			return
+		}
+		e.send(ctx, r, pt)
+		clear(pt)
+	}
+}
+
+// send encrypts a plaintext in r's session and relays it.
+func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) {
+	if r.sess == nil {
+		return
+	}
+	payload, err := r.sess.Encrypt(pt)
+	if err != nil {
+		e.log.Error("encrypt end-to-end message", "participant", r.p.ID, "err", err)
+		return
+	}
+	if err := e.call.conn.sendEnvelope(ctx, r.p.ID, payload); err != nil && !errors.Is(err, ErrClosed) {
+		e.log.Warn("send end-to-end message", "participant", r.p.ID, "err", err)
+	}
+}
+
+// refill uploads more one-time prekeys after the server said they run low.
+func (e *e2eeState) refill(ctx context.Context) {
+	if time.Since(e.lastRefill) < refillInterval {
+		return
+	}
+	e.lastRefill = time.Now()
+	if err := e.uploadPrekeys(ctx); err != nil {
+		e.log.Warn("refill one-time prekeys", "err", err)
+	}
+}
+
+// accept lets a participant with a changed identity key in: the key is
+// remembered for its name (unverified), it gets our keys and its frames
+// are delivered.
+func (e *e2eeState) accept(participantID string) error {
+	e.mu.Lock()
+	r := e.remotes[participantID]
+	var id e2ee.PublicIdentity
+	if r != nil {
+		id = r.identity
+	}
+	e.mu.Unlock()
+	switch {
+	case r == nil:
+		return ErrUnknownParticipant
+	case !r.blocked.Load():
+		return nil
+	}
+	if err := e.trust.Remember(r.p.Identity, TrustedIdentity{Key: id}); err != nil {
+		return fmt.Errorf("client: accept identity of %s: %w", r.p.Identity, err)
+	}
+	r.blocked.Store(false)
+	e.queue(func(ctx context.Context) {
+		e.sendKeys(ctx, r)
+		e.announce(r)
+	})
+	return nil
+}
+
+// peerIdentity returns the identity key bound to a participant.
+func (e *e2eeState) peerIdentity(participantID string) (*remote, e2ee.PublicIdentity, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.remotes[participantID]
+	if r == nil {
+		return nil, e2ee.PublicIdentity{}, ErrUnknownParticipant
+	}
+	if r.identity.IsZero() {
+		return nil, e2ee.PublicIdentity{}, ErrNoSession
+	}
+	return r, r.identity, nil
+}
+
+// Frames.
+
+// open decrypts one received payload from its publisher, or drops and
+// counts it.
+func (e *e2eeState) open(from api.Participant, payload []byte, now time.Time) ([]byte, bool) {
+	if len(payload) == 0 {
+		return nil, true // an empty (DTX) frame carries no audio to protect
+	}
+	e.mu.Lock()
+	r := e.remotes[from.ID]
+	e.mu.Unlock()
+	if r != nil && r.blocked.Load() {
+		e.dropped[dropIdentityUnverified].Add(1)
+		return nil, false
+	}
+	out, who, err := e.receiver.Open(make([]byte, 0, len(payload)), payload, now)
+	if err != nil {
+		e.dropped[e.reason(r, payload, err)].Add(1)
+		return nil, false
+	}
+	if who != from.ID {
+		e.dropped[dropWrongSender].Add(1)
+		return nil, false
+	}
+	e.decrypted.Add(1)
+	return out, true
+}
+
+// reason classifies a frame the receiver refused.
+func (e *e2eeState) reason(r *remote, frame []byte, err error) int {
+	switch {
+	case errors.Is(err, e2ee.ErrMalformed):
+		return dropMalformed
+	case errors.Is(err, e2ee.ErrAuthFailed):
+		return dropAuthFailed
+	case errors.Is(err, e2ee.ErrReplayed):
+		return dropReplayed
+	case errors.Is(err, e2ee.ErrKeyExpired):
+		return dropExpiredKey
+	}
+	if r == nil || !r.keyed.Load() {
+		return dropAwaitingKey
+	}
+	// A later generation of the publisher's own chain: its key is on the
+	// way (the publisher switched before our ack reached it).
+	kid, ok := sframeKID(frame)
+	newest := r.newest.Load()
+	if ok && kid>>16 == newest>>32 {
+		if ahead := uint8(kid>>8) - uint8(newest); ahead >= 1 && ahead <= generationsAhead {
+			return dropAwaitingKey
+		}
+	}
+	return dropUnknownKID
+}
+
+// sframeKID returns the key id of an SFrame header (RFC 9605 §4.3).
+func sframeKID(b []byte) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	config := b[0]
+	if config&0x80 == 0 {
+		return uint64(config >> 4 & 0x07), true
+	}
+	n := int(config>>4&0x07) + 1
+	if len(b) < 1+n {
+		return 0, false
+	}
+	var kid uint64
+	for _, c := range b[1 : 1+n] {
+		kid = kid<<8 | uint64(c)
+	}
+	return kid, true
+}
+
+// seal encrypts one frame into dst.
+func (e *e2eeState) seal(dst, frame []byte, now time.Time) ([]byte, error) {
+	out, err := e.sender.Seal(dst, frame, now)
+	if errors.Is(err, e2ee.ErrClosed) {
+		return dst, ErrClosed
+	}
+	if err != nil {
+		return dst, fmt.Errorf("client: encrypt frame: %w", err)
+	}
+	return out, nil
+}
+
+func (e *e2eeState) droppedByReason() map[string]uint64 {
+	m := make(map[string]uint64, len(dropReasons))
+	for i, name := range dropReasons {
+		m[name] = e.dropped[i].Load()
+	}
+	return m
+}
