@@ -17,10 +17,19 @@
 
 let nextStreamId = 1;
 const attached = new WeakMap(); // sender/receiver -> streamId
+let forceEncodedStreams = false;
 
-/** Whether the browser has RTCRtpScriptTransform. */
+/** Whether RTCRtpScriptTransform will be used (the browser has it, and
+ *  useEncodedStreams did not ask for the fallback). */
 export function hasScriptTransform() {
-  return typeof RTCRtpScriptTransform !== 'undefined';
+  return !forceEncodedStreams && typeof RTCRtpScriptTransform !== 'undefined';
+}
+
+/** Selects the createEncodedStreams fallback even where
+ *  RTCRtpScriptTransform exists (tests exercise both paths). Call it
+ *  before creating the peer connection. */
+export function useEncodedStreams(on) {
+  forceEncodedStreams = !!on;
 }
 
 /** config plus what the createEncodedStreams fallback needs. */
