@@ -1,0 +1,290 @@
+// One participation in a room: the peer connection to the relay, the join,
+// the event stream and renegotiation (docs/API.md). It knows nothing of
+// keys; encryption is attached through the frame transforms it is given.
+
+import { api } from './api.js';
+
+const GATHER_TIMEOUT_MS = 5000;
+
+function b64encode(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function b64decode(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Resolves once ICE gathering is complete, or after a timeout: whatever
+ *  was not gathered by then is trickled on the event stream. */
+function gathered(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      pc.removeEventListener('icegatheringstatechange', done);
+      resolve();
+    };
+    pc.addEventListener('icegatheringstatechange', done);
+    setTimeout(resolve, GATHER_TIMEOUT_MS);
+  });
+}
+
+/** Opus only, so the browser neither offers nor accepts RED (or anything
+ *  but the codec the frames are encrypted for). */
+function preferOpus(transceiver) {
+  if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
+  const caps = RTCRtpReceiver.getCapabilities('audio');
+  const opus = caps ? caps.codecs.filter((c) => c.mimeType.toLowerCase() === 'audio/opus') : [];
+  if (opus.length) transceiver.setCodecPreferences(opus);
+}
+
+/**
+ * CallSession joins one room and runs it until it ends.
+ *
+ * Events (CustomEvent detail):
+ *  - 'welcome' {participantId, participants}
+ *  - 'joined' {participant}, 'left' {participant, reason}
+ *  - 'speaking' {participantId, speaking}
+ *  - 'track' {participantId, stream, receiver}
+ *  - 'envelope' {from, data: Uint8Array}
+ *  - 'prekeys_low' {remaining}
+ *  - 'servererror' {code, message, ref}
+ *  - 'connection' {state}: the peer connection's state
+ *  - 'closed' {reason}: the session is over ('left', 'room_ended',
+ *    'replaced', 'dropped', 'ice_failed', 'server_shutdown', 'disconnected')
+ */
+export class CallSession extends EventTarget {
+  /**
+   * @param {object} o
+   * @param {string} o.room
+   * @param {string} o.token
+   * @param {MediaStreamTrack} o.track  the microphone
+   * @param {object} o.transforms  {legacy: boolean, sender(rtpSender), receiver(rtpReceiver)}:
+   *   legacy means createEncodedStreams, which needs the peer connection
+   *   created with encodedInsertableStreams.
+   */
+  constructor({ room, token, track, transforms }) {
+    super();
+    this.room = room;
+    this.token = token;
+    this.track = track;
+    this.transforms = transforms;
+    this.participantId = '';
+    this.session = '';
+    this.pc = null;
+    this.ws = null;
+    this.closed = false;
+    this._negotiation = Promise.resolve();
+    this._receivers = new Map(); // participant id -> RTCRtpReceiver
+    this._transformed = new WeakSet();
+    this._nextEnvelopeId = 1;
+    this._eventsPath = '';
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** Joins: ICE servers, peer connection, offer, join. Resolves with the
+   *  join response; call openEvents() next, once ready for the events. */
+  async start() {
+    const { ice_servers: iceServers } = await api.iceServers(this.token);
+    const config = { iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' };
+    if (this.transforms.legacy) config.encodedInsertableStreams = true;
+    const pc = new RTCPeerConnection(config);
+    this.pc = pc;
+
+    const tr = pc.addTransceiver(this.track, { direction: 'sendrecv' });
+    preferOpus(tr);
+    // Before any frame is encoded: nothing leaves unencrypted.
+    this.transforms.sender(tr.sender);
+    this._transformed.add(tr.sender);
+
+    pc.addEventListener('track', (e) => this._onTrack(e));
+    pc.addEventListener('icecandidate', (e) => this._onCandidate(e));
+    pc.addEventListener('connectionstatechange', () => {
+      this._emit('connection', { state: pc.connectionState });
+      if (pc.connectionState === 'failed') this._finish('ice_failed');
+    });
+
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const jr = await api.join(this.room, this.token, pc.localDescription.sdp);
+    this.participantId = jr.participant_id;
+    this.session = jr.session;
+    this._eventsPath = jr.events_url;
+    await pc.setRemoteDescription({ type: 'answer', sdp: jr.sdp });
+    return jr;
+  }
+
+  /** Opens the event stream; 'welcome' comes first. */
+  openEvents() {
+    const path = this._eventsPath;
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const url = `${scheme}//${location.host}${path}?session=${encodeURIComponent(this.session)}`;
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    ws.addEventListener('message', (e) => this._onMessage(e.data));
+    ws.addEventListener('close', () => {
+      if (this.ws === ws) this._finish('disconnected');
+    });
+  }
+
+  _send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  /** Sends opaque bytes to another participant; returns the envelope id. */
+  sendEnvelope(to, data) {
+    const id = this._nextEnvelopeId++;
+    this._send({ type: 'envelope', to, data: b64encode(data), id });
+    return id;
+  }
+
+  _onMessage(raw) {
+    let m;
+    try {
+      m = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    switch (m.type) {
+      case 'welcome':
+        this._emit('welcome', { participantId: m.participant_id, participants: m.participants || [] });
+        break;
+      case 'joined':
+        this._emit('joined', { participant: m.participant });
+        break;
+      case 'left':
+        this._receivers.delete(m.participant.id);
+        this._emit('left', { participant: m.participant, reason: m.reason });
+        break;
+      case 'speaking':
+        this._emit('speaking', { participantId: m.participant_id, speaking: m.speaking });
+        break;
+      case 'offer':
+        this._negotiate(m.sdp);
+        break;
+      case 'candidate':
+        if (this.pc) this.pc.addIceCandidate(m.candidate).catch((err) => console.warn('server candidate:', err));
+        break;
+      case 'envelope': {
+        let data;
+        try {
+          data = b64decode(m.data || '');
+        } catch {
+          return;
+        }
+        this._emit('envelope', { from: m.from, data, id: m.id || 0 });
+        break;
+      }
+      case 'prekeys_low':
+        this._emit('prekeys_low', { remaining: m.remaining });
+        break;
+      case 'error':
+        this._emit('servererror', { code: m.error && m.error.code, message: m.error && m.error.message, ref: m.ref || 0 });
+        break;
+      case 'closed':
+        this._finish(m.reason || 'disconnected');
+        break;
+      default:
+      // Unknown types are ignored, as the API asks.
+    }
+  }
+
+  /** Applies a server offer and answers it, one at a time. */
+  _negotiate(sdp) {
+    this._negotiation = this._negotiation.then(async () => {
+      if (this.closed) return;
+      try {
+        await this.pc.setRemoteDescription({ type: 'offer', sdp });
+        for (const t of this.pc.getTransceivers()) {
+          if (t.receiver && !this._transformed.has(t.receiver)) preferOpus(t);
+        }
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
+        this._send({ type: 'answer', sdp: this.pc.localDescription.sdp });
+      } catch (err) {
+        console.error('renegotiation failed:', err);
+      }
+    });
+  }
+
+  _onTrack(e) {
+    const stream = e.streams[0];
+    if (!stream) return;
+    const participantId = stream.id;
+    // A transceiver may be reused for another publisher; its receiver is
+    // transformed once (createEncodedStreams allows no more), and the
+    // worker tells senders apart by the SFrame key id, not the receiver.
+    if (!this._transformed.has(e.receiver)) {
+      this.transforms.receiver(e.receiver, participantId);
+      this._transformed.add(e.receiver);
+    }
+    this._receivers.set(participantId, e.receiver);
+    this._emit('track', { participantId, stream, receiver: e.receiver });
+  }
+
+  _onCandidate(e) {
+    // Candidates found after the offer went out; the end-of-candidates
+    // marker (null) is sent as an empty candidate.
+    if (!this.session) return;
+    this._send({ type: 'candidate', candidate: e.candidate ? e.candidate.toJSON() : { candidate: '' } });
+  }
+
+  setMuted(muted) {
+    this.track.enabled = !muted;
+  }
+
+  /** Audio received per publisher: {participantId: {energy, packets, bytes}}
+   *  from inbound-rtp statistics. */
+  async inboundAudio() {
+    const out = {};
+    for (const [id, receiver] of this._receivers) {
+      const report = await receiver.getStats();
+      for (const s of report.values()) {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+          out[id] = {
+            energy: s.totalAudioEnergy || 0,
+            packets: s.packetsReceived || 0,
+            bytes: s.bytesReceived || 0,
+            concealed: s.concealedSamples || 0,
+          };
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Leaves the room (tells the server) and releases everything. */
+  async leave() {
+    if (this.closed) return;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this._send({ type: 'leave' });
+    } else if (this.participantId) {
+      try {
+        await api.leave(this.room, this.participantId, this.session);
+      } catch (err) {
+        console.warn('leave:', err);
+      }
+    }
+    this._finish('left');
+  }
+
+  _finish(reason) {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      // Give a just-sent "leave" a moment to go out before closing.
+      setTimeout(() => ws.close(1000), 200);
+    }
+    if (this.pc) this.pc.close();
+    this._emit('closed', { reason });
+  }
+}
