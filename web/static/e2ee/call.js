@@ -47,13 +47,16 @@
 //                    known for its identity name; nothing is exchanged with
 //                    it until acceptIdentityChange
 //   send_key         {senderIndex, generation, step} frames now sealed with this key
-//   decrypt_stats    {stats} the worker's counters: encrypted, decrypted,
-//                    malformed, unknown_kid, auth_failed, replayed,
-//                    expired_key, awaiting_key, byParticipant
+//   decrypt_stats    {stats} the worker's counters: encrypted,
+//                    unencrypted_dropped (no key yet: never sent in clear),
+//                    decrypted, and drops by reason: malformed, unknown_kid,
+//                    auth_failed, replayed, expired_key, awaiting_key,
+//                    identity_unverified; byParticipant {id: {...}}
 //   error            {participantId?, code, message}
 //
 // The worker gets: {type: 'sendKey', key}, {type: 'recvKey', participantId,
-// key}, {type: 'removeParticipant', participantId} (see framecrypto.js).
+// key}, {type: 'removeParticipant', participantId}, {type: 'blocked',
+// participantId, blocked} (see framecrypto.js).
 
 import { compare, randomBytes } from './bytes.js';
 import { ProtocolError } from './errors.js';
@@ -273,6 +276,7 @@ export class CallCrypto {
     worker.addEventListener('message', listener);
     if (this._sender) worker.postMessage({ type: 'sendKey', key: this._sender.current() });
     for (const { participantId, key } of this.receiverKeys()) worker.postMessage({ type: 'recvKey', participantId, key });
+    for (const p of this._peers.values()) if (p.blocked) worker.postMessage({ type: 'blocked', participantId: p.id, blocked: true });
   }
 
   detachWorker(worker) {
@@ -367,6 +371,7 @@ export class CallCrypto {
     const known = await this.trustStore.get(peer.identity);
     if (known && known.fingerprint !== pub.fingerprint) {
       peer.blocked = { pub, knownFingerprint: known.fingerprint, resume, held: [] };
+      this._postWorkers({ type: 'blocked', participantId: peer.id, blocked: true });
       this._emit({
         type: 'identity_changed',
         participantId: peer.id,
@@ -400,6 +405,7 @@ export class CallCrypto {
     await this.trustStore.set(peer.identity, { fingerprint: b.pub.fingerprint, verified: false });
     this._serial(peer, async () => {
       peer.blocked = null;
+      this._postWorkers({ type: 'blocked', participantId: peer.id, blocked: false });
       this._setPeerIdentity(peer, b.pub);
       await b.resume();
       for (const bytes of b.held) {

@@ -12,6 +12,8 @@
 //        the createEncodedStreams fallback: transform this stream pair
 //   {type: 'label', streamId, participantId}    a receiver now carries
 //        another publisher (transceiver reuse)
+//   {type: 'blocked', participantId, blocked}   drop that participant's
+//        frames as identity_unverified (its changed identity is not accepted)
 // key = {suite, senderIndex, generation, step, baseKey: Uint8Array}.
 //
 // It posts {type: 'stats', stats} when counters changed (every
@@ -29,6 +31,7 @@ export class FrameCrypto {
     this.receiver = new FrameReceiver();
     this._send = EMPTY_STATS();
     this._labels = new Map(); // streamId -> participantId
+    this._blocked = new Set(); // participant ids
     this._lastStats = '';
     this._queue = Promise.resolve();
     this._interval = statsIntervalMs > 0 ? setInterval(() => this.postStats(), statsIntervalMs) : null;
@@ -59,6 +62,10 @@ export class FrameCrypto {
         case 'label':
           this._labels.set(m.streamId, m.participantId);
           break;
+        case 'blocked':
+          if (m.blocked) this._blocked.add(m.participantId);
+          else this._blocked.delete(m.participantId);
+          break;
         default:
           break; // unknown messages are ignored, like unknown content types
       }
@@ -77,6 +84,10 @@ export class FrameCrypto {
 
   /** Decrypts one incoming frame; null means drop it (counted by reason). */
   async decryptFrame(data, trackParticipant) {
+    if (data.length > 0 && this._blocked.has(trackParticipant)) {
+      this.receiver._count('identity_unverified', trackParticipant);
+      return null;
+    }
     const r = await this.receiver.open(data, this._now(), trackParticipant);
     return r.drop ? null : r.plaintext;
   }

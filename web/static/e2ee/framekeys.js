@@ -18,11 +18,18 @@ export const MAX_SWITCH_DELAY_MS = 2000;
 export const DEFAULT_GRACE_PERIOD_MS = 1000;
 export const MAX_RATCHET_AHEAD = 32;
 export const REPLAY_WINDOW = 128;
+/** How many generations past a sender's newest key a frame may name and
+ *  count as awaiting_key rather than unknown_kid (as the Go SDK counts). */
+export const GENERATIONS_AHEAD = 8;
 const KEY_RING_SIZE = 4;
 
-/** Drop reasons of §6.5, plus awaiting_key: a frame from a sender none of
- *  whose keys has arrived yet (not a decryption failure). */
-export const DROP_REASONS = ['malformed', 'unknown_kid', 'auth_failed', 'replayed', 'expired_key', 'awaiting_key'];
+/** Drop reasons of §6.5, plus awaiting_key: a frame from a sender whose
+ *  key has not arrived yet (none of its keys, or a generation just after
+ *  the newest held): the normal start of a stream, not a failure; and
+ *  identity_unverified: from a participant whose changed identity the
+ *  user has not accepted (FrameCrypto counts those). The Go SDK uses the
+ *  same names. */
+export const DROP_REASONS = ['malformed', 'unknown_kid', 'auth_failed', 'replayed', 'expired_key', 'awaiting_key', 'identity_unverified'];
 
 /** KID = sender_index << 16 | (generation mod 256) << 8 | step, as BigInt. */
 export function kidOf(senderIndex, generation, step) {
@@ -323,6 +330,7 @@ export class FrameReceiver {
     return s && s.participant;
   }
 
+  /** Counts a frame dropped for reason (one of DROP_REASONS). */
   _count(reason, trackParticipant) {
     this.stats[reason]++;
     if (trackParticipant !== undefined) {
@@ -338,8 +346,8 @@ export class FrameReceiver {
    *  stats (and byParticipant under trackParticipant, the participant
    *  whose track carried the frame, when given). The sender is found from
    *  the KID; trackParticipant only tells awaiting_key (no key of that
-   *  participant yet) from unknown_kid. An empty frame gives an empty
-   *  plaintext and counts nothing. */
+   *  participant yet) from unknown_kid for an unknown sender index. An
+   *  empty frame gives an empty plaintext and counts nothing. */
   async open(frame, now, trackParticipant) {
     if (frame.length === 0) return { plaintext: frame, participant: trackParticipant };
     const hdr = decodeHeader(frame);
@@ -364,7 +372,13 @@ export class FrameReceiver {
     };
     let { key, base } = find();
     if (key && key.expired) return this._count('expired_key', trackParticipant);
-    if (!key && (!base || step - base.step > MAX_RATCHET_AHEAD)) return this._count('unknown_kid', trackParticipant);
+    if (!key && (!base || step - base.step > MAX_RATCHET_AHEAD)) {
+      // A generation just after the newest one held: the sender switched
+      // to a fresh chain whose key is still on its way.
+      const newest = s.keys.reduce((g, k) => Math.max(g, k.generation), 0);
+      const ahead = (gen8 - (newest & 0xff)) & 0xff;
+      return this._count(ahead >= 1 && ahead <= GENERATIONS_AHEAD ? 'awaiting_key' : 'unknown_kid', trackParticipant);
+    }
     let pt;
     if (key) {
       if (frame.length - hdr.length < key.sk.overhead) return this._count('malformed', trackParticipant);
