@@ -408,7 +408,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 	}
 	defer sock.Close()
 	bob := joinPeerWith(ctx, t, srv, "room-1", "bob", &Options{IPFilter: loopback, Logger: slog.New(slog.DiscardHandler), settings: func(se *webrtc.SettingEngine) {
-		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, sock))
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(pionLoggers{slog.New(slog.DiscardHandler)}.NewLogger("mux"), sock))
 	}})
 	carol := joinPeer(ctx, t, srv, "room-1", "carol")
 	talkAndCheck(ctx, t, []*peer{alice, bob, carol}, 10)

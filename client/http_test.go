@@ -116,6 +116,8 @@ func TestJoinSurfacesAPIError(t *testing.T) {
 		switch {
 		case r.URL.Path == "/v1/ice-servers":
 			w.Write([]byte(`{"ice_servers":[]}`))
+		case r.URL.Path == "/v1/prekeys" && r.Method == http.MethodPut:
+			w.Write([]byte(`{"remaining":20}`))
 		case r.URL.Path == "/v1/rooms/standup/join" && r.Method == http.MethodPost:
 			w.WriteHeader(http.StatusConflict)
 			w.Write([]byte(`{"error":{"code":"room_full","message":"full"}}`))
