@@ -61,6 +61,7 @@ func startCallServer(t *testing.T) *callServer {
 type pageState struct {
 	Screen       string `json:"screen"`
 	Role         string `json:"role"`
+	Room         string `json:"room"`
 	SelfID       string `json:"selfId"`
 	Identity     string `json:"identity"`
 	ClosedReason string `json:"closedReason"`

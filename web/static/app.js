@@ -566,6 +566,7 @@ window.sottoTest = {
     return {
       screen: app.screen,
       role: app.role,
+      room: app.room,
       selfId: app.selfId,
       identity: app.identity,
       status: app.status,
