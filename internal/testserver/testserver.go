@@ -1,6 +1,6 @@
-// Package testserver runs a complete Sotto server (signaling and media relay)
-// on the loopback interface for tests: real HTTP, WebSocket and UDP on
-// ephemeral ports, a random secret and short timeouts.
+// Package testserver runs a complete Sotto server (signaling, media relay
+// and, on request, TURN) on the loopback interface for tests: real HTTP,
+// WebSocket and UDP on ephemeral ports, a random secret and short timeouts.
 package testserver
 
 import (
@@ -12,12 +12,15 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/turn"
 )
 
 // DefaultDropTimeout is the drop timeout of a test server when Options
@@ -33,6 +36,13 @@ type Options struct {
 	MaxParticipants int
 	// ICEServers is passed to signaling.Config.ICEServers (for TURN tests).
 	ICEServers func(identity string) []api.ICEServer
+	// TURN starts an embedded TURN server on loopback (Server.TURN) that
+	// admits the media server's UDP port as "sotto serve" does, and offers
+	// its STUN and TURN URLs to every participant, ahead of ICEServers' list.
+	TURN bool
+	// TURNTransport, if "udp" or "tcp", offers only the TURN URLs with that
+	// transport, so that a relay-only caller reaches TURN over it.
+	TURNTransport string
 	// Logger receives the server's logs. Nil logs errors to stderr, or
 	// everything down to debug when the SOTTO_TEST_DEBUG environment
 	// variable is set.
@@ -46,6 +56,7 @@ type Server struct {
 	Secret    []byte
 	Signaling *signaling.Server
 	Media     *media.Engine
+	TURN      *turn.Server // nil unless Options.TURN
 
 	tb   testing.TB
 	http *httptest.Server
@@ -85,21 +96,80 @@ func New(opts *Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	iceServers := opts.ICEServers
+	var ts *turn.Server
+	if opts.TURN {
+		if ts, err = startTURN(engine, opts.TURNTransport, log); err != nil {
+			engine.Close()
+			return nil, err
+		}
+		iceServers = func(identity string) []api.ICEServer {
+			l := offered(ts.ICEServers(identity, 0), opts.TURNTransport)
+			if opts.ICEServers != nil {
+				l = append(l, opts.ICEServers(identity)...)
+			}
+			return l
+		}
+	}
 	sig, err := signaling.New(signaling.Config{
 		Secret:          secret,
 		Media:           engine,
 		MaxParticipants: opts.MaxParticipants,
 		DropTimeout:     drop,
-		ICEServers:      opts.ICEServers,
+		ICEServers:      iceServers,
 		Logger:          log.With("component", "signaling"),
 	})
 	if err != nil {
+		if ts != nil {
+			ts.Close()
+		}
 		engine.Close()
 		return nil, err
 	}
 	hs := httptest.NewUnstartedServer(sig)
 	hs.Start()
-	return &Server{URL: hs.URL, Secret: secret, Signaling: sig, Media: engine, http: hs}, nil
+	return &Server{URL: hs.URL, Secret: secret, Signaling: sig, Media: engine, TURN: ts, http: hs}, nil
+}
+
+// startTURN starts a TURN server on loopback, ephemeral ports, that admits
+// the media server's UDP port exactly as "sotto serve" does.
+func startTURN(engine *media.Engine, transport string, log *slog.Logger) (*turn.Server, error) {
+	if transport != "" && transport != "udp" && transport != "tcp" {
+		return nil, fmt.Errorf("testserver: TURN transport %q: want udp or tcp", transport)
+	}
+	peers, err := turn.MediaPeers(engine.UDPAddr(), nil)
+	if err != nil {
+		return nil, err
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	return turn.NewServer(turn.Config{
+		Secret:     secret,
+		ListenIP:   "127.0.0.1",
+		AllowPeers: peers,
+		Logger:     log.With("component", "turn"),
+	})
+}
+
+// offered keeps the STUN URLs of servers and, when transport is set, only
+// the TURN URLs with that transport.
+func offered(servers []api.ICEServer, transport string) []api.ICEServer {
+	if transport == "" {
+		return servers
+	}
+	out := servers[:0]
+	for _, s := range servers {
+		urls := slices.DeleteFunc(s.URLs, func(u string) bool {
+			return !strings.HasPrefix(u, "stun:") && !strings.HasSuffix(u, "?transport="+transport)
+		})
+		if len(urls) > 0 {
+			s.URLs = urls
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func defaultLogger() *slog.Logger {
@@ -137,6 +207,9 @@ func (s *Server) Close() {
 	s.Signaling.Shutdown(ctx)
 	s.http.CloseClientConnections()
 	s.http.Close()
+	if s.TURN != nil {
+		s.TURN.Close()
+	}
 	done := make(chan struct{})
 	go func() {
 		s.Media.Close()
