@@ -65,7 +65,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		<-prev.done
 		go prev.conn.Close(websocket.StatusPolicyViolation, "replaced by a newer connection")
 	}
-	wctx, wcancel := context.WithTimeout(ctx, writeTimeout)
+	wctx, wcancel := context.WithTimeout(st.writeCtx, writeTimeout)
 	err = conn.Write(wctx, websocket.MessageText, welcome)
 	wcancel()
 	if err != nil {

@@ -59,8 +59,16 @@ func newTestServer(t *testing.T, configure func(*Config)) *testServer {
 			t.Errorf("Shutdown: %v", err)
 		}
 		ts.Close()
-		if err := engine.Close(); err != nil {
-			t.Errorf("engine close: %v", err)
+		closed := make(chan error, 1)
+		go func() { closed <- engine.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Errorf("engine close: %v", err)
+			}
+		case <-time.After(wait):
+			// Fail here rather than hang the whole package.
+			t.Errorf("media engine did not close within %v", wait)
 		}
 	})
 	return &testServer{t: t, srv: srv, ts: ts}
@@ -123,7 +131,8 @@ func (s *testServer) expectError(status int, body []byte, wantStatus int, code a
 
 // peer is a real pion client PeerConnection sending one audio track.
 type peer struct {
-	pc *webrtc.PeerConnection
+	pc    *webrtc.PeerConnection
+	track *webrtc.TrackLocalStaticSample
 }
 
 // newPeer builds a loopback-only client offering audio with codec
@@ -165,7 +174,7 @@ func newPeer(t *testing.T, mime string) *peer {
 	if _, err := pc.AddTrack(track); err != nil {
 		t.Fatal(err)
 	}
-	return &peer{pc: pc}
+	return &peer{pc: pc, track: track}
 }
 
 // offer returns the complete (non-trickle) offer SDP.
@@ -353,11 +362,16 @@ func (e *events) expectLeft(id, reason string) {
 	}
 }
 
-// expectClosed waits for closed with reason and then the end of the stream.
-func (e *events) expectClosed(reason string) {
+// expectClosed waits for closed with reason, skipping messages of the
+// types in skip, and then for the end of the stream.
+func (e *events) expectClosed(reason string, skip ...string) {
 	e.t.Helper()
+	m := e.expectAny(append(skip, api.TypeClosed)...)
+	for m.Type != api.TypeClosed {
+		m = e.expectAny(append(skip, api.TypeClosed)...)
+	}
 	var c api.Closed
-	e.decode(e.expect(api.TypeClosed), &c)
+	e.decode(m, &c)
 	if c.Reason != reason {
 		e.t.Fatalf("closed %q, want %q", c.Reason, reason)
 	}

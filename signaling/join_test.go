@@ -203,12 +203,16 @@ func TestShutdown(t *testing.T) {
 	s := newTestServer(t, nil)
 	a, _ := s.join("r1", "alice")
 	ea := s.connect(a)
-	ctx, cancel := contextWithWait()
-	defer cancel()
-	if err := s.srv.Shutdown(ctx); err != nil {
+	shutdown := make(chan error, 1)
+	go func() {
+		ctx, cancel := contextWithWait()
+		defer cancel()
+		shutdown <- s.srv.Shutdown(ctx)
+	}()
+	ea.expectClosed(api.ReasonShutdown)
+	if err := <-shutdown; err != nil {
 		t.Fatal(err)
 	}
-	ea.expectClosed(api.ReasonShutdown)
 	offer, _ := json.Marshal(api.JoinRequest{SDP: newPeer(t, webrtc.MimeTypeOpus).offer(t)})
 	status, b := s.do("POST", "/v1/rooms/r1/join", "Bearer "+token(t, "r1", "bob"), offer)
 	s.expectError(status, b, http.StatusServiceUnavailable, api.CodeShuttingDown)

@@ -19,7 +19,7 @@ type participant struct {
 
 	active    bool // media answered; announced and visible to others
 	removed   bool
-	failed    bool // media reported failure before activation
+	failed    bool // media reported failure before activation; the join fails
 	peer      *media.Peer
 	stream    *stream // current event stream, nil when disconnected
 	dropTimer *time.Timer

@@ -98,9 +98,13 @@ func (s *Server) activate(p *participant, peer *media.Peer) ([]api.Participant, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p.peer = peer
-	if s.closing || p.removed {
+	switch {
+	case s.closing || p.removed:
 		c.add(s.removeLocked(p, api.ReasonShutdown))
 		return nil, errorf(api.CodeShuttingDown, "server is shutting down")
+	case p.failed:
+		c.add(s.removeLocked(p, api.ReasonICEFailed))
+		return nil, errorf(api.CodeInternal, "media connection failed while joining")
 	}
 	for _, o := range p.room.participants {
 		if o != p && o.active && o.identity == p.identity {
@@ -110,9 +114,6 @@ func (s *Server) activate(p *participant, peer *media.Peer) ([]api.Participant, 
 	p.active = true
 	s.broadcastLocked(p.room, p, encode(api.Joined{Type: api.TypeJoined, Participant: p.info()}))
 	p.armDropTimerLocked()
-	if p.failed {
-		c.add(s.removeLocked(p, api.ReasonICEFailed))
-	}
 	s.log.Info("participant joined", "room", p.room.name, "participant", p.id, "identity", p.identity)
 	return p.room.activeOthers(p), nil
 }

@@ -24,6 +24,10 @@ import (
 // flushing their streams and closing peer connections.
 const shutdownGrace = 4 * time.Second
 
+// mediaCloseGrace bounds the wait for the media relay after signaling and
+// HTTP have stopped.
+const mediaCloseGrace = 2 * time.Second
+
 // serveOptions is everything "sotto serve" is configured with.
 type serveOptions struct {
 	httpAddr  string
@@ -31,7 +35,8 @@ type serveOptions struct {
 	tcpPort   int
 	mediaIP   string // "" = all interfaces
 	publicIPs listFlag
-	secret    string // "" = generate a development secret
+	origins   listFlag // extra browser origins allowed to open event streams
+	secret    string   // "" = generate a development secret
 
 	maxParticipants  int
 	maxRooms         int
@@ -54,6 +59,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.IntVar(&o.tcpPort, "tcp-port", 7881, "ICE-TCP fallback port (-1 disables)")
 	fs.StringVar(&o.mediaIP, "media-ip", "", `IP the media ports bind to; default the --http host when it is an IP, "" for all`)
 	fs.Var(&o.publicIPs, "public-ip", "public IP to advertise for media behind 1:1 NAT (repeatable or comma-separated)")
+	fs.Var(&o.origins, "allow-origin", "extra browser origin host pattern allowed to open event streams, e.g. app.example.com (repeatable or comma-separated)")
 	fs.StringVar(&o.secret, "secret", "", "token signing secret, at least 16 bytes (default: a generated development secret)")
 	fs.IntVar(&o.maxParticipants, "max-participants", signaling.DefaultMaxParticipants, "participants per room")
 	fs.IntVar(&o.maxRooms, "max-rooms", signaling.DefaultMaxRooms, "rooms at once")
@@ -179,7 +185,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer engine.Close()
 	sig, err := signaling.New(signaling.Config{
 		Secret:           []byte(secret),
 		Media:            engine,
@@ -188,9 +193,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxMessageBytes:  o.maxMessageBytes,
 		MaxEnvelopeBytes: o.maxEnvelopeBytes,
 		DropTimeout:      o.dropTimeout,
+		OriginPatterns:   o.origins,
 		Logger:           log.With("component", "signaling"),
 	})
 	if err != nil {
+		_ = engine.Close()
 		return err
 	}
 	httpSrv := &http.Server{
@@ -218,8 +225,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn("http shutdown", "err", err)
 		_ = httpSrv.Close()
 	}
-	if err := engine.Close(); err != nil {
-		log.Warn("media shutdown", "err", err)
+	// The process is exiting either way; a media relay that cannot release
+	// its peers in time must not keep it alive.
+	closed := make(chan error, 1)
+	go func() { closed <- engine.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			log.Warn("media shutdown", "err", err)
+		}
+	case <-time.After(mediaCloseGrace):
+		log.Warn("media relay did not stop in time; exiting anyway", "waited", mediaCloseGrace)
 	}
 	log.Info("stopped")
 	return nil
