@@ -44,6 +44,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("event stream upgrade failed", "participant", p.id, "err", err)
 		return
 	}
+	// Every path below has finished with the connection when this runs.
+	defer conn.CloseNow()
 	conn.SetReadLimit(int64(s.cfg.MaxMessageBytes) * hardReadFactor)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -159,6 +159,7 @@ func allow(method string, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// ServeHTTP routes a request of the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
