@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/metrics"
 	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/web"
 )
 
 // shutdownGrace bounds the graceful part of a shutdown: telling participants,
@@ -49,6 +51,9 @@ type serveOptions struct {
 
 	metricsToken string // "" = /metrics open to anyone who reaches --http
 	pprof        bool   // serve net/http/pprof under /debug/pprof/
+
+	tlsCert, tlsKey string        // PEM files; both set serves HTTPS
+	inviteTTL       time.Duration // life of private-call invites
 }
 
 func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
@@ -70,6 +75,9 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&o.metricsToken, "metrics-token", "", "bearer token /metrics (and /debug/pprof/) require; empty leaves them open")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (guarded by --metrics-token)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file; with --tls-key, serve HTTPS (browsers need it beyond localhost)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.DurationVar(&o.inviteTTL, "invite-ttl", signaling.DefaultInviteTTL, "how long a private-call invite link stays valid")
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
 	}
@@ -130,6 +138,12 @@ func (o serveOptions) check() error {
 	if o.dropTimeout <= 0 {
 		errs = append(errs, errors.New("--drop-timeout must be positive"))
 	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if o.inviteTTL <= 0 {
+		errs = append(errs, errors.New("--invite-ttl must be positive"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -170,6 +184,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"sotto: mint tokens with: sotto token --secret %s --room ROOM --identity NAME\n", secret, secret)
 	}
 
+	var tlsConfig *tls.Config
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http %s: %w", o.httpAddr, err)
@@ -194,21 +217,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxEnvelopeBytes: o.maxEnvelopeBytes,
 		DropTimeout:      o.dropTimeout,
 		OriginPatterns:   o.origins,
+		InviteTTL:        o.inviteTTL,
 		Logger:           log.With("component", "signaling"),
 	})
 	if err != nil {
 		_ = engine.Close()
 		return err
 	}
+	// The API routes take precedence; everything else is the browser client.
+	app := http.NewServeMux()
+	app.Handle("/v1/", sig)
+	app.Handle("/healthz", sig)
+	app.Handle("/", web.Handler())
 	httpSrv := &http.Server{
-		Handler:           withMetrics(sig, engine, sig, o.metricsToken, o.pprof),
+		Handler:           withMetrics(app, engine, sig, o.metricsToken, o.pprof),
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
-	go func() { served <- httpSrv.Serve(ln) }()
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		go func() { served <- httpSrv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { served <- httpSrv.Serve(ln) }()
+	}
 
-	fmt.Fprintf(stdout, "sotto: serving on %s (media udp %s, tcp %s)\n", httpURL(ln.Addr()), port(engine.UDPAddr()), port(engine.TCPAddr()))
+	fmt.Fprintf(stdout, "sotto: serving on %s (media udp %s, tcp %s)\n", httpURL(scheme, ln.Addr()), port(engine.UDPAddr()), port(engine.TCPAddr()))
 
 	select {
 	case err := <-served:
@@ -243,15 +279,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // httpURL is the address to open in a browser; an unspecified listen IP
 // is shown as localhost.
-func httpURL(a net.Addr) string {
+func httpURL(scheme string, a net.Addr) string {
 	host, p, err := net.SplitHostPort(a.String())
 	if err != nil {
-		return "http://" + a.String()
+		return scheme + "://" + a.String()
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, p)
+	return scheme + "://" + net.JoinHostPort(host, p)
 }
 
 func port(a net.Addr) string {
