@@ -2,6 +2,7 @@
 //
 //	sotto serve    run signaling, the media relay (and TURN) in one process
 //	sotto token    mint a room token
+//	sotto load     load-test a server with synthetic callers
 //	sotto version  print the version
 package main
 
@@ -26,6 +27,7 @@ const usage = `Usage: sotto <command> [flags]
 Commands:
   serve     run the server: signaling (HTTP + WebSocket) and the media relay
   token     mint a token admitting an identity to a room
+  load      run synthetic callers against a server and report latency, loss and server CPU
   version   print the version
 
 Every flag has an environment twin: --max-participants is SOTTO_MAX_PARTICIPANTS.
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServe(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = runToken(args[1:], stdout, stderr)
+	case "load":
+		err = runLoad(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "-help", "--help":

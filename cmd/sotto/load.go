@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sotto-voice/sotto/loadtest"
+)
+
+// errLoadFailed is returned when callers failed to join or frames failed
+// to decrypt: the run happened, and its exit status says it missed.
+var errLoadFailed = errors.New("load run failed: callers did not join or frames did not decrypt")
+
+type loadOptions struct {
+	cfg      loadtest.Config
+	secret   string
+	audio    string
+	jsonPath string
+	plotPath string
+	logLevel string
+}
+
+func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
+	var o loadOptions
+	fs := newFlagSet("load", "load [flags]", stderr)
+	fs.StringVar(&o.cfg.URL, "url", loadtest.DefaultURL, "server base URL")
+	fs.StringVar(&o.secret, "secret", "", "the server's token secret, to mint callers' tokens")
+	fs.IntVar(&o.cfg.Rooms, "rooms", loadtest.DefaultRooms, "rooms")
+	fs.IntVar(&o.cfg.Callers, "callers", loadtest.DefaultCallers, "callers per room")
+	fs.DurationVar(&o.cfg.Duration, "duration", loadtest.DefaultDuration, "steady part of the run, after every caller has joined")
+	fs.Float64Var(&o.cfg.Ramp, "ramp", loadtest.DefaultRamp, "joins started per second")
+	fs.BoolVar(&o.cfg.RelayOnly, "relay-only", false, "send all media through the server's TURN relay")
+	fs.BoolVar(&o.cfg.Churn, "churn", false, "callers leave and rejoin during the run (one every 2 s), exercising rekeys")
+	fs.StringVar(&o.audio, "audio", "", "Ogg Opus file of 20 ms packets to play (default: the clip in loadtest/audio)")
+	fs.StringVar(&o.jsonPath, "json", "", "write the report as JSON to this file")
+	fs.StringVar(&o.plotPath, "plot", "", "draw the latency histogram and frames/s over time to this .png or .svg file")
+	fs.StringVar(&o.cfg.MetricsToken, "metrics-token", "", "bearer token of the server's /metrics")
+	fs.StringVar(&o.cfg.MetricsURL, "metrics-url", "", "the server's metrics endpoint (default --url + /metrics)")
+	fs.StringVar(&o.logLevel, "log-level", "error", "debug, info, warn or error (callers' SDK logs)")
+	if err := parseFlags(fs, args); err != nil {
+		return o, err
+	}
+	if o.secret == "" {
+		fmt.Fprintln(stderr, "sotto load: --secret (or SOTTO_SECRET) is required to mint tokens")
+		return o, errUsage
+	}
+	o.cfg.Secret = []byte(o.secret)
+	if o.plotPath != "" {
+		if ext := strings.ToLower(filepath.Ext(o.plotPath)); ext != ".png" && ext != ".svg" {
+			fmt.Fprintf(stderr, "sotto load: --plot %q: want a .png or .svg file\n", o.plotPath)
+			return o, errUsage
+		}
+	}
+	return o, nil
+}
+
+// runLoad implements "sotto load".
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseLoad(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o.logLevel, "text", stderr)
+	if err != nil {
+		return err
+	}
+	o.cfg.Logger = log
+	if o.audio != "" {
+		if o.cfg.Audio, err = os.ReadFile(o.audio); err != nil {
+			return fmt.Errorf("--audio: %w", err)
+		}
+	}
+	o.cfg.Progress = stderr
+	o.cfg.Terminal = isTerminal(stderr)
+
+	fmt.Fprintf(stderr, "sotto load: %d rooms x %d callers against %s for %v after the ramp\n", o.cfg.Rooms, o.cfg.Callers, o.cfg.URL, o.cfg.Duration)
+	rep, err := loadtest.Run(ctx, o.cfg)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	if o.jsonPath != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonPath, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("--json: %w", err)
+		}
+	}
+	if o.plotPath != "" {
+		if err := writePlot(o.plotPath, rep); err != nil {
+			return fmt.Errorf("--plot: %w", err)
+		}
+	}
+	if rep.Failed() {
+		return errLoadFailed
+	}
+	return nil
+}
+
+func writePlot(path string, rep *loadtest.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if strings.EqualFold(filepath.Ext(path), ".svg") {
+		err = loadtest.PlotSVG(f, rep)
+	} else {
+		err = loadtest.PlotPNG(f, rep)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// isTerminal reports whether w is a character device (a terminal), where
+// the progress line is rewritten in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

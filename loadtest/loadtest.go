@@ -1,0 +1,513 @@
+package loadtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/client"
+	"github.com/sotto-voice/sotto/e2ee"
+	"github.com/sotto-voice/sotto/metrics"
+	"github.com/sotto-voice/sotto/signaling"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultURL      = "http://127.0.0.1:7880"
+	DefaultRooms    = 1
+	DefaultCallers  = 4
+	DefaultDuration = 30 * time.Second
+	DefaultRamp     = 10 // joins per second
+
+	joinTimeout = 30 * time.Second
+	// drain is how long receivers keep listening after the last frame is
+	// sent, so frames in flight count as received.
+	drain = time.Second
+	// settle is how long a new pair may take (renegotiation, key exchange)
+	// before frames it never delivered count as lost.
+	settle = 3 * time.Second
+	// tailGrace leaves out of the expected count the frames sent just
+	// before a receiver left, which were in flight when it went.
+	tailGrace = 200 * time.Millisecond
+)
+
+// Config describes a load run. Zero values take the defaults above.
+type Config struct {
+	URL      string // server base URL
+	Secret   []byte // the server's token secret, to mint callers' tokens
+	Rooms    int
+	Callers  int // per room
+	Duration time.Duration
+	// Ramp is the joins started per second.
+	Ramp float64
+	// RelayOnly sends all media through the server's TURN relay.
+	RelayOnly bool
+	// Churn makes callers leave and rejoin during the run, one every
+	// ChurnInterval (default 2 s), which makes every sender rekey.
+	Churn         bool
+	ChurnInterval time.Duration
+	// Audio is an Ogg Opus file of 20 ms packets; nil plays DefaultClip.
+	Audio []byte
+
+	// MetricsURL is the server's /metrics (default URL + "/metrics") and
+	// MetricsToken its bearer token. Server figures are left out, with a
+	// note in Report.ServerMetricsError, when it cannot be scraped.
+	MetricsURL   string
+	MetricsToken string
+
+	// Progress receives a status line every second: rewritten in place
+	// when Terminal is set, else printed every ProgressEvery (default 5 s).
+	// Nil prints nothing.
+	Progress      io.Writer
+	Terminal      bool
+	ProgressEvery time.Duration
+
+	// IPFilter limits the local addresses callers gather ICE candidates on.
+	// Nil keeps loopback addresses when the server's host is a loopback
+	// address (see client.Options.IPFilter) and uses the SDK default
+	// otherwise.
+	IPFilter func(net.IP) bool
+	Logger   *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("loadtest: server URL %q: want http(s)://host[:port]", c.URL)
+	}
+	if len(c.Secret) < signaling.MinSecretLen {
+		return fmt.Errorf("loadtest: the server's secret is needed to mint tokens (at least %d bytes)", signaling.MinSecretLen)
+	}
+	if c.Rooms == 0 {
+		c.Rooms = DefaultRooms
+	}
+	if c.Callers == 0 {
+		c.Callers = DefaultCallers
+	}
+	if c.Duration == 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.Ramp == 0 {
+		c.Ramp = DefaultRamp
+	}
+	if c.ChurnInterval == 0 {
+		c.ChurnInterval = 2 * time.Second
+	}
+	if c.ProgressEvery == 0 {
+		c.ProgressEvery = 5 * time.Second
+	}
+	switch {
+	case c.Rooms < 0, c.Callers < 0, c.Duration < 0, c.Ramp < 0, c.ChurnInterval < 0:
+		return errors.New("loadtest: rooms, callers, duration, ramp and churn interval must be positive")
+	case c.Callers < 2:
+		return errors.New("loadtest: at least 2 callers per room, or nobody hears anybody")
+	}
+	if c.MetricsURL == "" {
+		c.MetricsURL = strings.TrimSuffix(c.URL, "/") + "/metrics"
+	}
+	if c.IPFilter == nil {
+		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			c.IPFilter = func(ip net.IP) bool { return ip.IsLoopback() }
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// run is the state of one load run.
+type run struct {
+	cfg     Config
+	ctx     context.Context
+	packets [][]byte
+	hashes  []uint64
+	runID   string
+
+	shards []*shard
+
+	sendersMu sync.RWMutex
+	senders   map[string]*sender // by participant ID
+
+	mu        sync.Mutex
+	parts     []*participation // every join, finished or not
+	joinTimes []time.Duration
+	joinErrs  map[string]int
+	failed    int
+
+	latency      histogram
+	sent         atomic.Uint64
+	received     atomic.Uint64
+	writeErrors  atomic.Uint64
+	unknownFrom  atomic.Uint64
+	expectApprox atomic.Uint64 // for the live loss estimate only
+	joined       atomic.Int64  // callers in a call now
+	steadyEnd    atomic.Int64  // unix ns when the steady part ends; 0 = ramping
+	roomActive   []atomic.Int64
+
+	timeline []Sample
+
+	// From the callers' event streams.
+	keyTimes        []time.Duration // later join of a pair to PeerEncrypted
+	identityChanges atomic.Uint64
+}
+
+// participation is one join of one caller: the call, what it sent and what
+// it received from each peer.
+type participation struct {
+	caller   *caller
+	id       string
+	call     *client.Call
+	snd      *sender
+	joinedAt int64 // unix ns
+	leaving  int64 // when it began to leave: peers' frames are expected until then
+	pairs    map[string]*pair
+	recvDone chan struct{}
+	evDone   chan struct{}
+	stats    client.Stats
+}
+
+// caller is one synthetic participant, who may join several times (churn).
+type caller struct {
+	r        *run
+	room     int
+	identity string
+	// key is the caller's long-term identity key, kept across rejoins as
+	// a device keeps its own, so its peers see the same safety number.
+	key   *e2ee.Identity
+	shard *shard
+
+	// Owned by the shard goroutine while the caller is in its list.
+	part    *participation
+	n       uint64 // frame number within this participation
+	clipPos int
+}
+
+// Run performs a load run and returns its report. The error is for runs
+// that could not happen at all (bad configuration, unreadable audio); a
+// run in which callers failed returns a Report saying so. Cancelling ctx
+// ends the run early, with a report of what happened until then.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	audio := cfg.Audio
+	if audio == nil {
+		audio = DefaultClip
+	}
+	packets, err := OpusPackets(audio)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: audio: %w", err)
+	}
+	if len(packets) == 0 {
+		return nil, errors.New("loadtest: audio has no packets")
+	}
+	var id [3]byte
+	rand.Read(id[:])
+	r := &run{
+		cfg:        cfg,
+		ctx:        ctx,
+		packets:    packets,
+		runID:      hex.EncodeToString(id[:]),
+		senders:    make(map[string]*sender),
+		joinErrs:   make(map[string]int),
+		roomActive: make([]atomic.Int64, cfg.Rooms),
+	}
+	for _, p := range packets {
+		r.hashes = append(r.hashes, hashFrame(p))
+	}
+	return r.run()
+}
+
+func (r *run) run() (*Report, error) {
+	ctx := r.ctx
+	cfg := r.cfg
+	callers := make([]*caller, 0, cfg.Rooms*cfg.Callers)
+	for i := 0; i < cfg.Callers; i++ {
+		for room := 0; room < cfg.Rooms; room++ {
+			key, err := e2ee.NewIdentity(rand.Reader)
+			if err != nil {
+				return nil, fmt.Errorf("loadtest: identity key: %w", err)
+			}
+			callers = append(callers, &caller{r: r, room: room, identity: fmt.Sprintf("caller-%d-%d", room, i), key: key})
+		}
+	}
+	startCPU := ownCPU()
+	start := time.Now()
+
+	tickCtx, stopTicks := context.WithCancel(context.Background())
+	var tickWG sync.WaitGroup
+	for i := 0; i < runtime.GOMAXPROCS(0); i++ {
+		s := &shard{r: r}
+		r.shards = append(r.shards, s)
+		tickWG.Add(1)
+		go func() { defer tickWG.Done(); s.run(tickCtx) }()
+	}
+	progress := r.startProgress(start)
+
+	// Ramp: one join every 1/Ramp seconds, each in its own goroutine.
+	var joinWG sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / cfg.Ramp)
+	next := time.Now()
+	for i, c := range callers {
+		c.shard = r.shards[i%len(r.shards)]
+	}
+ramp:
+	for _, c := range callers {
+		joinWG.Add(1)
+		go func() { defer joinWG.Done(); c.join(ctx) }()
+		next = next.Add(interval)
+		select {
+		case <-time.After(time.Until(next)):
+		case <-ctx.Done():
+			break ramp
+		}
+	}
+	joinWG.Wait()
+
+	// Steady state: every caller that could join is in; the server's
+	// counters are taken over exactly this window.
+	before, scrapeErr := r.scrape()
+	cpuStart := time.Now()
+	steadyEnd := time.After(cfg.Duration)
+	r.steadyEnd.Store(cpuStart.Add(cfg.Duration).UnixNano())
+	var churnWG sync.WaitGroup
+	churnStop := make(chan struct{})
+	if cfg.Churn {
+		churnWG.Add(1)
+		go func() { defer churnWG.Done(); r.churn(callers, churnStop) }()
+	}
+	select {
+	case <-steadyEnd:
+	case <-ctx.Done():
+	}
+	close(churnStop)
+	churnWG.Wait()
+	after, err := r.scrape()
+	if scrapeErr == nil {
+		scrapeErr = err
+	}
+	steady := time.Since(cpuStart)
+
+	// Stop sending, let frames in flight arrive, then leave.
+	stopTicks()
+	tickWG.Wait()
+	sendEnd := time.Now().UnixNano()
+	r.sendersMu.RLock()
+	for _, s := range r.senders {
+		s.mu.Lock()
+		if s.left == 0 {
+			s.left = sendEnd
+		}
+		s.mu.Unlock()
+	}
+	r.sendersMu.RUnlock()
+	time.Sleep(drain)
+	var leaveWG sync.WaitGroup
+	for _, c := range callers {
+		leaveWG.Add(1)
+		go func() { defer leaveWG.Done(); c.leave() }()
+	}
+	leaveWG.Wait()
+	progress.stop()
+
+	rep := r.report(before, after, scrapeErr)
+	rep.DurationS = round3(steady.Seconds())
+	rep.ElapsedS = round3(time.Since(start).Seconds())
+	rep.LoadCPUSeconds = round3((ownCPU() - startCPU).Seconds())
+	rep.Timeline = r.timeline
+	return rep, nil
+}
+
+// token mints a token for the caller's room, valid for the run.
+func (c *caller) token() (string, error) {
+	room := fmt.Sprintf("load-%s-%d", c.r.runID, c.room)
+	return signaling.MintToken(c.r.cfg.Secret, room, c.identity, c.r.cfg.Duration+10*time.Minute)
+}
+
+// join joins the room and starts sending and receiving. Failures are
+// counted, not returned.
+func (c *caller) join(ctx context.Context) bool {
+	r := c.r
+	tok, err := c.token()
+	if err != nil {
+		r.joinFailed(err)
+		return false
+	}
+	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	t0 := time.Now()
+	call, err := client.Join(jctx, r.cfg.URL, tok, &client.Options{
+		RelayOnly: r.cfg.RelayOnly,
+		IPFilter:  r.cfg.IPFilter,
+		Logger:    r.cfg.Logger.With("caller", c.identity),
+		Identity:  c.key,
+	})
+	took := time.Since(t0)
+	if err != nil {
+		r.joinFailed(err)
+		return false
+	}
+	now := time.Now().UnixNano()
+	p := &participation{
+		caller:   c,
+		id:       call.ID(),
+		call:     call,
+		snd:      newSender(call.ID(), now),
+		joinedAt: now,
+		pairs:    make(map[string]*pair),
+		recvDone: make(chan struct{}),
+		evDone:   make(chan struct{}),
+	}
+	r.sendersMu.Lock()
+	r.senders[p.id] = p.snd
+	r.sendersMu.Unlock()
+	r.mu.Lock()
+	r.parts = append(r.parts, p)
+	r.joinTimes = append(r.joinTimes, took)
+	r.mu.Unlock()
+	r.joined.Add(1)
+	r.roomActive[c.room].Add(1)
+	go p.receive(r)
+	go p.watch(r)
+	c.shard.add(c, p)
+	return true
+}
+
+func (r *run) joinFailed(err error) {
+	reason := "error"
+	var apiErr *api.Error
+	switch {
+	case errors.As(err, &apiErr):
+		reason = string(apiErr.Code)
+	case errors.Is(err, context.DeadlineExceeded):
+		reason = "timeout"
+	}
+	r.cfg.Logger.Warn("loadtest: join failed", "err", err)
+	r.mu.Lock()
+	r.failed++
+	r.joinErrs[reason]++
+	r.mu.Unlock()
+}
+
+// leave ends the caller's current participation, if any.
+func (c *caller) leave() {
+	leaving := time.Now().UnixNano()
+	p := c.shard.remove(c)
+	if p == nil {
+		return
+	}
+	p.leaving = leaving
+	p.stats = p.call.Stats()
+	if err := p.call.Leave(); err != nil {
+		c.r.cfg.Logger.Debug("loadtest: leave", "caller", c.identity, "err", err)
+	}
+	<-p.recvDone
+	<-p.evDone
+	c.r.joined.Add(-1)
+	c.r.roomActive[c.room].Add(-1)
+}
+
+// receive accounts every frame the participation gets until its call ends.
+func (p *participation) receive(r *run) {
+	defer close(p.recvDone)
+	for f := range p.call.Frames() {
+		now := time.Now().UnixNano()
+		r.received.Add(1)
+		pr := p.pairs[f.From.ID]
+		if pr == nil {
+			r.sendersMu.RLock()
+			s := r.senders[f.From.ID]
+			r.sendersMu.RUnlock()
+			if s == nil {
+				r.unknownFrom.Add(1)
+				continue
+			}
+			pr = &pair{from: s, joinedAt: p.joinedAt}
+			p.pairs[f.From.ID] = pr
+		}
+		if d, ok := pr.frame(f.Seq, f.Timestamp, hashFrame(f.Data), f.Received.UnixNano(), now); ok {
+			r.latency.add(d)
+		}
+	}
+}
+
+// watch follows the participation's events: how long each peer's frame
+// key takes to arrive, and identity changes (which a caller keeping its
+// key across rejoins should never cause).
+func (p *participation) watch(r *run) {
+	defer close(p.evDone)
+	for ev := range p.call.Events() {
+		switch e := ev.(type) {
+		case client.PeerEncrypted:
+			from := p.joinedAt
+			r.sendersMu.RLock()
+			if s := r.senders[e.Participant.ID]; s != nil {
+				from = max(from, s.joinedAt)
+			}
+			r.sendersMu.RUnlock()
+			d := time.Duration(max(0, time.Now().UnixNano()-from))
+			r.mu.Lock()
+			r.keyTimes = append(r.keyTimes, d)
+			r.mu.Unlock()
+		case client.IdentityChanged:
+			r.identityChanges.Add(1)
+		}
+	}
+}
+
+// churn makes one caller at a time leave and rejoin, rooms in turn.
+func (r *run) churn(callers []*caller, stop <-chan struct{}) {
+	t := time.NewTicker(r.cfg.ChurnInterval)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		room := i % r.cfg.Rooms
+		member := (i / r.cfg.Rooms) % r.cfg.Callers
+		c := callers[member*r.cfg.Rooms+room]
+		c.leave()
+		select {
+		case <-stop:
+			return
+		case <-time.After(r.cfg.ChurnInterval / 4):
+		}
+		c.join(r.ctx)
+	}
+}
+
+func (r *run) scrape() (metrics.Snapshot, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+	defer cancel()
+	return metrics.Scrape(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
+}
+
+// ownCPU is the CPU time this process has used: the load tester's own
+// cost, reported next to the server's.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,331 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sotto-voice/sotto/client"
+	"github.com/sotto-voice/sotto/metrics"
+)
+
+// Report is the outcome of a run. The JSON field names are a stable
+// interface (scripts and CI read them); fields may be added.
+type Report struct {
+	CallersJoined int         `json:"callers_joined"`
+	CallersFailed int         `json:"callers_failed"`
+	JoinMS        Percentiles `json:"join_ms"`
+	LatencyMS     Percentiles `json:"latency_ms"`
+	LossPct       float64     `json:"loss_pct"`
+	JitterMS      float64     `json:"jitter_ms"`
+	FramesSent    uint64      `json:"frames_sent"`
+	// FramesReceived counts frames delivered to callers by the SDK, that
+	// is decrypted when the SDK encrypts.
+	FramesReceived  uint64 `json:"frames_received"`
+	DecryptFailures uint64 `json:"decrypt_failures"`
+	Rekeys          uint64 `json:"rekeys"`
+
+	// Server figures: differences of its /metrics between the moment every
+	// caller had joined and the end of the run's steady part.
+	ServerCPUSeconds              float64 `json:"server_cpu_seconds"`
+	ForwardedPackets              uint64  `json:"forwarded_packets"`
+	ServerCPUUsPerForwardedPacket float64 `json:"server_cpu_us_per_forwarded_packet"`
+
+	// More detail.
+	Rooms          int     `json:"rooms"`
+	CallersPerRoom int     `json:"callers_per_room"`
+	RelayOnly      bool    `json:"relay_only"`
+	Churn          bool    `json:"churn"`
+	DurationS      float64 `json:"duration_s"` // steady part
+	ElapsedS       float64 `json:"elapsed_s"`  // whole run, ramp and leave included
+	Joins          int     `json:"joins"`      // participations, rejoins included
+	// JoinErrors counts failed joins by API error code ("timeout",
+	// "error" for other failures).
+	JoinErrors     map[string]int `json:"join_errors,omitempty"`
+	FramesExpected uint64         `json:"frames_expected"`
+	FramesLost     uint64         `json:"frames_lost"`
+	// FramesUnmatched were received but not found among the frames sent
+	// (their latency and place in the sequence are unknown).
+	FramesUnmatched uint64 `json:"frames_unmatched"`
+	// SilentPairs are (receiver, sender) pairs that overlapped for longer
+	// than the settle time and delivered nothing; their frames are lost.
+	SilentPairs      int     `json:"silent_pairs"`
+	WriteErrors      uint64  `json:"write_errors"`
+	LatencySamples   uint64  `json:"latency_samples"`
+	LoadCPUSeconds   float64 `json:"load_cpu_seconds"` // the load tester's own
+	ServerDropped    uint64  `json:"server_dropped_packets"`
+	ServerNACKs      uint64  `json:"server_nacks_answered"`
+	ServerMetricsErr string  `json:"server_metrics_error,omitempty"`
+	// E2EECounters is false when the SDK does not count decrypt failures
+	// and rekeys, in which case DecryptFailures and Rekeys are 0 by
+	// absence, not by measurement.
+	E2EECounters bool `json:"e2ee_counters"`
+	// KeyMS is the time from the later of two participants' joins to
+	// each one's frame key being in place at the other (PeerEncrypted).
+	KeyMS Percentiles `json:"key_ms"`
+	// AwaitingKey counts frames dropped because their key had not arrived
+	// yet: expected right after joins and rekeys, and not a failure.
+	AwaitingKey     uint64 `json:"frames_awaiting_key"`
+	FramesDecrypted uint64 `json:"frames_decrypted"`
+	IdentityChanges uint64 `json:"identity_changes"`
+	// SDKFramesDropped are frames the SDK dropped because the load
+	// tester read them too slowly (a sign the load machine is saturated).
+	SDKFramesDropped uint64 `json:"sdk_frames_dropped"`
+
+	Timeline         []Sample `json:"timeline,omitempty"`
+	LatencyHistogram []uint64 `json:"-"` // 0.1 ms buckets, for plots
+}
+
+// Sample is one second of the run, for plots.
+type Sample struct {
+	T              float64 `json:"t"` // seconds since the start
+	Joined         int64   `json:"joined"`
+	FramesSent     uint64  `json:"frames_sent_per_s"`
+	FramesReceived uint64  `json:"frames_received_per_s"`
+}
+
+// Failed reports whether the run missed its basic bar: a caller could not
+// join, or a frame could not be decrypted.
+func (rep *Report) Failed() bool { return rep.CallersFailed > 0 || rep.DecryptFailures > 0 }
+
+func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg := r.cfg
+	rep := &Report{
+		CallersFailed:  r.failed,
+		JoinMS:         percentilesOf(r.joinTimes),
+		FramesSent:     r.sent.Load(),
+		FramesReceived: r.received.Load(),
+		Rooms:          cfg.Rooms,
+		CallersPerRoom: cfg.Callers,
+		RelayOnly:      cfg.RelayOnly,
+		Churn:          cfg.Churn,
+		Joins:          len(r.parts),
+		JoinErrors:     r.joinErrs,
+		WriteErrors:    r.writeErrors.Load(),
+	}
+	if len(rep.JoinErrors) == 0 {
+		rep.JoinErrors = nil
+	}
+	rep.LatencyMS, rep.LatencySamples = r.latency.percentiles()
+	rep.LatencyHistogram = r.latency.counts()
+
+	// A caller counts as joined if it joined at least once; one that never
+	// did is already in CallersFailed.
+	joined := map[*caller]bool{}
+	rep.E2EECounters = true
+	for _, p := range r.parts {
+		joined[p.caller] = true
+		e := e2eeCountersOf(p.stats)
+		rep.E2EECounters = rep.E2EECounters && e.ok
+		rep.DecryptFailures += e.decryptFailures
+		rep.Rekeys += e.rekeys
+		rep.SDKFramesDropped += p.stats.FramesDropped
+		rep.AwaitingKey += p.stats.Dropped[client.DropAwaitingKey]
+		rep.FramesDecrypted += p.stats.FramesDecrypted
+	}
+	rep.CallersJoined = len(joined)
+	rep.KeyMS = percentilesOf(r.keyTimes)
+	rep.IdentityChanges = r.identityChanges.Load()
+	if len(r.parts) == 0 {
+		rep.E2EECounters = false
+	}
+	if r.failed > 0 {
+		// Retries after churn may have joined a caller that failed once.
+		rep.CallersFailed = max(0, cfg.Rooms*cfg.Callers-rep.CallersJoined)
+	}
+
+	var jitterSum float64
+	var jitterN int
+	for _, rp := range r.parts {
+		for _, sp := range r.parts {
+			if sp.caller == rp.caller || sp.caller.room != rp.caller.room {
+				continue
+			}
+			s := sp.snd
+			s.mu.Lock()
+			left := s.left
+			s.mu.Unlock()
+			start := max(rp.joinedAt, sp.joinedAt)
+			end := min(rp.leaving, left)
+			if end <= start {
+				continue
+			}
+			pr := rp.pairs[sp.id]
+			var expected, got uint64
+			if pr != nil && pr.received > pr.unmatched {
+				got = pr.received - pr.unmatched
+				last := pr.highest
+				if n, ok := s.lastSentBefore(end - int64(tailGrace)); ok {
+					last = max(last, n)
+				}
+				expected = last - pr.first + 1
+			} else {
+				expected = s.sentBetween(start+int64(settle), end-int64(tailGrace))
+				if expected > 0 {
+					rep.SilentPairs++
+				}
+			}
+			if pr != nil {
+				rep.FramesUnmatched += pr.unmatched
+				if pr.received > 1 {
+					jitterSum += pr.jitter / 48 // RTP units at 48 kHz to ms
+					jitterN++
+				}
+			}
+			rep.FramesExpected += expected
+			if expected > got {
+				rep.FramesLost += expected - got
+			}
+		}
+	}
+	if rep.FramesExpected > 0 {
+		rep.LossPct = round3(100 * float64(rep.FramesLost) / float64(rep.FramesExpected))
+	}
+	if jitterN > 0 {
+		rep.JitterMS = round3(jitterSum / float64(jitterN))
+	}
+
+	if scrapeErr != nil {
+		rep.ServerMetricsErr = scrapeErr.Error()
+	} else {
+		rep.ServerCPUSeconds = round3(after.Sum("process_cpu_seconds_total") - before.Sum("process_cpu_seconds_total"))
+		rep.ForwardedPackets = uint64(after.Sum("sotto_rtp_packets_forwarded_total") - before.Sum("sotto_rtp_packets_forwarded_total"))
+		rep.ServerDropped = uint64(after.Sum("sotto_rtp_packets_dropped_total") - before.Sum("sotto_rtp_packets_dropped_total"))
+		rep.ServerNACKs = uint64(after.Sum("sotto_nacks_answered_total") - before.Sum("sotto_nacks_answered_total"))
+		if rep.ForwardedPackets > 0 {
+			rep.ServerCPUUsPerForwardedPacket = round3(rep.ServerCPUSeconds * 1e6 / float64(rep.ForwardedPackets))
+		}
+	}
+	return rep
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// WriteTable prints the report for people.
+func (rep *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	pct := func(p Percentiles) string {
+		return fmt.Sprintf("p50 %.1f  p95 %.1f  p99 %.1f  max %.1f", p.P50, p.P95, p.P99, p.Max)
+	}
+	mode := "direct"
+	if rep.RelayOnly {
+		mode = "TURN relay"
+	}
+	if rep.Churn {
+		mode += ", churn"
+	}
+	row("load", "%d rooms x %d callers, %.0f s steady (%s)", rep.Rooms, rep.CallersPerRoom, rep.DurationS, mode)
+	row("callers joined", "%d (failed %d%s)", rep.CallersJoined, rep.CallersFailed, joinErrors(rep.JoinErrors))
+	row("join ms", "%s", pct(rep.JoinMS))
+	row("latency ms", "%s  (%d frames)", pct(rep.LatencyMS), rep.LatencySamples)
+	row("loss", "%.3f %%  (%d of %d expected, %d silent pairs)", rep.LossPct, rep.FramesLost, rep.FramesExpected, rep.SilentPairs)
+	row("jitter ms", "%.2f", rep.JitterMS)
+	row("frames", "sent %d, received %d", rep.FramesSent, rep.FramesReceived)
+	if rep.E2EECounters {
+		row("e2ee", "decrypt failures %d, rekeys %d, %d frames awaiting key, %d identity changes", rep.DecryptFailures, rep.Rekeys, rep.AwaitingKey, rep.IdentityChanges)
+		row("key ms", "%s  (join to each peer's frame key)", pct(rep.KeyMS))
+	} else {
+		row("e2ee", "the SDK does not count decrypt failures and rekeys: not measured")
+	}
+	if rep.ServerMetricsErr != "" {
+		row("server", "no figures: %s", rep.ServerMetricsErr)
+	} else {
+		row("server cpu", "%.2f s for %d forwarded packets: %.2f µs per forwarded packet", rep.ServerCPUSeconds, rep.ForwardedPackets, rep.ServerCPUUsPerForwardedPacket)
+		row("server drops", "%d packets dropped, %d NACKs answered", rep.ServerDropped, rep.ServerNACKs)
+	}
+	row("load tester cpu", "%.2f s", rep.LoadCPUSeconds)
+	if rep.SDKFramesDropped > 0 || rep.WriteErrors > 0 || rep.FramesUnmatched > 0 {
+		row("warnings", "%d frames dropped by slow readers, %d write errors, %d unmatched frames", rep.SDKFramesDropped, rep.WriteErrors, rep.FramesUnmatched)
+	}
+	return tw.Flush()
+}
+
+func joinErrors(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(parts)
+	return ": " + strings.Join(parts, ", ")
+}
+
+// e2eeCounters are what the SDK reports about end-to-end encryption.
+type e2eeCounters struct {
+	decryptFailures, rekeys uint64
+	ok                      bool
+}
+
+// e2eeCountersOf reads the SDK's end-to-end encryption counters.
+func e2eeCountersOf(s client.Stats) e2eeCounters {
+	return e2eeCounters{decryptFailures: s.DecryptFailures(), rekeys: s.Rekeys, ok: true}
+}
+
+// progress prints the live status line.
+type progress struct {
+	stopc chan struct{}
+	done  chan struct{}
+}
+
+func (p *progress) stop() {
+	close(p.stopc)
+	<-p.done
+}
+
+func (r *run) startProgress(start time.Time) *progress {
+	p := &progress{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var lastSent, lastRecv uint64
+		lastPrint := time.Now()
+		total := r.cfg.Rooms * r.cfg.Callers
+		for {
+			select {
+			case <-p.stopc:
+				if r.cfg.Progress != nil && r.cfg.Terminal {
+					fmt.Fprintln(r.cfg.Progress)
+				}
+				return
+			case <-t.C:
+			}
+			sent, recv := r.sent.Load(), r.received.Load()
+			s := Sample{T: round3(time.Since(start).Seconds()), Joined: r.joined.Load(), FramesSent: sent - lastSent, FramesReceived: recv - lastRecv}
+			lastSent, lastRecv = sent, recv
+			r.mu.Lock()
+			r.timeline = append(r.timeline, s)
+			failed := r.failed
+			r.mu.Unlock()
+			if r.cfg.Progress == nil {
+				continue
+			}
+			loss := 0.0
+			if exp := r.expectApprox.Load(); exp > 0 && recv < exp {
+				loss = 100 * float64(exp-recv) / float64(exp)
+			}
+			remaining := "ramping"
+			if end := r.steadyEnd.Load(); end != 0 {
+				remaining = fmt.Sprintf("%.0fs left", max(0, time.Until(time.Unix(0, end)).Seconds()))
+			}
+			line := fmt.Sprintf("%5.0fs (%s)  joined %d/%d, failed %d  %6d frames/s in  loss≈%.2f%%",
+				s.T, remaining, s.Joined, total, failed, s.FramesReceived, loss)
+			if r.cfg.Terminal {
+				fmt.Fprintf(r.cfg.Progress, "\r\033[K%s", line)
+			} else if time.Since(lastPrint) >= r.cfg.ProgressEvery {
+				fmt.Fprintln(r.cfg.Progress, line)
+				lastPrint = time.Now()
+			}
+		}
+	}()
+	return p
+}
