@@ -1,0 +1,376 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/sotto-voice/sotto/api"
+)
+
+// waitTimeout bounds every wait in these tests; generous because the machine
+// is shared and loaded.
+const waitTimeout = 20 * time.Second
+
+func testLogger() *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("MEDIA_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func newTestEngine(t testing.TB) *Engine {
+	t.Helper()
+	e, err := NewEngine(Config{ListenIP: "127.0.0.1", NACKHistory: 64, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("NewEngine: %v", err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+// clientOptions shape a test client.
+type clientOptions struct {
+	tracks        int  // audio tracks to publish; the second one is not owned by the participant
+	noReplayCheck bool // accept a retransmitted packet the client already has (NACK test)
+	codec         webrtc.RTPCodecCapability
+}
+
+// received is one packet a client got from one publisher.
+type received struct {
+	seq     uint16
+	payload []byte
+	level   []byte
+}
+
+// remoteTrack is what a client knows about one incoming track.
+type remoteTrack struct {
+	track   *webrtc.TrackRemote
+	packets []received
+	ended   bool
+}
+
+// client is a real pion PeerConnection on loopback playing a participant:
+// it publishes RTP with known payloads and records what it receives, keyed
+// by the stream ID (the publisher's participant ID).
+type client struct {
+	t      testing.TB
+	id     string
+	pc     *webrtc.PeerConnection
+	tracks []*webrtc.TrackLocalStaticRTP
+	peer   *Peer
+	joined chan struct{}
+
+	level     atomic.Uint32 // RFC 6464 level sent on each packet
+	levelID   uint8
+	stopSend  chan struct{}
+	sendDone  chan struct{}
+	sentCount atomic.Int64
+
+	mu       sync.Mutex
+	remote   map[string]*remoteTrack // by stream ID
+	offers   int
+	failures []string
+	answerErrs []error
+}
+
+func clientAPI(t testing.TB, opts clientOptions) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	codec := opts.codec
+	if codec.MimeType == "" {
+		codec = webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine:  "minptime=10;useinbandfec=1",
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}},
+		}
+	}
+	pt := webrtc.PayloadType(109) // not the server's 111: payload types are per leg
+	if codec.MimeType == webrtc.MimeTypePCMU {
+		pt = 0
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: pt}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if opts.noReplayCheck {
+		se.DisableSRTPReplayProtection(true)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+}
+
+// newClient creates the client's PeerConnection and its offer; join sends
+// it. Split so tests can inspect or break the offer.
+func newClient(t testing.TB, id string, opts clientOptions) (*client, string) {
+	t.Helper()
+	if opts.tracks == 0 {
+		opts.tracks = 1
+	}
+	pc, err := clientAPI(t, opts).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{
+		t: t, id: id, pc: pc,
+		joined:   make(chan struct{}),
+		stopSend: make(chan struct{}),
+		sendDone: make(chan struct{}),
+		remote:   make(map[string]*remoteTrack),
+	}
+	c.level.Store(127)
+	t.Cleanup(c.close)
+	codec := opts.codec
+	if codec.MimeType == "" {
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+	}
+	for i := range opts.tracks {
+		tr, err := webrtc.NewTrackLocalStaticRTP(codec, fmt.Sprintf("mic%d", i), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+			t.Fatal(err)
+		}
+		c.tracks = append(c.tracks, tr)
+	}
+	pc.OnTrack(c.onTrack)
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	return c, pc.LocalDescription().SDP
+}
+
+// joinClient creates a client, joins it and starts publishing.
+func joinClient(t testing.TB, r *Room, id string, opts clientOptions) *client {
+	t.Helper()
+	c, offer := newClient(t, id, opts)
+	c.join(r, offer)
+	return c
+}
+
+func (c *client) join(r *Room, offer string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	p, answer, err := r.Join(ctx, c.id, offer, c)
+	if err != nil {
+		c.t.Fatalf("%s: Join: %v", c.id, err)
+	}
+	c.peer = p
+	// Like any client, apply the answer before the server's offers.
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		c.t.Fatalf("%s: set answer: %v", c.id, err)
+	}
+	close(c.joined)
+	for _, s := range c.pc.GetSenders() {
+		for _, ext := range s.GetParameters().HeaderExtensions {
+			if ext.URI == sdp.AudioLevelURI {
+				c.levelID = uint8(ext.ID)
+			}
+		}
+	}
+	go c.publish()
+}
+
+// publish sends one packet per track every 20 ms. The payload names the
+// client, the track and the packet index, so receivers can check it byte
+// for byte and in order.
+func (c *client) publish() {
+	defer close(c.sendDone)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-c.stopSend:
+			return
+		case <-tick.C:
+		}
+		for k, tr := range c.tracks {
+			pkt := &rtp.Packet{
+				Header: rtp.Header{
+					Version: 2, SequenceNumber: uint16(1000 + i), Timestamp: uint32(960 * i),
+					PayloadType: 109,
+				},
+				Payload: testPayload(c.id, k, i),
+			}
+			if c.levelID != 0 {
+				_ = pkt.Header.SetExtension(c.levelID, []byte{byte(c.level.Load())})
+			}
+			if err := tr.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+				c.t.Logf("%s: write: %v", c.id, err)
+			}
+		}
+		c.sentCount.Add(1)
+	}
+}
+
+func testPayload(id string, track, i int) []byte {
+	return fmt.Appendf(nil, "opus|%s|track%d|%06d|", id, track, i)
+}
+
+// parsePayload returns the sender, track and index encoded by testPayload.
+func parsePayload(b []byte) (id string, track, i int, ok bool) {
+	parts := strings.Split(string(b), "|")
+	if len(parts) != 5 || parts[0] != "opus" {
+		return "", 0, 0, false
+	}
+	if _, err := fmt.Sscanf(parts[2]+" "+parts[3], "track%d %d", &track, &i); err != nil {
+		return "", 0, 0, false
+	}
+	return parts[1], track, i, true
+}
+
+func (c *client) onTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	c.mu.Lock()
+	rt := &remoteTrack{track: track}
+	c.remote[track.StreamID()] = rt
+	c.mu.Unlock()
+	go func() {
+		levelID := uint8(0)
+		for {
+			pkt, _, err := track.ReadRTP()
+			if err != nil {
+				c.mu.Lock()
+				rt.ended = true
+				c.mu.Unlock()
+				return
+			}
+			if levelID == 0 {
+				for _, ext := range c.pc.GetReceivers() {
+					for _, h := range ext.GetParameters().HeaderExtensions {
+						if h.URI == sdp.AudioLevelURI {
+							levelID = uint8(h.ID)
+						}
+					}
+				}
+			}
+			var level []byte
+			if levelID != 0 {
+				level = pkt.Header.GetExtension(levelID)
+			}
+			c.mu.Lock()
+			rt.packets = append(rt.packets, received{seq: pkt.SequenceNumber, payload: pkt.Payload, level: level})
+			c.mu.Unlock()
+		}
+	}()
+}
+
+// Offer answers the server's renegotiation, as a browser would.
+func (c *client) Offer(offer string) {
+	<-c.joined
+	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
+	var answer webrtc.SessionDescription
+	if err == nil {
+		answer, err = c.pc.CreateAnswer(nil)
+	}
+	if err == nil {
+		err = c.pc.SetLocalDescription(answer)
+	}
+	if err == nil {
+		err = c.peer.SetAnswer(c.pc.LocalDescription().SDP)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offers++
+	if err != nil {
+		c.answerErrs = append(c.answerErrs, err)
+	}
+}
+
+func (c *client) Candidate(api.ICECandidate) {}
+
+func (c *client) Failed(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failures = append(c.failures, reason)
+}
+
+func (c *client) stopPublishing() {
+	select {
+	case <-c.stopSend:
+		return
+	default:
+	}
+	close(c.stopSend)
+	if c.peer != nil {
+		<-c.sendDone
+	}
+}
+
+func (c *client) close() {
+	c.stopPublishing()
+	_ = c.pc.Close()
+}
+
+// leave stops publishing and leaves through the media API.
+func (c *client) leave() {
+	c.stopPublishing()
+	if err := c.peer.Close(); err != nil {
+		c.t.Errorf("%s: leave: %v", c.id, err)
+	}
+	_ = c.pc.Close()
+}
+
+// snapshot returns a copy of what the client got from publisher id.
+func (c *client) snapshot(id string) (packets []received, ended, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rt, ok := c.remote[id]
+	if !ok {
+		return nil, false, false
+	}
+	return append([]received(nil), rt.packets...), rt.ended, true
+}
+
+// waitFor polls cond until it holds or waitTimeout passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitReceiving waits until c got at least n packets from each publisher.
+func (c *client) waitReceiving(t testing.TB, n int, publishers ...string) {
+	t.Helper()
+	for _, id := range publishers {
+		waitFor(t, fmt.Sprintf("%s to receive %d packets from %s", c.id, n, id), func() bool {
+			pk, ended, ok := c.snapshot(id)
+			return ok && !ended && len(pk) >= n
+		})
+	}
+}

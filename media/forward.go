@@ -1,0 +1,262 @@
+package media
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// publisher is one participant's published audio and the subscribers it is
+// forwarded to.
+type publisher struct {
+	peer    *Peer
+	id      string // participant ID: the downlink stream ID
+	trackID string // "audio-" + participant ID: the downlink track ID
+	history *history
+	levelID atomic.Uint32 // audio-level extension ID on the publisher's leg; 0 = none
+	speech  speechDetector
+	recv    reception
+
+	// downs is the copy-on-write list of subscribers the forwarding loop
+	// writes to; mu serializes its writers.
+	mu     sync.Mutex
+	downs  atomic.Pointer[[]*downTrack]
+	closed atomic.Bool
+}
+
+func newPublisher(p *Peer, historySize int) *publisher {
+	pub := &publisher{
+		peer:    p,
+		id:      p.id,
+		trackID: "audio-" + p.id,
+		history: newHistory(historySize),
+	}
+	pub.downs.Store(&[]*downTrack{})
+	return pub
+}
+
+func (pub *publisher) addDown(d *downTrack) {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	old := *pub.downs.Load()
+	next := make([]*downTrack, len(old), len(old)+1)
+	copy(next, old)
+	next = append(next, d)
+	pub.downs.Store(&next)
+}
+
+func (pub *publisher) removeDown(d *downTrack) {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	old := *pub.downs.Load()
+	next := make([]*downTrack, 0, len(old))
+	for _, x := range old {
+		if x != d {
+			next = append(next, x)
+		}
+	}
+	pub.downs.Store(&next)
+}
+
+// forward is the hot path: it reads the publisher's RTP into one reused
+// buffer and writes it to every subscriber. Nothing here allocates per
+// packet.
+func (pub *publisher) forward(track *webrtc.TrackRemote) {
+	c := &pub.peer.e.counters
+	levelID := uint8(pub.levelID.Load())
+	buf := make([]byte, maxPacketSize)
+	var pkt rtp.Packet
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) || pub.closed.Load() {
+				return
+			}
+			// A packet pion could not hand over (too big, unknown payload
+			// type): it has been consumed, so go on with the next one.
+			c.drop(dropMalformed)
+			continue
+		}
+		if err := pkt.Unmarshal(buf[:n]); err != nil {
+			c.drop(dropMalformed)
+			continue
+		}
+		c.packetsReceived.Add(1)
+		c.bytesReceived.Add(uint64(n))
+		now := time.Now()
+		pub.recv.update(now, &pkt.Header)
+
+		var level []byte
+		if levelID != 0 {
+			level = pkt.Header.GetExtension(levelID)
+			if len(level) > 0 {
+				pub.speech.observe(now.UnixNano(), level[0]&0x7f)
+			}
+		}
+		pub.history.store(pkt.SequenceNumber, buf[:n])
+
+		sent := 0
+		for _, d := range *pub.downs.Load() {
+			if d.write(&pkt.Header, pkt.Payload, level, now) {
+				sent++
+			}
+		}
+		if sent == 0 {
+			c.drop(dropNoSubscriber)
+		}
+	}
+}
+
+// downTrack is one publisher's audio as sent to one subscriber: pion's
+// TrackLocal for the subscriber's sendonly transceiver.
+//
+// Track identity on the wire: the stream ID (first a=msid value) is the
+// publisher's participant ID and the track ID is "audio-" + participant ID,
+// so a client maps each incoming track to a participant from the SDP alone.
+type downTrack struct {
+	pub     *publisher
+	leg     *leg
+	binding atomic.Pointer[binding]
+	offsets atomic.Pointer[legOffsets] // set by the first packet written
+}
+
+// binding is what pion negotiated for one subscriber leg.
+type binding struct {
+	ssrc    uint32
+	pt      uint8
+	levelID uint8 // audio-level extension ID on this leg; 0 = not negotiated
+	w       webrtc.TrackLocalWriter
+}
+
+// legOffsets map the publisher's sequence numbers and timestamps onto the
+// leg's, which must stay continuous when a leg is reused for another
+// publisher: it keeps its SSRC, and SRTP's rollover and replay logic assume
+// one increasing sequence per SSRC.
+type legOffsets struct {
+	seq      uint16 // leg seq = publisher seq + seq
+	ts       uint32 // leg timestamp = publisher timestamp + ts
+	firstLeg uint16 // first leg sequence number this track wrote
+}
+
+// leg is one server-added sendonly transceiver of a subscriber. It carries
+// one publisher at a time; when that publisher leaves, the transceiver goes
+// inactive and is reused for the next publisher.
+type leg struct {
+	tr     *webrtc.RTPTransceiver
+	sender *webrtc.RTPSender
+	cur    atomic.Pointer[downTrack] // the track on it now, for NACKs
+	// Last packet written, for continuity across publishers.
+	lastSeq atomic.Uint32
+	lastTS  atomic.Uint32
+	lastAt  atomic.Int64 // unix nanoseconds; 0 = never written
+}
+
+var errNoOpus = errors.New("media: subscriber did not negotiate Opus")
+
+func (d *downTrack) ID() string                { return d.pub.trackID }
+func (d *downTrack) StreamID() string          { return d.pub.id }
+func (d *downTrack) RID() string               { return "" }
+func (d *downTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }
+
+// Bind records the leg's SSRC, Opus payload type and audio-level ID.
+func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	for _, codec := range ctx.CodecParameters() {
+		if !strings.EqualFold(codec.MimeType, webrtc.MimeTypeOpus) {
+			continue
+		}
+		b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), w: ctx.WriteStream()}
+		for _, ext := range ctx.HeaderExtensions() {
+			if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 256 {
+				b.levelID = uint8(ext.ID)
+			}
+		}
+		d.binding.Store(b)
+		return codec, nil
+	}
+	return webrtc.RTPCodecParameters{}, errNoOpus
+}
+
+// Unbind stops writes to the leg.
+func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.binding.Store(nil)
+	return nil
+}
+
+// write sends one packet of the publisher on the leg. h is the publisher
+// goroutine's header, rewritten in place (SSRC, payload type, sequence
+// number, timestamp, extension ID) and restored by the next write; payload is
+// never touched. It reports whether the packet was written.
+func (d *downTrack) write(h *rtp.Header, payload, level []byte, now time.Time) bool {
+	b := d.binding.Load()
+	if b == nil {
+		return false
+	}
+	off := d.offsets.Load()
+	if off == nil {
+		off = d.startOffsets(h, now)
+	}
+	pubSeq, pubTS := h.SequenceNumber, h.Timestamp
+	h.SequenceNumber += off.seq
+	h.Timestamp += off.ts
+	err := d.send(b, h, payload, level)
+	legSeq, legTS := h.SequenceNumber, h.Timestamp
+	h.SequenceNumber, h.Timestamp = pubSeq, pubTS
+
+	c := &d.pub.peer.e.counters
+	if err != nil {
+		c.drop(dropWriteError)
+		return false
+	}
+	d.leg.lastSeq.Store(uint32(legSeq))
+	d.leg.lastTS.Store(legTS)
+	d.leg.lastAt.Store(now.UnixNano())
+	c.packetsForwarded.Add(1)
+	c.bytesForwarded.Add(uint64(h.MarshalSize() + len(payload)))
+	return true
+}
+
+// startOffsets runs once per downTrack, on its first packet. A fresh leg
+// passes the publisher's numbering through; a reused one continues its own,
+// with the timestamp advanced by the wall time since its last packet.
+func (d *downTrack) startOffsets(h *rtp.Header, now time.Time) *legOffsets {
+	off := &legOffsets{firstLeg: h.SequenceNumber}
+	if last := d.leg.lastAt.Load(); last != 0 {
+		nextSeq := uint16(d.leg.lastSeq.Load()) + 1
+		elapsed := max(now.UnixNano()-last, int64(20*time.Millisecond))
+		nextTS := d.leg.lastTS.Load() + uint32(elapsed*opusClockRate/int64(time.Second))
+		off.seq = nextSeq - h.SequenceNumber
+		off.ts = nextTS - h.Timestamp
+		off.firstLeg = nextSeq
+	}
+	d.offsets.Store(off)
+	return off
+}
+
+const opusClockRate = 48000
+
+func (d *downTrack) send(b *binding, h *rtp.Header, payload, level []byte) error {
+	h.SSRC = b.ssrc
+	h.PayloadType = b.pt
+	// The only extension a leg carries is the audio level, under the ID
+	// negotiated on that leg (clients may pick different IDs).
+	h.Extensions = h.Extensions[:0]
+	h.Extension = false
+	h.ExtensionProfile = 0
+	if len(level) > 0 && b.levelID != 0 {
+		if err := h.SetExtension(b.levelID, level); err != nil {
+			return err
+		}
+		if b.levelID > 14 {
+			h.ExtensionProfile = rtp.ExtensionProfileTwoByte
+		}
+	}
+	_, err := b.w.WriteRTP(h, payload)
+	return err
+}

@@ -1,0 +1,281 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// checkStream verifies what c received from publisher pub: every payload is
+// byte-identical to one pub sent on its first track, in sending order, and
+// the track carries pub's identity.
+func checkStream(t *testing.T, c *client, pub string) {
+	t.Helper()
+	packets, _, ok := c.snapshot(pub)
+	if !ok {
+		t.Fatalf("%s has no track from %s", c.id, pub)
+	}
+	c.mu.Lock()
+	trackID := c.remote[pub].track.ID()
+	c.mu.Unlock()
+	if want := "audio-" + pub; trackID != want {
+		t.Errorf("%s: track ID of %s's stream = %q, want %q", c.id, pub, trackID, want)
+	}
+	last := -1
+	for _, p := range packets {
+		id, track, i, ok := parsePayload(p.payload)
+		if !ok || id != pub || track != 0 {
+			t.Fatalf("%s: stream %s carried foreign payload %q", c.id, pub, p.payload)
+		}
+		if !bytes.Equal(p.payload, testPayload(pub, 0, i)) {
+			t.Fatalf("%s: payload %q altered", c.id, p.payload)
+		}
+		if i <= last {
+			t.Fatalf("%s: stream %s out of order: %d after %d", c.id, pub, i, last)
+		}
+		last = i
+	}
+}
+
+func TestForwardBetweenThreeThenFour(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("three", nil)
+	ids := []string{"alice", "bob", "carol"}
+	clients := map[string]*client{}
+	for _, id := range ids {
+		clients[id] = joinClient(t, r, id, clientOptions{})
+	}
+	for _, id := range ids {
+		var others []string
+		for _, o := range ids {
+			if o != id {
+				others = append(others, o)
+			}
+		}
+		clients[id].waitReceiving(t, 25, others...)
+	}
+	for _, c := range clients {
+		for _, pub := range ids {
+			if pub == c.id {
+				if _, _, ok := c.snapshot(pub); ok {
+					t.Errorf("%s receives its own audio", c.id)
+				}
+				continue
+			}
+			checkStream(t, c, pub)
+		}
+	}
+
+	// A fourth joins mid-call: it gets everyone, everyone gets it.
+	dave := joinClient(t, r, "dave", clientOptions{})
+	dave.waitReceiving(t, 25, ids...)
+	for _, id := range ids {
+		clients[id].waitReceiving(t, 25, "dave")
+		checkStream(t, clients[id], "dave")
+	}
+	for _, id := range ids {
+		checkStream(t, dave, id)
+	}
+
+	// Bob leaves: the others' tracks for him end through renegotiation.
+	transceivers := len(clients["alice"].pc.GetTransceivers())
+	clients["bob"].leave()
+	for _, c := range []*client{clients["alice"], clients["carol"], dave} {
+		waitFor(t, c.id+" to see bob's track end", func() bool {
+			_, ended, ok := c.snapshot("bob")
+			return ok && ended
+		})
+		waitFor(t, c.id+" to get an offer without bob", func() bool {
+			return !strings.Contains(c.pc.RemoteDescription().SDP, "msid:bob ")
+		})
+	}
+	// Everyone else still hears everyone else.
+	for _, c := range []*client{clients["alice"], clients["carol"], dave} {
+		for _, pub := range []string{"alice", "carol", "dave"} {
+			if pub == c.id {
+				continue
+			}
+			pk, _, _ := c.snapshot(pub)
+			c.waitReceiving(t, len(pk)+10, pub)
+		}
+	}
+
+	// Erin takes bob's place on the freed transceivers.
+	erin := joinClient(t, r, "erin", clientOptions{})
+	for _, c := range []*client{clients["alice"], clients["carol"], dave} {
+		c.waitReceiving(t, 25, "erin")
+		checkStream(t, c, "erin")
+	}
+	erin.waitReceiving(t, 25, "alice", "carol", "dave")
+	if got := len(clients["alice"].pc.GetTransceivers()); got != transceivers {
+		t.Errorf("alice has %d transceivers after bob left and erin joined, want %d (reuse)", got, transceivers)
+	}
+
+	for _, c := range []*client{clients["alice"], clients["carol"], dave, erin} {
+		c.mu.Lock()
+		if len(c.answerErrs) > 0 || len(c.failures) > 0 {
+			t.Errorf("%s: answer errors %v, failures %v", c.id, c.answerErrs, c.failures)
+		}
+		c.mu.Unlock()
+	}
+	s := e.Stats()
+	if s.Peers != 4 || s.Rooms != 1 || s.Tracks != 4 {
+		t.Errorf("stats: peers %d rooms %d tracks %d, want 4 1 4", s.Peers, s.Rooms, s.Tracks)
+	}
+	if s.PacketsForwarded == 0 || s.BytesForwarded == 0 || s.PacketsReceived == 0 {
+		t.Errorf("stats: nothing counted: %+v", s)
+	}
+}
+
+func TestJoinRejectsBadOffers(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("offers", nil)
+	alice := joinClient(t, r, "alice", clientOptions{})
+	bob := joinClient(t, r, "bob", clientOptions{})
+	alice.waitReceiving(t, 10, "bob")
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+
+	// A real pion offer with PCMU only.
+	pcmu, offer := newClient(t, "pcmu", clientOptions{codec: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}})
+	if _, _, err := r.Join(ctx, "pcmu", offer, pcmu); !errors.Is(err, ErrUnsupportedCodec) {
+		t.Errorf("PCMU-only offer: err = %v, want ErrUnsupportedCodec", err)
+	}
+
+	// Written by hand: video only, and audio that only receives.
+	videoOnly := strings.Replace(offer, "m=audio", "m=video", 1)
+	recvOnly := strings.Replace(strings.Replace(offer, "a=sendrecv", "a=recvonly", 1), "PCMU/8000", "opus/48000/2", 1)
+	for name, sdp := range map[string]string{
+		"garbage":    "this is not SDP",
+		"empty":      "",
+		"video only": videoOnly,
+		"recvonly":   recvOnly,
+		"truncated":  offer[:len(offer)/3],
+	} {
+		if _, _, err := r.Join(ctx, "bad", sdp, pcmu); !errors.Is(err, ErrInvalidSDP) {
+			t.Errorf("%s offer: err = %v, want ErrInvalidSDP", name, err)
+		}
+	}
+
+	// The room keeps working for the others.
+	for _, c := range []*client{alice, bob} {
+		other := map[string]string{"alice": "bob", "bob": "alice"}[c.id]
+		pk, _, _ := c.snapshot(other)
+		c.waitReceiving(t, len(pk)+25, other)
+	}
+	if s := e.Stats(); s.Peers != 2 {
+		t.Errorf("peers = %d after rejected joins, want 2", s.Peers)
+	}
+	if _, _, err := r.Join(ctx, "alice", offer, pcmu); err == nil {
+		t.Error("joining twice with one participant ID succeeded")
+	}
+}
+
+func TestUnownedStreamDropped(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("ssrc", nil)
+	alice := joinClient(t, r, "alice", clientOptions{})
+	// Mallory publishes a second audio stream the server never accepted as
+	// hers: it must be dropped and counted, never forwarded.
+	mallory := joinClient(t, r, "mallory", clientOptions{tracks: 2})
+	alice.waitReceiving(t, 50, "mallory")
+	waitFor(t, "unknown_ssrc drops", func() bool { return e.Stats().Dropped[DropUnknownSSRC] >= 20 })
+	checkStream(t, alice, "mallory") // only track 0 payloads
+	if mallory.sentCount.Load() == 0 {
+		t.Fatal("mallory sent nothing")
+	}
+}
+
+func TestNACKAnsweredFromHistory(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("nack", nil)
+	alice := joinClient(t, r, "alice", clientOptions{noReplayCheck: true})
+	bob := joinClient(t, r, "bob", clientOptions{})
+	alice.waitReceiving(t, 20, "bob")
+
+	packets, _, _ := alice.snapshot("bob")
+	want := packets[len(packets)-5]
+	alice.mu.Lock()
+	ssrc := uint32(alice.remote["bob"].track.SSRC())
+	alice.mu.Unlock()
+	before := e.Stats().NACKsAnswered
+	if err := alice.pc.WriteRTCP(nackPackets(ssrc, want.seq)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the NACK to be answered", func() bool { return e.Stats().NACKsAnswered > before })
+	waitFor(t, fmt.Sprintf("packet %d to arrive again", want.seq), func() bool {
+		packets, _, _ := alice.snapshot("bob")
+		n := 0
+		for _, p := range packets {
+			if p.seq == want.seq {
+				if !bytes.Equal(p.payload, want.payload) {
+					t.Fatalf("resent packet %d has payload %q, want %q", p.seq, p.payload, want.payload)
+				}
+				n++
+			}
+		}
+		return n >= 2
+	})
+	_ = bob
+}
+
+func TestSpeakingEvents(t *testing.T) {
+	e := newTestEngine(t)
+	type event struct {
+		id       string
+		speaking bool
+	}
+	events := make(chan event, 16)
+	r := e.NewRoom("speak", func(id string, speaking bool) { events <- event{id, speaking} })
+	alice := joinClient(t, r, "alice", clientOptions{})
+	bob := joinClient(t, r, "bob", clientOptions{})
+	alice.waitReceiving(t, 10, "bob")
+
+	next := func() event {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		select {
+		case ev := <-events:
+			return ev
+		case <-ctx.Done():
+			t.Fatal("timed out waiting for a speaking event")
+			return event{}
+		}
+	}
+	bob.level.Store(30) // -30 dBov: speech
+	if ev := next(); ev != (event{"bob", true}) {
+		t.Fatalf("event %+v, want bob speaking", ev)
+	}
+	bob.level.Store(127) // silence
+	if ev := next(); ev != (event{"bob", false}) {
+		t.Fatalf("event %+v, want bob silent", ev)
+	}
+	// The level is forwarded to subscribers under their own extension ID.
+	packets, _, _ := alice.snapshot("bob")
+	sawLoud := false
+	for _, p := range packets {
+		if len(p.level) == 1 && p.level[0]&0x7f == 30 {
+			sawLoud = true
+		}
+	}
+	if !sawLoud {
+		t.Error("alice never got bob's audio level")
+	}
+	select {
+	case ev := <-events:
+		t.Errorf("unexpected event %+v", ev)
+	default:
+	}
+}
+
+func nackPackets(ssrc uint32, seq uint16) []rtcp.Packet {
+	return []rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: seq}}}}
+}
