@@ -81,10 +81,10 @@ type client struct {
 	sendDone  chan struct{}
 	sentCount atomic.Int64
 
-	mu       sync.Mutex
-	remote   map[string]*remoteTrack // by stream ID
-	offers   int
-	failures []string
+	mu         sync.Mutex
+	remote     map[string]*remoteTrack // by stream ID
+	offers     int
+	failures   []string
 	answerErrs []error
 }
 
