@@ -91,7 +91,7 @@ var (
 func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
 	defer cancel()
-	cmd := command(t, ctx, []string{"SOTTO_MAX_ROOMS=3"}, "serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0")
+	cmd := command(t, ctx, []string{"SOTTO_MAX_ROOMS=3"}, "serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0", "--turn-port", "0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

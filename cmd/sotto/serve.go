@@ -19,6 +19,7 @@ import (
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/metrics"
 	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/turn"
 	"github.com/sotto-voice/sotto/web"
 )
 
@@ -54,6 +55,8 @@ type serveOptions struct {
 
 	tlsCert, tlsKey string        // PEM files; both set serves HTTPS
 	inviteTTL       time.Duration // life of private-call invites
+
+	turn turnOptions
 }
 
 func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
@@ -78,6 +81,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file; with --tls-key, serve HTTPS (browsers need it beyond localhost)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.DurationVar(&o.inviteTTL, "invite-ttl", signaling.DefaultInviteTTL, "how long a private-call invite link stays valid")
+	o.turn.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
 	}
@@ -144,6 +148,7 @@ func (o serveOptions) check() error {
 	if o.inviteTTL <= 0 {
 		errs = append(errs, errors.New("--invite-ttl must be positive"))
 	}
+	errs = append(errs, o.turn.check())
 	return errors.Join(errs...)
 }
 
@@ -208,6 +213,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	turnSvc, err := startTURN(o, []byte(secret), engine.UDPAddr(), tlsConfig, log.With("component", "turn"))
+	if err != nil {
+		_ = engine.Close()
+		return err
+	}
+	defer turnSvc.Close()
 	sig, err := signaling.New(signaling.Config{
 		Secret:           []byte(secret),
 		Media:            engine,
@@ -218,6 +229,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		DropTimeout:      o.dropTimeout,
 		OriginPatterns:   o.origins,
 		InviteTTL:        o.inviteTTL,
+		ICEServers:       turnSvc.iceServers(),
 		Logger:           log.With("component", "signaling"),
 	})
 	if err != nil {
@@ -230,7 +242,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	app.Handle("/healthz", sig)
 	app.Handle("/", web.Handler())
 	httpSrv := &http.Server{
-		Handler:           withMetrics(app, engine, sig, o.metricsToken, o.pprof),
+		Handler:           withMetrics(app, engine, sig, turnSvc.stats(), o.metricsToken, o.pprof),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -260,6 +272,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 		_ = httpSrv.Close()
+	}
+	if err := turnSvc.Close(); err != nil {
+		log.Warn("turn shutdown", "err", err)
 	}
 	// The process is exiting either way; a media relay that cannot release
 	// its peers in time must not keep it alive.
@@ -302,10 +317,10 @@ func port(a net.Addr) string {
 
 // withMetrics serves /metrics (and, with withPprof, /debug/pprof/) next to
 // the signaling API h, both behind token when it is set.
-func withMetrics(h http.Handler, engine *media.Engine, sig *signaling.Server, token string, withPprof bool) http.Handler {
+func withMetrics(h http.Handler, engine *media.Engine, sig *signaling.Server, turnStats func() turn.Stats, token string, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	reg := metrics.NewRegistry(metrics.Sources{Media: engine.Stats, Signaling: sig.Stats})
+	reg := metrics.NewRegistry(metrics.Sources{Media: engine.Stats, Signaling: sig.Stats, TURN: turnStats})
 	mux.Handle("/metrics", metrics.Handler(reg, token))
 	if withPprof {
 		guard := metrics.Guard(token)
