@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/signaling"
 )
 
@@ -153,8 +159,29 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 		t.Fatalf("ice-servers with minted token: %d", resp.StatusCode)
 	}
 
+	// A participant in a call is told when the server stops.
+	events := joinCall(t, ctx, base, strings.TrimSpace(string(tok)))
+
+	stopAt := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	for {
+		_, msg, err := events.Read(ctx)
+		if err != nil {
+			t.Fatalf("event stream ended without closed: %v", err)
+		}
+		var closed api.Closed
+		if json.Unmarshal(msg, &closed) == nil && closed.Type == api.TypeClosed {
+			if closed.Reason != api.ReasonShutdown {
+				t.Fatalf("closed %q, want %q", closed.Reason, api.ReasonShutdown)
+			}
+			break
+		}
+	}
+	// Reading on completes the closing handshake, as any client does.
+	if _, _, err := events.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("event stream after closed: %v", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -163,9 +190,67 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", err, stderr.String())
 		}
+		t.Logf("exited %v after SIGTERM", time.Since(stopAt).Round(time.Millisecond))
 	case <-time.After(wait):
 		t.Fatalf("still running %v after SIGTERM", wait)
 	}
+}
+
+// joinCall joins room r1 with a real pion peer and returns its event
+// stream, welcome read.
+func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.Conn {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	body, _ := json.Marshal(api.JoinRequest{SDP: pc.LocalDescription().SDP})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/rooms/r1/join", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jr api.JoinResponse
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&jr) != nil {
+		t.Fatalf("join: %d", resp.StatusCode)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+jr.EventsURL+"?session="+jr.Session, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.CloseNow() })
+	_, msg, err := conn.Read(ctx)
+	if err != nil || !strings.Contains(string(msg), `"welcome"`) {
+		t.Fatalf("first event %s, %v", msg, err)
+	}
+	return conn
 }
 
 func TestToken(t *testing.T) {
