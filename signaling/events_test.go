@@ -269,3 +269,30 @@ func TestReconnectResumes(t *testing.T) {
 		t.Fatalf("got %+v", e)
 	}
 }
+
+// TestSilentClientDropped: a client that stops answering pings loses its
+// stream and, after the drop timeout, its place in the room.
+func TestSilentClientDropped(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		c.PingInterval = 100 * time.Millisecond
+		c.DropTimeout = time.Second
+	})
+	b, _ := s.join("r1", "bob")
+	// Bob's client reads nothing after the welcome, so it never answers a
+	// ping (pongs are sent by the reading side).
+	s.connect(b)
+	s.waitDisconnected(b.ParticipantID)
+	deadline := time.Now().Add(wait)
+	for {
+		s.srv.mu.Lock()
+		_, present := s.srv.rooms["r1"]
+		s.srv.mu.Unlock()
+		if !present {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("silent participant still in the room")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
