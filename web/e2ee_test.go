@@ -157,6 +157,23 @@ func TestE2EEVectorsInBrowser(t *testing.T) {
 	t.Logf("%d results (%d vectors in the files), %d failed", len(results), total, failed)
 }
 
+// TestE2EEUnitsInBrowser runs the JavaScript modules' unit tests
+// (test/units.js) in Chromium: ratchet bounds and the injected clock,
+// X3DH refusals, frame-key chains, the receiver's ring, replay window and
+// grace period, every suite, empty frames and the worker's stream.
+func TestE2EEUnitsInBrowser(t *testing.T) {
+	srv := e2eeServer(t)
+	results := runPage(t, srv.URL+"/e2ee/test/units.html", "unitResults")
+	for _, r := range results {
+		if !r.OK {
+			t.Errorf("%s: %s", r.Name, r.Error)
+		}
+	}
+	if len(results) < 20 {
+		t.Errorf("only %d tests ran", len(results))
+	}
+}
+
 // TestE2EECallFlowInBrowser runs CallCrypto instances against each other in
 // one page (test/callflow.js): sessions and frame keys agree, a join
 // advances every chain, a leave rekeys (with the switch by acks and by the

@@ -162,9 +162,17 @@ export class CallCrypto {
    *  session towards each participant already present. Resolves once the
    *  first frame keys went out to them (failures are error events). */
   async start(participants = []) {
-    this._store = await PrekeyStore.create(this.identity, this._random);
-    await this._upload();
-    this._sender = FrameSender.create({ suite: this.suite, random: this._random, switchDelayMs: this.switchDelayMs });
+    try {
+      this._store = await PrekeyStore.create(this.identity, this._random);
+      await this._upload();
+      this._sender = FrameSender.create({ suite: this.suite, random: this._random, switchDelayMs: this.switchDelayMs });
+    } catch (e) {
+      // Without a published bundle or a chain nothing can be keyed: stop,
+      // and let whatever was queued meanwhile fall through.
+      this.close();
+      this._markReady();
+      throw e;
+    }
     this._selfHalf = safetyHalf(this.identity.public);
     this._postSendKey();
     const initiating = [];
@@ -530,6 +538,7 @@ export class CallCrypto {
     this._closed = true;
     clearTimeout(this._switchTimer);
     if (this._sender) this._sender.close();
+    if (this._store) this._store.close();
     this._receiver.close();
     for (const w of [...this._workers.keys()]) this.detachWorker(w);
     for (const p of this._peers.values()) p.gone = true;

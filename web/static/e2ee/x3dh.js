@@ -152,6 +152,17 @@ export class PrekeyStore {
     return null;
   }
 
+  /** Forgets the private prekeys (the bytes are zeroed; CryptoKeys are
+   *  dropped). */
+  close() {
+    for (const pair of this._oneTime.values()) wipe(pair.privateBytes);
+    this._oneTime.clear();
+    for (const s of [this._signed, this._previous]) if (s) wipe(s.pair.privateBytes);
+    this._signed = null;
+    this._previous = null;
+    this._accepted.clear();
+  }
+
   /** api.PrekeyUpload JSON with n new one-time prekeys. */
   async uploadJSON(n) {
     const opks = await this.newOneTimePrekeys(n);
