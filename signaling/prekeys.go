@@ -68,8 +68,14 @@ func (d *prekeyDirectory) put(identity string, u *api.PrekeyUpload) (int, *api.E
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := d.bundles[identity]
-	if b == nil || string(b.identityKey) != string(u.IdentityKey) {
+	switch {
+	case b == nil || string(b.identityKey) != string(u.IdentityKey):
 		// A new identity key makes every stored prekey meaningless.
+		b = &storedBundle{}
+	case string(b.signed.Key) != string(u.SignedPrekey.Key):
+		// A new signed prekey comes from a restarted device, which may no
+		// longer hold the private halves of the one-time prekeys stored
+		// before: handing them out would start sessions it cannot accept.
 		b = &storedBundle{}
 	}
 	for _, k := range u.OneTimePrekeys {

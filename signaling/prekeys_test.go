@@ -81,6 +81,19 @@ func TestPrekeyDirectory(t *testing.T) {
 	if status, b := s.putPrekeys("alice", upload(3, 100, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":3}` {
 		t.Fatalf("refill: %d %s", status, b)
 	}
+	if status, b := s.putPrekeys("alice", upload(2, 200, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":5}` {
+		t.Fatalf("second refill: %d %s", status, b)
+	}
+	// A new signed prekey (a restarted device) replaces the one-time
+	// prekeys stored with the old one.
+	restarted := upload(2, 300, 10)
+	restarted.SignedPrekey.Key = bytes.Repeat([]byte{99}, 32)
+	if status, b := s.putPrekeys("alice", restarted); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":2}` {
+		t.Fatalf("upload with a new signed prekey: %d %s", status, b)
+	}
+	if bundle := s.fetchBundle("bob", "alice"); bundle.OneTimePrekey == nil || bundle.OneTimePrekey.ID != 300 || bundle.SignedPrekey.Key[0] != 99 {
+		t.Fatalf("bundle after restart %+v", bundle)
+	}
 
 	status, b = s.do(http.MethodGet, "/v1/prekeys/nobody", "Bearer "+token(t, "any", "bob"), nil)
 	s.expectError(status, b, http.StatusNotFound, api.CodeNotFound)
