@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/e2ee"
+	"github.com/sotto-voice/sotto/internal/floor"
 	"github.com/sotto-voice/sotto/metrics"
 	"github.com/sotto-voice/sotto/signaling"
 )
@@ -82,7 +84,17 @@ type Config struct {
 	// otherwise.
 	IPFilter func(net.IP) bool
 	Logger   *slog.Logger
+
+	// Floor, if set, returns a command running floor.ServeRelay. After the
+	// callers have left, the floor relay is measured with the run's
+	// traffic shape (a packet per caller every 20 ms, fanned out to the
+	// rest of its room) for Duration (at most FloorMax), and the report
+	// compares the server's CPU per forwarded packet with it.
+	Floor func() *exec.Cmd
 }
+
+// FloorMax caps the floor measurement after a run.
+const FloorMax = 30 * time.Second
 
 func (c *Config) setDefaults() error {
 	if c.URL == "" {
@@ -333,6 +345,9 @@ ramp:
 	rep.ElapsedS = round3(time.Since(start).Seconds())
 	rep.LoadCPUSeconds = round3((ownCPU() - startCPU).Seconds())
 	rep.Timeline = r.timeline
+	if cfg.Floor != nil && ctx.Err() == nil {
+		r.measureFloor(rep)
+	}
 	return rep, nil
 }
 
@@ -501,6 +516,39 @@ func (r *run) scrape() (metrics.Snapshot, error) {
 	defer cancel()
 	return metrics.Scrape(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
 }
+
+// measureFloor runs the floor relay with the run's traffic shape and
+// records its cost and the server's ratio to it.
+func (r *run) measureFloor(rep *Report) {
+	var size int
+	for _, p := range r.packets {
+		size += len(p)
+	}
+	spec := floor.Spec{
+		Publishers: r.cfg.Rooms * r.cfg.Callers,
+		FanOut:     r.cfg.Callers - 1,
+		// The mean Opus packet of the clip plus SFrame's header and tag.
+		PayloadSize: size/len(r.packets) + sframeOverhead,
+		Duration:    min(r.cfg.Duration, FloorMax),
+	}
+	if r.cfg.Progress != nil {
+		fmt.Fprintf(r.cfg.Progress, "measuring the floor relay for %v (%d publishers, fan-out %d)\n", spec.Duration, spec.Publishers, spec.FanOut)
+	}
+	res, err := floor.Measure(r.ctx, r.cfg.Floor(), spec)
+	if err != nil {
+		rep.FloorError = err.Error()
+		return
+	}
+	rep.FloorUsPerForwardedPacket = round3(res.CPUPerForwarded())
+	if rep.FloorUsPerForwardedPacket > 0 && rep.ServerCPUUsPerForwardedPacket > 0 {
+		rep.RatioToFloor = round3(rep.ServerCPUUsPerForwardedPacket / rep.FloorUsPerForwardedPacket)
+	}
+}
+
+// sframeOverhead is about what SFrame adds to an Opus frame: a header of
+// a few bytes (key id and counter) and a 16-byte AES-GCM tag. A few bytes
+// more or less change AES-GCM's cost by nothing measurable.
+const sframeOverhead = 8 + 16
 
 // ownCPU is the CPU time this process has used: the load tester's own
 // cost, reported next to the server's.

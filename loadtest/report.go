@@ -72,9 +72,25 @@ type Report struct {
 	AwaitingKey     uint64 `json:"frames_awaiting_key"`
 	FramesDecrypted uint64 `json:"frames_decrypted"`
 	IdentityChanges uint64 `json:"identity_changes"`
+	// DroppedByReason sums the SDK's undelivered received frames by
+	// reason (client.Drop*): DecryptFailures is all but awaiting_key and
+	// identity_unverified.
+	DroppedByReason map[string]uint64 `json:"dropped_by_reason,omitempty"`
+	// SendPacePct is the frames sent as a share of one per 20 ms for as
+	// long as each caller was in: under 100 when the load tester's
+	// scheduler fell behind (a saturated machine), which a real client
+	// would hear as gaps.
+	SendPacePct float64 `json:"send_pace_pct"`
 	// SDKFramesDropped are frames the SDK dropped because the load
 	// tester read them too slowly (a sign the load machine is saturated).
 	SDKFramesDropped uint64 `json:"sdk_frames_dropped"`
+
+	// FloorUsPerForwardedPacket is the floor relay's CPU per forwarded
+	// packet with this run's traffic (Config.Floor), and RatioToFloor the
+	// server's figure divided by it.
+	FloorUsPerForwardedPacket float64 `json:"floor_us_per_forwarded_packet,omitempty"`
+	RatioToFloor              float64 `json:"ratio_to_floor,omitempty"`
+	FloorError                string  `json:"floor_error,omitempty"`
 
 	Timeline         []Sample `json:"timeline,omitempty"`
 	LatencyHistogram []uint64 `json:"-"` // 0.1 ms buckets, for plots
@@ -118,6 +134,7 @@ func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
 	// A caller counts as joined if it joined at least once; one that never
 	// did is already in CallersFailed.
 	joined := map[*caller]bool{}
+	var nominal float64
 	rep.E2EECounters = true
 	for _, p := range r.parts {
 		joined[p.caller] = true
@@ -128,8 +145,24 @@ func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
 		rep.SDKFramesDropped += p.stats.FramesDropped
 		rep.AwaitingKey += p.stats.Dropped[client.DropAwaitingKey]
 		rep.FramesDecrypted += p.stats.FramesDecrypted
+		for reason, n := range p.stats.Dropped {
+			if n > 0 {
+				if rep.DroppedByReason == nil {
+					rep.DroppedByReason = map[string]uint64{}
+				}
+				rep.DroppedByReason[reason] += n
+			}
+		}
+		p.snd.mu.Lock()
+		if p.snd.left > p.joinedAt {
+			nominal += float64(p.snd.left-p.joinedAt) / float64(FrameDuration)
+		}
+		p.snd.mu.Unlock()
 	}
 	rep.CallersJoined = len(joined)
+	if nominal > 0 {
+		rep.SendPacePct = round3(100 * float64(rep.FramesSent) / nominal)
+	}
 	rep.KeyMS = percentilesOf(r.keyTimes)
 	rep.IdentityChanges = r.identityChanges.Load()
 	if len(r.parts) == 0 {
@@ -227,9 +260,12 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	row("latency ms", "%s  (%d frames)", pct(rep.LatencyMS), rep.LatencySamples)
 	row("loss", "%.3f %%  (%d of %d expected, %d silent pairs)", rep.LossPct, rep.FramesLost, rep.FramesExpected, rep.SilentPairs)
 	row("jitter ms", "%.2f", rep.JitterMS)
-	row("frames", "sent %d, received %d", rep.FramesSent, rep.FramesReceived)
+	row("frames", "sent %d (%.1f %% of real-time pace), received %d", rep.FramesSent, rep.SendPacePct, rep.FramesReceived)
 	if rep.E2EECounters {
 		row("e2ee", "decrypt failures %d, rekeys %d, %d frames awaiting key, %d identity changes", rep.DecryptFailures, rep.Rekeys, rep.AwaitingKey, rep.IdentityChanges)
+		if rep.DecryptFailures > 0 {
+			row("e2ee drops", "%s", dropReasons(rep.DroppedByReason))
+		}
 		row("key ms", "%s  (join to each peer's frame key)", pct(rep.KeyMS))
 	} else {
 		row("e2ee", "the SDK does not count decrypt failures and rekeys: not measured")
@@ -241,10 +277,25 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		row("server drops", "%d packets dropped, %d NACKs answered", rep.ServerDropped, rep.ServerNACKs)
 	}
 	row("load tester cpu", "%.2f s", rep.LoadCPUSeconds)
+	switch {
+	case rep.FloorError != "":
+		row("floor", "not measured: %s", rep.FloorError)
+	case rep.FloorUsPerForwardedPacket > 0:
+		row("floor", "%.2f µs per forwarded packet; server/floor = %.2f", rep.FloorUsPerForwardedPacket, rep.RatioToFloor)
+	}
 	if rep.SDKFramesDropped > 0 || rep.WriteErrors > 0 || rep.FramesUnmatched > 0 {
 		row("warnings", "%d frames dropped by slow readers, %d write errors, %d unmatched frames", rep.SDKFramesDropped, rep.WriteErrors, rep.FramesUnmatched)
 	}
 	return tw.Flush()
+}
+
+func dropReasons(m map[string]uint64) string {
+	var parts []string
+	for k, v := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 func joinErrors(m map[string]int) string {

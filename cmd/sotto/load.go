@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"github.com/sotto-voice/sotto/internal/floor"
 	"github.com/sotto-voice/sotto/loadtest"
 )
 
@@ -24,6 +26,7 @@ type loadOptions struct {
 	jsonPath string
 	plotPath string
 	logLevel string
+	floor    bool
 }
 
 func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
@@ -43,6 +46,7 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	fs.StringVar(&o.cfg.MetricsToken, "metrics-token", "", "bearer token of the server's /metrics")
 	fs.StringVar(&o.cfg.MetricsURL, "metrics-url", "", "the server's metrics endpoint (default --url + /metrics)")
 	fs.StringVar(&o.logLevel, "log-level", "error", "debug, info, warn or error (callers' SDK logs)")
+	fs.BoolVar(&o.floor, "floor", false, "after the run, measure the floor relay (internal/floor) with the same traffic and report the server's ratio to it")
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
 	}
@@ -60,8 +64,14 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	return o, nil
 }
 
+// floorRelayArg makes "sotto load" the floor relay's child process.
+const floorRelayArg = "floor-relay"
+
 // runLoad implements "sotto load".
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && args[0] == floorRelayArg {
+		return floor.ServeRelay(os.Stdin, stdout)
+	}
 	o, err := parseLoad(args, stderr)
 	if err != nil {
 		return err
@@ -74,6 +84,17 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if o.audio != "" {
 		if o.cfg.Audio, err = os.ReadFile(o.audio); err != nil {
 			return fmt.Errorf("--audio: %w", err)
+		}
+	}
+	if o.floor {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("--floor: %w", err)
+		}
+		o.cfg.Floor = func() *exec.Cmd {
+			cmd := exec.CommandContext(ctx, exe, "load", floorRelayArg)
+			cmd.Stderr = stderr
+			return cmd
 		}
 	}
 	o.cfg.Progress = stderr
