@@ -429,14 +429,16 @@ func (c *Call) envelope(from api.Participant, data []byte) {
 
 func (c *Call) admitted(present []api.Participant) { c.e2e.onAdmitted(present) }
 
+// The application hears of a participant before any encryption event
+// about it, which the worker may emit as soon as the work is queued.
 func (c *Call) joined(p api.Participant) {
-	c.e2e.onJoined(p)
 	c.event(ParticipantJoined{Participant: p})
+	c.e2e.onJoined(p)
 }
 
 func (c *Call) left(p api.Participant, reason string) {
-	c.e2e.onLeft(p)
 	c.event(ParticipantLeft{Participant: p, Reason: reason})
+	c.e2e.onLeft(p)
 }
 
 func (c *Call) prekeysLow() { c.e2e.onPrekeysLow() }
