@@ -47,6 +47,7 @@ func newTestEngine(t testing.TB) *Engine {
 type clientOptions struct {
 	tracks        int  // audio tracks to publish; the second one is not owned by the participant
 	noReplayCheck bool // accept a retransmitted packet the client already has (NACK test)
+	tcpOnly       bool // reach the server over ICE-TCP only
 	codec         webrtc.RTPCodecCapability
 }
 
@@ -90,6 +91,17 @@ type client struct {
 
 func clientAPI(t testing.TB, opts clientOptions) *webrtc.API {
 	t.Helper()
+	a, err := newClientAPI(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// newClientAPI is a client's own pion stack: Opus (under another payload
+// type than the server's, as payload types are per leg), the mid and audio
+// level extensions, loopback only.
+func newClientAPI(opts clientOptions) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	codec := opts.codec
 	if codec.MimeType == "" {
@@ -99,28 +111,31 @@ func clientAPI(t testing.TB, opts clientOptions) *webrtc.API {
 			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}},
 		}
 	}
-	pt := webrtc.PayloadType(109) // not the server's 111: payload types are per leg
+	pt := webrtc.PayloadType(109)
 	if codec.MimeType == webrtc.MimeTypePCMU {
 		pt = 0
 	}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: pt}, webrtc.RTPCodecTypeAudio); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.SDESMidURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		t.Fatal(err)
-	}
-	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		t.Fatal(err)
+	for _, uri := range []string{sdp.SDESMidURI, sdp.AudioLevelURI} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, err
+		}
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	if opts.tcpOnly {
+		networks = []webrtc.NetworkType{webrtc.NetworkTypeTCP4}
+	}
+	se.SetNetworkTypes(networks)
 	if opts.noReplayCheck {
 		se.DisableSRTPReplayProtection(true)
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)), nil
 }
 
 // newClient creates the client's PeerConnection and its offer; join sends

@@ -1,0 +1,369 @@
+package media
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/sotto-voice/sotto/api"
+)
+
+// BenchmarkForward measures the relay's forwarding path: one publisher, N
+// subscribers, real pion peers over loopback UDP. The clients run in a child
+// process (this test binary, see TestMain), so -benchmem and -memprofile
+// count the server alone. One op is one packet published, forwarded to N
+// subscribers; allocs/fwd is allocations per forwarded packet.
+func BenchmarkForward(b *testing.B) {
+	for _, n := range []int{1, 4, 15} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) { benchForward(b, n) })
+	}
+}
+
+const benchChildEnv = "MEDIA_BENCH_CLIENTS"
+
+func TestMain(m *testing.M) {
+	if n := os.Getenv(benchChildEnv); n != "" {
+		subs, err := strconv.Atoi(n)
+		if err == nil {
+			err = benchClients(subs, os.Stdin, os.Stdout)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench clients:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// benchMsg is one line of the protocol between the benchmark and its client
+// process.
+type benchMsg struct {
+	Op  string `json:"op"` // join, joined, offer, answer, send, quit
+	ID  string `json:"id,omitempty"`
+	SDP string `json:"sdp,omitempty"`
+	N   int    `json:"n,omitempty"`
+}
+
+type lineWriter struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (w *lineWriter) send(m benchMsg) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.enc.Encode(m)
+}
+
+// benchHandler relays one server peer's offers to the client process, after
+// the join answer (as signaling does).
+type benchHandler struct {
+	id     string
+	w      *lineWriter
+	joined chan struct{}
+}
+
+func (h *benchHandler) Offer(sdp string) {
+	<-h.joined
+	_ = h.w.send(benchMsg{Op: "offer", ID: h.id, SDP: sdp})
+}
+func (h *benchHandler) Candidate(api.ICECandidate) {}
+func (h *benchHandler) Failed(string)              {}
+
+func benchForward(b *testing.B, subs int) {
+	e, err := NewEngine(Config{ListenIP: "127.0.0.1", TCPPort: -1, Logger: testLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	r := e.NewRoom("bench", nil)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), benchChildEnv+"="+strconv.Itoa(subs))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	w := &lineWriter{enc: json.NewEncoder(stdin)}
+	defer func() {
+		_ = w.send(benchMsg{Op: "quit"})
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	}()
+
+	var mu sync.Mutex
+	peers := map[string]*Peer{}
+	go func() {
+		dec := json.NewDecoder(stdout)
+		for {
+			var m benchMsg
+			if err := dec.Decode(&m); err != nil {
+				return
+			}
+			switch m.Op {
+			case "join":
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				h := &benchHandler{id: m.ID, w: w, joined: make(chan struct{})}
+				p, answer, err := r.Join(ctx, m.ID, m.SDP, h)
+				cancel()
+				if err != nil {
+					b.Errorf("join %s: %v", m.ID, err)
+					return
+				}
+				mu.Lock()
+				peers[m.ID] = p
+				mu.Unlock()
+				_ = w.send(benchMsg{Op: "joined", ID: m.ID, SDP: answer})
+				close(h.joined)
+			case "answer":
+				mu.Lock()
+				p := peers[m.ID]
+				mu.Unlock()
+				if err := p.SetAnswer(m.SDP); err != nil {
+					b.Errorf("answer %s: %v", m.ID, err)
+				}
+			}
+		}
+	}()
+
+	// Ready when the publisher's packets reach every subscriber.
+	waitFor(b, "the publisher's track to be forwarded to every subscriber", func() bool {
+		mu.Lock()
+		p := peers["pub"]
+		mu.Unlock()
+		if p == nil {
+			return false
+		}
+		n := 0
+		for _, d := range *p.pub.downs.Load() {
+			if d.binding.Load() != nil {
+				n++
+			}
+		}
+		return n == subs
+	})
+	// publish has the client send n packets and returns how many the server
+	// forwarded. It polls the counters directly: Stats allocates its map.
+	c := &e.counters
+	publish := func(n int) uint64 {
+		startRecv, startFwd := c.packetsReceived.Load(), c.packetsForwarded.Load()
+		if err := w.send(benchMsg{Op: "send", N: n}); err != nil {
+			b.Fatal(err)
+		}
+		// Wait for every packet, or for the flow to stop if loopback dropped some.
+		last, lastChange := startRecv, time.Now()
+		for {
+			recv := c.packetsReceived.Load()
+			if recv >= startRecv+uint64(n) {
+				break
+			}
+			if recv != last {
+				last, lastChange = recv, time.Now()
+			} else if time.Since(lastChange) > time.Second {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return c.packetsForwarded.Load() - startFwd
+	}
+	// Warm up until the media flows end to end (DTLS done on every leg),
+	// with buffers and pools filled.
+	waitFor(b, "packets to flow to every subscriber", func() bool {
+		return publish(500) >= uint64(450*subs)
+	})
+
+	// No runtime.GC here: it would empty the sync.Pools pion's UDP mux and
+	// SRTP writer draw from, and the window would count their refill.
+	var before, after runtime.MemStats
+	writeAllocProfile(b, subs, "before")
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	start := time.Now()
+	forwarded := publish(b.N)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	writeAllocProfile(b, subs, "after")
+	if forwarded == 0 {
+		b.Fatal("nothing forwarded")
+	}
+	b.ReportMetric(float64(forwarded)/elapsed.Seconds(), "fwd/s")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(forwarded), "allocs/fwd")
+	b.ReportMetric(float64(forwarded)/float64(b.N*subs), "delivered")
+}
+
+// benchClients is the client process: a publisher "pub" and subs
+// subscribers, driven by benchMsg lines on in, answering on out.
+func benchClients(subs int, in io.Reader, out io.Writer) error {
+	api, err := newClientAPI(clientOptions{})
+	if err != nil {
+		return err
+	}
+	w := &lineWriter{enc: json.NewEncoder(out)}
+	pcs := map[string]*webrtc.PeerConnection{}
+	ids := []string{"pub"}
+	for i := range subs {
+		ids = append(ids, fmt.Sprintf("sub%02d", i))
+	}
+	var track *webrtc.TrackLocalStaticRTP
+	for _, id := range ids {
+		pc, err := api.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			return err
+		}
+		defer pc.Close()
+		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic", id)
+		if err != nil {
+			return err
+		}
+		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+			return err
+		}
+		if id == "pub" {
+			track = tr
+		}
+		pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			go func() {
+				buf := make([]byte, maxPacketSize)
+				for {
+					if _, _, err := t.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		})
+		offer, err := pc.CreateOffer(nil)
+		if err != nil {
+			return err
+		}
+		gathered := webrtc.GatheringCompletePromise(pc)
+		if err := pc.SetLocalDescription(offer); err != nil {
+			return err
+		}
+		<-gathered
+		pcs[id] = pc
+	}
+	// Join one at a time: the reply carries the answer.
+	dec := json.NewDecoder(in)
+	levelID := uint8(0)
+	for _, id := range ids {
+		if err := w.send(benchMsg{Op: "join", ID: id, SDP: pcs[id].LocalDescription().SDP}); err != nil {
+			return err
+		}
+		for {
+			var m benchMsg
+			if err := dec.Decode(&m); err != nil {
+				return err
+			}
+			if err := benchClientHandle(pcs, w, m); err != nil {
+				return err
+			}
+			if m.Op == "joined" && m.ID == id {
+				break
+			}
+		}
+	}
+	for _, s := range pcs["pub"].GetSenders() {
+		for _, ext := range s.GetParameters().HeaderExtensions {
+			if ext.URI == sdp.AudioLevelURI {
+				levelID = uint8(ext.ID)
+			}
+		}
+	}
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 80)}
+	for {
+		var m benchMsg
+		if err := dec.Decode(&m); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		switch m.Op {
+		case "quit":
+			return nil
+		case "send":
+			for i := range m.N {
+				pkt.SequenceNumber++
+				pkt.Timestamp += 960
+				pkt.Payload[0] = byte(i)
+				if levelID != 0 {
+					_ = pkt.Header.SetExtension(levelID, []byte{40})
+				}
+				if err := track.WriteRTP(pkt); err != nil {
+					return err
+				}
+				// Short pauses keep loopback socket buffers from overflowing.
+				if i%32 == 31 {
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+		default:
+			if err := benchClientHandle(pcs, w, m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func benchClientHandle(pcs map[string]*webrtc.PeerConnection, w *lineWriter, m benchMsg) error {
+	pc := pcs[m.ID]
+	switch m.Op {
+	case "joined":
+		return pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP})
+	case "offer":
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
+			return err
+		}
+		answer, err := pc.CreateAnswer(nil)
+		if err != nil {
+			return err
+		}
+		if err := pc.SetLocalDescription(answer); err != nil {
+			return err
+		}
+		return w.send(benchMsg{Op: "answer", ID: m.ID, SDP: pc.LocalDescription().SDP})
+	}
+	return nil
+}
+
+// writeAllocProfile saves the allocation profile to $MEDIA_BENCH_PROFILES
+// when set, so the measured window can be inspected alone with
+// go tool pprof -sample_index=alloc_objects -base before.pprof after.pprof
+// (run with -memprofilerate=1 to record every allocation).
+func writeAllocProfile(b *testing.B, subs int, name string) {
+	dir := os.Getenv("MEDIA_BENCH_PROFILES")
+	if dir == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("forward-%d-%s.pprof", subs, name)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
