@@ -12,13 +12,13 @@ import (
 )
 
 // clientGoroutines returns the stacks of goroutines running the package's
-// own code (the transport and the Call), not the test's.
+// own code, not the tests'.
 func clientGoroutines() []string {
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, 4<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "sotto/client.(*conn)") || strings.Contains(g, "sotto/client.(*Call)") || strings.Contains(g, "sotto/client.drainRTCP") {
+		if strings.Contains(g, "sotto/client.") && !strings.Contains(g, "sotto/client.Test") && !strings.Contains(g, "sotto/client.(*peer)") {
 			out = append(out, g)
 		}
 	}
