@@ -9,7 +9,7 @@
 //
 //   const cc = new CallCrypto({
 //     identity,           // PrivateIdentity of this device
-//     selfId,             // own participant id (JoinResponse.participant_id)
+//     selfId,             // own participant id (or give it to start())
 //     selfIdentityName,   // own identity name (the token's subject)
 //     trustStore,         // {get(name) -> {fingerprint, verified} | undefined,
 //                         //  set(name, {fingerprint, verified})}, sync or async
@@ -23,7 +23,11 @@
 //     // prekeyBatch (20), random (n => Uint8Array)
 //   });
 //   cc.attachWorker(worker);        // transform.js createWorker(); any number
-//   await cc.start(participants);   // those present at join: [{id, identity}]
+//   await cc.publish();             // BEFORE joining: upload the prekey bundle
+//                                   // (a participant joining right after us
+//                                   // fetches it) and create the chain
+//   await cc.start(participants, selfId); // after joining: those present at
+//                                   // the join ([{id, identity}]), own id
 //   cc.onJoined(p); cc.onLeft(p);   // roster events, idempotent by id
 //   await cc.onEnvelope(fromId, bytes);
 //   cc.onPrekeysLow(remaining);     // prekeys_low event: upload more
@@ -77,8 +81,9 @@ import { DEFAULT_SUITE } from './sframe.js';
 import { MemoryTrustStore } from './truststore.js';
 import { PrekeyStore, acceptSession, bundleFromJSON, initiateSession, verifyBundle } from './x3dh.js';
 
-const MAX_HELD_ENVELOPES = 256; // per peer, while an identity change waits
-const MAX_UNKNOWN_SENDERS = 32; // envelopes from ids not (yet) in the roster
+const MAX_HELD_ENVELOPES = 64; // per peer, while an identity change waits or its joined event is due
+const MAX_UNKNOWN_SENDERS = 16; // senders not (yet) in the roster whose envelopes are held
+const FETCH_RETRIES = [250, 500, 1000, 2000]; // ms between attempts to fetch a bundle
 const MAX_KEYS_REMEMBERED = 4; // per peer, replayed to a worker attached late
 
 class Peer {
@@ -100,7 +105,7 @@ class Peer {
 
 export class CallCrypto {
   constructor(o) {
-    for (const k of ['identity', 'selfId', 'api', 'sendEnvelope']) {
+    for (const k of ['identity', 'api', 'sendEnvelope']) {
       if (!o || o[k] === undefined) throw new TypeError(`CallCrypto: ${k} is required`);
     }
     this.identity = o.identity;
@@ -158,14 +163,32 @@ export class CallCrypto {
     return this._chain;
   }
 
-  /** Uploads the prekey bundle, creates the frame-key chain and starts a
-   *  session towards each participant already present. Resolves once the
-   *  first frame keys went out to them (failures are error events). */
-  async start(participants = []) {
+  /** Uploads the prekey bundle and creates the frame-key chain (posting
+   *  its key to the workers). Call it before joining the room, so that a
+   *  participant joining right after finds the bundle; start() calls it if
+   *  it has not run. Idempotent. */
+  publish() {
+    if (!this._published) {
+      this._published = (async () => {
+        this._store = await PrekeyStore.create(this.identity, this._random);
+        await this._upload();
+        this._sender = FrameSender.create({ suite: this.suite, random: this._random, switchDelayMs: this.switchDelayMs });
+        this._selfHalf = safetyHalf(this.identity.public);
+        this._postSendKey();
+      })();
+    }
+    return this._published;
+  }
+
+  /** Publishes (if not done), then starts a session towards each
+   *  participant already present at the join. selfId is this participant's
+   *  id, if not given to the constructor. Resolves once the first frame
+   *  keys went out (failures are error events). */
+  async start(participants = [], selfId = this.selfId) {
+    if (selfId === undefined) throw new TypeError('CallCrypto.start: selfId is required');
+    this.selfId = selfId;
     try {
-      this._store = await PrekeyStore.create(this.identity, this._random);
-      await this._upload();
-      this._sender = FrameSender.create({ suite: this.suite, random: this._random, switchDelayMs: this.switchDelayMs });
+      await this.publish();
     } catch (e) {
       // Without a published bundle or a chain nothing can be keyed: stop,
       // and let whatever was queued meanwhile fall through.
@@ -173,8 +196,6 @@ export class CallCrypto {
       this._markReady();
       throw e;
     }
-    this._selfHalf = safetyHalf(this.identity.public);
-    this._postSendKey();
     const initiating = [];
     for (const p of participants) {
       if (p.id === this.selfId || this._peers.has(p.id)) continue;
@@ -362,7 +383,7 @@ export class CallCrypto {
   }
 
   async _initiate(peer) {
-    const bundle = bundleFromJSON(await this.api.fetchBundle(peer.identity));
+    const bundle = bundleFromJSON(await this._fetchBundle(peer));
     const { peer: pub } = await verifyBundle(bundle);
     const proceed = async () => {
       peer.session = await initiateSession(this.identity, bundle, this._random);
@@ -370,6 +391,19 @@ export class CallCrypto {
       await this._sendKeys(peer);
     };
     if (await this._checkIdentity(peer, pub, proceed)) await proceed();
+  }
+
+  /** Fetches a peer's bundle, retrying for a few seconds: a participant
+   *  that joined just before us may not have published it yet. */
+  async _fetchBundle(peer) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.api.fetchBundle(peer.identity);
+      } catch (e) {
+        if (attempt >= FETCH_RETRIES.length || peer.gone || this._closed) throw e;
+        await new Promise((r) => setTimeout(r, FETCH_RETRIES[attempt]));
+      }
+    }
   }
 
   /** Compares pub with the trust store's record for the peer's identity

@@ -95,8 +95,8 @@ function pageWorker(fc) {
   };
 }
 
-async function participant(id, identityName, identity) {
-  identity = identity || (await PrivateIdentity.generate());
+async function participant(id, identityName, { selfIdAtStart = false } = {}) {
+  const identity = await PrivateIdentity.generate();
   const events = [];
   // A clock that moves only when the test says: a switch-over by delay is
   // then tested without racing a timer.
@@ -106,7 +106,7 @@ async function participant(id, identityName, identity) {
   worker = pageWorker(fc);
   const cc = new CallCrypto({
     identity,
-    selfId: id,
+    selfId: selfIdAtStart ? undefined : id,
     selfIdentityName: identityName,
     trustStore: new MemoryTrustStore(),
     api: { fetchBundle: (n) => dir.fetch(n), uploadBundle: (j) => dir.upload(identityName, j) },
@@ -141,7 +141,11 @@ const errors = (x) => x.events.filter((e) => e.type === 'error');
 async function main() {
   const A = await participant('p_a', 'alice');
   const B = await participant('p_b', 'bob');
-  const C = await participant('p_c', 'carol');
+  // Carol is created as the app does it: publish before joining, her
+  // participant id given to start() after the join.
+  const C = await participant('p_c', 'carol', { selfIdAtStart: true });
+  await C.cc.publish();
+  check('publishing uploads the bundle before the join', dir.bundles.has('carol') && C.cc.sendKeyState() !== null);
 
   // Alice is alone in the room.
   await A.cc.start([]);
@@ -172,7 +176,7 @@ async function main() {
   await waitFor('bob advanced to step 1', () => sealing(B, 0, 1));
   const early = await frame(A, 'too early');
   check('a frame from a sender whose key has not arrived is awaiting_key', (await opens(C, early, A)) === null && C.fc.receiver.stats.awaiting_key === 1 && C.fc.receiver.stats.auth_failed === 0, JSON.stringify(C.fc.receiver.stats));
-  await C.cc.start([A.p, B.p]);
+  await C.cc.start([A.p, B.p], C.id);
   await waitFor('carol is encrypted with alice and bob', () => encrypted(C, A) && encrypted(C, B) && encrypted(A, C) && encrypted(B, C));
   check('bob derives alice\'s advanced key himself', (await opens(B, await frame(A, 'step two'), A)) === 'step two');
   check('alice derives bob\'s advanced key herself', (await opens(A, await frame(B, 'bob step one'), B)) === 'bob step one');
