@@ -4,14 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -235,8 +242,11 @@ func TestServeStartsTURN(t *testing.T) {
 	if m == nil {
 		t.Fatalf("serving line %q", line)
 	}
-	if !strings.Contains(stderr.String(), "turn: serving") {
-		t.Fatalf("no TURN log line; stderr:\n%s", stderr.String())
+	// stderr is copied by another goroutine: the log line may lag behind.
+	for deadline := time.Now().Add(wait); !strings.Contains(stderr.String(), "turn: serving"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no TURN log line; stderr:\n%s", stderr.String())
+		}
 	}
 
 	tok, err := signaling.MintToken([]byte(secret), "r1", "alice", time.Hour)
@@ -322,4 +332,59 @@ func allocate(addr string, s api.ICEServer) error {
 		return err
 	}
 	return relay.Close()
+}
+
+// With a certificate the embedded server adds TURN over TLS, named in its
+// turns: URL by the certificate's DNS name.
+func TestStartTURNWithTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		DNSNames:     []string{"*.example.com", "turn.example.com"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+
+	o, err := parseServe([]string{"--http", "127.0.0.1:0", "--turn-port", "0", "--turn-tls-port", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := startTURN(o, []byte("server-secret-0123456789"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7882}, tc, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.server.TLSAddr() == nil || s.stats() == nil {
+		t.Fatal("no TURN over TLS")
+	}
+	want := "turns:turn.example.com:" + strconv.Itoa(s.server.TLSAddr().Port) + "?transport=tcp"
+	got := s.iceServers()("alice")
+	if !slices.ContainsFunc(got, func(is api.ICEServer) bool { return slices.Contains(is.URLs, want) }) {
+		t.Fatalf("ICE servers %+v lack %s", got, want)
+	}
+	// The TLS listener speaks TLS with that certificate.
+	conn, err := tls.Dial("tcp", s.server.TLSAddr().String(), &tls.Config{ServerName: "turn.example.com", RootCAs: pool(t, der)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+}
+
+func pool(t *testing.T, der []byte) *x509.CertPool {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := x509.NewCertPool()
+	p.AddCert(c)
+	return p
 }
