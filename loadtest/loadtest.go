@@ -273,6 +273,10 @@ func (r *run) run() (*Report, error) {
 		go func() { defer tickWG.Done(); s.run(tickCtx) }()
 	}
 	progress := r.startProgress(start)
+	var startTURN float64
+	if snap, err := r.scrape(); err == nil {
+		startTURN = snap.Sum("sotto_turn_allocations_created_total")
+	}
 
 	// Ramp: one join every 1/Ramp seconds, each in its own goroutine.
 	var joinWG sync.WaitGroup
@@ -295,8 +299,12 @@ ramp:
 	joinWG.Wait()
 
 	// Steady state: every caller that could join is in; the server's
-	// counters are taken over exactly this window.
+	// counters are taken over exactly this window, except TURN
+	// allocations, which callers make while joining.
 	before, scrapeErr := r.scrape()
+	if scrapeErr == nil {
+		before["sotto_turn_allocations_created_total"] = startTURN
+	}
 	cpuStart := time.Now()
 	steadyEnd := time.After(cfg.Duration)
 	r.steadyEnd.Store(cpuStart.Add(cfg.Duration).UnixNano())

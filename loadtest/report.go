@@ -59,6 +59,9 @@ type Report struct {
 	LoadCPUSeconds   float64 `json:"load_cpu_seconds"` // the load tester's own
 	ServerDropped    uint64  `json:"server_dropped_packets"`
 	ServerNACKs      uint64  `json:"server_nacks_answered"`
+	// ServerTURNAllocations are the TURN allocations the server created
+	// during the run, joins included.
+	ServerTURNAllocations uint64 `json:"server_turn_allocations"`
 	ServerMetricsErr string  `json:"server_metrics_error,omitempty"`
 	// E2EECounters is false when the SDK does not count decrypt failures
 	// and rekeys, in which case DecryptFailures and Rekeys are 0 by
@@ -231,6 +234,7 @@ func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
 		rep.ForwardedPackets = uint64(after.Sum("sotto_rtp_packets_forwarded_total") - before.Sum("sotto_rtp_packets_forwarded_total"))
 		rep.ServerDropped = uint64(after.Sum("sotto_rtp_packets_dropped_total") - before.Sum("sotto_rtp_packets_dropped_total"))
 		rep.ServerNACKs = uint64(after.Sum("sotto_nacks_answered_total") - before.Sum("sotto_nacks_answered_total"))
+		rep.ServerTURNAllocations = uint64(after.Sum("sotto_turn_allocations_created_total") - before.Sum("sotto_turn_allocations_created_total"))
 		if rep.ForwardedPackets > 0 {
 			rep.ServerCPUUsPerForwardedPacket = round3(rep.ServerCPUSeconds * 1e6 / float64(rep.ForwardedPackets))
 		}
@@ -275,6 +279,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	} else {
 		row("server cpu", "%.2f s for %d forwarded packets: %.2f µs per forwarded packet", rep.ServerCPUSeconds, rep.ForwardedPackets, rep.ServerCPUUsPerForwardedPacket)
 		row("server drops", "%d packets dropped, %d NACKs answered", rep.ServerDropped, rep.ServerNACKs)
+		if rep.RelayOnly {
+			row("server turn", "%d allocations", rep.ServerTURNAllocations)
+		}
 	}
 	row("load tester cpu", "%.2f s", rep.LoadCPUSeconds)
 	switch {

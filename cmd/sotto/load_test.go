@@ -22,7 +22,7 @@ var baseURL = regexp.MustCompile(`^sotto: serving on (http://127\.0\.0\.1:\d+) `
 // ends and returns its base URL.
 func startServe(t *testing.T, ctx context.Context, args ...string) string {
 	t.Helper()
-	cmd := command(t, ctx, nil, append([]string{"serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "-1",
+	cmd := command(t, ctx, nil, append([]string{"serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "-1", "--turn-port", "0",
 		"--secret", loadSecret, "--log-level", "error"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -74,6 +74,7 @@ type loadReport struct {
 	Rekeys          *uint64             `json:"rekeys"`
 	ServerCPU       *float64            `json:"server_cpu_seconds"`
 	Forwarded       *uint64             `json:"forwarded_packets"`
+	TURNAllocations uint64              `json:"server_turn_allocations"`
 	CPUPerPacket    *float64            `json:"server_cpu_us_per_forwarded_packet"`
 	E2EECounters    bool                `json:"e2ee_counters"`
 }
@@ -177,6 +178,22 @@ func TestLoadChurn(t *testing.T) {
 	}
 	if *rep.CallersFailed != 0 {
 		t.Errorf("%d callers failed", *rep.CallersFailed)
+	}
+}
+
+func TestLoadRelayOnly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
+	defer cancel()
+	base := startServe(t, ctx)
+	rep, status := runLoadCmd(t, ctx, base, "--secret", loadSecret, "--rooms", "1", "--callers", "2", "--duration", "3s", "--relay-only")
+	if status != 0 {
+		t.Errorf("exit status %d, want 0", status)
+	}
+	if rep.TURNAllocations < 2 {
+		t.Errorf("%d TURN allocations for 2 relay-only callers", rep.TURNAllocations)
+	}
+	if *rep.FramesReceived == 0 {
+		t.Error("no frames through the relay")
 	}
 }
 
