@@ -32,12 +32,21 @@ const patience = 45 * time.Second
 // and the API under /v1, as `sotto serve` does.
 type callServer struct {
 	*testserver.Server
-	URL string
+	URL  string
+	http *httptest.Server
 }
 
 func startCallServer(t *testing.T) *callServer {
 	t.Helper()
-	ts := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
+	return startCallServerWith(t, &testserver.Options{})
+}
+
+func startCallServerWith(t *testing.T, opts *testserver.Options) *callServer {
+	t.Helper()
+	if opts.DropTimeout == 0 {
+		opts.DropTimeout = 10 * time.Second
+	}
+	ts := testserver.Start(t, opts)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", ts.Signaling)
 	mux.Handle("/healthz", ts.Signaling)
@@ -54,7 +63,7 @@ func startCallServer(t *testing.T) *callServer {
 	if !strings.HasPrefix(hs.URL, "http://127.0.0.1:") {
 		t.Fatalf("server not on loopback: %s", hs.URL)
 	}
-	return &callServer{Server: ts, URL: hs.URL}
+	return &callServer{Server: ts, URL: hs.URL, http: hs}
 }
 
 // pageState mirrors window.sottoTest.state().
@@ -73,6 +82,7 @@ type pageState struct {
 		Self         bool   `json:"self"`
 		Encrypted    bool   `json:"encrypted"`
 		SafetyNumber string `json:"safetyNumber"`
+		Verified     bool   `json:"verified"`
 		Warning      string `json:"warning"`
 		Failing      string `json:"failing"`
 	} `json:"participants"`

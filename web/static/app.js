@@ -37,6 +37,7 @@ const app = {
   closedReason: '',
   status: '',
   keyTimer: 0,
+  abandoned: false, // the session is being left because joining failed
 };
 
 /** One row of the participants list. */
@@ -534,15 +535,30 @@ const CLOSED_TEXT = {
   disconnected: ['Disconnected', 'The connection to the server was lost.'],
 };
 
-function ended(reason) {
-  app.closedReason = reason;
+/** Releases the call's keys, worker, microphone and audio. */
+function teardown() {
   clearInterval(app.keyTimer);
   if (app.crypto) app.crypto.close();
   if (app.worker) app.worker.terminate();
   if (app.mic) for (const t of app.mic.getTracks()) t.stop();
   for (const a of app.audio.values()) a.remove();
   app.audio.clear();
+  app.participants.clear();
+  $('participants').replaceChildren();
+  app.crypto = null;
+  app.worker = null;
   app.mic = null;
+  app.session = null;
+}
+
+function ended(reason) {
+  app.closedReason = reason;
+  teardown();
+  if (app.abandoned) {
+    // A join that failed: fail() has said why.
+    app.abandoned = false;
+    return;
+  }
   banner('');
   let [title, text] = CLOSED_TEXT[reason] || ['The call has ended', `Reason: ${reason}`];
   if (reason === 'room_ended' && app.role === 'creator') text = 'You ended the call for everyone.';
@@ -552,8 +568,13 @@ function ended(reason) {
 
 function fail(err) {
   console.error(err);
+  if (app.session && !app.session.closed) {
+    app.abandoned = true;
+    app.session.leave();
+  } else if (app.mic) {
+    teardown();
+  }
   banner(describeError(err));
-  if (app.session && !app.session.closed) app.session.leave();
   if (err instanceof ApiError && ['invite_expired', 'invite_invalid', 'call_ended', 'room_full'].includes(err.code)) {
     message(err.code === 'room_full' ? 'This call is full' : 'This invite link cannot be used', describeError(err));
   }

@@ -5,6 +5,9 @@
 import { api } from './api.js';
 
 const GATHER_TIMEOUT_MS = 5000;
+/** Reconnection delays of a lost event stream; the server keeps the
+ *  participant for its drop timeout (10 s by default). */
+const RECONNECT_DELAYS_MS = [250, 1000, 2000, 4000];
 
 function b64encode(bytes) {
   let s = '';
@@ -84,6 +87,7 @@ export class CallSession extends EventTarget {
     this._transformed = new WeakSet();
     this._nextEnvelopeId = 1;
     this._eventsPath = '';
+    this._reconnects = 0;
   }
 
   _emit(type, detail) {
@@ -131,7 +135,18 @@ export class CallSession extends EventTarget {
     this.ws = ws;
     ws.addEventListener('message', (e) => this._onMessage(e.data));
     ws.addEventListener('close', () => {
-      if (this.ws === ws) this._finish('disconnected');
+      if (this.ws !== ws || this.closed) return;
+      // Lost without a "closed" message: the network, not the server,
+      // ended it. Reconnect to the same participant while it is kept.
+      const delay = RECONNECT_DELAYS_MS[this._reconnects++];
+      if (delay === undefined) {
+        this._finish('disconnected');
+        return;
+      }
+      this._emit('connection', { state: 'reconnecting' });
+      setTimeout(() => {
+        if (!this.closed) this.openEvents();
+      }, delay);
     });
   }
 
@@ -155,6 +170,7 @@ export class CallSession extends EventTarget {
     }
     switch (m.type) {
       case 'welcome':
+        this._reconnects = 0;
         this._emit('welcome', { participantId: m.participant_id, participants: m.participants || [] });
         break;
       case 'joined':
