@@ -208,7 +208,9 @@ type caller struct {
 
 	// Owned by the shard goroutine while the caller is in its list.
 	part    *participation
-	n       uint64 // frame number within this participation
+	n       uint64    // frames sent in this participation: the next one's number
+	due     uint64    // frames due by the last tick; 0 = not started
+	start   time.Time // when frame 0 was due, moved on when frames are skipped
 	clipPos int
 }
 

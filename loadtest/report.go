@@ -53,16 +53,16 @@ type Report struct {
 	FramesUnmatched uint64 `json:"frames_unmatched"`
 	// SilentPairs are (receiver, sender) pairs that overlapped for longer
 	// than the settle time and delivered nothing; their frames are lost.
-	SilentPairs      int     `json:"silent_pairs"`
-	WriteErrors      uint64  `json:"write_errors"`
-	LatencySamples   uint64  `json:"latency_samples"`
-	LoadCPUSeconds   float64 `json:"load_cpu_seconds"` // the load tester's own
-	ServerDropped    uint64  `json:"server_dropped_packets"`
-	ServerNACKs      uint64  `json:"server_nacks_answered"`
+	SilentPairs    int     `json:"silent_pairs"`
+	WriteErrors    uint64  `json:"write_errors"`
+	LatencySamples uint64  `json:"latency_samples"`
+	LoadCPUSeconds float64 `json:"load_cpu_seconds"` // the load tester's own
+	ServerDropped  uint64  `json:"server_dropped_packets"`
+	ServerNACKs    uint64  `json:"server_nacks_answered"`
 	// ServerTURNAllocations are the TURN allocations the server created
 	// during the run, joins included.
 	ServerTURNAllocations uint64 `json:"server_turn_allocations"`
-	ServerMetricsErr string  `json:"server_metrics_error,omitempty"`
+	ServerMetricsErr      string `json:"server_metrics_error,omitempty"`
 	// E2EECounters is false when the SDK does not count decrypt failures
 	// and rekeys, in which case DecryptFailures and Rekeys are 0 by
 	// absence, not by measurement.

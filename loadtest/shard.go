@@ -18,7 +18,7 @@ type shard struct {
 func (s *shard) add(c *caller, p *participation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c.part, c.n = p, 0
+	c.part, c.n, c.due = p, 0, 0
 	s.callers = append(s.callers, c)
 }
 
@@ -53,13 +53,32 @@ func (s *shard) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			s.tick(now)
 		}
-		s.mu.Lock()
-		for _, c := range s.callers {
+	}
+}
+
+// maxBurst is the most frames a caller sends in one tick to catch up
+// after the scheduler fell behind (as a client's capture queue would
+// drain); older frames are skipped, and Report.SendPacePct shows it.
+const maxBurst = 3
+
+func (s *shard) tick(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.callers {
+		if c.due == 0 {
+			c.start = now
+		}
+		c.due = uint64(now.Sub(c.start)/FrameDuration) + 1
+		if c.due > c.n+maxBurst {
+			c.start = c.start.Add(time.Duration(c.due-c.n-maxBurst) * FrameDuration)
+			c.due = c.n + maxBurst
+		}
+		for c.n < c.due {
 			s.send(c)
 		}
-		s.mu.Unlock()
 	}
 }
 
