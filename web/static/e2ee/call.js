@@ -93,7 +93,7 @@ class Peer {
     this.session = null;
     this.publicIdentity = null;
     this.safetyNumber = null;
-    this.blocked = null; // {knownFingerprint, resume, held: []}
+    this.blocked = null; // {pub, knownFingerprint, resume, held: []} while a changed identity waits
     this.keysSent = false; // our keys went out in the current session
     this.haveKeys = false; // a key of theirs is installed
     this.announced = false;

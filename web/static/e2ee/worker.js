@@ -18,5 +18,3 @@ self.onrtctransform = (e) => {
   const t = e.transformer;
   fc.attach(t.readable, t.writable, t.options || {});
 };
-
-self.postMessage({ type: 'ready' });
