@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"regexp"
 	"sync"
 	"testing"
@@ -689,4 +690,49 @@ func TestSendEnvelopeRefusesProtocolBytes(t *testing.T) {
 			t.Errorf("SendEnvelope(%x) = %v, want ErrReservedEnvelope", data, err)
 		}
 	}
+}
+
+// When the server says a caller's one-time prekeys run low, the caller
+// uploads more, and newcomers still reach it.
+func TestE2EEPrekeysRefilled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, nil)
+	alice := joinPeer(ctx, t, srv, "refill", "alice")
+	a, err := newAPIClient(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := srv.Token("elsewhere", "fetcher")
+	for range prekeyBatch - 4 {
+		var b api.PrekeyBundle
+		if err := a.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+token, nil, &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.OneTimePrekey == nil {
+			t.Fatal("bundle without a one-time prekey before the batch ran out")
+		}
+	}
+	stored := func() int {
+		n := make(chan int, 1)
+		alice.call.e2e.queue(func(context.Context) { n <- alice.call.e2e.store.OneTimePrekeys() })
+		select {
+		case v := <-n:
+			return v
+		case <-ctx.Done():
+			return 0
+		}
+	}
+	waitFor(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
+	for range 8 {
+		var b api.PrekeyBundle
+		if err := a.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+token, nil, &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.OneTimePrekey == nil {
+			t.Fatal("bundle without a one-time prekey after the refill")
+		}
+	}
+	bob := joinPeer(ctx, t, srv, "refill", "bob")
+	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
 }
