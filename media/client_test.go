@@ -48,6 +48,7 @@ type clientOptions struct {
 	tracks        int  // audio tracks to publish; the second one is not owned by the participant
 	noReplayCheck bool // accept a retransmitted packet the client already has (NACK test)
 	tcpOnly       bool // reach the server over ICE-TCP only
+	holdOffers    bool // keep server offers until answerHeld (a slow client)
 	codec         webrtc.RTPCodecCapability
 }
 
@@ -83,6 +84,9 @@ type client struct {
 	sentCount atomic.Int64
 
 	mu         sync.Mutex
+	holdOffers bool
+	held       []string
+	offerSDPs  []string
 	remote     map[string]*remoteTrack // by stream ID
 	offers     int
 	failures   []string
@@ -157,6 +161,7 @@ func newClient(t testing.TB, id string, opts clientOptions) (*client, string) {
 		remote:   make(map[string]*remoteTrack),
 	}
 	c.level.Store(127)
+	c.holdOffers = opts.holdOffers
 	t.Cleanup(c.close)
 	codec := opts.codec
 	if codec.MimeType == "" {
@@ -300,9 +305,35 @@ func (c *client) onTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	}()
 }
 
-// Offer answers the server's renegotiation, as a browser would.
+// Offer answers the server's renegotiation, as a browser would, or keeps
+// it for answerHeld.
 func (c *client) Offer(offer string) {
 	<-c.joined
+	c.mu.Lock()
+	c.offers++
+	c.offerSDPs = append(c.offerSDPs, offer)
+	if c.holdOffers {
+		c.held = append(c.held, offer)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.answer(offer)
+}
+
+// answerHeld answers the offers held so far.
+func (c *client) answerHeld() {
+	c.mu.Lock()
+	held := c.held
+	c.held = nil
+	c.holdOffers = false
+	c.mu.Unlock()
+	for _, o := range held {
+		c.answer(o)
+	}
+}
+
+func (c *client) answer(offer string) {
 	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
 	var answer webrtc.SessionDescription
 	if err == nil {
@@ -314,11 +345,10 @@ func (c *client) Offer(offer string) {
 	if err == nil {
 		err = c.peer.SetAnswer(c.pc.LocalDescription().SDP)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offers++
 	if err != nil {
+		c.mu.Lock()
 		c.answerErrs = append(c.answerErrs, err)
+		c.mu.Unlock()
 	}
 }
 

@@ -1,0 +1,200 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// TestRenegotiationQueuedWhileOfferInFlight: changes that arrive while a
+// peer's offer awaits its answer go out together in one more offer after
+// the answer.
+func TestRenegotiationQueuedWhileOfferInFlight(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("queue", nil)
+	alice := joinClient(t, r, "alice", clientOptions{holdOffers: true})
+	joinClient(t, r, "bob", clientOptions{})
+	waitFor(t, "alice's first offer", func() bool {
+		alice.mu.Lock()
+		defer alice.mu.Unlock()
+		return alice.offers == 1
+	})
+	joinClient(t, r, "carol", clientOptions{})
+	joinClient(t, r, "dave", clientOptions{})
+
+	p := alice.peer
+	p.mu.Lock()
+	inFlight, queued := p.offerInFlight, len(p.ops)
+	p.mu.Unlock()
+	if !inFlight || queued != 2 {
+		t.Fatalf("alice: offer in flight %v, %d changes queued; want true, 2", inFlight, queued)
+	}
+	if err := p.SetAnswer("v=0"); !errors.Is(err, ErrInvalidSDP) {
+		t.Errorf("garbage answer: err = %v, want ErrInvalidSDP", err)
+	}
+
+	alice.answerHeld()
+	alice.waitReceiving(t, 25, "bob", "carol", "dave")
+	alice.mu.Lock()
+	offers := append([]string(nil), alice.offerSDPs...)
+	alice.mu.Unlock()
+	if len(offers) != 2 {
+		t.Fatalf("alice got %d offers, want 2", len(offers))
+	}
+	if !strings.Contains(offers[0], "msid:bob audio-bob") || strings.Contains(offers[0], "msid:carol") {
+		t.Errorf("first offer should add bob only:\n%s", offers[0])
+	}
+	for _, id := range []string{"bob", "carol", "dave"} {
+		if !strings.Contains(offers[1], "msid:"+id+" audio-"+id) {
+			t.Errorf("second offer lacks %s:\n%s", id, offers[1])
+		}
+	}
+	if err := p.SetAnswer(offers[1]); !errors.Is(err, ErrNoOfferPending) {
+		t.Errorf("answer with no offer pending: err = %v, want ErrNoOfferPending", err)
+	}
+}
+
+// TestOnlyOpusNegotiated: answers and server offers carry Opus and the audio
+// level extension, nothing else (no RED, no other codec).
+func TestOnlyOpusNegotiated(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("codecs", nil)
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	// A browser-like offer: Opus among RED, G722, PCMU, PCMA.
+	c, offer := newClient(t, "alice", clientOptions{})
+	offer = strings.Replace(offer, "a=rtpmap:109 opus/48000/2",
+		"a=rtpmap:109 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 109/109\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000", 1)
+	offer = strings.Replace(offer, "RTP/SAVPF 109", "RTP/SAVPF 109 63 9 0", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	p, answer, err := r.Join(ctx, "alice", offer, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, bad := range []string{"red/", "G722", "PCMU", "PCMA", "VP8", "H264"} {
+		if strings.Contains(answer, bad) {
+			t.Errorf("answer contains %s:\n%s", bad, answer)
+		}
+	}
+	for _, want := range []string{"opus/48000/2", "ssrc-audio-level", "a=recvonly", "nack"} {
+		if !strings.Contains(answer, want) {
+			t.Errorf("answer lacks %s:\n%s", want, answer)
+		}
+	}
+}
+
+// TestFailedWhenClientGoes: a client that closes its PeerConnection without
+// leaving is reported through Failed and dropped from the room.
+func TestFailedWhenClientGoes(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("fail", nil)
+	alice := joinClient(t, r, "alice", clientOptions{})
+	bob := joinClient(t, r, "bob", clientOptions{})
+	alice.waitReceiving(t, 10, "bob")
+	bob.close()
+	waitFor(t, "bob's handler to get Failed", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		return len(bob.failures) == 1
+	})
+	waitFor(t, "alice to lose bob's track", func() bool {
+		_, ended, _ := alice.snapshot("bob")
+		return ended
+	})
+	waitFor(t, "bob to leave the room", func() bool { return e.Stats().Peers == 1 })
+	if err := bob.peer.SetAnswer("v=0"); !errors.Is(err, ErrClosed) {
+		t.Errorf("SetAnswer on a failed peer: err = %v, want ErrClosed", err)
+	}
+}
+
+// TestICETCP: a client that can only use TCP reaches the relay through the
+// ICE-TCP mux and talks with a UDP client.
+func TestICETCP(t *testing.T) {
+	e := newTestEngine(t)
+	if e.TCPAddr() == nil {
+		t.Fatal("TCP disabled")
+	}
+	r := e.NewRoom("tcp", nil)
+	alice := joinClient(t, r, "alice", clientOptions{})
+	bob := joinClient(t, r, "bob", clientOptions{tcpOnly: true})
+	alice.waitReceiving(t, 25, "bob")
+	bob.waitReceiving(t, 25, "alice")
+	checkStream(t, alice, "bob")
+	checkStream(t, bob, "alice")
+	pair, err := bob.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("bob: no selected pair: %v", err)
+	}
+	if pair.Remote.Protocol != webrtc.ICEProtocolTCP {
+		t.Errorf("bob's path uses %s, want tcp", pair.Remote.Protocol)
+	}
+}
+
+// TestCloseReleasesEverything: Room.Close and Engine.Close close every peer
+// and stop every goroutine the package started.
+func TestCloseReleasesEverything(t *testing.T) {
+	base := runtime.NumGoroutine()
+	e, err := NewEngine(Config{ListenIP: "127.0.0.1", Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1 := e.NewRoom("one", nil)
+	r2 := e.NewRoom("two", nil)
+	var clients []*client
+	for _, id := range []string{"a", "b", "c"} {
+		clients = append(clients, joinClient(t, r1, id, clientOptions{}))
+	}
+	for _, id := range []string{"x", "y"} {
+		clients = append(clients, joinClient(t, r2, id, clientOptions{}))
+	}
+	clients[0].waitReceiving(t, 10, "b", "c")
+	clients[3].waitReceiving(t, 10, "y")
+
+	if err := r1.Close(); err != nil {
+		t.Errorf("Room.Close: %v", err)
+	}
+	if s := e.Stats(); s.Rooms != 1 || s.Peers != 2 {
+		t.Errorf("after Room.Close: rooms %d peers %d, want 1 2", s.Rooms, s.Peers)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	late, offer := newClient(t, "late", clientOptions{})
+	if _, _, err := r1.Join(ctx, "late", offer, late); !errors.Is(err, ErrClosed) {
+		t.Errorf("Join on a closed room: err = %v, want ErrClosed", err)
+	}
+	clients = append(clients, late)
+
+	if err := e.Close(); err != nil {
+		t.Errorf("Engine.Close: %v", err)
+	}
+	if s := e.Stats(); s.Rooms != 0 || s.Peers != 0 || s.Tracks != 0 {
+		t.Errorf("after Engine.Close: %+v", s)
+	}
+	for _, c := range clients {
+		c.close()
+		c.mu.Lock()
+		if len(c.failures) != 0 {
+			t.Errorf("%s: Failed called after a deliberate close: %v", c.id, c.failures)
+		}
+		c.mu.Unlock()
+	}
+	// pion's clients wind down asynchronously; the engine's goroutines are
+	// already gone (Close waited for them).
+	deadline := time.Now().Add(waitTimeout)
+	for runtime.NumGoroutine() > base+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines left, baseline %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
