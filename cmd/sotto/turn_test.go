@@ -284,6 +284,15 @@ func TestServeStartsTURN(t *testing.T) {
 	if err := allocate(turnAddr, relay); err != nil {
 		t.Fatalf("allocate with join credentials: %v; stderr:\n%s", err, stderr.String())
 	}
+	resp, err = http.Get(m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?m)^sotto_turn_allocations_created_total 1$`).Match(scrape) {
+		t.Fatalf("/metrics lacks the allocation:\n%s", scrape)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
