@@ -443,6 +443,8 @@ func (c *Call) left(p api.Participant, reason string) {
 
 func (c *Call) prekeysLow() { c.e2e.onPrekeysLow() }
 
+func (c *Call) reconnected() { c.e2e.onReconnected() }
+
 func (c *Call) speaking(p api.Participant, on bool) {
 	c.event(Speaking{Participant: p, Speaking: on})
 }

@@ -286,6 +286,26 @@ func (e *e2eeState) onPrekeysLow() {
 	e.queue(e.refill)
 }
 
+// onReconnected sends every participant our keys again: a frame-key message
+// written to the lost event stream may never have left. The Double Ratchet
+// decrypts past lost messages, and a key installed twice is acknowledged
+// again.
+func (e *e2eeState) onReconnected() {
+	e.queue(func(ctx context.Context) {
+		e.mu.Lock()
+		var to []*remote
+		for _, r := range e.remotes {
+			if r.sess != nil && !r.blocked.Load() {
+				to = append(to, r)
+			}
+		}
+		e.mu.Unlock()
+		for _, r := range to {
+			e.sendKeys(ctx, r)
+		}
+	})
+}
+
 // joined starts the encryption with a participant: towards those present
 // when we joined we start the session (they wait for us); for a newcomer
 // our chain advances so that it cannot open what we sent before, and its

@@ -42,6 +42,7 @@ func (*tap) envelope(api.Participant, []byte)   {}
 func (*tap) serverError(*api.Error)             {}
 func (*tap) admitted(present []api.Participant) {}
 func (*tap) prekeysLow()                        {}
+func (*tap) reconnected()                       {}
 func (t *tap) count(publisher string) int       { return len(t.captured(publisher)) }
 
 // captured returns the payloads recorded from publisher so far.
@@ -734,5 +735,25 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 		}
 	}
 	bob := joinPeer(ctx, t, srv, "refill", "bob")
+	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
+}
+
+// A caller whose event stream was lost sends its keys again once it is
+// back, in case a frame-key message went down with the old stream.
+func TestE2EEKeysResentAfterReconnect(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
+	alice := joinPeer(ctx, t, srv, "resend", "alice")
+	bob := joinPeer(ctx, t, srv, "resend", "bob")
+	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
+	before := bob.call.Stats().KeysReceived
+
+	old := alice.call.conn.currentWS()
+	old.CloseNow()
+	waitFor(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
+	waitFor(ctx, t, "bob receives alice's keys again", func() bool { return bob.call.Stats().KeysReceived > before })
+	alice.talk()
+	bob.talk()
 	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
 }

@@ -66,6 +66,9 @@ type sink interface {
 	admitted(present []api.Participant)
 	// prekeysLow reports that the caller's one-time prekeys run low.
 	prekeysLow()
+	// reconnected reports a new event stream after a lost one: messages
+	// sent or received around the loss may be gone.
+	reconnected()
 }
 
 // conn is one participant's connection to the server: its event stream and
@@ -551,6 +554,7 @@ func (c *conn) reconnect(cause error) *websocket.Conn {
 			c.mu.Unlock()
 			old.CloseNow()
 			c.log.Info("event stream reconnected")
+			c.sink.reconnected()
 			return ws
 		}
 		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
