@@ -38,7 +38,9 @@ type Options struct {
 	ExtraFlags map[string]any
 }
 
-// Message is one console line or uncaught exception of a page.
+// Message is one console line or uncaught exception of a page or of one of
+// its dedicated workers (whose console Chromium reports through the page's
+// Log domain).
 type Message struct {
 	Level string // "log", "info", "warning", "error", "debug", ... or "exception"
 	Text  string

@@ -39,7 +39,7 @@ func TestToneWAVHeader(t *testing.T) {
 // TestBrowserRunsWithFakeMicrophone starts Chromium with the generated WAV as
 // its microphone, checks that WebCrypto has the curves the e2ee code needs,
 // that getUserMedia yields a live audio track, and that console lines and
-// exceptions reach the Go side.
+// exceptions reach the Go side, a dedicated worker's console included.
 func TestBrowserRunsWithFakeMicrophone(t *testing.T) {
 	var mu sync.Mutex
 	var seen []browsertest.Message
@@ -69,6 +69,8 @@ func TestBrowserRunsWithFakeMicrophone(t *testing.T) {
 		const s = await navigator.mediaDevices.getUserMedia({audio: true});
 		const tr = s.getAudioTracks()[0];
 		console.log("hello from the page", 42);
+		const src = URL.createObjectURL(new Blob(["console.log('hello from a worker')"], {type: "text/javascript"}));
+		window.keepWorker = new Worker(src);
 		setTimeout(() => { throw new Error("deliberate"); }, 0);
 		return [x.publicKey.algorithm.name, e.publicKey.algorithm.name, tr.kind, tr.readyState].join(",");
 	})()`, chromedp.EvalAwaitPromise))
@@ -82,17 +84,18 @@ func TestBrowserRunsWithFakeMicrophone(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		mu.Lock()
-		var log, exc bool
+		var log, exc, worker bool
 		for _, m := range seen {
 			log = log || (m.Level == "log" && m.Text == "hello from the page 42")
 			exc = exc || (m.Level == "exception" && strings.Contains(m.Text, "deliberate"))
+			worker = worker || strings.Contains(m.Text, "hello from a worker")
 		}
 		mu.Unlock()
-		if log && exc {
+		if log && exc && worker {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("console capture incomplete: log=%v exception=%v", log, exc)
+			t.Fatalf("console capture incomplete: log=%v exception=%v worker=%v", log, exc, worker)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
