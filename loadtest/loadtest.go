@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -327,6 +328,7 @@ ramp:
 		scrapeErr = err
 	}
 	steady := time.Since(cpuStart)
+	loadAvg := loadAverage()
 
 	// Stop sending, let frames in flight arrive, then leave.
 	stopTicks()
@@ -355,6 +357,7 @@ ramp:
 	rep.ElapsedS = round3(time.Since(start).Seconds())
 	rep.LoadCPUSeconds = round3((ownCPU() - startCPU).Seconds())
 	rep.Timeline = r.timeline
+	rep.CPUs, rep.LoadAverage = runtime.NumCPU(), loadAvg
 	if cfg.Floor != nil && ctx.Err() == nil {
 		r.measureFloor(rep)
 	}
@@ -559,6 +562,17 @@ func (r *run) measureFloor(rep *Report) {
 // a few bytes (key id and counter) and a 16-byte AES-GCM tag. A few bytes
 // more or less change AES-GCM's cost by nothing measurable.
 const sframeOverhead = 8 + 16
+
+// loadAverage is the machine's 1-minute load average, 0 if unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var avg float64
+	fmt.Sscanf(string(b), "%f", &avg)
+	return avg
+}
 
 // ownCPU is the CPU time this process has used: the load tester's own
 // cost, reported next to the server's.

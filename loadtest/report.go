@@ -57,6 +57,12 @@ type Report struct {
 	WriteErrors    uint64  `json:"write_errors"`
 	LatencySamples uint64  `json:"latency_samples"`
 	LoadCPUSeconds float64 `json:"load_cpu_seconds"` // the load tester's own
+	// CPUs and LoadAverage (the 1-minute load average at the end of the
+	// steady part, from /proc/loadavg; 0 where unknown) say how busy the
+	// machine was: figures from a machine shared with other work are
+	// worse than the relay's own.
+	CPUs        int     `json:"cpus"`
+	LoadAverage float64 `json:"load_average"`
 	ServerDropped  uint64  `json:"server_dropped_packets"`
 	ServerNACKs    uint64  `json:"server_nacks_answered"`
 	// ServerTURNAllocations are the TURN allocations the server created
@@ -283,7 +289,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			row("server turn", "%d allocations", rep.ServerTURNAllocations)
 		}
 	}
-	row("load tester cpu", "%.2f s", rep.LoadCPUSeconds)
+	row("load tester cpu", "%.2f s (machine: %d CPUs, load average %.2f)", rep.LoadCPUSeconds, rep.CPUs, rep.LoadAverage)
 	switch {
 	case rep.FloorError != "":
 		row("floor", "not measured: %s", rep.FloorError)
