@@ -61,10 +61,10 @@ type Report struct {
 	// steady part, from /proc/loadavg; 0 where unknown) say how busy the
 	// machine was: figures from a machine shared with other work are
 	// worse than the relay's own.
-	CPUs        int     `json:"cpus"`
-	LoadAverage float64 `json:"load_average"`
-	ServerDropped  uint64  `json:"server_dropped_packets"`
-	ServerNACKs    uint64  `json:"server_nacks_answered"`
+	CPUs          int     `json:"cpus"`
+	LoadAverage   float64 `json:"load_average"`
+	ServerDropped uint64  `json:"server_dropped_packets"`
+	ServerNACKs   uint64  `json:"server_nacks_answered"`
 	// ServerTURNAllocations are the TURN allocations the server created
 	// during the run, joins included.
 	ServerTURNAllocations uint64 `json:"server_turn_allocations"`
