@@ -106,7 +106,22 @@ func NewEngine(cfg Config) (*Engine, error) {
 		se.SetIncludeLoopbackCandidate(true)
 	}
 	if len(cfg.PublicIPs) > 0 {
-		se.SetNAT1To1IPs(cfg.PublicIPs, webrtc.ICECandidateTypeHost)
+		for _, pub := range cfg.PublicIPs {
+			if net.ParseIP(pub) == nil {
+				_ = e.udpMux.Close()
+				return nil, fmt.Errorf("media: public IP %q is not an IP address", pub)
+			}
+		}
+		// 1:1 NAT: the public addresses replace the host candidates.
+		err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		})
+		if err != nil {
+			_ = e.udpMux.Close()
+			return nil, fmt.Errorf("media: public IPs: %w", err)
+		}
 	}
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	if ip.To4() != nil && !ip.Equal(net.IPv4zero) {

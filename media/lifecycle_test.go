@@ -3,6 +3,8 @@ package media
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -196,5 +198,41 @@ func TestCloseReleasesEverything(t *testing.T) {
 			t.Fatalf("%d goroutines left, baseline %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPublicIPsReplaceHostCandidates: with PublicIPs (1:1 NAT), the answer
+// advertises the public address on the mux ports instead of the local one.
+func TestPublicIPsReplaceHostCandidates(t *testing.T) {
+	// 127.0.0.2 stands for the public address: still loopback, so nothing
+	// leaves the machine even if a client tried it.
+	e, err := NewEngine(Config{ListenIP: "127.0.0.1", PublicIPs: []string{"127.0.0.2"}, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	r := e.NewRoom("nat", nil)
+	c, offer := newClient(t, "alice", clientOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	_, answer, err := r.Join(ctx, "alice", offer, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpPort := e.UDPAddr().(*net.UDPAddr).Port
+	tcpPort := e.TCPAddr().(*net.TCPAddr).Port
+	for _, want := range []string{
+		fmt.Sprintf("127.0.0.2 %d typ host", udpPort),
+		fmt.Sprintf("127.0.0.2 %d typ host tcptype passive", tcpPort),
+	} {
+		if !strings.Contains(answer, want) {
+			t.Errorf("answer lacks candidate %q:\n%s", want, answer)
+		}
+	}
+	if strings.Contains(answer, "127.0.0.1 ") {
+		t.Errorf("answer still advertises the local address:\n%s", answer)
+	}
+	if _, err := NewEngine(Config{ListenIP: "127.0.0.1", PublicIPs: []string{"not-an-ip"}}); err == nil {
+		t.Error("NewEngine accepted a public IP that is not an IP")
 	}
 }

@@ -279,3 +279,47 @@ func TestSpeakingEvents(t *testing.T) {
 func nackPackets(ssrc uint32, seq uint16) []rtcp.Packet {
 	return []rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: seq}}}}
 }
+
+// TestReceiverReportsToPublisher: the relay terminates RTCP and reports on
+// what it received from each publisher itself.
+func TestReceiverReportsToPublisher(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("rr", nil)
+	alice := joinClient(t, r, "alice", clientOptions{})
+	sender := alice.pc.GetSenders()[0]
+	ssrc := uint32(sender.GetParameters().Encodings[0].SSRC)
+	got := make(chan rtcp.ReceptionReport, 1)
+	go func() {
+		for {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				rr, ok := p.(*rtcp.ReceiverReport)
+				if !ok {
+					continue
+				}
+				for _, rep := range rr.Reports {
+					if rep.SSRC == ssrc && rep.LastSequenceNumber > 1000 {
+						select {
+						case got <- rep:
+						default:
+						}
+						return
+					}
+				}
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	select {
+	case rep := <-got:
+		if rep.TotalLost != 0 || rep.FractionLost != 0 {
+			t.Errorf("loss reported on loopback: %+v", rep)
+		}
+	case <-ctx.Done():
+		t.Fatal("no receiver report from the relay")
+	}
+}
