@@ -5,4 +5,58 @@
 // RTCP is handled hop by hop.
 //
 // This package must never import e2ee.
+//
+// # Sessions
+//
+// A participant joins with an SDP offer holding one audio m-line that sends
+// (sendrecv or sendonly) and offers Opus. The answer receives on that m-line
+// (recvonly) and is returned only after ICE gathering completed, so it holds
+// every server candidate; clients need not trickle. Every other
+// participant's audio arrives on server-added sendonly transceivers through
+// server-initiated renegotiation (PeerHandler.Offer, answered with
+// Peer.SetAnswer).
+//
+//   - On join, every other participant immediately gets an offer adding the
+//     newcomer's track, and the newcomer gets one offer with every existing
+//     publisher. Tracks are announced at join, before any RTP flows.
+//   - On leave, the others get an offer in which the leaver's transceiver is
+//     inactive (its msid is gone and the remote track ends). The transceiver
+//     is reused for the next publisher once that offer is answered, so the
+//     SDP does not grow with churn. A reused m-line keeps its SSRC, and the
+//     relay keeps its sequence numbers and timestamps continuous.
+//   - One offer in flight per participant. Changes arriving meanwhile queue
+//     and go out together in a single offer after the answer.
+//
+// # Track identity
+//
+// For publisher P, the track its subscribers receive has stream ID P's
+// participant ID and track ID "audio-" + P's participant ID: the SDP line is
+// "a=msid:<P> audio-<P>".
+//
+// # Media
+//
+// Only Opus (48 kHz, 2 channels, "minptime=10;useinbandfec=1") is
+// negotiated, with NACK feedback and the RFC 6464 audio-level extension; no
+// RED, no other codec. An offer without Opus audio fails with
+// ErrUnsupportedCodec; an unparsable offer, or one without a sending audio
+// m-line, with ErrInvalidSDP.
+//
+// Only the participant's own stream (the first track on its offered audio
+// m-line) is forwarded; media on any other stream of its PeerConnection is
+// dropped and counted as unknown_ssrc. Per leg the relay rewrites the SSRC,
+// payload type and audio-level extension ID (each client picks its own),
+// never the payload. The audio level drives voice activity (speaking after
+// about 200 ms louder than -50 dBov, silent after 500 ms without), reported
+// through the room's onSpeaking callback on changes only.
+//
+// RTCP: subscribers' receiver reports end at the relay, their NACKs are
+// answered from a per-publisher history of Config.NACKHistory packets; the
+// relay sends its own sender reports to subscribers and receiver reports to
+// publishers. Nothing is forwarded end to end.
+//
+// # Network
+//
+// All media share one UDP port (pion's UDP mux) and one ICE-TCP port. The
+// relay is an ICE-lite agent with host candidates only (or Config.PublicIPs
+// in their place behind a 1:1 NAT); the client does the connectivity checks.
 package media
