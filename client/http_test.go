@@ -143,3 +143,36 @@ func TestJoinSurfacesAPIError(t *testing.T) {
 		t.Errorf("refused join sent %d leave requests", n)
 	}
 }
+
+// A join that fails after the server admitted the participant tells the
+// server, so that it does not linger in the room until the drop timeout.
+func TestFailedJoinLeaves(t *testing.T) {
+	var leaveAuth atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v1/ice-servers":
+			w.Write([]byte(`{"ice_servers":[]}`))
+		case r.URL.Path == "/v1/prekeys" && r.Method == http.MethodPut:
+			w.Write([]byte(`{"remaining":20}`))
+		case r.URL.Path == "/v1/rooms/standup/join" && r.Method == http.MethodPost:
+			w.Write([]byte(`{"participant_id":"p_1","identity":"alice","room":"standup","sdp":"not an answer",
+				"session":"s3cr3t","events_url":"/v1/rooms/standup/participants/p_1/events","participants":[]}`))
+		case r.URL.Path == "/v1/rooms/standup/participants/p_1" && r.Method == http.MethodDelete:
+			leaveAuth.Store(r.Header.Get("Authorization"))
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tok := "sotto1.eyJyb29tIjoic3RhbmR1cCIsInN1YiI6ImFsaWNlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.bWFj"
+	_, err := Join(ctx, srv.URL, tok, &Options{IPFilter: loopback})
+	if err == nil || !strings.Contains(err.Error(), "apply answer") {
+		t.Fatalf("Join with a bad answer: %v, want an apply answer error", err)
+	}
+	if got, _ := leaveAuth.Load().(string); got != "Session s3cr3t" {
+		t.Fatalf("leave request authorization %q, want the session", got)
+	}
+}
