@@ -24,6 +24,7 @@ func e2eeServer(t *testing.T) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.Handle("/", http.FileServer(http.Dir("static")))
 	mux.Handle("/testdata/", http.StripPrefix("/testdata/", http.FileServer(http.Dir(filepath.Join("..", "e2ee", "testdata")))))
+	mux.HandleFunc("/favicon.ico", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -178,8 +179,9 @@ func TestE2EEUnitsInBrowser(t *testing.T) {
 // one page (test/callflow.js): sessions and frame keys agree, a join
 // advances every chain, a leave rekeys (with the switch by acks and by the
 // delay), frames before a key arrive count as awaiting_key and not as
-// failures, replayed, forged and malformed frames are dropped by reason,
-// and a changed identity is reported and held until the app accepts it.
+// failures, replayed, forged and malformed frames are dropped by reason, a
+// changed identity is reported and held until the app accepts it, and two
+// callers initiating at once keep one session.
 func TestE2EECallFlowInBrowser(t *testing.T) {
 	srv := e2eeServer(t)
 	results := runPage(t, srv.URL+"/e2ee/test/callflow.html", "callflowResults")

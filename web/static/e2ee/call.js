@@ -383,9 +383,13 @@ export class CallCrypto {
   }
 
   async _initiate(peer) {
+    // The peer may have started a session first (its x3dh-init came in
+    // while we were getting ready): that one serves.
+    if (peer.session) return;
     const bundle = bundleFromJSON(await this._fetchBundle(peer));
     const { peer: pub } = await verifyBundle(bundle);
     const proceed = async () => {
+      if (peer.session) return;
       peer.session = await initiateSession(this.identity, bundle, this._random);
       peer.keysSent = false;
       await this._sendKeys(peer);

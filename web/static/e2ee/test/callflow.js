@@ -267,7 +267,20 @@ async function main() {
   await waitFor('alice gets carol\'s generation 2', () => A.events.some((e) => e.type === 'peer_key_changed' && e.participantId === C.id && e.generation === 2));
   check('alice opens carol\'s new chain', (await opens(A, await frame(C, 'released'), C)) === 'released');
 
-  for (const x of [A, B, C, B2]) {
+  // Two callers who each believe the other was there first both initiate
+  // (§4.2): the session of the lower identity is kept, and both end up
+  // keyed with each other.
+  const D = await participant('p_d', 'dave');
+  const E = await participant('p_e', 'erin');
+  await Promise.all([D.cc.publish(), E.cc.publish()]);
+  await Promise.all([D.cc.start([E.p]), E.cc.start([D.p])]);
+  await waitFor('simultaneous initiators end up encrypted with each other', () => encrypted(D, E) && encrypted(E, D));
+  check('and hear each other', (await opens(E, await frame(D, 'd to e'), D)) === 'd to e' && (await opens(D, await frame(E, 'e to d'), E)) === 'e to d');
+  check('with one session: the lower identity\'s', D.cc._peers.get(E.id).session.initiator !== E.cc._peers.get(D.id).session.initiator &&
+    D.cc._peers.get(E.id).session.initiator === D.identity.public.compare(E.identity.public) < 0);
+  check('no errors for simultaneous initiators', errors(D).length + errors(E).length === 0, JSON.stringify([...errors(D), ...errors(E)]));
+
+  for (const x of [A, B, C, B2, D, E]) {
     x.cc.close();
     x.fc.close();
   }
