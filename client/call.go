@@ -114,6 +114,8 @@ func (o *Options) logger() *slog.Logger {
 
 // Frame is one Opus frame received from another participant.
 type Frame struct {
+	// From is the publisher. Its Identity is empty only if the server never
+	// announced the publisher within a few seconds of its first frame.
 	From      api.Participant
 	Data      []byte    // the frame, owned by the receiver
 	Seq       uint16    // RTP sequence number: gaps mean lost frames
@@ -205,7 +207,7 @@ type Call struct {
 
 // Join joins the room that token admits to, on the Sotto server at
 // serverURL (such as "https://sotto.example"; a path prefix is kept), and
-// returns once media flows both ways. The room and identity are read from
+// returns once the media connection is up. The room and identity are read from
 // the token's claims; the server verifies the token.
 //
 // The call is end-to-end encrypted (docs/PROTOCOL.md §9): Join publishes
