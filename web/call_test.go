@@ -387,3 +387,41 @@ func pixelStats(img image.Image) (colors int, stddev float64) {
 	mean := sum / float64(n)
 	return len(seen), math.Sqrt(sq/float64(n) - mean*mean)
 }
+
+// TestBrowserCallTwoTabs is the manual check of the issue as a test: one
+// browser, the call in one window and the invite opened in another. The
+// tabs share the profile, so they share the device identity; the call
+// still keys both ways and the safety numbers match.
+func TestBrowserCallTwoTabs(t *testing.T) {
+	srv := startCallServer(t)
+	alice := openPage(t, "tab1", browsertest.WriteToneWAV(t, 10*time.Second))
+	// A second tab of the same browser (browsertest.NewTab cannot open one
+	// yet: its context option applies to new browsers only).
+	tab, closeTab := chromedp.NewContext(alice.ctx)
+	t.Cleanup(closeTab)
+	if err := chromedp.Do(tab); err != nil { // opens the tab, for the tab's lifetime
+		t.Fatalf("open second tab: %v", err)
+	}
+	bob := &page{t: t, name: "tab2", ctx: tab}
+	bob.do(chromedp.EmulateViewport(1100, 820))
+
+	started := alice.startCall(srv, "Alice")
+	bob.acceptInvite(started.InviteLink, "Alice", "Bob")
+	as := alice.waitEncrypted(1)
+	bs := bob.waitEncrypted(1)
+	if a, b := peerSafetyNumber(t, as, bs.SelfID), peerSafetyNumber(t, bs, as.SelfID); a != b {
+		t.Fatalf("safety numbers differ: %q and %q", a, b)
+	}
+	for _, c := range []struct {
+		p    *page
+		peer string
+	}{{alice, bs.SelfID}, {bob, as.SelfID}} {
+		st := c.p.waitStats("decrypted audio with energy", func(s pageStats) bool {
+			in := s.Inbound[c.peer]
+			return s.Decrypt != nil && s.Decrypt.ByParticipant[c.peer].Decrypted > 50 && in.Energy > 0
+		})
+		if f := st.failures(); f != 0 {
+			t.Errorf("%s: %d frames failed to decrypt", c.p.name, f)
+		}
+	}
+}
