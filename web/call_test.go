@@ -118,6 +118,7 @@ type pageStats struct {
 		Energy  float64 `json:"energy"`
 		Packets int     `json:"packets"`
 	} `json:"inbound"`
+	Codecs []string `json:"codecs"`
 }
 
 func (s pageStats) failures() int {
@@ -322,6 +323,16 @@ func TestBrowserCall(t *testing.T) {
 		}
 		if st.Decrypt.Encrypted == 0 {
 			t.Errorf("%s: sent no encrypted frames", c.p.name)
+		}
+		// Opus alone: no RED, whose redundant copies would travel outside
+		// the encrypted frame.
+		if len(st.Codecs) == 0 {
+			t.Errorf("%s: no codec statistics", c.p.name)
+		}
+		for _, codec := range st.Codecs {
+			if !strings.EqualFold(codec, "audio/opus") {
+				t.Errorf("%s: codec %s in use, want Opus only", c.p.name, codec)
+			}
 		}
 		t.Logf("%s: decrypted %d frames from %s, energy %.4f", c.p.name, st.Decrypt.ByParticipant[c.peer].Decrypted, c.peer, st.Inbound[c.peer].Energy)
 	}

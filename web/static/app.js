@@ -611,6 +611,7 @@ window.sottoTest = {
     return {
       decrypt: app.decrypt,
       inbound: app.session ? await app.session.inboundAudio() : {},
+      codecs: app.session ? await app.session.codecs() : [],
     };
   },
 };

@@ -276,6 +276,15 @@ export class CallSession extends EventTarget {
     return out;
   }
 
+  /** The codecs in use on the peer connection, e.g. ['audio/opus']. */
+  async codecs() {
+    if (!this.pc) return [];
+    const report = await this.pc.getStats();
+    const mimes = new Set();
+    for (const s of report.values()) if (s.type === 'codec') mimes.add(s.mimeType);
+    return [...mimes];
+  }
+
   /** Leaves the room (tells the server) and releases everything. */
   async leave() {
     if (this.closed) return;
