@@ -84,6 +84,10 @@ import { PrekeyStore, acceptSession, bundleFromJSON, initiateSession, verifyBund
 const MAX_HELD_ENVELOPES = 64; // per peer, while an identity change waits or its joined event is due
 const MAX_UNKNOWN_SENDERS = 16; // senders not (yet) in the roster whose envelopes are held
 const FETCH_RETRIES = [250, 500, 1000, 2000]; // ms between attempts to fetch a bundle
+// A newcomer whose session has not arrived after this long gets one from
+// us (its own fetch of our bundle may have failed); should both arrive, the
+// tie-break of §4.2 keeps one.
+const INITIATE_FALLBACK_MS = 4000;
 const MAX_KEYS_REMEMBERED = 4; // per peer, replayed to a worker attached late
 
 class Peer {
@@ -100,6 +104,7 @@ class Peer {
     this.keys = []; // their keys installed, oldest first
     this.queue = Promise.resolve();
     this.gone = false;
+    this.fallback = null; // timer: initiate if the newcomer's session does not come
   }
 }
 
@@ -231,7 +236,10 @@ export class CallCrypto {
    *  decrypt what was sent before), and wait for its x3dh-init. */
   onJoined(p) {
     if (this._closed || p.id === this.selfId || this._peers.has(p.id)) return;
-    this._addPeer(p);
+    const peer = this._addPeer(p);
+    peer.fallback = setTimeout(() => {
+      if (!peer.session && !peer.blocked && !peer.gone) this._serial(peer, () => this._initiate(peer));
+    }, INITIATE_FALLBACK_MS);
     this._chainOp(async () => {
       try {
         await this._sender.advance();
@@ -251,6 +259,7 @@ export class CallCrypto {
     const peer = this._peers.get(p.id);
     if (this._closed || !peer) return;
     peer.gone = true;
+    clearTimeout(peer.fallback);
     this._peers.delete(p.id);
     this._receiver.removeParticipant(p.id);
     this._postWorkers({ type: 'removeParticipant', participantId: p.id });
@@ -384,8 +393,9 @@ export class CallCrypto {
 
   async _initiate(peer) {
     // The peer may have started a session first (its x3dh-init came in
-    // while we were getting ready): that one serves.
-    if (peer.session) return;
+    // while we were getting ready): that one serves. A peer whose changed
+    // identity waits for the user gets nothing more.
+    if (peer.session || peer.blocked) return;
     const bundle = bundleFromJSON(await this._fetchBundle(peer));
     const { peer: pub } = await verifyBundle(bundle);
     const proceed = async () => {
@@ -579,7 +589,10 @@ export class CallCrypto {
     if (this._store) this._store.close();
     this._receiver.close();
     for (const w of [...this._workers.keys()]) this.detachWorker(w);
-    for (const p of this._peers.values()) p.gone = true;
+    for (const p of this._peers.values()) {
+      p.gone = true;
+      clearTimeout(p.fallback);
+    }
     this._peers.clear();
     this._unknown.clear();
   }

@@ -280,7 +280,16 @@ async function main() {
     D.cc._peers.get(E.id).session.initiator === D.identity.public.compare(E.identity.public) < 0);
   check('no errors for simultaneous initiators', errors(D).length + errors(E).length === 0, JSON.stringify([...errors(D), ...errors(E)]));
 
-  for (const x of [A, B, C, B2, D, E]) {
+  // A newcomer that never initiates (as if its fetch of our bundle had
+  // failed) still gets a session: the present participant starts one.
+  const F = await participant('p_f', 'frank');
+  await F.cc.start([], F.id);
+  D.cc.onJoined(F.p);
+  F.cc.onJoined(D.p); // F only learns of D, as a participant joining later
+  await waitFor('a present participant initiates when the newcomer does not', () => encrypted(D, F) && encrypted(F, D), 20000);
+  check('and they hear each other', (await opens(F, await frame(D, 'd to f'), D)) === 'd to f' && (await opens(D, await frame(F, 'f to d'), F)) === 'f to d');
+
+  for (const x of [A, B, C, B2, D, E, F]) {
     x.cc.close();
     x.fc.close();
   }
