@@ -222,7 +222,7 @@ async function joinCall() {
     selfIdentityName: jr.identity,
     trustStore: new StorageTrustStore(localStorage, 'device'),
     api: {
-      fetchBundle: (identity) => api.fetchPrekeys(app.token, identity),
+      fetchBundle: (identity) => fetchBundle(identity),
       uploadBundle: (upload) => api.uploadPrekeys(app.token, upload),
     },
     sendEnvelope: (to, data) => session.sendEnvelope(to, data),
@@ -259,6 +259,19 @@ async function joinCall() {
   session.openEvents();
   setStatus('connected');
   app.keyTimer = setInterval(checkKeys, 1000);
+}
+
+/** A peer's prekey bundle. A peer that joined a moment ago may not have
+ *  uploaded it yet: not_found is retried for a few seconds. */
+async function fetchBundle(identity) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await api.fetchPrekeys(app.token, identity);
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.code !== 'not_found' || attempt >= 10) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 function connectionText(state) {
