@@ -92,6 +92,11 @@ type Config struct {
 	// rest of its room) for Duration (at most FloorMax), and the report
 	// compares the server's CPU per forwarded packet with it.
 	Floor func() *exec.Cmd
+
+	// ServerProfile, if set, receives a CPU profile of the server over the
+	// steady part, fetched from its /debug/pprof/profile (sotto serve
+	// --pprof) with MetricsToken.
+	ServerProfile io.Writer
 }
 
 // FloorMax caps the floor measurement after a run.
@@ -311,6 +316,12 @@ ramp:
 	cpuStart := time.Now()
 	steadyEnd := time.After(cfg.Duration)
 	r.steadyEnd.Store(cpuStart.Add(cfg.Duration).UnixNano())
+	profiled := make(chan error, 1)
+	if cfg.ServerProfile != nil {
+		go func() { profiled <- r.profileServer(cfg.Duration) }()
+	} else {
+		profiled <- nil
+	}
 	var churnWG sync.WaitGroup
 	churnStop := make(chan struct{})
 	if cfg.Churn {
@@ -328,6 +339,7 @@ ramp:
 		scrapeErr = err
 	}
 	steady := time.Since(cpuStart)
+	profileErr := <-profiled
 	loadAvg := loadAverage()
 
 	// Stop sending, let frames in flight arrive, then leave.
@@ -358,6 +370,9 @@ ramp:
 	rep.LoadCPUSeconds = round3((ownCPU() - startCPU).Seconds())
 	rep.Timeline = r.timeline
 	rep.CPUs, rep.LoadAverage = runtime.NumCPU(), loadAvg
+	if profileErr != nil {
+		rep.ServerProfileErr = profileErr.Error()
+	}
 	if cfg.Floor != nil && ctx.Err() == nil {
 		r.measureFloor(rep)
 	}
@@ -562,6 +577,34 @@ func (r *run) measureFloor(rep *Report) {
 // a few bytes (key id and counter) and a 16-byte AES-GCM tag. A few bytes
 // more or less change AES-GCM's cost by nothing measurable.
 const sframeOverhead = 8 + 16
+
+// profileServer copies a CPU profile of the server, taken over d (less a
+// margin so that it ends within the steady part), to Config.ServerProfile.
+func (r *run) profileServer(d time.Duration) error {
+	secs := max(1, int((d-time.Second)/time.Second))
+	u := strings.TrimSuffix(r.cfg.URL, "/") + fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)
+	ctx, cancel := context.WithTimeout(r.ctx, d+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	if r.cfg.MetricsToken != "" {
+		req.Header.Set("Authorization", "Bearer "+r.cfg.MetricsToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("server profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("server profile: %s (is the server running with --pprof?)", resp.Status)
+	}
+	if _, err := io.Copy(r.cfg.ServerProfile, resp.Body); err != nil {
+		return fmt.Errorf("server profile: %w", err)
+	}
+	return nil
+}
 
 // loadAverage is the machine's 1-minute load average, 0 if unknown.
 func loadAverage() float64 {

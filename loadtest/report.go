@@ -100,6 +100,7 @@ type Report struct {
 	FloorUsPerForwardedPacket float64 `json:"floor_us_per_forwarded_packet,omitempty"`
 	RatioToFloor              float64 `json:"ratio_to_floor,omitempty"`
 	FloorError                string  `json:"floor_error,omitempty"`
+	ServerProfileErr          string  `json:"server_profile_error,omitempty"`
 
 	Timeline         []Sample `json:"timeline,omitempty"`
 	LatencyHistogram []uint64 `json:"-"` // 0.1 ms buckets, for plots
@@ -290,6 +291,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	row("load tester cpu", "%.2f s (machine: %d CPUs, load average %.2f)", rep.LoadCPUSeconds, rep.CPUs, rep.LoadAverage)
+	if rep.ServerProfileErr != "" {
+		row("server profile", "not taken: %s", rep.ServerProfileErr)
+	}
 	switch {
 	case rep.FloorError != "":
 		row("floor", "not measured: %s", rep.FloorError)

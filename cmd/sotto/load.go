@@ -27,6 +27,8 @@ type loadOptions struct {
 	plotPath string
 	logLevel string
 	floor    bool
+
+	profilePath string
 }
 
 func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
@@ -46,6 +48,7 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	fs.StringVar(&o.cfg.MetricsToken, "metrics-token", "", "bearer token of the server's /metrics")
 	fs.StringVar(&o.cfg.MetricsURL, "metrics-url", "", "the server's metrics endpoint (default --url + /metrics)")
 	fs.StringVar(&o.logLevel, "log-level", "error", "debug, info, warn or error (callers' SDK logs)")
+	fs.StringVar(&o.profilePath, "server-profile", "", "write a CPU profile of the server over the steady part to this file (needs sotto serve --pprof)")
 	fs.BoolVar(&o.floor, "floor", false, "after the run, measure the floor relay (internal/floor) with the same traffic and report the server's ratio to it")
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
@@ -96,6 +99,14 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			cmd.Stderr = stderr
 			return cmd
 		}
+	}
+	if o.profilePath != "" {
+		f, err := os.Create(o.profilePath)
+		if err != nil {
+			return fmt.Errorf("--server-profile: %w", err)
+		}
+		defer f.Close()
+		o.cfg.ServerProfile = f
 	}
 	o.cfg.Progress = stderr
 	o.cfg.Terminal = isTerminal(stderr)
