@@ -292,18 +292,24 @@ func (e *e2eeState) onPrekeysLow() {
 // again.
 func (e *e2eeState) onReconnected() {
 	e.queue(func(ctx context.Context) {
-		e.mu.Lock()
-		var to []*remote
-		for _, r := range e.remotes {
-			if r.sess != nil && !r.blocked.Load() {
-				to = append(to, r)
-			}
-		}
-		e.mu.Unlock()
-		for _, r := range to {
+		for _, r := range e.reachable() {
 			e.sendKeys(ctx, r)
 		}
 	})
+}
+
+// reachable returns the participants that get our keys now: those with a
+// session and an accepted identity. Worker only.
+func (e *e2eeState) reachable() []*remote {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var to []*remote
+	for _, r := range e.remotes {
+		if r.sess != nil && !r.blocked.Load() {
+			to = append(to, r)
+		}
+	}
+	return to
 }
 
 // joined starts the encryption with a participant: towards those present
@@ -356,14 +362,7 @@ func (e *e2eeState) left(ctx context.Context, p api.Participant) {
 // rekey starts a fresh chain and sends it to every participant with a
 // session; those whose session is still to come get it with Keys().
 func (e *e2eeState) rekey(ctx context.Context) {
-	var to []*remote
-	e.mu.Lock()
-	for _, r := range e.remotes {
-		if r.sess != nil && !r.blocked.Load() {
-			to = append(to, r)
-		}
-	}
-	e.mu.Unlock()
+	to := e.reachable()
 	ids := make([]string, len(to))
 	for i, r := range to {
 		ids[i] = r.p.ID
