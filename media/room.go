@@ -59,12 +59,14 @@ func (r *Room) markClosed() {
 func (r *Room) loop() {
 	t := time.NewTicker(roomTick)
 	defer t.Stop()
+	var peers []*Peer // reused: the loop runs ten times a second per room
 	for n := 1; ; n++ {
 		select {
 		case <-r.done:
 			return
 		case now := <-t.C:
-			for _, p := range r.snapshot() {
+			peers = r.appendPeers(peers[:0])
+			for _, p := range peers {
 				if changed, speaking := p.pub.speech.evaluate(now.UnixNano()); changed && r.onSpeaking != nil {
 					r.onSpeaking(p.id, speaking)
 				}
@@ -72,14 +74,14 @@ func (r *Room) loop() {
 					p.sendReceiverReport(now)
 				}
 			}
+			clear(peers) // hold no closed peer until the next tick
 		}
 	}
 }
 
-func (r *Room) snapshot() []*Peer {
+func (r *Room) appendPeers(peers []*Peer) []*Peer {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	peers := make([]*Peer, 0, len(r.peers))
 	for _, p := range r.peers {
 		peers = append(peers, p)
 	}
@@ -121,7 +123,9 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 
 	answer, err := answerOffer(ctx, pc, offerSDP)
 	if err != nil {
+		p.mu.Lock()
 		p.closed = true
+		p.mu.Unlock()
 		_ = pc.Close()
 		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
 	}
