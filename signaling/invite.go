@@ -176,7 +176,7 @@ func newCalls(inviteTTL time.Duration, perMinute int) *calls {
 	}
 }
 
-// sweepLocked forgets calls whose creator never joined in time and entries
+// sweepCallsLocked forgets calls whose creator never joined in time and entries
 // whose every token and invite has expired.
 func (s *Server) sweepCallsLocked(now time.Time) {
 	for name, c := range s.calls.byRoom {
