@@ -47,6 +47,10 @@ const (
 	// the server's default drop timeout is 10 s.
 	reconnectWindow = 10 * time.Second
 	reconnectDelay  = 100 * time.Millisecond
+
+	// closedGrace is how long a call whose media the relay closed waits
+	// for the server to say why before it ends anyway.
+	closedGrace = 5 * time.Second
 )
 
 // sink receives what the transport delivers. Methods are called from the
@@ -117,8 +121,11 @@ type conn struct {
 	framesSent     atomic.Uint64
 }
 
-// errICEFailed ends a call whose media connection failed.
-var errICEFailed = errors.New("media connection failed")
+// Errors that end a call from the media side.
+var (
+	errICEFailed   = errors.New("media connection failed")
+	errMediaClosed = errors.New("media connection closed by the relay")
+)
 
 // dial joins the room named by claims and returns once the media
 // connection is up, or fails and leaves no trace behind.
@@ -425,6 +432,19 @@ func (c *conn) onConnectionState(s webrtc.PeerConnectionState) {
 		c.connectedOnce.Do(func() { close(c.connected) })
 	case webrtc.PeerConnectionStateFailed:
 		c.shutdown(errICEFailed)
+	case webrtc.PeerConnectionStateClosed:
+		// The relay closed DTLS (pion then closes the PeerConnection). The
+		// server's "closed" message, which says why, is on its way; end
+		// the call without it only if it does not come.
+		c.goRun(func() {
+			t := time.NewTimer(closedGrace)
+			defer t.Stop()
+			select {
+			case <-c.ctx.Done():
+			case <-t.C:
+				c.shutdown(errMediaClosed)
+			}
+		})
 	}
 }
 
@@ -611,6 +631,12 @@ func (c *conn) handle(m api.Message) error {
 		var o api.SDP
 		if c.decode(m, &o) {
 			if err := c.renegotiate(o.SDP); err != nil {
+				if errors.Is(err, webrtc.ErrConnectionClosed) {
+					// An offer overtaken by the relay closing us; the
+					// reason follows.
+					c.log.Debug("offer after media closed", "err", err)
+					return nil
+				}
 				return fmt.Errorf("renegotiate: %w", err)
 			}
 		}
