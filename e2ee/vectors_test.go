@@ -127,6 +127,9 @@ type protocolVectors struct {
 	Frames        []frameVector         `json:"frames"`
 }
 
+// x25519BasePoint is the u-coordinate 9, little-endian (RFC 7748 §4.1).
+var x25519BasePoint = append([]byte{9}, make([]byte, 31)...)
+
 func dh(t *testing.T, priv, pub []byte) hexBytes {
 	t.Helper()
 	k, err := ecdh.X25519().NewPrivateKey(priv)
@@ -189,7 +192,7 @@ func generateVectors(t *testing.T) protocolVectors {
 	}
 	drawn = aliceRnd.take()
 	ek := drawn[:32]
-	ekPub := dh(t, ek, append(make([]byte, 31), 9)) // X25519 base point
+	ekPub := dh(t, ek, x25519BasePoint)
 	x := x3dhVector{
 		EphemeralPrivate: ek, EphemeralPublic: ekPub, RatchetPrivate: drawn[32:64],
 		DH1: dh(t, alice.dhPriv.Bytes(), spk.Key),
@@ -349,7 +352,7 @@ func TestProtocolVectorsConsumer(t *testing.T) {
 	if _, _, _, err := verifyBundle(bundle); err != nil {
 		t.Fatalf("signed prekey: %v", err)
 	}
-	if !bytes.Equal(dh(t, v.X3DH.EphemeralPrivate, append(make([]byte, 31), 9)), v.X3DH.EphemeralPublic) {
+	if !bytes.Equal(dh(t, v.X3DH.EphemeralPrivate, x25519BasePoint), v.X3DH.EphemeralPublic) {
 		t.Fatal("ephemeral public key differs")
 	}
 	// Every frame opens with a receiver that got the frame keys, in order.
