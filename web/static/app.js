@@ -216,7 +216,7 @@ async function joinCall() {
   setStatus('connecting…');
   const jr = await session.start();
   app.selfId = jr.participant_id;
-  app.crypto = new CallCrypto({
+  const cc = new CallCrypto({
     identity: device,
     selfId: jr.participant_id,
     selfIdentityName: jr.identity,
@@ -228,7 +228,8 @@ async function joinCall() {
     sendEnvelope: (to, data) => session.sendEnvelope(to, data),
     onEvent: onCryptoEvent,
   });
-  app.crypto.attachWorker(app.worker);
+  app.crypto = cc;
+  cc.attachWorker(app.worker);
 
   let started = false;
   session.addEventListener('welcome', (e) => {
@@ -236,28 +237,27 @@ async function joinCall() {
     for (const p of others) addPerson(p);
     if (!started) {
       started = true;
-      app.crypto.start(others).catch((err) => console.error('e2ee start:', err));
+      cc.start(others).catch((err) => console.error('e2ee start:', err));
     } else {
-      for (const p of others) app.crypto.onJoined(p);
+      for (const p of others) cc.onJoined(p);
     }
   });
   session.addEventListener('joined', (e) => {
     addPerson(e.detail.participant);
-    app.crypto.onJoined(e.detail.participant);
+    cc.onJoined(e.detail.participant);
   });
   session.addEventListener('left', (e) => {
-    app.crypto.onLeft(e.detail.participant);
+    cc.onLeft(e.detail.participant);
     removePerson(e.detail.participant.id);
   });
-  session.addEventListener('envelope', (e) => app.crypto.onEnvelope(e.detail.from, e.detail.data));
-  session.addEventListener('prekeys_low', (e) => app.crypto.onPrekeysLow(e.detail.remaining));
+  session.addEventListener('envelope', (e) => cc.onEnvelope(e.detail.from, e.detail.data));
+  session.addEventListener('prekeys_low', (e) => cc.onPrekeysLow(e.detail.remaining));
 
   const me = new Person(jr.participant_id, jr.identity, true);
   app.participants.set(me.id, me);
   render(me);
   show('call');
   session.openEvents();
-  setStatus('connected');
   app.keyTimer = setInterval(checkKeys, 1000);
 }
 

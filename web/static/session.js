@@ -162,6 +162,7 @@ export class CallSession extends EventTarget {
   }
 
   _onMessage(raw) {
+    if (this.closed) return;
     let m;
     try {
       m = JSON.parse(raw);
