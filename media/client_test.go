@@ -74,6 +74,7 @@ type client struct {
 	id     string
 	pc     *webrtc.PeerConnection
 	tracks []*webrtc.TrackLocalStaticRTP
+	raw    *capturingTrack // tracks[0], for writing arbitrary RTP
 	peer   *Peer
 	joined chan struct{}
 
@@ -172,10 +173,14 @@ func newClient(t testing.TB, id string, opts clientOptions) (*client, string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+		ct := &capturingTrack{TrackLocalStaticRTP: tr}
+		if _, err := pc.AddTransceiverFromTrack(ct, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
 			t.Fatal(err)
 		}
 		c.tracks = append(c.tracks, tr)
+		if i == 0 {
+			c.raw = ct
+		}
 	}
 	pc.OnTrack(c.onTrack)
 	offer, err := pc.CreateOffer(nil)
@@ -418,4 +423,33 @@ func (c *client) waitReceiving(t testing.TB, n int, publishers ...string) {
 			return ok && !ended && len(pk) >= n
 		})
 	}
+}
+
+// capturingTrack is a TrackLocalStaticRTP that keeps its binding, so a test
+// can write RTP the static track would have corrected (a foreign payload
+// type, say) on the negotiated stream.
+type capturingTrack struct {
+	*webrtc.TrackLocalStaticRTP
+	mu  sync.Mutex
+	ctx webrtc.TrackLocalContext
+}
+
+func (t *capturingTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	t.mu.Lock()
+	t.ctx = ctx
+	t.mu.Unlock()
+	return t.TrackLocalStaticRTP.Bind(ctx)
+}
+
+// writeRaw sends h and payload as they are, with the stream's SSRC.
+func (t *capturingTrack) writeRaw(h rtp.Header, payload []byte) error {
+	t.mu.Lock()
+	ctx := t.ctx
+	t.mu.Unlock()
+	if ctx == nil {
+		return errors.New("track not bound")
+	}
+	h.SSRC = uint32(ctx.SSRC())
+	_, err := ctx.WriteStream().WriteRTP(&h, payload)
+	return err
 }

@@ -65,6 +65,9 @@ func (pub *publisher) removeDown(d *downTrack) {
 	pub.downs.Store(&next)
 }
 
+// maxReadFailures consecutive read errors end a forwarding loop.
+const maxReadFailures = 1000
+
 // forward is the hot path: it reads the publisher's RTP into one reused
 // buffer and writes it to every subscriber. Nothing here allocates per
 // packet.
@@ -73,6 +76,7 @@ func (pub *publisher) forward(track *webrtc.TrackRemote) {
 	levelID := uint8(pub.levelID.Load())
 	buf := make([]byte, maxPacketSize)
 	var pkt rtp.Packet
+	failures := 0
 	for {
 		n, _, err := track.Read(buf)
 		if err != nil {
@@ -80,10 +84,16 @@ func (pub *publisher) forward(track *webrtc.TrackRemote) {
 				return
 			}
 			// A packet pion could not hand over (too big, unknown payload
-			// type): it has been consumed, so go on with the next one.
+			// type) has been consumed: go on with the next one. An error
+			// that persists means the stream is gone without an EOF.
 			c.drop(dropMalformed)
+			if failures++; failures == maxReadFailures {
+				pub.peer.log.Warn("stop reading publisher track", "err", err)
+				return
+			}
 			continue
 		}
+		failures = 0
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			c.drop(dropMalformed)
 			continue

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -355,4 +356,26 @@ func TestReceiverReportsToPublisher(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no receiver report from the relay")
 	}
+}
+
+// TestForeignPayloadTypeDropped: RTP on the participant's own stream with a
+// payload type that was never negotiated is dropped and counted as
+// malformed, and forwarding goes on.
+func TestForeignPayloadTypeDropped(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("pt", nil)
+	alice := joinClient(t, r, "alice", clientOptions{})
+	bob := joinClient(t, r, "bob", clientOptions{})
+	alice.waitReceiving(t, 10, "bob")
+	before := e.Stats().Dropped[DropMalformed]
+	for i := range 5 {
+		h := rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(60000 + i), Timestamp: 1}
+		if err := bob.raw.writeRaw(h, []byte("pcmu, not opus")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "malformed drops", func() bool { return e.Stats().Dropped[DropMalformed] >= before+5 })
+	pk, _, _ := alice.snapshot("bob")
+	alice.waitReceiving(t, len(pk)+10, "bob")
+	checkStream(t, alice, "bob")
 }
