@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -209,11 +210,13 @@ func (s *Server) callEndedLocked(room string) bool {
 // limit answers false, after writing a rate_limited error, when the
 // client's IP has used up its allowance.
 func (s *Server) limit(w http.ResponseWriter, r *http.Request) bool {
-	if s.calls.limiter.allow(clientIP(r), s.now()) {
+	ok, wait := s.calls.limiter.allow(clientIP(r), s.now())
+	if ok {
 		return true
 	}
-	w.Header().Set("Retry-After", "60")
-	writeError(w, errorf(api.CodeRateLimited, "too many calls from this address; try again in a minute"))
+	secs := int(math.Ceil(wait.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, errorf(api.CodeRateLimited, "too many calls from this address; try again in %d s", secs))
 	return false
 }
 
@@ -437,8 +440,9 @@ func newIPLimiter(rate, burst float64) *ipLimiter {
 	return &ipLimiter{rate: rate, burst: burst, buckets: make(map[string]*bucket)}
 }
 
-// allow takes one token from ip's bucket if there is one.
-func (l *ipLimiter) allow(ip string, now time.Time) bool {
+// allow takes one token from ip's bucket if there is one; otherwise it
+// says how long until there is.
+func (l *ipLimiter) allow(ip string, now time.Time) (ok bool, wait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.buckets[ip]
@@ -446,7 +450,7 @@ func (l *ipLimiter) allow(ip string, now time.Time) bool {
 		if len(l.buckets) >= maxBuckets {
 			l.pruneLocked(now)
 			if len(l.buckets) >= maxBuckets {
-				return false
+				return false, time.Duration(float64(time.Second) / l.rate)
 			}
 		}
 		b = &bucket{tokens: l.burst, last: now}
@@ -455,10 +459,10 @@ func (l *ipLimiter) allow(ip string, now time.Time) bool {
 	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
 	if b.tokens < 1 {
-		return false
+		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 	}
 	b.tokens--
-	return true
+	return true, 0
 }
 
 // pruneLocked forgets buckets that have refilled: they behave like new ones.

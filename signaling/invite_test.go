@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -254,6 +255,14 @@ func TestCreateCallLimits(t *testing.T) {
 		s.createCall("b")
 		status, b := s.postJSON("/v1/calls", "", api.CreateCallRequest{Name: "c"})
 		s.expectError(status, b, http.StatusTooManyRequests, api.CodeRateLimited)
+		// Two a minute: the next one is up to 30 s away.
+		req := httptest.NewRequest(http.MethodPost, "/v1/calls", strings.NewReader(`{"name":"c"}`))
+		req.RemoteAddr = "127.0.0.1:1"
+		w := httptest.NewRecorder()
+		s.srv.ServeHTTP(w, req)
+		if ra, err := strconv.Atoi(w.Header().Get("Retry-After")); w.Code != http.StatusTooManyRequests || err != nil || ra < 1 || ra > 30 {
+			t.Fatalf("Retry-After %q (status %d), want 1-30 s", w.Header().Get("Retry-After"), w.Code)
+		}
 		// Redemptions share the allowance: they mint tokens too.
 		status, b = s.postJSON("/v1/invites/redeem", "", api.RedeemInviteRequest{Invite: cr.Invite, Name: "d"})
 		s.expectError(status, b, http.StatusTooManyRequests, api.CodeRateLimited)
@@ -322,23 +331,33 @@ func TestInviteAndTokenKeysDiffer(t *testing.T) {
 func TestIPLimiter(t *testing.T) {
 	l := newIPLimiter(1, 2) // one per second, burst of two
 	t0 := time.Unix(1000, 0)
-	if !l.allow("a", t0) || !l.allow("a", t0) || l.allow("a", t0) {
-		t.Fatal("burst of two not enforced")
+	allow := func(ip string, at time.Time) bool {
+		ok, _ := l.allow(ip, at)
+		return ok
 	}
-	if !l.allow("b", t0) {
+	if !allow("a", t0) || !allow("a", t0) {
+		t.Fatal("burst of two refused")
+	}
+	if ok, wait := l.allow("a", t0.Add(250*time.Millisecond)); ok || wait != 750*time.Millisecond {
+		t.Fatalf("third request: ok %v, wait %v; want refused for 750ms", ok, wait)
+	}
+	if !allow("b", t0) {
 		t.Fatal("another address shares a's bucket")
 	}
-	if !l.allow("a", t0.Add(1100*time.Millisecond)) {
+	if !allow("a", t0.Add(1100*time.Millisecond)) {
 		t.Fatal("bucket did not refill")
 	}
 	for i := range maxBuckets {
-		l.allow(string(rune(i))+"x", t0)
+		allow(string(rune(i))+"x", t0)
 	}
 	if len(l.buckets) > maxBuckets {
 		t.Fatalf("%d buckets, bound %d", len(l.buckets), maxBuckets)
 	}
+	if allow("late", t0) {
+		t.Fatal("a new address was admitted past the bound while no bucket had refilled")
+	}
 	// Once buckets have refilled they are forgotten to make room.
-	if !l.allow("new", t0.Add(time.Hour)) || len(l.buckets) > maxBuckets {
+	if !allow("new", t0.Add(time.Hour)) || len(l.buckets) > maxBuckets {
 		t.Fatalf("new address refused after refill (%d buckets)", len(l.buckets))
 	}
 }
