@@ -112,15 +112,21 @@ func (pub *publisher) forward(track *webrtc.TrackRemote) {
 		}
 		pub.history.store(pkt.SequenceNumber, buf[:n])
 
-		sent := 0
+		// Counted once per packet: the counters are shared by every
+		// publisher goroutine.
+		var sent, bytes uint64
 		for _, d := range *pub.downs.Load() {
-			if d.write(&pkt.Header, pkt.Payload, level, now) {
+			if size := d.write(&pkt.Header, pkt.Payload, level, now); size > 0 {
 				sent++
+				bytes += uint64(size)
 			}
 		}
 		if sent == 0 {
 			c.drop(dropNoSubscriber)
+			continue
 		}
+		c.packetsForwarded.Add(sent)
+		c.bytesForwarded.Add(bytes)
 	}
 }
 
@@ -202,11 +208,11 @@ func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
 // write sends one packet of the publisher on the leg. h is the publisher
 // goroutine's header, rewritten in place (SSRC, payload type, sequence
 // number, timestamp, extension ID) and restored by the next write; payload is
-// never touched. It reports whether the packet was written.
-func (d *downTrack) write(h *rtp.Header, payload, level []byte, now time.Time) bool {
+// never touched. It returns the size of the packet written, 0 if none.
+func (d *downTrack) write(h *rtp.Header, payload, level []byte, now time.Time) int {
 	b := d.binding.Load()
 	if b == nil {
-		return false
+		return 0
 	}
 	off := d.offsets.Load()
 	if off == nil {
@@ -219,17 +225,14 @@ func (d *downTrack) write(h *rtp.Header, payload, level []byte, now time.Time) b
 	legSeq, legTS := h.SequenceNumber, h.Timestamp
 	h.SequenceNumber, h.Timestamp = pubSeq, pubTS
 
-	c := &d.pub.peer.e.counters
 	if err != nil {
-		c.drop(dropWriteError)
-		return false
+		d.pub.peer.e.counters.drop(dropWriteError)
+		return 0
 	}
 	d.leg.lastSeq.Store(uint32(legSeq))
 	d.leg.lastTS.Store(legTS)
 	d.leg.lastAt.Store(now.UnixNano())
-	c.packetsForwarded.Add(1)
-	c.bytesForwarded.Add(uint64(h.MarshalSize() + len(payload)))
-	return true
+	return h.MarshalSize() + len(payload)
 }
 
 // startOffsets runs once per downTrack, on its first packet. A fresh leg
