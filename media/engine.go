@@ -38,7 +38,7 @@ type Config struct {
 	UDPPort     int      // single UDP port for all ICE media (pion UDP mux); 0 = ephemeral
 	TCPPort     int      // ICE-TCP fallback port (pion TCP mux); 0 = ephemeral; -1 = disabled
 	PublicIPs   []string // 1:1 NAT: advertise these instead of local host candidates (pion SetNAT1To1IPs)
-	NACKHistory int      // packets kept per published track to answer NACKs; 0 = DefaultNACKHistory
+	NACKHistory int      // packets kept per published track to answer NACKs; 0 = DefaultNACKHistory; at most 32768; costs 1200 bytes each
 	Logger      *slog.Logger
 }
 
@@ -79,6 +79,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.NACKHistory <= 0 {
 		cfg.NACKHistory = DefaultNACKHistory
 	}
+	// Older packets could not be told apart from newer ones with the same
+	// 16-bit sequence number.
+	cfg.NACKHistory = min(cfg.NACKHistory, 1<<15)
 	e := &Engine{cfg: cfg, log: cfg.Logger, rooms: make(map[*Room]struct{})}
 	loggers := &pionLoggerFactory{log: cfg.Logger}
 
