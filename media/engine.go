@@ -126,9 +126,18 @@ func NewEngine(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("media: public IPs: %w", err)
 		}
 	}
-	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
-	if ip.To4() != nil && !ip.Equal(net.IPv4zero) {
-		networks = networks[:1]
+	// A specific listen IP gathers candidates of its own family only; the
+	// wildcard gets a dual-stack socket and both.
+	v4, v6 := true, true
+	if !ip.IsUnspecified() {
+		v4, v6 = ip.To4() != nil, ip.To4() == nil
+	}
+	var networks []webrtc.NetworkType
+	if v4 {
+		networks = append(networks, webrtc.NetworkTypeUDP4)
+	}
+	if v6 {
+		networks = append(networks, webrtc.NetworkTypeUDP6)
 	}
 	if cfg.TCPPort >= 0 {
 		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: cfg.TCPPort})
@@ -140,8 +149,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		// 8 packets buffered per connection before ICE binds it to an agent.
 		e.tcpMux = webrtc.NewICETCPMux(loggers.NewLogger("ice-tcp-mux"), ln, 8)
 		se.SetICETCPMux(e.tcpMux)
-		networks = append(networks, webrtc.NetworkTypeTCP4)
-		if len(networks) == 3 {
+		if v4 {
+			networks = append(networks, webrtc.NetworkTypeTCP4)
+		}
+		if v6 {
 			networks = append(networks, webrtc.NetworkTypeTCP6)
 		}
 	}
