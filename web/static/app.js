@@ -38,7 +38,31 @@ const app = {
   status: '',
   keyTimer: 0,
   abandoned: false, // the session is being left because joining failed
+  unloading: false, // the page is going away (reload, close)
+  inviteExpires: 0,
 };
+
+// The call this tab is in, kept in sessionStorage (this tab only, gone when
+// it closes) so that a reload or a lost connection can rejoin it.
+const CALL_KEY = 'sotto.call';
+
+function rememberCall() {
+  const { role, room, token, identity, invite, inviteExpires, inviter } = app;
+  sessionStorage.setItem(CALL_KEY, JSON.stringify({ role, room, token, identity, invite, inviteExpires, inviter }));
+}
+
+function forgetCall() {
+  sessionStorage.removeItem(CALL_KEY);
+}
+
+function rememberedCall() {
+  try {
+    const c = JSON.parse(sessionStorage.getItem(CALL_KEY) || 'null');
+    return c && typeof c.room === 'string' && typeof c.token === 'string' ? c : null;
+  } catch {
+    return null;
+  }
+}
 
 /** One row of the participants list. */
 class Person {
@@ -75,6 +99,7 @@ function banner(text, kind = 'error') {
 function message(title, text) {
   $('message-title').textContent = title;
   $('message-text').textContent = text;
+  $('rejoin-button').hidden = !rememberedCall();
   show('message');
 }
 
@@ -106,10 +131,7 @@ async function startCall(e) {
     app.token = call.token;
     app.identity = call.identity;
     app.invite = call.invite;
-    $('invite-link').value = `${location.origin}/join#invite=${encodeURIComponent(call.invite)}`;
-    $('invite-panel-expiry').textContent = new Date(call.invite_expires * 1000).toLocaleTimeString();
-    $('invite-panel').hidden = false;
-    $('end-button').hidden = false;
+    app.inviteExpires = call.invite_expires;
     await joinCall();
   } catch (err) {
     fail(err);
@@ -180,6 +202,22 @@ function declineInvite() {
 
 // ---- the call ----
 
+async function rejoin() {
+  const c = rememberedCall();
+  if (!c) return;
+  Object.assign(app, c);
+  banner('');
+  busy($('rejoin-button'), true);
+  try {
+    await openMicrophone();
+    await joinCall();
+  } catch (err) {
+    fail(err);
+  } finally {
+    busy($('rejoin-button'), false);
+  }
+}
+
 async function openMicrophone() {
   if (app.mic) return;
   if (!navigator.mediaDevices || !window.RTCPeerConnection) {
@@ -191,7 +229,18 @@ async function openMicrophone() {
   });
 }
 
+/** Joins app.room with app.token, creator controls included. */
 async function joinCall() {
+  const creator = app.role === 'creator';
+  $('invite-panel').hidden = !creator;
+  $('end-button').hidden = !creator;
+  if (creator) {
+    $('invite-link').value = `${location.origin}/join#invite=${encodeURIComponent(app.invite)}`;
+    $('invite-panel-expiry').textContent = new Date(app.inviteExpires * 1000).toLocaleTimeString();
+  }
+  $('mute-button').setAttribute('aria-pressed', 'false');
+  $('mute-button').textContent = 'Mute';
+  app.closedReason = '';
   const device = await loadOrCreateIdentity(localStorage, 'device');
   app.worker = createWorker();
   app.worker.addEventListener('error', (e) => console.error('e2ee worker:', e.message));
@@ -257,6 +306,7 @@ async function joinCall() {
   app.participants.set(me.id, me);
   render(me);
   show('call');
+  rememberCall();
   session.openEvents();
   app.keyTimer = setInterval(checkKeys, 1000);
 }
@@ -542,7 +592,7 @@ const CLOSED_TEXT = {
   left: ['You left the call', 'You can close this page.'],
   room_ended: ['The call has ended', 'The call was ended for everyone by the person who started it.'],
   replaced: ['You joined from elsewhere', 'You joined this call from another tab or window; this one was disconnected.'],
-  dropped: ['Disconnected', 'The connection to the server was lost for too long. Open the invite link again to rejoin.'],
+  dropped: ['Disconnected', 'The connection to the server was lost for too long.'],
   ice_failed: ['The audio connection failed', 'Your browser could not reach the server for audio (a firewall may block it).'],
   server_shutdown: ['The server is restarting', 'The call was interrupted by a server restart. Try again in a moment.'],
   disconnected: ['Disconnected', 'The connection to the server was lost.'],
@@ -567,6 +617,9 @@ function teardown() {
 function ended(reason) {
   app.closedReason = reason;
   teardown();
+  // Leaving on purpose, or for good, forgets the call; a reload or a lost
+  // connection keeps it to rejoin.
+  if (!app.unloading && ['left', 'room_ended', 'replaced'].includes(reason)) forgetCall();
   if (app.abandoned) {
     // A join that failed: fail() has said why.
     app.abandoned = false;
@@ -581,6 +634,9 @@ function ended(reason) {
 
 function fail(err) {
   console.error(err);
+  if (err instanceof ApiError && ['call_ended', 'room_full', 'unauthorized', 'token_expired', 'wrong_room'].includes(err.code)) {
+    forgetCall();
+  }
   if (app.session && !app.session.closed) {
     app.abandoned = true;
     app.session.leave();
@@ -646,14 +702,18 @@ function init() {
       $('invite-link').select();
     }
   });
+  $('rejoin-button').addEventListener('click', rejoin);
   window.addEventListener('pagehide', () => {
+    app.unloading = true;
     if (app.session && !app.session.closed) app.session.leave();
   });
   if (!window.isSecureContext) {
     banner('This page needs a secure context (https, or http on localhost) to use the microphone and encryption.');
   }
   const invite = inviteFromFragment();
-  if (invite) {
+  if (rememberedCall()) {
+    message('You left the call', 'The page was reloaded. Rejoin the call, or start a new one.');
+  } else if (invite) {
     showInvite(invite);
   } else {
     show('start');
