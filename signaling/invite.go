@@ -190,12 +190,13 @@ func (s *Server) sweepCallsLocked(now time.Time) {
 	}
 }
 
-// pendingCallsLocked counts created calls whose room does not exist yet;
-// they hold a room slot.
+// pendingCallsLocked counts created calls whose creator has not joined
+// yet; they hold a room slot. (A started call counts as a room while it
+// has one.)
 func (s *Server) pendingCallsLocked() int {
 	n := 0
 	for name, c := range s.calls.byRoom {
-		if !c.ended && s.rooms[name] == nil {
+		if !c.started && !c.ended && s.rooms[name] == nil {
 			n++
 		}
 	}
@@ -376,7 +377,7 @@ func (s *Server) endRoomLocked(roomName string) cleanup {
 // refuseEnded guards the join route of ended calls. It checks before the
 // join, and again after it: a join that raced with the end (admitted before
 // the call was marked ended, its room created after the end emptied it) is
-// removed then.
+// removed then. A call whose room now exists has started.
 func (s *Server) refuseEnded(join http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		roomName := r.PathValue("room")
@@ -392,6 +393,8 @@ func (s *Server) refuseEnded(join http.HandlerFunc) http.HandlerFunc {
 		var c cleanup
 		if s.callEndedLocked(roomName) {
 			c = s.endRoomLocked(roomName)
+		} else if cl := s.calls.byRoom[roomName]; cl != nil && s.rooms[roomName] != nil {
+			cl.started = true
 		}
 		s.mu.Unlock()
 		c.run(s.log)

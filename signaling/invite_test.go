@@ -283,7 +283,14 @@ func TestCreateCallLimits(t *testing.T) {
 			c.created = c.created.Add(-pendingCallTTL - time.Second)
 		}
 		s.srv.mu.Unlock()
-		s.createCall("c")
+		cr := s.createCall("c")
+		// A call joined and left again frees its slot for the next one.
+		jr := s.mustJoinWithToken(cr.Room, cr.Token)
+		status, b = s.do(http.MethodDelete, "/v1/rooms/"+cr.Room+"/participants/"+jr.ParticipantID, "Session "+jr.Session, nil)
+		if status != http.StatusNoContent {
+			t.Fatalf("leave: %d %s", status, b)
+		}
+		s.createCall("d")
 	})
 	t.Run("ttl", func(t *testing.T) {
 		s := newTestServer(t, func(c *Config) { c.InviteTTL = 5 * time.Minute })
