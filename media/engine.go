@@ -1,11 +1,13 @@
 package media
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -40,6 +42,13 @@ type Config struct {
 	PublicIPs   []string // 1:1 NAT: advertise these instead of local host candidates (pion SetNAT1To1IPs)
 	NACKHistory int      // packets kept per published track to answer NACKs; 0 = DefaultNACKHistory; at most 32768; costs 1200 bytes each
 	Logger      *slog.Logger
+
+	// ICE liveness: a participant whose client has sent nothing for
+	// ICEDisconnectedTimeout is disconnected, and after a further
+	// ICEFailedTimeout it has failed (PeerHandler.Failed, the peer is
+	// closed). 0 = pion's defaults, 5 s and 25 s.
+	ICEDisconnectedTimeout time.Duration
+	ICEFailedTimeout       time.Duration
 }
 
 // Engine owns what every PeerConnection of the process shares: the pion API
@@ -105,6 +114,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 	se.SetICEUDPMux(e.udpMux)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.DisableActiveTCP(true)
+	if cfg.ICEDisconnectedTimeout > 0 || cfg.ICEFailedTimeout > 0 {
+		disconnected := cmp.Or(cfg.ICEDisconnectedTimeout, 5*time.Second)
+		failed := cmp.Or(cfg.ICEFailedTimeout, 25*time.Second)
+		// The keepalive interval only matters to full agents; a lite agent
+		// sends none.
+		se.SetICETimeouts(disconnected, failed, 2*time.Second)
+	}
 	if ip.IsLoopback() {
 		se.SetIncludeLoopbackCandidate(true)
 	}

@@ -236,3 +236,43 @@ func TestPublicIPsReplaceHostCandidates(t *testing.T) {
 		t.Error("NewEngine accepted a public IP that is not an IP")
 	}
 }
+
+// TestFailedWhenICEFails: a client whose network vanishes (no DTLS close,
+// no more packets) is reported failed once ICE gives up, and dropped.
+func TestFailedWhenICEFails(t *testing.T) {
+	e, err := NewEngine(Config{ListenIP: "127.0.0.1", Logger: testLogger(),
+		ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	r := e.NewRoom("ice", nil)
+	alice := joinClient(t, r, "alice", clientOptions{})
+	bob := joinClient(t, r, "bob", clientOptions{})
+	alice.waitReceiving(t, 10, "bob")
+	bob.waitReceiving(t, 10, "alice")
+
+	// Stop bob's ICE agent under the PeerConnection: his packets stop
+	// without any goodbye.
+	if err := bob.pc.SCTP().Transport().ICETransport().Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "bob's handler to get Failed", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		return len(bob.failures) == 1
+	})
+	bob.mu.Lock()
+	reason := bob.failures[0]
+	bob.mu.Unlock()
+	if reason != "ICE failed" && reason != "peer connection failed" {
+		t.Errorf("Failed(%q): want an ICE failure", reason)
+	}
+	waitFor(t, "alice to lose bob's track", func() bool {
+		_, ended, _ := alice.snapshot("bob")
+		return ended
+	})
+	if s := e.Stats(); s.Peers != 1 {
+		t.Errorf("peers = %d, want 1", s.Peers)
+	}
+}
