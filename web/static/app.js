@@ -89,10 +89,9 @@ function show(screen) {
   for (const s of document.querySelectorAll('.screen')) s.hidden = s.id !== `screen-${screen}`;
 }
 
-function banner(text, kind = 'error') {
+function banner(text) {
   const b = $('banner');
   b.textContent = text || '';
-  b.className = `banner ${kind === 'info' ? 'info' : ''}`;
   b.hidden = !text;
 }
 

@@ -8,9 +8,12 @@
 const VERIFIED = 'sotto.verified.';
 const SEEN = 'sotto.seen.';
 
-/** The name a person chose: the identity without the server's suffix. */
+/** The name a person chose: the identity without the server's suffix,
+ *  underscores (the page's stand-in for spaces) shown as spaces. */
 export function displayName(identity) {
-  return String(identity || '').replace(/-[a-z2-7]{8}$/, '');
+  return String(identity || '')
+    .replace(/-[a-z2-7]{8}$/, '')
+    .replace(/_/g, ' ');
 }
 
 /** The server's random suffix of an identity, or ''. */
