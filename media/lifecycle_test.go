@@ -48,6 +48,14 @@ func TestRenegotiationQueuedWhileOfferInFlight(t *testing.T) {
 	if len(offers) != 2 {
 		t.Fatalf("alice got %d offers, want 2", len(offers))
 	}
+	for i, o := range offers {
+		if !strings.Contains(o, "opus/48000/2") || strings.Contains(o, "red/") || strings.Contains(o, "PCMU") {
+			t.Errorf("offer %d is not Opus only:\n%s", i, o)
+		}
+		if strings.Count(o, "a=sendonly") != strings.Count(o, "a=msid:") {
+			t.Errorf("offer %d: every track should be on a sendonly m-line:\n%s", i, o)
+		}
+	}
 	if !strings.Contains(offers[0], "msid:bob audio-bob") || strings.Contains(offers[0], "msid:carol") {
 		t.Errorf("first offer should add bob only:\n%s", offers[0])
 	}
