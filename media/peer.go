@@ -161,13 +161,17 @@ func (p *Peer) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) 
 
 func (p *Peer) drainUnowned(track *webrtc.TrackRemote) {
 	buf := make([]byte, maxPacketSize)
-	for {
+	for failures := 0; failures < maxReadFailures; {
 		_, _, err := track.Read(buf)
 		switch {
 		case err == nil:
+			failures = 0
 			p.e.counters.drop(dropUnknownSSRC)
 		case errors.Is(err, io.EOF) || p.isClosed():
 			return
+		default:
+			failures++
+			p.e.counters.drop(dropUnknownSSRC)
 		}
 	}
 }
@@ -198,7 +202,10 @@ func (p *Peer) negotiate() {
 		err = p.pc.SetLocalDescription(offer)
 	}
 	if err != nil {
+		// The PeerConnection can no longer follow the room: drop the
+		// participant rather than leave it deaf to newcomers.
 		p.log.Error("renegotiation offer", "err", err)
+		p.e.goTracked(func() { _ = p.closeWith("renegotiation failed") })
 		return
 	}
 	sdp := p.pc.LocalDescription().SDP
