@@ -23,8 +23,10 @@ type PeerHandler interface {
 	// (the answer and offers already carry the candidates known then).
 	Candidate(c api.ICECandidate)
 	// Failed reports that ICE or the peer connection failed or closed
-	// unexpectedly. It is the last call; media has already closed the peer
-	// and the signaling layer drops the participant.
+	// unexpectedly ("ICE failed", "peer connection failed", "peer
+	// connection closed", "renegotiation failed"; for logs). It is the last
+	// call; media has already closed the peer and the signaling layer drops
+	// the participant.
 	Failed(reason string)
 }
 
