@@ -335,7 +335,8 @@ func TestReceiverReportsToPublisher(t *testing.T) {
 					continue
 				}
 				for _, rep := range rr.Reports {
-					if rep.SSRC == ssrc && rep.LastSequenceNumber > 1000 {
+					// LSR set: the relay read alice's sender reports too.
+					if rep.SSRC == ssrc && rep.LastSequenceNumber > 1000 && rep.LastSenderReport != 0 {
 						select {
 						case got <- rep:
 						default:

@@ -3,9 +3,11 @@ package media
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -140,5 +142,44 @@ func TestCheckOffer(t *testing.T) {
 		if pub.mid != tc.mid {
 			t.Errorf("%s: mid %q, want %q", tc.name, pub.mid, tc.mid)
 		}
+	}
+}
+
+func TestRTCPParsing(t *testing.T) {
+	compound, err := rtcp.Marshal([]rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 7}}},
+		&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: 7, Nacks: []rtcp.NackPair{
+			{PacketID: 65534, LostPackets: 0b101}, // 65534, 65535, 1 (wraps)
+			{PacketID: 300},
+		}},
+		&rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 7},
+		&rtcp.SenderReport{SSRC: 9, NTPTime: 0x0123456789abcdef},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint16
+	forEachNACK(compound, func(media uint32, seq uint16) {
+		if media != 7 {
+			t.Errorf("media SSRC %d, want 7", media)
+		}
+		got = append(got, seq)
+	})
+	if want := []uint16{65534, 65535, 1, 300}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("NACKed %v, want %v", got, want)
+	}
+	if ntp, ok := senderReportNTP(compound); !ok || ntp != 0x0123456789abcdef {
+		t.Errorf("sender report NTP %x %v", ntp, ok)
+	}
+	// Truncated or garbage input yields nothing and does not panic.
+	for _, b := range [][]byte{compound[:len(compound)-3], {0x80}, {0xff, 0xff, 0xff, 0xff, 1, 2}} {
+		forEachNACK(b, func(uint32, uint16) {})
+		senderReportNTP(b)
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		forEachNACK(compound, func(uint32, uint16) {})
+		senderReportNTP(compound)
+	}); allocs != 0 {
+		t.Errorf("RTCP parsing allocates %v times", allocs)
 	}
 }

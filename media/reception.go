@@ -59,10 +59,11 @@ func (r *reception) update(now time.Time, h *rtp.Header) {
 	r.lastArrival, r.lastTS = now, h.Timestamp
 }
 
-func (r *reception) senderReport(now time.Time, sr *rtcp.SenderReport) {
+// senderReport records the arrival of a sender report with NTP time ntp.
+func (r *reception) senderReport(now time.Time, ntp uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lastSR = uint32(sr.NTPTime >> 16)
+	r.lastSR = uint32(ntp >> 16)
 	r.lastSRAt = now
 }
 

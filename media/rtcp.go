@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +33,8 @@ func registerSenderReports(ir *interceptor.Registry) error {
 
 // readLegRTCP consumes the RTCP a subscriber sends about one leg until the
 // leg's sender stops. Reading keeps pion's buffers drained; NACKs are
-// answered from the current publisher's history.
+// answered from the current publisher's history. Nothing here allocates, so
+// a burst of NACKs after a loss costs no garbage.
 func (p *Peer) readLegRTCP(l *leg) {
 	buf := make([]byte, maxPacketSize)
 	resend := make([]byte, maxPacketSize)
@@ -45,55 +47,75 @@ func (p *Peer) readLegRTCP(l *leg) {
 			}
 			continue
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, x := range pkts {
-			if nack, ok := x.(*rtcp.TransportLayerNack); ok {
-				p.answerNACK(l, nack, resend, &pkt)
-			}
-		}
+		forEachNACK(buf[:n], func(mediaSSRC uint32, seq uint16) {
+			p.answerNACK(l, mediaSSRC, seq, resend, &pkt)
+		})
 	}
 }
 
-func (p *Peer) answerNACK(l *leg, nack *rtcp.TransportLayerNack, buf []byte, pkt *rtp.Packet) {
+// forEachNACK calls f for every sequence number of every generic NACK
+// (RFC 4585 section 6.2.1) in a compound RTCP packet, and ignores the rest.
+func forEachNACK(b []byte, f func(mediaSSRC uint32, seq uint16)) {
+	for len(b) >= 4 {
+		var h rtcp.Header
+		if err := h.Unmarshal(b); err != nil {
+			return
+		}
+		size := (int(h.Length) + 1) * 4
+		if size > len(b) {
+			return
+		}
+		// Header, sender SSRC, media SSRC, then 4-byte (PID, BLP) pairs.
+		if h.Type == rtcp.TypeTransportSpecificFeedback && h.Count == rtcp.FormatTLN && size >= 12 {
+			media := binary.BigEndian.Uint32(b[8:12])
+			for fci := b[12:size]; len(fci) >= 4; fci = fci[4:] {
+				pid := binary.BigEndian.Uint16(fci)
+				blp := binary.BigEndian.Uint16(fci[2:])
+				f(media, pid)
+				for i := range uint16(16) {
+					if blp&(1<<i) != 0 {
+						f(media, pid+i+1)
+					}
+				}
+			}
+		}
+		b = b[size:]
+	}
+}
+
+// answerNACK resends one packet of the leg, legSeq in the leg's numbering,
+// from the history of the publisher the leg carries now.
+func (p *Peer) answerNACK(l *leg, mediaSSRC uint32, legSeq uint16, buf []byte, pkt *rtp.Packet) {
 	d := l.cur.Load()
 	if d == nil {
 		return
 	}
 	b, off := d.binding.Load(), d.offsets.Load()
-	if b == nil || off == nil || nack.MediaSSRC != b.ssrc {
+	if b == nil || off == nil || mediaSSRC != b.ssrc {
 		return
 	}
 	c := &p.e.counters
-	levelID := uint8(d.pub.levelID.Load())
-	for _, pair := range nack.Nacks {
-		pair.Range(func(legSeq uint16) bool {
-			// Only sequence numbers this publisher wrote on the leg.
-			if int16(legSeq-off.firstLeg) < 0 {
-				c.nacksMissed.Add(1)
-				return true
-			}
-			n := d.pub.history.load(legSeq-off.seq, buf)
-			if n == 0 || pkt.Unmarshal(buf[:n]) != nil {
-				c.nacksMissed.Add(1)
-				return true
-			}
-			var level []byte
-			if levelID != 0 {
-				level = pkt.Header.GetExtension(levelID)
-			}
-			pkt.SequenceNumber = legSeq
-			pkt.Timestamp += off.ts
-			if d.send(b, &pkt.Header, pkt.Payload, level) != nil {
-				c.drop(dropWriteError)
-				return true
-			}
-			c.nacksAnswered.Add(1)
-			return true
-		})
+	// Only sequence numbers this publisher wrote on the leg.
+	if int16(legSeq-off.firstLeg) < 0 {
+		c.nacksMissed.Add(1)
+		return
 	}
+	n := d.pub.history.load(legSeq-off.seq, buf)
+	if n == 0 || pkt.Unmarshal(buf[:n]) != nil {
+		c.nacksMissed.Add(1)
+		return
+	}
+	var level []byte
+	if levelID := uint8(d.pub.levelID.Load()); levelID != 0 {
+		level = pkt.Header.GetExtension(levelID)
+	}
+	pkt.SequenceNumber = legSeq
+	pkt.Timestamp += off.ts
+	if d.send(b, &pkt.Header, pkt.Payload, level) != nil {
+		c.drop(dropWriteError)
+		return
+	}
+	c.nacksAnswered.Add(1)
 }
 
 // readPublisherRTCP consumes the publisher's RTCP on its receiver until the
@@ -109,16 +131,31 @@ func (p *Peer) readPublisherRTCP(r *webrtc.RTPReceiver) {
 			}
 			continue
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, x := range pkts {
-			if sr, ok := x.(*rtcp.SenderReport); ok {
-				p.pub.recv.senderReport(time.Now(), sr)
-			}
+		if ntp, ok := senderReportNTP(buf[:n]); ok {
+			p.pub.recv.senderReport(time.Now(), ntp)
 		}
 	}
+}
+
+// senderReportNTP returns the NTP timestamp of the last sender report in a
+// compound RTCP packet.
+func senderReportNTP(b []byte) (ntp uint64, ok bool) {
+	for len(b) >= 4 {
+		var h rtcp.Header
+		if err := h.Unmarshal(b); err != nil {
+			return ntp, ok
+		}
+		size := (int(h.Length) + 1) * 4
+		if size > len(b) {
+			return ntp, ok
+		}
+		// Header, sender SSRC, then the 64-bit NTP timestamp.
+		if h.Type == rtcp.TypeSenderReport && size >= 16 {
+			ntp, ok = binary.BigEndian.Uint64(b[8:16]), true
+		}
+		b = b[size:]
+	}
+	return ntp, ok
 }
 
 // sendReceiverReport sends one RTCP receiver report about the participant's
