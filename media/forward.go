@@ -105,8 +105,9 @@ func (pub *publisher) forward(track *webrtc.TrackRemote) {
 
 		var level []byte
 		if levelID != 0 {
-			level = pkt.Header.GetExtension(levelID)
-			if len(level) > 0 {
+			// RFC 6464: one byte; anything longer is cut to it.
+			if level = pkt.Header.GetExtension(levelID); len(level) > 0 {
+				level = level[:1]
 				pub.speech.observe(now.UnixNano(), level[0]&0x7f)
 			}
 		}

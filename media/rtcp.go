@@ -107,7 +107,9 @@ func (p *Peer) answerNACK(l *leg, mediaSSRC uint32, legSeq uint16, buf []byte, p
 	}
 	var level []byte
 	if levelID := uint8(d.pub.levelID.Load()); levelID != 0 {
-		level = pkt.Header.GetExtension(levelID)
+		if level = pkt.Header.GetExtension(levelID); len(level) > 0 {
+			level = level[:1]
+		}
 	}
 	pkt.SequenceNumber = legSeq
 	pkt.Timestamp += off.ts
