@@ -189,6 +189,17 @@ func TestCloseReleasesEverything(t *testing.T) {
 	if s := e.Stats(); s.Rooms != 0 || s.Peers != 0 || s.Tracks != 0 {
 		t.Errorf("after Engine.Close: %+v", s)
 	}
+	// The ports are free again.
+	if c, err := net.ListenUDP("udp", e.UDPAddr().(*net.UDPAddr)); err != nil {
+		t.Errorf("UDP port still held: %v", err)
+	} else {
+		c.Close()
+	}
+	if l, err := net.ListenTCP("tcp", e.TCPAddr().(*net.TCPAddr)); err != nil {
+		t.Errorf("TCP port still held: %v", err)
+	} else {
+		l.Close()
+	}
 	for _, c := range clients {
 		c.close()
 		c.mu.Lock()
