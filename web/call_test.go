@@ -406,13 +406,7 @@ func pixelStats(img image.Image) (colors int, stddev float64) {
 func TestBrowserCallTwoTabs(t *testing.T) {
 	srv := startCallServer(t)
 	alice := openPage(t, "tab1", browsertest.WriteToneWAV(t, 10*time.Second))
-	// A second tab of the same browser (browsertest.NewTab cannot open one
-	// yet: its context option applies to new browsers only).
-	tab, closeTab := chromedp.NewContext(alice.ctx)
-	t.Cleanup(closeTab)
-	if err := chromedp.Do(tab); err != nil { // opens the tab, for the tab's lifetime
-		t.Fatalf("open second tab: %v", err)
-	}
+	tab := browsertest.NewTab(t, alice.ctx, "tab2", nil)
 	bob := &page{t: t, name: "tab2", ctx: tab}
 	bob.do(chromedp.EmulateViewport(1100, 820))
 

@@ -121,23 +121,29 @@ func New(t testing.TB, opts Options) context.Context {
 	// (waiting for the process to exit), then release the timeout.
 	t.Cleanup(cancelTimeout)
 	t.Cleanup(cancelAlloc)
-	return openTab(t, allocCtx, opts.Name, opts.OnConsole)
+	return openTab(t, allocCtx, opts.Name, opts.OnConsole, true)
 }
 
 // NewTab opens another tab in the browser of ctx (a context from New),
 // sharing its profile, with its console copied to the test log too.
 func NewTab(t testing.TB, ctx context.Context, name string, onConsole func(Message)) context.Context {
 	t.Helper()
-	return openTab(t, ctx, name, onConsole)
+	return openTab(t, ctx, name, onConsole, false)
 }
 
-func openTab(t testing.TB, parent context.Context, name string, onConsole func(Message)) context.Context {
+// openTab opens the first tab of a new browser (newBrowser) or another tab
+// in a running one; browser-level options apply only to the first.
+func openTab(t testing.TB, parent context.Context, name string, onConsole func(Message), newBrowser bool) context.Context {
 	t.Helper()
 	if name == "" {
 		name = "browser"
 	}
 	c := &console{t: t, prefix: name, forward: onConsole, done: make(chan struct{})}
-	tabCtx, cancelTab := chromedp.NewContext(parent, chromedp.WithErrorf(c.errorf))
+	var opts []chromedp.ContextOption
+	if newBrowser {
+		opts = append(opts, chromedp.WithErrorf(c.errorf))
+	}
+	tabCtx, cancelTab := chromedp.NewContext(parent, opts...)
 	// The console goroutine ends when the tab's context does; wait for it so
 	// that nothing logs after the test has finished (that would panic).
 	t.Cleanup(func() {
