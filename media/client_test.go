@@ -205,16 +205,23 @@ func joinClient(t testing.TB, r *Room, id string, opts clientOptions) *client {
 
 func (c *client) join(r *Room, offer string) {
 	c.t.Helper()
+	if err := c.tryJoin(r, offer); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// tryJoin joins and starts publishing; safe off the test goroutine.
+func (c *client) tryJoin(r *Room, offer string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	p, answer, err := r.Join(ctx, c.id, offer, c)
 	if err != nil {
-		c.t.Fatalf("%s: Join: %v", c.id, err)
+		return fmt.Errorf("%s: Join: %w", c.id, err)
 	}
 	c.peer = p
 	// Like any client, apply the answer before the server's offers.
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		c.t.Fatalf("%s: set answer: %v", c.id, err)
+		return fmt.Errorf("%s: set answer: %w", c.id, err)
 	}
 	close(c.joined)
 	for _, s := range c.pc.GetSenders() {
@@ -225,6 +232,7 @@ func (c *client) join(r *Room, offer string) {
 		}
 	}
 	go c.publish()
+	return nil
 }
 
 // publish sends one packet per track every 20 ms. The payload names the

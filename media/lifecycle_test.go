@@ -295,3 +295,70 @@ func TestFailedWhenICEFails(t *testing.T) {
 		t.Errorf("peers = %d, want 1", s.Peers)
 	}
 }
+
+// TestConcurrentJoinsAndLeaves: participants joining and leaving at the same
+// time all end up hearing exactly the ones who stayed.
+func TestConcurrentJoinsAndLeaves(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("crowd", nil)
+	ids := []string{"p0", "p1", "p2", "p3", "p4", "p5"}
+	clients := make([]*client, len(ids))
+	offers := make([]string, len(ids))
+	for i, id := range ids {
+		clients[i], offers[i] = newClient(t, id, clientOptions{})
+	}
+	errs := make(chan error, len(ids))
+	for i := range ids {
+		go func() { errs <- clients[i].tryJoin(r, offers[i]) }()
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range clients {
+		var others []string
+		for j, id := range ids {
+			if j != i {
+				others = append(others, id)
+			}
+		}
+		c.waitReceiving(t, 10, others...)
+	}
+
+	leaving, staying := clients[:3], clients[3:]
+	done := make(chan struct{})
+	for _, c := range leaving {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c.leave()
+		}()
+	}
+	for range leaving {
+		<-done
+	}
+	for _, c := range staying {
+		for _, l := range leaving {
+			waitFor(t, c.id+" to lose "+l.id, func() bool {
+				_, ended, _ := c.snapshot(l.id)
+				return ended
+			})
+		}
+		for _, o := range staying {
+			if o != c {
+				pk, _, _ := c.snapshot(o.id)
+				c.waitReceiving(t, len(pk)+10, o.id)
+				checkStream(t, c, o.id)
+			}
+		}
+		c.mu.Lock()
+		if len(c.answerErrs) > 0 || len(c.failures) > 0 {
+			t.Errorf("%s: answer errors %v, failures %v", c.id, c.answerErrs, c.failures)
+		}
+		c.mu.Unlock()
+	}
+	waitFor(t, "3 peers and 3 tracks", func() bool {
+		s := e.Stats()
+		return s.Peers == 3 && s.Tracks == 3
+	})
+}
