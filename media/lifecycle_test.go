@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+	"github.com/sotto-voice/sotto/api"
 )
 
 // TestRenegotiationQueuedWhileOfferInFlight: changes that arrive while a
@@ -361,4 +362,36 @@ func TestConcurrentJoinsAndLeaves(t *testing.T) {
 		s := e.Stats()
 		return s.Peers == 3 && s.Tracks == 3
 	})
+}
+
+// TestAddCandidate: remote trickled candidates are applied; the end marker
+// is accepted; garbage is an error, not a crash.
+func TestAddCandidate(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("trickle", nil)
+	alice := joinClient(t, r, "alice", clientOptions{})
+	var line string
+	for l := range strings.SplitSeq(alice.pc.LocalDescription().SDP, "\r\n") {
+		if strings.HasPrefix(l, "a=candidate:") {
+			line = strings.TrimPrefix(l, "a=")
+			break
+		}
+	}
+	if line == "" {
+		t.Fatal("client offer has no candidate")
+	}
+	mid := "0"
+	if err := alice.peer.AddCandidate(api.ICECandidate{Candidate: line, SDPMid: &mid}); err != nil {
+		t.Errorf("valid candidate: %v", err)
+	}
+	if err := alice.peer.AddCandidate(api.ICECandidate{}); err != nil {
+		t.Errorf("end of candidates: %v", err)
+	}
+	if err := alice.peer.AddCandidate(api.ICECandidate{Candidate: "candidate:nonsense", SDPMid: &mid}); err == nil {
+		t.Error("garbage candidate accepted")
+	}
+	alice.peer.Close()
+	if err := alice.peer.AddCandidate(api.ICECandidate{Candidate: line, SDPMid: &mid}); !errors.Is(err, ErrClosed) {
+		t.Errorf("after close: err = %v, want ErrClosed", err)
+	}
 }
