@@ -75,10 +75,6 @@ func TestRenegotiationQueuedWhileOfferInFlight(t *testing.T) {
 func TestOnlyOpusNegotiated(t *testing.T) {
 	e := newTestEngine(t)
 	r := e.NewRoom("codecs", nil)
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
 	// A browser-like offer: Opus among RED, G722, PCMU, PCMA.
 	c, offer := newClient(t, "alice", clientOptions{})
 	offer = strings.Replace(offer, "a=rtpmap:109 opus/48000/2",
