@@ -80,6 +80,9 @@ func TestOnlyOpusNegotiated(t *testing.T) {
 	offer = strings.Replace(offer, "a=rtpmap:109 opus/48000/2",
 		"a=rtpmap:109 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 109/109\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000", 1)
 	offer = strings.Replace(offer, "RTP/SAVPF 109", "RTP/SAVPF 109 63 9 0", 1)
+	if !strings.Contains(offer, "red/48000/2") || !strings.Contains(offer, "RTP/SAVPF 109 63 9 0") {
+		t.Fatalf("offer not rewritten:\n%s", offer)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	p, answer, err := r.Join(ctx, "alice", offer, c)
