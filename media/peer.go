@@ -203,7 +203,12 @@ func (p *Peer) negotiate() {
 	if err == nil {
 		err = p.pc.SetLocalDescription(offer)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, webrtc.ErrConnectionClosed):
+		// Closed under us (the client went away): the state callback
+		// fails the peer.
+		return
+	case err != nil:
 		// The PeerConnection can no longer follow the room: drop the
 		// participant rather than leave it deaf to newcomers.
 		p.log.Error("renegotiation offer", "err", err)
@@ -283,7 +288,8 @@ func (p *Peer) unsubscribe(pub *publisher, l *leg) {
 	// Detaching the track unbinds it and turns the transceiver inactive; the
 	// sender, and so the leg's SSRC, is kept for reuse.
 	if err := l.tr.SetSender(l.sender, nil); err != nil {
-		p.log.Error("detach track", "publisher", pub.id, "err", err)
+		// Only a transceiver stopped by a closing PeerConnection refuses.
+		p.log.Debug("detach track", "publisher", pub.id, "err", err)
 		return
 	}
 	p.freeing = append(p.freeing, l)
