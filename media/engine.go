@@ -39,7 +39,7 @@ type Config struct {
 	ListenIP    string   // IP the UDP mux and ICE-TCP listener bind to; "" = all interfaces
 	UDPPort     int      // single UDP port for all ICE media (pion UDP mux); 0 = ephemeral
 	TCPPort     int      // ICE-TCP fallback port (pion TCP mux); 0 = ephemeral; -1 = disabled
-	PublicIPs   []string // 1:1 NAT: advertise these instead of local host candidates (pion SetNAT1To1IPs)
+	PublicIPs   []string // 1:1 NAT: advertise these instead of local host candidates (pion ICE address rewrite, replace)
 	NACKHistory int      // packets kept per published track to answer NACKs; 0 = DefaultNACKHistory; at most 32768; costs 1200 bytes each
 	Logger      *slog.Logger
 
