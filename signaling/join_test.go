@@ -17,7 +17,7 @@ import (
 func mintExpired(room, identity string) string {
 	body, _ := json.Marshal(wireClaims{Room: room, Identity: identity, Expiry: time.Now().Add(-time.Minute).Unix()})
 	payload := tokenPrefix + "." + base64.RawURLEncoding.EncodeToString(body)
-	return payload + "." + base64.RawURLEncoding.EncodeToString(tokenMAC(testSecret, payload))
+	return payload + "." + base64.RawURLEncoding.EncodeToString(claimsMAC(testSecret, payload))
 }
 
 func TestHealthz(t *testing.T) {
