@@ -1,6 +1,18 @@
 // Package client is Sotto's Go SDK: it joins a room through the signaling
 // API, connects to the media relay with pion/webrtc, publishes Opus frames
-// and delivers the frames of every other participant.
+// and delivers the frames of every other participant, end-to-end encrypted.
+//
+// Every call is encrypted; there is no option to turn it off. Joining
+// uploads the device's prekeys, runs X3DH and a Double Ratchet session with
+// every other participant through the server's envelope relay, and
+// exchanges per-sender frame keys. Every published frame is sealed with
+// SFrame (RFC 9605) before it leaves, every received one is opened before
+// it reaches Call.Frames, and keys move on by themselves when someone joins
+// or leaves (docs/PROTOCOL.md). Call.SafetyNumber and Call.SetVerified let
+// people compare identities; an IdentityChanged event reports a peer whose
+// identity key changed, and its frames stay undelivered until the
+// application calls Call.AcceptIdentity. Frames that fail to decrypt are
+// dropped and counted in Call.Stats.
 //
 // A call starts with Join, which takes the server's URL and a room token
 // (minted by the application's backend with the server's secret; the room
