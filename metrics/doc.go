@@ -1,8 +1,23 @@
 // Package metrics exposes a Sotto server's counters to Prometheus: the
-// media relay's (rooms, participants, tracks, RTP packets and bytes,
-// drops by reason, NACKs), signaling's (joins and join failures, envelopes
-// relayed and refused) and the TURN server's (allocations, refusals), plus
-// the standard Go runtime and process collectors.
+// media relay's, signaling's and the TURN server's, plus the standard Go
+// runtime (go_*) and process (process_*) collectors. The series:
+//
+//	sotto_rooms, sotto_participants, sotto_tracks         gauges
+//	sotto_rtp_packets_received_total                      RTP from publishers
+//	sotto_rtp_bytes_received_total
+//	sotto_rtp_packets_forwarded_total                     one per subscriber
+//	sotto_rtp_bytes_forwarded_total
+//	sotto_rtp_packets_dropped_total{reason}               unknown_ssrc, no_subscriber, write_error, malformed
+//	sotto_nacks_answered_total, sotto_nacks_missed_total
+//	sotto_joins_total
+//	sotto_join_failures_total{reason}                     API error codes (room_full, unauthorized, ...)
+//	sotto_envelopes_relayed_total
+//	sotto_envelopes_refused_total{reason}                 unknown_recipient, envelope_too_large, recipient_busy
+//	sotto_turn_allocations                                gauge
+//	sotto_turn_allocations_created_total
+//	sotto_turn_refused_total{reason}                      quota_user, quota_total, denied_peer, bad_credentials
+//	sotto_turn_dropped_packets_total
+//	sotto_turn_tcp_connections, sotto_turn_tcp_refused_total
 //
 // The counters are read from each component's Stats snapshot when
 // Prometheus scrapes, so the forwarding path never calls into Prometheus.
