@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"image/png"
 	"io"
 	"os"
 	"os/exec"
@@ -74,6 +75,9 @@ type loadReport struct {
 	Rekeys          *uint64             `json:"rekeys"`
 	ServerCPU       *float64            `json:"server_cpu_seconds"`
 	Forwarded       *uint64             `json:"forwarded_packets"`
+	Floor           float64             `json:"floor_us_per_forwarded_packet"`
+	RatioToFloor    float64             `json:"ratio_to_floor"`
+	FloorError      string              `json:"floor_error"`
 	TURNAllocations uint64              `json:"server_turn_allocations"`
 	CPUPerPacket    *float64            `json:"server_cpu_us_per_forwarded_packet"`
 	E2EECounters    bool                `json:"e2ee_counters"`
@@ -132,7 +136,9 @@ func TestLoadShortRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
 	defer cancel()
 	base := startServe(t, ctx)
-	rep, status := runLoadCmd(t, ctx, base, "--secret", loadSecret, "--rooms", "2", "--callers", "3", "--duration", "5s", "--ramp", "20")
+	plot := filepath.Join(t.TempDir(), "plot.png")
+	rep, status := runLoadCmd(t, ctx, base, "--secret", loadSecret, "--rooms", "2", "--callers", "3", "--duration", "5s", "--ramp", "20",
+		"--floor", "--plot", plot)
 	if status != 0 {
 		t.Errorf("exit status %d, want 0", status)
 	}
@@ -157,6 +163,18 @@ func TestLoadShortRun(t *testing.T) {
 	}
 	if (*rep.LatencyMS)["p50"] <= 0 || (*rep.JoinMS)["max"] <= 0 {
 		t.Errorf("latency %v, join %v", *rep.LatencyMS, *rep.JoinMS)
+	}
+	// --floor ran the floor relay as a child of the sotto binary.
+	if rep.Floor <= 0 || rep.RatioToFloor <= 0 {
+		t.Errorf("floor %.2f µs, ratio %.2f (%s)", rep.Floor, rep.RatioToFloor, rep.FloorError)
+	}
+	f, err := os.Open(plot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("--plot: %v", err)
 	}
 }
 
