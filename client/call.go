@@ -156,8 +156,9 @@ type Stats struct {
 	FramesDecrypted uint64
 	// Dropped counts received frames that were not delivered because they
 	// could not be decrypted, by reason: the Drop* constants, every one
-	// present. DropAwaitingKey (the publisher's key is still on its way)
-	// and DropIdentityUnverified (the application has not accepted the
+	// present. DropAwaitingKey (the publisher's key is still on its way),
+	// DropBeforeKey (audio from before this caller joined) and
+	// DropIdentityUnverified (the application has not accepted the
 	// publisher's changed identity) are expected states, not decryption
 	// failures; DecryptFailures leaves them out.
 	Dropped map[string]uint64
@@ -173,12 +174,14 @@ type Stats struct {
 
 // DecryptFailures is the number of received frames dropped as malformed,
 // forged, tampered, replayed, sent under an expired key or re-sent by the
-// wrong participant: every Dropped reason except DropAwaitingKey and
-// DropIdentityUnverified.
+// wrong participant: every Dropped reason except DropAwaitingKey,
+// DropBeforeKey and DropIdentityUnverified.
 func (s Stats) DecryptFailures() uint64 {
 	var n uint64
 	for reason, v := range s.Dropped {
-		if reason != DropAwaitingKey && reason != DropIdentityUnverified {
+		switch reason {
+		case DropAwaitingKey, DropBeforeKey, DropIdentityUnverified:
+		default:
 			n += v
 		}
 	}

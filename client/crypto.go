@@ -47,6 +47,11 @@ const (
 	// a moment ago, or its new chain after a rekey is still on its way.
 	// This is the normal start of every stream, not a decryption failure.
 	DropAwaitingKey = "awaiting_key"
+	// DropBeforeKey: the frame was sealed under an earlier ratchet step of
+	// the chain whose later step this caller was given: audio sent before
+	// it joined, which the protocol keeps from newcomers on purpose. Such
+	// frames reach a newcomer while the publisher's switch is in flight.
+	DropBeforeKey = "before_key"
 	// DropIdentityUnverified: the publisher presented an identity key that
 	// differs from the one known for its name, and the application has
 	// not accepted it (Call.AcceptIdentity).
@@ -56,7 +61,7 @@ const (
 // dropReasons lists the Drop* reasons in the order of e2eeState.dropped.
 var dropReasons = [...]string{
 	DropMalformed, DropUnknownKID, DropAuthFailed, DropReplayed, DropExpiredKey,
-	DropWrongSender, DropAwaitingKey, DropIdentityUnverified,
+	DropWrongSender, DropAwaitingKey, DropBeforeKey, DropIdentityUnverified,
 }
 
 const (
@@ -67,6 +72,7 @@ const (
 	dropExpiredKey
 	dropWrongSender
 	dropAwaitingKey
+	dropBeforeKey
 	dropIdentityUnverified
 )
 
@@ -148,6 +154,9 @@ type remote struct {
 	blocked atomic.Bool   // changed identity not accepted: frames dropped, keys withheld
 	keyed   atomic.Bool   // at least one of its frame keys is installed
 	newest  atomic.Uint64 // sender index << 32 | generation of its newest key
+	// firstStep is the lowest ratchet step we were given of that newest
+	// generation: frames under earlier steps predate our keys.
+	firstStep atomic.Uint32
 }
 
 // newE2EE creates the call's identity state and publishes its prekeys,
@@ -505,8 +514,12 @@ func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
 // worker writes it.
 func (e *e2eeState) noteKey(r *remote, k e2ee.FrameKey) {
 	old := r.newest.Load()
-	if !r.keyed.Load() || uint32(old>>32) != k.SenderIndex() || uint32(old) < k.Generation() {
+	switch {
+	case !r.keyed.Load() || uint32(old>>32) != k.SenderIndex() || uint32(old) < k.Generation():
 		r.newest.Store(uint64(k.SenderIndex())<<32 | uint64(k.Generation()))
+		r.firstStep.Store(uint32(k.Step()))
+	case uint32(old) == k.Generation() && uint32(k.Step()) < r.firstStep.Load():
+		r.firstStep.Store(uint32(k.Step()))
 	}
 	r.keyed.Store(true)
 }
@@ -685,8 +698,12 @@ func (e *e2eeState) reason(r *remote, frame []byte, err error) int {
 	kid, ok := sframeKID(frame)
 	newest := r.newest.Load()
 	if ok && kid>>16 == newest>>32 {
-		if ahead := uint8(kid>>8) - uint8(newest); ahead >= 1 && ahead <= generationsAhead {
+		ahead := uint8(kid>>8) - uint8(newest)
+		if ahead >= 1 && ahead <= generationsAhead {
 			return dropAwaitingKey
+		}
+		if ahead == 0 && uint32(uint8(kid)) < r.firstStep.Load() {
+			return dropBeforeKey
 		}
 	}
 	return dropUnknownKID

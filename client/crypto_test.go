@@ -85,7 +85,17 @@ func TestOpenClassifiesDrops(t *testing.T) {
 	check("frame before the key", alice, early, dropAwaitingKey)
 	check("frame from a stranger", api.Participant{ID: "p_stranger"}, early, dropAwaitingKey)
 
+	// A newcomer is given the step after the one early was sealed under:
+	// early is audio from before it joined, kept from it by design.
+	advanced, err := s.Advance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range advanced {
+		k.Destroy()
+	}
 	install(t, e, s, alice)
+	check("frame from before the newcomer's key", alice, early, dropBeforeKey)
 	good := seal(t, s, []byte("opus frame"))
 	out, ok := e.open(alice, good, now)
 	if !ok || !bytes.Equal(out, []byte("opus frame")) || e.decrypted.Load() != 1 {
