@@ -168,7 +168,7 @@ type run struct {
 	parts     []*participation // every join, finished or not
 	joinTimes []time.Duration
 	joinErrs  map[string]int
-	failed    int
+	failed    map[*caller]bool // callers with a failed join, a rejoin included
 
 	latency      histogram
 	sent         atomic.Uint64
@@ -248,6 +248,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		runID:      hex.EncodeToString(id[:]),
 		senders:    make(map[string]*sender),
 		joinErrs:   make(map[string]int),
+		failed:     make(map[*caller]bool),
 		roomActive: make([]atomic.Int64, cfg.Rooms),
 	}
 	for _, p := range packets {
@@ -391,7 +392,7 @@ func (c *caller) join(ctx context.Context) bool {
 	r := c.r
 	tok, err := c.token()
 	if err != nil {
-		r.joinFailed(err)
+		r.joinFailed(c, err)
 		return false
 	}
 	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
@@ -405,7 +406,7 @@ func (c *caller) join(ctx context.Context) bool {
 	})
 	took := time.Since(t0)
 	if err != nil {
-		r.joinFailed(err)
+		r.joinFailed(c, err)
 		return false
 	}
 	now := time.Now().UnixNano()
@@ -434,7 +435,7 @@ func (c *caller) join(ctx context.Context) bool {
 	return true
 }
 
-func (r *run) joinFailed(err error) {
+func (r *run) joinFailed(c *caller, err error) {
 	reason := "error"
 	var apiErr *api.Error
 	switch {
@@ -445,7 +446,7 @@ func (r *run) joinFailed(err error) {
 	}
 	r.cfg.Logger.Warn("loadtest: join failed", "err", err)
 	r.mu.Lock()
-	r.failed++
+	r.failed[c] = true
 	r.joinErrs[reason]++
 	r.mu.Unlock()
 }

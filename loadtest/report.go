@@ -16,7 +16,9 @@ import (
 // Report is the outcome of a run. The JSON field names are a stable
 // interface (scripts and CI read them); fields may be added.
 type Report struct {
-	CallersJoined int         `json:"callers_joined"`
+	CallersJoined int `json:"callers_joined"`
+	// CallersFailed counts callers with a failed join; with churn, a
+	// caller whose rejoin failed counts here and in CallersJoined.
 	CallersFailed int         `json:"callers_failed"`
 	JoinMS        Percentiles `json:"join_ms"`
 	LatencyMS     Percentiles `json:"latency_ms"`
@@ -123,7 +125,7 @@ func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
 	defer r.mu.Unlock()
 	cfg := r.cfg
 	rep := &Report{
-		CallersFailed:  r.failed,
+		CallersFailed:  len(r.failed),
 		JoinMS:         percentilesOf(r.joinTimes),
 		FramesSent:     r.sent.Load(),
 		FramesReceived: r.received.Load(),
@@ -141,8 +143,8 @@ func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
 	rep.LatencyMS, rep.LatencySamples = r.latency.percentiles()
 	rep.LatencyHistogram = r.latency.counts()
 
-	// A caller counts as joined if it joined at least once; one that never
-	// did is already in CallersFailed.
+	// A caller counts as joined if it joined at least once, and as failed
+	// if a join of it failed: a caller whose rejoin failed (churn) is both.
 	joined := map[*caller]bool{}
 	var nominal float64
 	rep.E2EECounters = true
@@ -177,10 +179,6 @@ func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
 	rep.IdentityChanges = r.identityChanges.Load()
 	if len(r.parts) == 0 {
 		rep.E2EECounters = false
-	}
-	if r.failed > 0 {
-		// Retries after churn may have joined a caller that failed once.
-		rep.CallersFailed = max(0, cfg.Rooms*cfg.Callers-rep.CallersJoined)
 	}
 
 	var jitterSum float64
@@ -372,7 +370,7 @@ func (r *run) startProgress(start time.Time) *progress {
 			lastSent, lastRecv = sent, recv
 			r.mu.Lock()
 			r.timeline = append(r.timeline, s)
-			failed := r.failed
+			failed := len(r.failed)
 			r.mu.Unlock()
 			if r.cfg.Progress == nil {
 				continue
