@@ -34,6 +34,9 @@ var (
 // answer NACKs when Config.NACKHistory is 0: about 10 s of 20 ms Opus frames.
 const DefaultNACKHistory = 512
 
+// udpReadBuffer is the receive buffer asked for on the media socket.
+const udpReadBuffer = 4 << 20
+
 // Config configures an Engine.
 type Config struct {
 	ListenIP    string   // IP the UDP mux and ICE-TCP listener bind to; "" = all interfaces
@@ -105,6 +108,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 	udpConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
 	if err != nil {
 		return nil, fmt.Errorf("media: listen UDP: %w", err)
+	}
+	// Every participant's media arrives on this one socket. The kernel's
+	// default receive buffer (about 200 KiB) overflows whenever the mux's
+	// reader waits for a CPU on a busy machine; a larger one rides out the
+	// wait instead of dropping packets. The kernel caps it at rmem_max.
+	if err := udpConn.SetReadBuffer(udpReadBuffer); err != nil {
+		e.log.Debug("media: set UDP receive buffer", "err", err)
 	}
 	e.udpConn = udpConn
 	e.udpMux = webrtc.NewICEUDPMux(loggers.NewLogger("ice-udp-mux"), udpConn)
