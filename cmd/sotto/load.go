@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/sotto-voice/sotto/internal/floor"
@@ -29,6 +30,7 @@ type loadOptions struct {
 	floor    bool
 
 	profilePath string
+	cpuProfile  string
 }
 
 func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
@@ -49,6 +51,7 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	fs.StringVar(&o.cfg.MetricsURL, "metrics-url", "", "the server's metrics endpoint (default --url + /metrics)")
 	fs.StringVar(&o.logLevel, "log-level", "error", "debug, info, warn or error (callers' SDK logs)")
 	fs.StringVar(&o.profilePath, "server-profile", "", "write a CPU profile of the server over the steady part to this file (needs sotto serve --pprof)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the load tester itself to this file")
 	fs.BoolVar(&o.floor, "floor", false, "after the run, measure the floor relay (internal/floor) with the same traffic and report the server's ratio to it")
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
@@ -107,6 +110,17 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer f.Close()
 		o.cfg.ServerProfile = f
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	o.cfg.Progress = stderr
 	o.cfg.Terminal = isTerminal(stderr)
