@@ -1,63 +1,24 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"image/png"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 )
 
 const loadSecret = "load-test-secret-0123456789abcdef"
 
-var baseURL = regexp.MustCompile(`^sotto: serving on (http://127\.0\.0\.1:\d+) `)
-
-// startServe runs "sotto serve" on loopback ephemeral ports until the test
-// ends and returns its base URL.
-func startServe(t *testing.T, ctx context.Context, args ...string) string {
+// serveForLoad runs "sotto serve" for the load tester until the test ends
+// and returns its base URL.
+func serveForLoad(t *testing.T, ctx context.Context) string {
 	t.Helper()
-	cmd := command(t, ctx, nil, append([]string{"serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "-1", "--turn-port", "0",
-		"--secret", loadSecret, "--log-level", "error"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case line := <-lines:
-		m := baseURL.FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("serving line %q; stderr:\n%s", line, stderr.String())
-		}
-		return m[1]
-	case <-time.After(wait):
-		t.Fatalf("no serving line; stderr:\n%s", stderr.String())
-	}
-	return ""
+	return startServe(t, ctx, nil, "--tcp-port", "-1", "--secret", loadSecret, "--log-level", "error").url
 }
 
 // loadReport is the JSON report with its required fields as pointers, so
@@ -135,7 +96,7 @@ func runLoadCmd(t *testing.T, ctx context.Context, base string, args ...string) 
 func TestLoadShortRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
 	defer cancel()
-	base := startServe(t, ctx)
+	base := serveForLoad(t, ctx)
 	plot := filepath.Join(t.TempDir(), "plot.png")
 	rep, status := runLoadCmd(t, ctx, base, "--secret", loadSecret, "--rooms", "2", "--callers", "3", "--duration", "5s", "--ramp", "20",
 		"--floor", "--plot", plot)
@@ -181,7 +142,7 @@ func TestLoadShortRun(t *testing.T) {
 func TestLoadChurn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
 	defer cancel()
-	base := startServe(t, ctx)
+	base := serveForLoad(t, ctx)
 	rep, status := runLoadCmd(t, ctx, base, "--secret", loadSecret, "--rooms", "1", "--callers", "3", "--duration", "5s", "--churn")
 	if status != 0 {
 		t.Errorf("exit status %d, want 0", status)
@@ -202,7 +163,7 @@ func TestLoadChurn(t *testing.T) {
 func TestLoadRelayOnly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
 	defer cancel()
-	base := startServe(t, ctx)
+	base := serveForLoad(t, ctx)
 	rep, status := runLoadCmd(t, ctx, base, "--secret", loadSecret, "--rooms", "1", "--callers", "2", "--duration", "3s", "--relay-only")
 	if status != 0 {
 		t.Errorf("exit status %d, want 0", status)
@@ -218,7 +179,7 @@ func TestLoadRelayOnly(t *testing.T) {
 func TestLoadFailsWhenCallersCannotJoin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
 	defer cancel()
-	base := startServe(t, ctx)
+	base := serveForLoad(t, ctx)
 	rep, status := runLoadCmd(t, ctx, base, "--secret", "not-the-server-secret-0123456789", "--rooms", "1", "--callers", "2", "--duration", "1s")
 	if status != 1 {
 		t.Errorf("exit status %d, want 1", status)

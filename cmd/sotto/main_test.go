@@ -90,25 +90,38 @@ func (b *lockedBuffer) String() string {
 }
 
 var (
-	servingLine = regexp.MustCompile(`^sotto: serving on (http://127\.0\.0\.1:\d+) \(media udp (\d+), tcp (\d+)\)$`)
+	servingLine = regexp.MustCompile(`^sotto: serving on (https?://127\.0\.0\.1:\d+) \(media udp (\d+), tcp (\S+)\)$`)
 	devSecret   = regexp.MustCompile(`development secret.*\n.*sotto:\s+([0-9a-f]{64})\n`)
 )
 
-func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
-	defer cancel()
-	cmd := command(t, ctx, []string{"SOTTO_MAX_ROOMS=3"}, "serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0", "--turn-port", "0")
+// served is a "sotto serve" process started by startServe.
+type served struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	url    string   // base URL from the serving line
+	ports  []string // media UDP and TCP ports from the serving line
+}
+
+// startServe runs "sotto serve" with env and args after defaults that put
+// every listener on a loopback ephemeral port (later flags win), waits for
+// its serving line and kills it when the test ends.
+func startServe(t *testing.T, ctx context.Context, env []string, args ...string) *served {
+	t.Helper()
+	defaults := []string{"serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0", "--turn-port", "0"}
+	cmd := command(t, ctx, env, append(defaults, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
+	s := &served{cmd: cmd, stderr: &lockedBuffer{}}
+	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -116,19 +129,29 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 			lines <- sc.Text()
 		}
 		close(lines)
-		io.Copy(io.Discard, stdout)
+		_, _ = io.Copy(io.Discard, stdout)
 	}()
-	var line string
 	select {
-	case line = <-lines:
+	case line := <-lines:
+		m := servingLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("serving line %q; stderr:\n%s", line, s.stderr.String())
+		}
+		s.url, s.ports = m[1], m[2:]
 	case <-time.After(wait):
-		t.Fatalf("no serving line; stderr:\n%s", stderr.String())
+		t.Fatalf("no serving line; stderr:\n%s", s.stderr.String())
 	}
-	m := servingLine.FindStringSubmatch(line)
-	if m == nil || m[2] == "0" || m[3] == "0" {
-		t.Fatalf("serving line %q; stderr:\n%s", line, stderr.String())
+	return s
+}
+
+func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	defer cancel()
+	srv := startServe(t, ctx, []string{"SOTTO_MAX_ROOMS=3"})
+	cmd, stderr, base := srv.cmd, srv.stderr, srv.url
+	if srv.ports[0] == "0" || srv.ports[1] == "0" {
+		t.Fatalf("serving line names port 0: %v", srv.ports)
 	}
-	base := m[1]
 
 	resp, err := http.Get(base + "/healthz")
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -211,37 +210,8 @@ func TestServeStartsTURN(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
 	defer cancel()
 	secret := "serve-turn-test-secret-0123456789"
-	cmd := command(t, ctx, []string{"SOTTO_SECRET=" + secret, "SOTTO_TURN_PORT=0"},
-		"serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		io.Copy(io.Discard, stdout)
-	}()
-	var line string
-	select {
-	case line = <-lines:
-	case <-time.After(wait):
-		t.Fatalf("no serving line; stderr:\n%s", stderr.String())
-	}
-	m := regexp.MustCompile(`serving on (http://127\.0\.0\.1:\d+) `).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("serving line %q", line)
-	}
+	srv := startServe(t, ctx, []string{"SOTTO_SECRET=" + secret})
+	cmd, stderr, base := srv.cmd, srv.stderr, srv.url
 	// stderr is copied by another goroutine: the log line may lag behind.
 	for deadline := time.Now().Add(wait); !strings.Contains(stderr.String(), "turn: serving"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -253,7 +223,7 @@ func TestServeStartsTURN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m[1]+"/v1/ice-servers", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/ice-servers", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -284,7 +254,7 @@ func TestServeStartsTURN(t *testing.T) {
 	if err := allocate(turnAddr, relay); err != nil {
 		t.Fatalf("allocate with join credentials: %v; stderr:\n%s", err, stderr.String())
 	}
-	resp, err = http.Get(m[1] + "/metrics")
+	resp, err = http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

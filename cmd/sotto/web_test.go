@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -60,48 +58,6 @@ func selfSigned(t *testing.T) (certFile, keyFile string, cert *x509.Certificate)
 		t.Fatal(err)
 	}
 	return certFile, keyFile, cert
-}
-
-var servingURL = regexp.MustCompile(`^sotto: serving on (https?://127\.0\.0\.1:\d+) `)
-
-// serveBase starts "sotto serve" with args and returns the base URL it
-// announces; the process is killed when the test ends.
-func serveBase(t *testing.T, ctx context.Context, args ...string) string {
-	t.Helper()
-	cmd := command(t, ctx, nil, append([]string{"serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "-1"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case line := <-lines:
-		m := servingURL.FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("serving line %q; stderr:\n%s", line, stderr.String())
-		}
-		return m[1]
-	case <-time.After(wait):
-		t.Fatalf("no serving line; stderr:\n%s", stderr.String())
-		return ""
-	}
 }
 
 // checkServesApp fetches the page and the API through client.
@@ -151,7 +107,7 @@ func checkServesApp(t *testing.T, client *http.Client, base string) {
 func TestServeWebClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
 	defer cancel()
-	base := serveBase(t, ctx)
+	base := startServe(t, ctx, nil).url
 	if !strings.HasPrefix(base, "http://") {
 		t.Fatalf("plain server announced %s", base)
 	}
@@ -162,7 +118,7 @@ func TestServeTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
 	defer cancel()
 	certFile, keyFile, cert := selfSigned(t)
-	base := serveBase(t, ctx, "--tls-cert", certFile, "--tls-key", keyFile)
+	base := startServe(t, ctx, nil, "--tls-cert", certFile, "--tls-key", keyFile).url
 	if !strings.HasPrefix(base, "https://") {
 		t.Fatalf("TLS server announced %s", base)
 	}
