@@ -109,36 +109,82 @@ func TestUclientRelays(t *testing.T) {
 	}
 }
 
-// startPeer runs turnutils_peer (a UDP echo peer) on a free loopback port.
+// startPeer runs turnutils_peer (a UDP echo peer) on free loopback ports.
+// It binds the port it is given and the next one, and cannot be given port
+// 0: so borrow a free pair from the kernel, hand it over, and try again with
+// another pair if something else took one of them in between.
 func startPeer(t *testing.T) int {
 	t.Helper()
 	bin := coturnTool(t, "turnutils_peer")
-	// Port 0 cannot be passed to turnutils_peer; borrow a free port from the
-	// kernel and hand it over.
+	for range 5 {
+		port, ok := freePortPair(t)
+		if !ok {
+			continue
+		}
+		var out strings.Builder
+		cmd := exec.Command(bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		if !waitBound(port, exited) {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Logf("turnutils_peer did not bind %d: %s", port, out.String())
+			continue
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		})
+		return port
+	}
+	t.Fatal("turnutils_peer did not start on any of 5 port pairs")
+	return 0
+}
+
+// waitBound waits until port is bound (the peer is ready) and reports
+// false if the peer exits or does not bind in time.
+func waitBound(port int, exited <-chan struct{}) bool {
+	deadline := time.Now().Add(waitFor)
+	for !portTaken(port) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-exited:
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// freePortPair finds a loopback UDP port p such that p and p+1 are free.
+func freePortPair(t *testing.T) (int, bool) {
+	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer pc.Close()
 	port := pc.LocalAddr().(*net.UDPAddr).Port
-	_ = pc.Close()
-	cmd := exec.Command(bin, "-L", "127.0.0.1", "-p", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if port == 65535 || portTaken(port+1) {
+		return 0, false
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	// The peer is ready once its port is taken.
-	eventually(t, "turnutils_peer to bind", func() bool {
-		c, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			return true
-		}
-		_ = c.Close()
-		return false
-	})
-	return port
+	return port, true
+}
+
+// portTaken reports whether a loopback UDP port is bound by someone.
+func portTaken(port int) bool {
+	c, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return true
+	}
+	_ = c.Close()
+	return false
 }
 
 // TestUclientRefused: a wrong password and an expired credential (correctly
