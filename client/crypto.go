@@ -98,6 +98,12 @@ const (
 	// refillInterval coalesces the prekeys_low events of a burst of fetches
 	// into one upload.
 	refillInterval = time.Second
+	// bundleFetches bounds the attempts to fetch a participant's prekey
+	// bundle; bundleRetry is the first pause between them, doubling after
+	// each. A participant that joined a moment before us may not have
+	// published its bundle yet (a browser publishes it after joining).
+	bundleFetches = 6
+	bundleRetry   = 250 * time.Millisecond
 	// generationsAhead is how many generations past a publisher's newest
 	// key a frame may name and still count as awaiting its key.
 	generationsAhead = 8
@@ -146,6 +152,7 @@ type remote struct {
 	p         api.Participant
 	initiator bool          // we start the session (X3DH)
 	sess      *e2ee.Session // worker only
+	fetches   int           // bundle fetches tried; worker only
 
 	// Guarded by e2eeState.mu.
 	identity  e2ee.PublicIdentity // bound to p.Identity; zero until known
@@ -400,6 +407,12 @@ func (e *e2eeState) initiate(ctx context.Context, r *remote) {
 	var b api.PrekeyBundle
 	path := api.Version + "/prekeys/" + url.PathEscape(r.p.Identity)
 	if err := e.api.do(ctx, http.MethodGet, path, "Bearer "+e.token, nil, &b); err != nil {
+		if r.fetches++; r.fetches < bundleFetches {
+			delay := bundleRetry << (r.fetches - 1)
+			e.log.Debug("fetch prekey bundle; will retry", "participant", r.p.ID, "peer", r.p.Identity, "in", delay, "err", err)
+			time.AfterFunc(delay, func() { e.queue(func(ctx context.Context) { e.retryInitiate(ctx, r) }) })
+			return
+		}
 		e.log.Warn("fetch prekey bundle; the participant's frames stay undecryptable", "participant", r.p.ID, "peer", r.p.Identity, "err", err)
 		return
 	}
@@ -422,6 +435,17 @@ func (e *e2eeState) initiate(ctx context.Context, r *remote) {
 	r.sess = sess
 	if e.bind(r, sess.PeerIdentity()) {
 		e.sendKeys(ctx, r)
+	}
+}
+
+// retryInitiate fetches r's bundle again unless r left or its session
+// started meanwhile (it may have initiated towards us).
+func (e *e2eeState) retryInitiate(ctx context.Context, r *remote) {
+	e.mu.Lock()
+	current := e.remotes[r.p.ID] == r
+	e.mu.Unlock()
+	if current && r.sess == nil {
+		e.initiate(ctx, r)
 	}
 }
 

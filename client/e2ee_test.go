@@ -25,8 +25,9 @@ import (
 type tap struct {
 	conn *conn
 
-	mu     sync.Mutex
-	frames map[string][][]byte // by publisher participant ID, in arrival order
+	mu        sync.Mutex
+	frames    map[string][][]byte // by publisher participant ID, in arrival order
+	envelopes map[string][][]byte // by sender participant ID
 }
 
 func (t *tap) frame(from api.Participant, _ uint16, _ uint32, payload []byte, _ time.Time) {
@@ -35,10 +36,14 @@ func (t *tap) frame(from api.Participant, _ uint16, _ uint32, payload []byte, _ 
 	t.frames[from.ID] = append(t.frames[from.ID], append([]byte(nil), payload...))
 }
 
-func (*tap) joined(api.Participant)             {}
-func (*tap) left(api.Participant, string)       {}
-func (*tap) speaking(api.Participant, bool)     {}
-func (*tap) envelope(api.Participant, []byte)   {}
+func (*tap) joined(api.Participant)         {}
+func (*tap) left(api.Participant, string)   {}
+func (*tap) speaking(api.Participant, bool) {}
+func (t *tap) envelope(from api.Participant, data []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.envelopes[from.ID] = append(t.envelopes[from.ID], append([]byte(nil), data...))
+}
 func (*tap) serverError(*api.Error)             {}
 func (*tap) admitted(present []api.Participant) {}
 func (*tap) prekeysLow()                        {}
@@ -63,7 +68,7 @@ func joinTap(ctx context.Context, t *testing.T, srv *testserver.Server, room str
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &tap{frames: make(map[string][][]byte)}
+	tp := &tap{frames: make(map[string][][]byte), envelopes: make(map[string][][]byte)}
 	tp.conn, err = dial(ctx, a, token, claims, &Options{IPFilter: loopback}, tp)
 	if err != nil {
 		t.Fatalf("tap: join: %v", err)
@@ -756,4 +761,67 @@ func TestE2EEKeysResentAfterReconnect(t *testing.T) {
 	alice.talk()
 	bob.talk()
 	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
+}
+
+// A participant already in the room whose bundle is not published yet (a
+// browser publishes it right after joining) still gets a session: the
+// newcomer fetches the bundle again until it is there.
+func TestE2EEBundleFetchRetried(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, nil)
+	late := joinTap(ctx, t, srv, "retry")
+	alice := joinPeer(ctx, t, srv, "retry", "alice")
+	fetches := func() int {
+		n := make(chan int, 1)
+		e := alice.call.e2e
+		e.queue(func(context.Context) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if r := e.remotes[late.conn.self.ID]; r != nil {
+				n <- r.fetches
+			} else {
+				n <- 0
+			}
+		})
+		select {
+		case v := <-n:
+			return v
+		case <-ctx.Done():
+			return 0
+		}
+	}
+	waitFor(ctx, t, "alice's first fetch to find no bundle", func() bool { return fetches() >= 1 })
+
+	id, err := e2ee.NewIdentity(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := e2ee.NewPrekeyStore(id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spk := store.SignedPrekey()
+	up := api.PrekeyUpload{
+		IdentityKey:  id.Public().Bytes(),
+		SignedPrekey: api.SignedPrekey{ID: spk.ID, Key: spk.Key, Signature: spk.Signature},
+	}
+	a, err := newAPIClient(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status api.PrekeyStatus
+	if err := a.do(ctx, http.MethodPut, api.Version+"/prekeys", "Bearer "+srv.Token("retry", "tap"), up, &status); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "alice's x3dh-init to the late participant", func() bool {
+		late.mu.Lock()
+		defer late.mu.Unlock()
+		for _, env := range late.envelopes[alice.call.ID()] {
+			if len(env) >= 2 && env[0] == 0x01 && env[1] == 0x01 {
+				return true
+			}
+		}
+		return false
+	})
 }
