@@ -81,18 +81,7 @@ func joinTap(ctx context.Context, t *testing.T, srv *testserver.Server, room str
 func joinWith(ctx context.Context, t *testing.T, srv *testserver.Server, room, name string, opts *Options) *peer {
 	t.Helper()
 	opts.IPFilter = loopback
-	call, err := Join(ctx, srv.URL, srv.Token(room, name), opts)
-	if err != nil {
-		t.Fatalf("%s: join: %v", name, err)
-	}
-	p := &peer{t: t, name: name, call: call, frames: make(map[string][]Frame), readDone: make(chan struct{})}
-	go p.read()
-	t.Cleanup(func() {
-		p.stop()
-		call.Leave()
-		<-p.readDone
-	})
-	return p
+	return joinPeerWith(ctx, t, srv, room, name, opts)
 }
 
 // keyRecorder keeps a copy of every frame key a call installs, to play a

@@ -301,26 +301,8 @@ func TestBrowserCall(t *testing.T) {
 	}
 	bob.acceptInvite(started.InviteLink, "Alice", "Bob")
 
-	as := alice.waitEncrypted(1)
-	bs := bob.waitEncrypted(1)
-	aliceSees := peerSafetyNumber(t, as, bs.SelfID)
-	bobSees := peerSafetyNumber(t, bs, as.SelfID)
-	if aliceSees != bobSees {
-		t.Fatalf("safety numbers differ: Alice sees %q, Bob sees %q", aliceSees, bobSees)
-	}
-
-	for _, c := range []struct {
-		p    *page
-		peer string
-	}{{alice, bs.SelfID}, {bob, as.SelfID}} {
-		st := c.p.waitStats("decrypted audio with energy", func(s pageStats) bool {
-			in, ok := s.Inbound[c.peer]
-			return s.Decrypt != nil && s.Decrypt.ByParticipant[c.peer].Decrypted > 50 && ok && in.Energy > 0
-		})
-		if f := st.failures(); f != 0 {
-			b, _ := json.Marshal(st)
-			t.Errorf("%s: %d frames failed to decrypt: %s", c.p.name, f, b)
-		}
+	for _, c := range checkTalking(t, alice, bob) {
+		st := c.stats
 		if st.Decrypt.Encrypted == 0 {
 			t.Errorf("%s: sent no encrypted frames", c.p.name)
 		}
@@ -342,6 +324,39 @@ func TestBrowserCall(t *testing.T) {
 		}
 	}
 	checkScreenshot(t, alice)
+}
+
+// talk is one page of a two-party call, the participant it hears and its
+// statistics once that participant's audio decrypts.
+type talk struct {
+	p     *page
+	peer  string
+	stats pageStats
+}
+
+// checkTalking waits until alice and bob show each other end-to-end
+// encrypted with the same safety number and each decrypts more than 50 of
+// the other's frames with audio energy; no frame may fail to decrypt.
+func checkTalking(t *testing.T, alice, bob *page) []talk {
+	t.Helper()
+	as := alice.waitEncrypted(1)
+	bs := bob.waitEncrypted(1)
+	if a, b := peerSafetyNumber(t, as, bs.SelfID), peerSafetyNumber(t, bs, as.SelfID); a != b {
+		t.Fatalf("safety numbers differ: Alice sees %q, Bob sees %q", a, b)
+	}
+	talks := []talk{{p: alice, peer: bs.SelfID}, {p: bob, peer: as.SelfID}}
+	for i := range talks {
+		c := &talks[i]
+		c.stats = c.p.waitStats("decrypted audio with energy", func(s pageStats) bool {
+			in, ok := s.Inbound[c.peer]
+			return s.Decrypt != nil && s.Decrypt.ByParticipant[c.peer].Decrypted > 50 && ok && in.Energy > 0
+		})
+		if f := c.stats.failures(); f != 0 {
+			b, _ := json.Marshal(c.stats)
+			t.Errorf("%s: %d frames failed to decrypt: %s", c.p.name, f, b)
+		}
+	}
+	return talks
 }
 
 // checkScreenshot saves a screenshot of the page under the test's temp

@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -69,24 +68,7 @@ func TestBrowserRelayCall(t *testing.T) {
 
 	started := alice.startCall(srv, "Alice")
 	bob.acceptInvite(started.InviteLink, "Alice", "Bob")
-	as := alice.waitEncrypted(1)
-	bs := bob.waitEncrypted(1)
-	if a, b := peerSafetyNumber(t, as, bs.SelfID), peerSafetyNumber(t, bs, as.SelfID); a != b {
-		t.Fatalf("safety numbers differ: Alice sees %q, Bob sees %q", a, b)
-	}
-	for _, c := range []struct {
-		p    *page
-		peer string
-	}{{alice, bs.SelfID}, {bob, as.SelfID}} {
-		st := c.p.waitStats("decrypted audio with energy", func(s pageStats) bool {
-			in, ok := s.Inbound[c.peer]
-			return s.Decrypt != nil && s.Decrypt.ByParticipant[c.peer].Decrypted > 50 && ok && in.Energy > 0
-		})
-		if f := st.failures(); f != 0 {
-			b, _ := json.Marshal(st)
-			t.Errorf("%s: %d frames failed to decrypt: %s", c.p.name, f, b)
-		}
-	}
+	checkTalking(t, alice, bob)
 
 	var local localCandidate
 	if err := bob.eval(selectedPairScript, &local); err != nil {
