@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -14,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/loopback"
 )
 
 // waitTimeout bounds every wait in these tests; generous because the machine
@@ -128,15 +127,11 @@ func newClientAPI(opts clientOptions) (*webrtc.API, error) {
 			return nil, err
 		}
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	network := webrtc.NetworkTypeUDP4
 	if opts.tcpOnly {
-		networks = []webrtc.NetworkType{webrtc.NetworkTypeTCP4}
+		network = webrtc.NetworkTypeTCP4
 	}
-	se.SetNetworkTypes(networks)
+	se := loopback.SettingEngine(network)
 	if opts.noReplayCheck {
 		se.DisableSRTPReplayProtection(true)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,9 +14,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/loopback"
 	"github.com/sotto-voice/sotto/media"
 )
 
@@ -153,12 +152,7 @@ func newPeer(t *testing.T, mime string) *peer {
 			t.Fatal(err)
 		}
 	}
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := loopback.API(me).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,9 +19,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/loopback"
 	"github.com/sotto-voice/sotto/signaling"
 )
 
@@ -223,16 +222,11 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 // stream, welcome read.
 func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.Conn {
 	t.Helper()
-	se := webrtc.SettingEngine{}
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := loopback.API(me).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
