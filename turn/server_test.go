@@ -142,6 +142,11 @@ var deniedTargets = []string{"127.0.0.1", "::1", "::ffff:127.0.0.1", "10.0.0.1",
 // ChannelBind towards each denied kind of address are refused, and a
 // client's send to one never goes out. The server's relay address is
 // 127.0.0.2 here, so 127.0.0.1 is a plain loopback address.
+//
+// RFC 8656 wants 403 (Forbidden) for both refusals; pion/turn v4 cannot send
+// it (docs/TURN.md, "What a refused client sees"). The test pins what it
+// does send instead, so that a pion upgrade that changes it fails here and
+// the documentation gets updated with it.
 func TestDeniedPeers(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.RelayIP = net.IPv4(127, 0, 0, 2) })
 	user, pass := validCredentials("eve")
@@ -154,11 +159,26 @@ func TestDeniedPeers(t *testing.T) {
 		if res.Type.Class != stun.ClassErrorResponse {
 			t.Errorf("CreatePermission to %s: %s, want an error response", target, res.Type)
 		}
+		// An authenticated answer without ERROR-CODE.
+		if code, ok := errorCode(res); ok {
+			t.Errorf("CreatePermission to %s: error %d; pion/turn v4 sends none, update docs/TURN.md", target, code)
+		}
+		if err := stun.NewLongTermIntegrity(user, DefaultRealm, pass).Check(res); err != nil {
+			t.Errorf("CreatePermission to %s: refusal not signed with the credential: %v", target, err)
+		}
+
 		res = request(t, c, s, user, pass, stun.MethodChannelBind, stun.RawAttribute{
 			Type: stun.AttrChannelNumber, Value: []byte{0x40, byte(i), 0, 0},
 		}, peer)
 		if res.Type.Class != stun.ClassErrorResponse {
 			t.Errorf("ChannelBind to %s: %s, want an error response", target, res.Type)
+		}
+		// 401 without the NONCE and REALM of a credential challenge.
+		if code, _ := errorCode(res); code != stun.CodeUnauthorized {
+			t.Errorf("ChannelBind to %s: error %d; pion/turn v4 sends 401, update docs/TURN.md", target, code)
+		}
+		if res.Contains(stun.AttrNonce) || res.Contains(stun.AttrRealm) {
+			t.Errorf("ChannelBind to %s: refusal %v looks like a credential challenge", target, res)
 		}
 	}
 	if got, want := s.Stats().DeniedPeer, uint64(2*len(deniedTargets)); got != want {
@@ -179,6 +199,15 @@ func TestDeniedPeers(t *testing.T) {
 	if st := s.Stats(); st.AllocationsActive != 1 {
 		t.Errorf("stats %+v: the allocation should survive refused permissions", st)
 	}
+}
+
+// errorCode returns the ERROR-CODE of res, if it has one.
+func errorCode(res *stun.Message) (stun.ErrorCode, bool) {
+	var ec stun.ErrorCodeAttribute
+	if err := ec.GetFrom(res); err != nil {
+		return 0, false
+	}
+	return ec.Code, true
 }
 
 // TestAllowList: an Allow list admits what it names (in any form) and

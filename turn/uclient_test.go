@@ -31,9 +31,9 @@ func coturnTool(t *testing.T, name string) string {
 var uclientTotals = regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$`)
 
 // runUclient runs turnutils_uclient against s with a bounded runtime, logs
-// its output and returns the final sent/received message counts (-1 when it
-// printed none) and its exit error.
-func runUclient(t *testing.T, s *Server, user, pass string, flags ...string) (sent, recv int, err error) {
+// its output and returns it with the final sent/received message counts (-1
+// when it printed none) and its exit error.
+func runUclient(t *testing.T, s *Server, user, pass string, flags ...string) (out string, sent, recv int, err error) {
 	t.Helper()
 	bin := coturnTool(t, "turnutils_uclient")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -41,7 +41,7 @@ func runUclient(t *testing.T, s *Server, user, pass string, flags ...string) (se
 	args := append([]string{"-u", user, "-w", pass, "-p", strconv.Itoa(s.UDPAddr().Port)}, flags...)
 	args = append(args, "127.0.0.1")
 	b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	out := string(b)
+	out = string(b)
 	t.Logf("turnutils_uclient %v: err=%v\n%s", args, err, out)
 	if ctx.Err() != nil {
 		t.Fatalf("turnutils_uclient did not finish in time")
@@ -53,7 +53,7 @@ func runUclient(t *testing.T, s *Server, user, pass string, flags ...string) (se
 			recv, _ = strconv.Atoi(m[2])
 		}
 	}
-	return sent, recv, err
+	return out, sent, recv, err
 }
 
 // TestUclientRelays has coturn's own test client allocate on our server with
@@ -89,7 +89,7 @@ func TestUclientRelays(t *testing.T) {
 			s := newTestServer(t, func(c *Config) { c.Allow = allow })
 			user, pass := validCredentials("uclient")
 
-			sent, recv, err := runUclient(t, s, user, pass, flags...)
+			_, sent, recv, err := runUclient(t, s, user, pass, flags...)
 			if tc.denied {
 				if recv > 0 || s.Stats().DroppedPackets == 0 {
 					t.Fatalf("received %d messages from a refused peer; stats %+v", recv, s.Stats())
@@ -104,6 +104,45 @@ func TestUclientRelays(t *testing.T) {
 			}
 			if st := s.Stats(); st.AllocationsCreated == 0 || st.BadCredentials != 0 {
 				t.Fatalf("stats %+v: want allocations and no credential refusals", st)
+			}
+		})
+	}
+}
+
+// TestUclientDeniedPeer: coturn's client asking for a permission (-s, Send
+// indications) or a channel towards a refused peer is turned away with the
+// answers docs/TURN.md describes: pion/turn v4 cannot send RFC 8656's 403,
+// so CreatePermission fails without an error code and ChannelBind with 401.
+// The relay is on 127.0.0.2, so the peer on 127.0.0.1 is plain loopback.
+func TestUclientDeniedPeer(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.RelayIP = net.IPv4(127, 0, 0, 2) })
+	user, pass := validCredentials("uclient")
+	for _, tc := range []struct {
+		name, want string
+		flags      []string
+	}{
+		{"udp/create-permission", "create permission error 0", []string{"-s"}},
+		{"tcp/create-permission", "create permission error 0", []string{"-s", "-t"}},
+		{"udp/channel-bind", "channel bind: error 401", nil},
+		{"tcp/channel-bind", "channel bind: error 401", []string{"-t"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := s.Stats()
+			flags := append([]string{"-c", "-n", "3", "-m", "1", "-e", "127.0.0.1", "-r", strconv.Itoa(startPeer(t))}, tc.flags...)
+			out, _, recv, err := runUclient(t, s, user, pass, flags...)
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("turnutils_uclient err = %v, want a non-zero exit", err)
+			}
+			if recv > 0 {
+				t.Fatalf("received %d messages from a refused peer", recv)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("turnutils_uclient did not report %q; if pion now answers 403, update docs/TURN.md", tc.want)
+			}
+			after := s.Stats()
+			if after.DeniedPeer <= before.DeniedPeer || after.AllocationsCreated == before.AllocationsCreated {
+				t.Fatalf("stats before %+v after %+v: want allocations and more denied peers", before, after)
 			}
 		})
 	}
@@ -208,7 +247,7 @@ func TestUclientRefused(t *testing.T) {
 			if tc.tcp {
 				flags = append(flags, "-t")
 			}
-			_, recv, err := runUclient(t, s, tc.user, tc.pass, flags...)
+			_, _, recv, err := runUclient(t, s, tc.user, tc.pass, flags...)
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) {
 				t.Fatalf("turnutils_uclient err = %v, want a non-zero exit", err)
