@@ -159,12 +159,13 @@ type Joined struct {
 
 // Reasons a participant left, in Left.Reason and Closed.Reason.
 const (
-	ReasonLeft      = "left"            // the participant asked to leave
-	ReasonDropped   = "dropped"         // event stream gone past the drop timeout
-	ReasonICEFailed = "ice_failed"      // media connection failed
-	ReasonShutdown  = "server_shutdown" // the server is stopping
-	ReasonRoomEnded = "room_ended"      // the room was ended for everyone
-	ReasonReplaced  = "replaced"        // the same identity joined again
+	ReasonLeft           = "left"            // the participant asked to leave
+	ReasonDropped        = "dropped"         // event stream gone past the drop timeout, or too far behind
+	ReasonConnectionLost = "connection_lost" // media ended while the event stream was gone
+	ReasonICEFailed      = "ice_failed"      // media connection failed while the event stream was up
+	ReasonShutdown       = "server_shutdown" // the server is stopping
+	ReasonRoomEnded      = "room_ended"      // the room was ended for everyone
+	ReasonReplaced       = "replaced"        // the same identity joined again
 )
 
 // Left announces a participant that is gone.

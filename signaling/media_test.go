@@ -88,23 +88,51 @@ func TestMediaFailureDrops(t *testing.T) {
 	ea.expectJoined(b.ParticipantID)
 	eb := s.connect(b)
 
-	connected := make(chan struct{})
-	var once sync.Once
-	pb.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(connected) })
-		}
-	})
-	if pb.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
-		select {
-		case <-connected:
-		case <-time.After(wait):
-			t.Fatal("bob's media never connected")
-		}
-	}
+	waitConnected(t, pb)
 	if err := pb.pc.Close(); err != nil {
 		t.Fatal(err)
 	}
 	ea.expectLeft(b.ParticipantID, api.ReasonICEFailed)
 	eb.expectClosed(api.ReasonICEFailed)
+}
+
+// TestMediaEndsWhileDisconnected: a participant whose event stream is gone
+// and whose media then ends (the SDK closes its peer connection when it
+// gives up reconnecting, just before the drop timeout) lost its connection;
+// the others are told connection_lost, not ice_failed.
+func TestMediaEndsWhileDisconnected(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.DropTimeout = wait })
+	a, _ := s.join("r1", "alice")
+	ea := s.connect(a)
+	b, pb := s.join("r1", "bob")
+	ea.expectJoined(b.ParticipantID)
+	eb := s.connect(b)
+	waitConnected(t, pb)
+
+	_ = eb.conn.CloseNow()
+	s.waitDisconnected(b.ParticipantID)
+	if err := pb.pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ea.expectLeft(b.ParticipantID, api.ReasonConnectionLost)
+}
+
+// waitConnected waits until p's media is connected to the relay.
+func waitConnected(t *testing.T, p *peer) {
+	t.Helper()
+	connected := make(chan struct{})
+	var once sync.Once
+	p.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
+	if p.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+		return
+	}
+	select {
+	case <-connected:
+	case <-time.After(wait):
+		t.Fatal("media never connected")
+	}
 }

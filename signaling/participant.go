@@ -85,8 +85,16 @@ func (p *participant) Failed(reason string) {
 	s.mu.Lock()
 	var c cleanup
 	if p.active {
-		s.log.Info("media failed", "room", p.room.name, "participant", p.id, "reason", reason)
-		c = s.removeLocked(p, api.ReasonICEFailed)
+		left := api.ReasonICEFailed
+		if p.stream == nil {
+			// The event stream was gone already: the caller lost its whole
+			// connection, or gave up reconnecting and closed its media
+			// (the SDK does after its reconnect window, which ends about
+			// when the drop timeout does). Its ICE did not fail as such.
+			left = api.ReasonConnectionLost
+		}
+		s.log.Info("media failed", "room", p.room.name, "participant", p.id, "reason", left, "detail", reason)
+		c = s.removeLocked(p, left)
 	} else {
 		p.failed = true
 	}
