@@ -36,6 +36,10 @@ const (
 	CodeInternal           ErrorCode = "internal"
 )
 
+// CodeEnvelopeRateLimited refuses an envelope from a sender over its
+// envelope rate (messages or bytes per second); it is not delivered.
+const CodeEnvelopeRateLimited ErrorCode = "envelope_rate_limited"
+
 // CodeMethodNotAllowed answers a known route called with the wrong HTTP
 // method (status 405).
 const CodeMethodNotAllowed ErrorCode = "method_not_allowed"

@@ -12,7 +12,8 @@
 //	sotto_joins_total
 //	sotto_join_failures_total{reason}                     API error codes (room_full, unauthorized, ...)
 //	sotto_envelopes_relayed_total
-//	sotto_envelopes_refused_total{reason}                 unknown_recipient, envelope_too_large, recipient_busy
+//	sotto_envelopes_refused_total{reason}                 unknown_recipient, envelope_too_large, recipient_busy,
+//	                                                      envelope_rate_limited
 //	sotto_turn_allocations                                gauge
 //	sotto_turn_allocations_created_total
 //	sotto_turn_refused_total{reason}                      quota_user, quota_total, denied_peer, bad_credentials

@@ -93,6 +93,7 @@ var (
 	}
 	envelopeRefusalCodes = []api.ErrorCode{
 		api.CodeUnknownRecipient, api.CodeEnvelopeTooLarge, api.CodeRecipientBusy,
+		api.CodeEnvelopeRateLimited,
 	}
 )
 

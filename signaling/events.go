@@ -256,6 +256,10 @@ func (s *Server) relay(from *participant, e api.Envelope) {
 		s.refuseEnvelope(from, api.CodeEnvelopeTooLarge, fmt.Sprintf("envelope data larger than %d bytes", s.cfg.MaxEnvelopeBytes), e.ID)
 		return
 	}
+	if refusal, ok := from.sent.allow(s.now(), len(e.Data)); !ok {
+		s.refuseEnvelope(from, api.CodeEnvelopeRateLimited, refusal, e.ID)
+		return
+	}
 	msg := encode(api.Envelope{Type: api.TypeEnvelope, From: from.id, Data: e.Data, ID: e.ID})
 	s.mu.Lock()
 	to := from.room.participants[e.To]

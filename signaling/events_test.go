@@ -3,6 +3,7 @@ package signaling
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -295,4 +296,129 @@ func TestSilentClientDropped(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestEnvelopeRateLimit: a sender flooding the relay with full-size
+// envelopes is held to its byte rate and one flooding it with small ones to
+// its message rate; each refused envelope gets envelope_rate_limited with
+// its id. Each limit's burst passes whole, other senders are unaffected,
+// and the flooder can send again once its bucket refills. The rates are
+// low so that the floods outrun them even on a slow machine.
+func TestEnvelopeRateLimit(t *testing.T) {
+	s := newTestServer(t, func(c *Config) {
+		c.DropTimeout = wait
+		c.EnvelopesPerSecond = 50
+		c.EnvelopeBytesPerSecond = 4 * DefaultMaxEnvelopeBytes
+	})
+	var ids [4]api.JoinResponse
+	var streams [4]*events
+	for i, name := range []string{"bob", "alice", "dave", "carol"} {
+		ids[i], _ = s.join("r1", name)
+		for _, e := range streams[:i] {
+			e.expectJoined(ids[i].ParticipantID)
+		}
+		streams[i] = s.connect(ids[i])
+	}
+	bob, eb := ids[0], streams[0]
+	received := collectEnvelopes(eb)
+	cfg := s.srv.cfg
+	full := bytes.Repeat([]byte{0xa5}, cfg.MaxEnvelopeBytes)
+
+	// flood floods bob from sender and returns how many envelopes got
+	// through, checking the refusals against what the buckets allow.
+	flood := func(sender int, n int, data []byte, burst, perSecond float64) int {
+		e, from := streams[sender], ids[sender].ParticipantID
+		start := time.Now()
+		for i := 1; i <= n; i++ {
+			e.send(envelope(bob.ParticipantID, uint64(i), data))
+		}
+		e.send(map[string]string{"type": "marker"})
+		limited := map[uint64]bool{}
+		for {
+			var ev api.ErrorEvent
+			e.decode(e.expect(api.TypeError), &ev)
+			if ev.Error.Code == api.CodeUnknownMessageType {
+				break
+			}
+			if ev.Error.Code != api.CodeEnvelopeRateLimited || ev.Ref < 1 || ev.Ref > uint64(n) || limited[ev.Ref] {
+				t.Fatalf("error %+v, want one envelope_rate_limited per refused envelope", ev)
+			}
+			limited[ev.Ref] = true
+		}
+		elapsed := time.Since(start)
+		accepted := n - len(limited)
+		// Carol's envelope, sent now, reaches bob after everything the
+		// flood got through.
+		streams[3].send(envelope(bob.ParticipantID, 0, []byte("after the flood")))
+		delivered := 0
+		for e := range received {
+			if e.From == ids[3].ParticipantID && string(e.Data) == "after the flood" {
+				break
+			}
+			if e.From == from {
+				delivered++
+			}
+		}
+		t.Logf("%d of %d envelopes of %d bytes accepted in %v", accepted, n, len(data), elapsed.Round(time.Millisecond))
+		if most := burst + perSecond*elapsed.Seconds() + 1; accepted < int(burst) || float64(accepted) > most {
+			t.Errorf("%d envelopes accepted in %v, want the burst of %g and at most %.0f", accepted, elapsed, burst, most)
+		}
+		if delivered != accepted {
+			t.Errorf("bob got %d envelopes from the flood, %d were accepted", delivered, accepted)
+		}
+		return len(limited)
+	}
+
+	byteBurst := float64(envelopeBurstSeconds * cfg.EnvelopeBytesPerSecond / len(full))
+	limited := flood(1, 100, full, byteBurst, float64(cfg.EnvelopeBytesPerSecond/len(full)))
+	msgBurst := float64(envelopeBurstSeconds * cfg.EnvelopesPerSecond)
+	limited += flood(2, 400, []byte("k"), msgBurst, float64(cfg.EnvelopesPerSecond))
+	if limited == 0 {
+		t.Fatal("no envelope was rate limited")
+	}
+	if got := s.srv.Stats().EnvelopesRefused[string(api.CodeEnvelopeRateLimited)]; got != uint64(limited) {
+		t.Errorf("stats count %d rate-limited envelopes, want %d", got, limited)
+	}
+
+	// Carol, who sent at a normal pace meanwhile, is untouched; so is
+	// alice once her bucket has refilled for one more envelope.
+	time.Sleep(time.Second * time.Duration(len(full)) / time.Duration(cfg.EnvelopeBytesPerSecond))
+	streams[1].send(envelope(bob.ParticipantID, 1000, full))
+	for i := range 20 {
+		streams[3].send(envelope(bob.ParticipantID, uint64(i+1), []byte("normal pace")))
+	}
+	carol, fromAlice := 0, 0
+	for carol < 20 || fromAlice < 1 {
+		e := <-received
+		switch e.From {
+		case ids[3].ParticipantID:
+			carol++
+		case ids[1].ParticipantID:
+			fromAlice++
+		}
+	}
+	streams[3].send(map[string]string{"type": "marker"})
+	streams[3].expectError(api.CodeUnknownMessageType)
+	streams[1].send(map[string]string{"type": "marker"})
+	streams[1].expectError(api.CodeUnknownMessageType)
+}
+
+// collectEnvelopes reads e's stream in the background and passes on the
+// envelopes, until the stream ends.
+func collectEnvelopes(e *events) <-chan api.Envelope {
+	ch := make(chan api.Envelope, 1024)
+	go func() {
+		defer close(ch)
+		for {
+			_, b, err := e.conn.Read(context.Background())
+			if err != nil {
+				return
+			}
+			var env api.Envelope
+			if json.Unmarshal(b, &env) == nil && env.Type == api.TypeEnvelope {
+				ch <- env
+			}
+		}
+	}()
+	return ch
 }

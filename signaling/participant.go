@@ -16,6 +16,7 @@ type participant struct {
 	identity string
 	session  string
 	out      *outbox
+	sent     envelopeLimit
 
 	active    bool // media answered; announced and visible to others
 	removed   bool

@@ -84,6 +84,7 @@ func (s *Server) reserve(roomName, identity string) (*participant, *api.Error) {
 		identity: identity,
 		session:  randomSecret(),
 		out:      newOutbox(s.cfg.QueueLength),
+		sent:     newEnvelopeLimit(&s.cfg),
 	}
 	rm.participants[p.id] = p
 	return p, nil

@@ -24,6 +24,11 @@ const (
 	DefaultPingInterval     = 15 * time.Second
 	DefaultQueueLength      = 1024
 	DefaultMaxPrekeys       = 500
+	// A sender's envelopes: ample for key agreement and rekeys in a full
+	// room (a few per peer at a time) and for file chunks at 1 MiB/s,
+	// far below what one connection can push (thousands per second).
+	DefaultEnvelopesPerSecond     = 100
+	DefaultEnvelopeBytesPerSecond = 1 << 20
 )
 
 // Config configures a Server. Zero limits take the Default* values.
@@ -39,6 +44,13 @@ type Config struct {
 	MaxEnvelopeBytes int // decoded Data of one envelope
 	MaxPrekeys       int // one-time prekeys stored per identity
 	QueueLength      int // events waiting for one participant; envelopes may use half
+
+	// EnvelopesPerSecond and EnvelopeBytesPerSecond limit what one
+	// participant may send as envelopes (messages, and bytes of Data),
+	// with bursts of two seconds' worth; past either, an envelope is
+	// refused with envelope_rate_limited.
+	EnvelopesPerSecond     int
+	EnvelopeBytesPerSecond int
 
 	// DropTimeout is how long a participant may be without an event stream
 	// (before its first connection or after losing one) before it is dropped.
@@ -100,6 +112,8 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.MaxEnvelopeBytes, DefaultMaxEnvelopeBytes)
 	setDefault(&cfg.MaxPrekeys, DefaultMaxPrekeys)
 	setDefault(&cfg.QueueLength, DefaultQueueLength)
+	setDefault(&cfg.EnvelopesPerSecond, DefaultEnvelopesPerSecond)
+	setDefault(&cfg.EnvelopeBytesPerSecond, DefaultEnvelopeBytesPerSecond)
 	setDefault(&cfg.DropTimeout, DefaultDropTimeout)
 	setDefault(&cfg.PingInterval, DefaultPingInterval)
 	setDefault(&cfg.InviteTTL, DefaultInviteTTL)
