@@ -273,6 +273,13 @@ var opusCodec = webrtc.RTPCodecCapability{
 	SDPFmtpLine: "minptime=10;useinbandfec=1",
 }
 
+// maxNACKsPerPacket bounds the requests for one lost packet. pion's
+// generator asks every 100 ms for as long as the packet stays in its window
+// (seconds of audio), by default without end; a packet the relay never had
+// is never repaired, and after three requests a repair would come too late
+// to be played anyway.
+const maxNACKsPerPacket = 3
+
 // newWebRTCAPI builds a pion API that speaks Opus only, with the RFC 6464
 // audio level extension, RTCP reports and NACK.
 func newWebRTCAPI(opts *Options) (*webrtc.API, error) {
@@ -292,7 +299,7 @@ func newWebRTCAPI(opts *Options) (*webrtc.API, error) {
 	// NACKs ask the relay to resend what the network lost on its way to
 	// us. No responder: the relay does not ask publishers to resend, and a
 	// responder would copy every packet sent.
-	gen, err := nack.NewGeneratorInterceptor()
+	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorMaxNacksPerPacket(maxNACKsPerPacket))
 	if err != nil {
 		return nil, fmt.Errorf("configure NACK: %w", err)
 	}
