@@ -73,12 +73,13 @@ func TestEventStreamJoinedAndLeaveMessage(t *testing.T) {
 }
 
 func TestEnvelopeRelayInOrder(t *testing.T) {
-	s := newTestServer(t, nil)
+	const n = 300
+	// A rate whose burst takes all n at once: the order is under test here.
+	s := newTestServer(t, func(c *Config) { c.EnvelopesPerSecond = n })
 	a, _ := s.join("r1", "alice")
 	b, _ := s.join("r1", "bob")
 	ea := s.connect(a)
 	eb := s.connect(b)
-	const n = 300
 	for i := 1; i <= n; i++ {
 		ea.send(envelope(b.ParticipantID, uint64(i), []byte(fmt.Sprintf("payload %d \x00\xff", i))))
 	}
