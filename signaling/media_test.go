@@ -82,13 +82,7 @@ func TestRenegotiationDeliversAudio(t *testing.T) {
 // participant is removed and the others are told.
 func TestMediaFailureDrops(t *testing.T) {
 	s := newTestServer(t, nil)
-	a, _ := s.join("r1", "alice")
-	ea := s.connect(a)
-	b, pb := s.join("r1", "bob")
-	ea.expectJoined(b.ParticipantID)
-	eb := s.connect(b)
-
-	waitConnected(t, pb)
+	ea, b, pb, eb := s.aliceAndBob()
 	if err := pb.pc.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -102,19 +96,26 @@ func TestMediaFailureDrops(t *testing.T) {
 // the others are told connection_lost, not ice_failed.
 func TestMediaEndsWhileDisconnected(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.DropTimeout = wait })
-	a, _ := s.join("r1", "alice")
-	ea := s.connect(a)
-	b, pb := s.join("r1", "bob")
-	ea.expectJoined(b.ParticipantID)
-	eb := s.connect(b)
-	waitConnected(t, pb)
-
+	ea, b, pb, eb := s.aliceAndBob()
 	_ = eb.conn.CloseNow()
 	s.waitDisconnected(b.ParticipantID)
 	if err := pb.pc.Close(); err != nil {
 		t.Fatal(err)
 	}
 	ea.expectLeft(b.ParticipantID, api.ReasonConnectionLost)
+}
+
+// aliceAndBob joins alice and then bob to room r1, both with their event
+// streams, and waits until bob's media is connected.
+func (s *testServer) aliceAndBob() (ea *events, b api.JoinResponse, pb *peer, eb *events) {
+	s.t.Helper()
+	a, _ := s.join("r1", "alice")
+	ea = s.connect(a)
+	b, pb = s.join("r1", "bob")
+	ea.expectJoined(b.ParticipantID)
+	eb = s.connect(b)
+	waitConnected(s.t, pb)
+	return ea, b, pb, eb
 }
 
 // waitConnected waits until p's media is connected to the relay.
