@@ -32,10 +32,10 @@ func newEnvelopeLimit(cfg *Config) envelopeLimit {
 // a message token: attempts count, not only deliveries.
 func (l envelopeLimit) allow(now time.Time, n int) (refusal string, ok bool) {
 	if !l.msgs.AllowN(now, 1) {
-		return fmt.Sprintf("more than %g envelopes per second", float64(l.msgs.Limit())), false
+		return fmt.Sprintf("more than %.0f envelopes per second", float64(l.msgs.Limit())), false
 	}
 	if !l.bytes.AllowN(now, n) {
-		return fmt.Sprintf("more than %g envelope bytes per second", float64(l.bytes.Limit())), false
+		return fmt.Sprintf("more than %.0f envelope bytes per second", float64(l.bytes.Limit())), false
 	}
 	return "", true
 }
