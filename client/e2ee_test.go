@@ -59,7 +59,13 @@ func (t *tap) captured(publisher string) [][]byte {
 
 func joinTap(ctx context.Context, t *testing.T, srv *testserver.Server, room string) *tap {
 	t.Helper()
-	token := srv.Token(room, "tap")
+	return joinTapAs(ctx, t, srv, room, "tap")
+}
+
+// joinTapAs is joinTap under an identity of the test's choosing.
+func joinTapAs(ctx context.Context, t *testing.T, srv *testserver.Server, room, identity string) *tap {
+	t.Helper()
+	token := srv.Token(room, identity)
 	claims, err := parseToken(token)
 	if err != nil {
 		t.Fatal(err)
@@ -698,13 +704,24 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := srv.Token("elsewhere", "fetcher")
-	for range prekeyBatch - 4 {
+	// The directory hands a caller one of alice's one-time prekeys per
+	// window, and only while both are in the call: each fetch is by another
+	// participant, who leaves again.
+	fetched := 0
+	fetch := func() api.PrekeyBundle {
+		t.Helper()
+		fetched++
+		name := fmt.Sprintf("fetcher-%d", fetched)
+		tp := joinTapAs(ctx, t, srv, "refill", name)
+		defer tp.conn.leave()
 		var b api.PrekeyBundle
-		if err := a.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+token, nil, &b); err != nil {
+		if err := a.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+srv.Token("refill", name), nil, &b); err != nil {
 			t.Fatal(err)
 		}
-		if b.OneTimePrekey == nil {
+		return b
+	}
+	for range prekeyBatch - 4 {
+		if fetch().OneTimePrekey == nil {
 			t.Fatal("bundle without a one-time prekey before the batch ran out")
 		}
 	}
@@ -720,11 +737,7 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 	}
 	waitFor(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
 	for range 8 {
-		var b api.PrekeyBundle
-		if err := a.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+token, nil, &b); err != nil {
-			t.Fatal(err)
-		}
-		if b.OneTimePrekey == nil {
+		if fetch().OneTimePrekey == nil {
 			t.Fatal("bundle without a one-time prekey after the refill")
 		}
 	}

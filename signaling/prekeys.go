@@ -1,8 +1,11 @@
 package signaling
 
 import (
+	"math"
 	"net/http"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/sotto-voice/sotto/api"
 )
@@ -97,9 +100,10 @@ func (d *prekeyDirectory) put(identity string, u *api.PrekeyUpload) (int, *api.E
 	return len(b.oneTime), nil
 }
 
-// take returns identity's bundle with one one-time prekey removed from the
-// store, and how many remain.
-func (d *prekeyDirectory) take(identity string) (api.PrekeyBundle, int, bool) {
+// take returns identity's bundle and how many one-time prekeys remain. With
+// oneTime, the bundle carries the oldest one-time prekey, if any is left,
+// removed from the store.
+func (d *prekeyDirectory) take(identity string, oneTime bool) (api.PrekeyBundle, int, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := d.bundles[identity]
@@ -107,7 +111,7 @@ func (d *prekeyDirectory) take(identity string) (api.PrekeyBundle, int, bool) {
 		return api.PrekeyBundle{}, 0, false
 	}
 	out := api.PrekeyBundle{Identity: identity, IdentityKey: b.identityKey, SignedPrekey: b.signed}
-	if len(b.oneTime) > 0 {
+	if oneTime && len(b.oneTime) > 0 {
 		k := b.oneTime[0]
 		b.oneTime = b.oneTime[1:]
 		out.OneTimePrekey = &k
@@ -141,26 +145,65 @@ func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.PrekeyStatus{Remaining: n})
 }
 
-// handlePrekeyFetch serves GET /v1/prekeys/{identity}.
+// handlePrekeyFetch serves GET /v1/prekeys/{identity} under the rules of
+// prekeyaccess.go. An identity that is absent and one the caller may not
+// see get the same answer, so that fetches tell nobody who exists.
 func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
-	if _, apiErr := s.bearer(r, ""); apiErr != nil {
+	claims, apiErr := s.bearer(r, "")
+	if apiErr != nil {
 		writeError(w, apiErr)
 		return
 	}
-	identity := r.PathValue("identity")
-	if !ValidIdentity(identity) {
+	target := r.PathValue("identity")
+	if !ValidIdentity(target) {
 		writeError(w, errorf(api.CodeInvalidName, "identity must be 1-64 of A-Z a-z 0-9 . _ @ -"))
 		return
 	}
-	bundle, remaining, ok := s.prekeys.take(identity)
+	now := s.now()
+	if ok, wait := s.access.requesters.allow(claims.Identity, now); !ok {
+		s.refusePrekeyFetch(w, wait, errorf(api.CodeRateLimited, "too many prekey fetches by this identity"))
+		return
+	}
+	s.mu.Lock()
+	visible := s.mayFetchLocked(claims.Room, claims.Identity, target)
+	s.mu.Unlock()
+	if !visible {
+		s.refusePrekeyFetch(w, 0, errNoBundle())
+		return
+	}
+	if ok, wait := s.access.targets.allow(target, now); !ok {
+		s.refusePrekeyFetch(w, wait, errorf(api.CodeRateLimited, "too many prekey fetches of this identity"))
+		return
+	}
+	oneTime := s.access.grants.claim(claims.Identity, target, now)
+	bundle, remaining, ok := s.prekeys.take(target, oneTime)
+	if oneTime && bundle.OneTimePrekey == nil {
+		s.access.grants.release(claims.Identity, target)
+	}
 	if !ok {
-		writeError(w, errorf(api.CodeNotFound, "no prekeys for %q", identity))
+		s.refusePrekeyFetch(w, 0, errNoBundle())
 		return
 	}
 	if remaining < PrekeysLowWater {
-		s.notifyIdentity(identity, encode(api.PrekeysLow{Type: api.TypePrekeysLow, Remaining: remaining}))
+		s.notifyIdentity(target, encode(api.PrekeysLow{Type: api.TypePrekeysLow, Remaining: remaining}))
 	}
 	writeJSON(w, http.StatusOK, bundle)
+}
+
+// errNoBundle answers both an identity without a bundle and one the caller
+// may not see; it names neither.
+func errNoBundle() *api.Error {
+	return errorf(api.CodeNotFound, "no prekey bundle of this identity is available to this token")
+}
+
+// refusePrekeyFetch counts a refused fetch by its code and answers it, with
+// Retry-After when wait is set.
+func (s *Server) refusePrekeyFetch(w http.ResponseWriter, wait time.Duration, err *api.Error) {
+	s.counters.count(&s.counters.prekeyFetchesRefused, err.Code)
+	if wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	}
+	writeError(w, err)
 }
 
 // notifyIdentity queues msg on the event streams of every participant

@@ -86,6 +86,7 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	prekeys *prekeyDirectory
+	access  *prekeyAccess
 	now     func() time.Time
 	calls   *calls // guarded by mu, except its limiter
 
@@ -128,6 +129,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		prekeys: newPrekeyDirectory(cfg.MaxPrekeys),
+		access:  newPrekeyAccess(cfg.MaxParticipants),
 		calls:   newCalls(cfg.InviteTTL, cfg.CallsPerMinute),
 		now:     time.Now,
 		rooms:   make(map[string]*room),

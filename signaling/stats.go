@@ -16,6 +16,10 @@ type Stats struct {
 	JoinFailures     map[string]uint64 // refused joins by error code (api.Code*)
 	EnvelopesRelayed uint64            // envelopes queued for their recipient
 	EnvelopesRefused map[string]uint64 // refused envelopes by error code
+	// PrekeyFetchesRefused counts refused GET /v1/prekeys/{identity} by
+	// error code: not_found (absent or not the caller's to see) and
+	// rate_limited.
+	PrekeyFetchesRefused map[string]uint64
 }
 
 // counters are updated on joins and envelopes, never per media packet.
@@ -24,9 +28,10 @@ type counters struct {
 	joins            atomic.Uint64
 	envelopesRelayed atomic.Uint64
 
-	mu               sync.Mutex
-	joinFailures     map[string]uint64
-	envelopesRefused map[string]uint64
+	mu                   sync.Mutex
+	joinFailures         map[string]uint64
+	envelopesRefused     map[string]uint64
+	prekeyFetchesRefused map[string]uint64
 }
 
 func (c *counters) count(m *map[string]uint64, code api.ErrorCode) {
@@ -44,16 +49,20 @@ func (s *Server) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := Stats{
-		Joins:            c.joins.Load(),
-		EnvelopesRelayed: c.envelopesRelayed.Load(),
-		JoinFailures:     maps.Clone(c.joinFailures),
-		EnvelopesRefused: maps.Clone(c.envelopesRefused),
+		Joins:                c.joins.Load(),
+		EnvelopesRelayed:     c.envelopesRelayed.Load(),
+		JoinFailures:         maps.Clone(c.joinFailures),
+		EnvelopesRefused:     maps.Clone(c.envelopesRefused),
+		PrekeyFetchesRefused: maps.Clone(c.prekeyFetchesRefused),
 	}
 	if st.JoinFailures == nil {
 		st.JoinFailures = map[string]uint64{}
 	}
 	if st.EnvelopesRefused == nil {
 		st.EnvelopesRefused = map[string]uint64{}
+	}
+	if st.PrekeyFetchesRefused == nil {
+		st.PrekeyFetchesRefused = map[string]uint64{}
 	}
 	return st
 }
