@@ -25,7 +25,7 @@ import (
 	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/floor"
 	"github.com/sotto-voice/sotto/metrics"
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // Defaults for Config's zero values.
@@ -110,8 +110,8 @@ func (c *Config) setDefaults() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("loadtest: server URL %q: want http(s)://host[:port]", c.URL)
 	}
-	if len(c.Secret) < signaling.MinSecretLen {
-		return fmt.Errorf("loadtest: the server's secret is needed to mint tokens (at least %d bytes)", signaling.MinSecretLen)
+	if len(c.Secret) < token.MinSecretLen {
+		return fmt.Errorf("loadtest: the server's secret is needed to mint tokens (at least %d bytes)", token.MinSecretLen)
 	}
 	if c.Rooms == 0 {
 		c.Rooms = DefaultRooms
@@ -383,7 +383,7 @@ ramp:
 // token mints a token for the caller's room, valid for the run.
 func (c *caller) token() (string, error) {
 	room := fmt.Sprintf("load-%s-%d", c.r.runID, c.room)
-	return signaling.MintToken(c.r.cfg.Secret, room, c.identity, c.r.cfg.Duration+10*time.Minute)
+	return token.Mint(c.r.cfg.Secret, token.Claims{Room: room, Identity: c.identity, Expiry: time.Now().Add(c.r.cfg.Duration + 10*time.Minute)})
 }
 
 // join joins the room and starts sending and receiving. Failures are

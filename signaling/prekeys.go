@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // Sizes the directory checks without interpreting the keys: the 128-byte
@@ -119,7 +120,7 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // handlePrekeyUpload serves PUT /v1/prekeys.
 func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
-	claims, apiErr := s.bearer(r, "")
+	claims, apiErr := s.bearerAnyRoom(r)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return
@@ -143,12 +144,12 @@ func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
 
 // handlePrekeyFetch serves GET /v1/prekeys/{identity}.
 func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
-	if _, apiErr := s.bearer(r, ""); apiErr != nil {
+	if _, apiErr := s.bearerAnyRoom(r); apiErr != nil {
 		writeError(w, apiErr)
 		return
 	}
 	identity := r.PathValue("identity")
-	if !ValidIdentity(identity) {
+	if !token.ValidIdentity(identity) {
 		writeError(w, errorf(api.CodeInvalidName, "identity must be 1-64 of A-Z a-z 0-9 . _ @ -"))
 		return
 	}

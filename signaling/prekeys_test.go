@@ -23,12 +23,12 @@ func upload(n int, firstID uint32, fill byte) api.PrekeyUpload {
 func (s *testServer) putPrekeys(identity string, u api.PrekeyUpload) (int, []byte) {
 	s.t.Helper()
 	body, _ := json.Marshal(u)
-	return s.do(http.MethodPut, "/v1/prekeys", "Bearer "+token(s.t, "any", identity), body)
+	return s.do(http.MethodPut, "/v1/prekeys", "Bearer "+mintToken(s.t, "any", identity), body)
 }
 
 func (s *testServer) fetchBundle(as, identity string) api.PrekeyBundle {
 	s.t.Helper()
-	status, b := s.do(http.MethodGet, "/v1/prekeys/"+identity, "Bearer "+token(s.t, "any", as), nil)
+	status, b := s.do(http.MethodGet, "/v1/prekeys/"+identity, "Bearer "+mintToken(s.t, "any", as), nil)
 	if status != http.StatusOK {
 		s.t.Fatalf("fetch %s: %d %s", identity, status, b)
 	}
@@ -95,11 +95,11 @@ func TestPrekeyDirectory(t *testing.T) {
 		t.Fatalf("bundle after restart %+v", bundle)
 	}
 
-	status, b = s.do(http.MethodGet, "/v1/prekeys/nobody", "Bearer "+token(t, "any", "bob"), nil)
+	status, b = s.do(http.MethodGet, "/v1/prekeys/nobody", "Bearer "+mintToken(t, "any", "bob"), nil)
 	s.expectError(status, b, http.StatusNotFound, api.CodeNotFound)
 	status, b = s.do(http.MethodGet, "/v1/prekeys/alice", "", nil)
 	s.expectError(status, b, http.StatusUnauthorized, api.CodeUnauthorized)
-	status, b = s.do(http.MethodGet, "/v1/prekeys/bad%20name", "Bearer "+token(t, "any", "bob"), nil)
+	status, b = s.do(http.MethodGet, "/v1/prekeys/bad%20name", "Bearer "+mintToken(t, "any", "bob"), nil)
 	s.expectError(status, b, http.StatusBadRequest, api.CodeInvalidName)
 }
 
@@ -123,7 +123,7 @@ func TestPrekeyUploadValidation(t *testing.T) {
 			s.expectError(status, b, http.StatusBadRequest, api.CodeBadRequest)
 		})
 	}
-	status, b := s.do(http.MethodPut, "/v1/prekeys", "Bearer "+token(t, "any", "alice"), []byte(`{"identity_key": "!!"}`))
+	status, b := s.do(http.MethodPut, "/v1/prekeys", "Bearer "+mintToken(t, "any", "alice"), []byte(`{"identity_key": "!!"}`))
 	s.expectError(status, b, http.StatusBadRequest, api.CodeInvalidJSON)
 
 	// The per-identity cap counts what is stored; ids must stay unique.
