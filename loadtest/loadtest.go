@@ -24,7 +24,7 @@ import (
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/floor"
-	"github.com/sotto-voice/sotto/metrics"
+	"github.com/sotto-voice/sotto/metrics/scrape"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -540,10 +540,10 @@ func (r *run) churn(callers []*caller, stop <-chan struct{}) {
 	}
 }
 
-func (r *run) scrape() (metrics.Snapshot, error) {
+func (r *run) scrape() (scrape.Snapshot, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
-	return metrics.Scrape(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
+	return scrape.Fetch(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
 }
 
 // measureFloor runs the floor relay with the run's traffic shape and

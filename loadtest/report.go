@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/client"
-	"github.com/sotto-voice/sotto/metrics"
+	"github.com/sotto-voice/sotto/metrics/scrape"
 )
 
 // Report is the outcome of a run. The JSON field names are a stable
@@ -120,7 +120,7 @@ type Sample struct {
 // join, or a frame could not be decrypted.
 func (rep *Report) Failed() bool { return rep.CallersFailed > 0 || rep.DecryptFailures > 0 }
 
-func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
+func (r *run) report(before, after scrape.Snapshot, scrapeErr error) *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cfg := r.cfg
