@@ -151,8 +151,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// run is the state of one load run.
-type run struct {
+// loadRun is the state of one load run.
+type loadRun struct {
 	cfg     Config
 	ctx     context.Context
 	packets [][]byte
@@ -204,7 +204,7 @@ type participation struct {
 
 // caller is one synthetic participant, who may join several times (churn).
 type caller struct {
-	r        *run
+	r        *loadRun
 	room     int
 	identity string
 	// key is the caller's long-term identity key, kept across rejoins as
@@ -241,7 +241,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	var id [3]byte
 	rand.Read(id[:])
-	r := &run{
+	r := &loadRun{
 		cfg:        cfg,
 		ctx:        ctx,
 		packets:    packets,
@@ -254,10 +254,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, p := range packets {
 		r.hashes = append(r.hashes, hashFrame(p))
 	}
-	return r.run()
+	return r.perform()
 }
 
-func (r *run) run() (*Report, error) {
+// perform joins the callers at the ramp's pace, keeps them talking through
+// the steady part, makes them leave and reports what was measured.
+func (r *loadRun) perform() (*Report, error) {
 	ctx := r.ctx
 	cfg := r.cfg
 	callers := make([]*caller, 0, cfg.Rooms*cfg.Callers)
@@ -435,7 +437,7 @@ func (c *caller) join(ctx context.Context) bool {
 	return true
 }
 
-func (r *run) joinFailed(c *caller, err error) {
+func (r *loadRun) joinFailed(c *caller, err error) {
 	reason := "error"
 	var apiErr *api.Error
 	switch {
@@ -470,7 +472,7 @@ func (c *caller) leave() {
 }
 
 // receive accounts every frame the participation gets until its call ends.
-func (p *participation) receive(r *run) {
+func (p *participation) receive(r *loadRun) {
 	defer close(p.recvDone)
 	for f := range p.call.Frames() {
 		now := time.Now().UnixNano()
@@ -496,7 +498,7 @@ func (p *participation) receive(r *run) {
 // watch follows the participation's events: how long each peer's frame
 // key takes to arrive, and identity changes (which a caller keeping its
 // key across rejoins should never cause).
-func (p *participation) watch(r *run) {
+func (p *participation) watch(r *loadRun) {
 	defer close(p.evDone)
 	for ev := range p.call.Events() {
 		switch e := ev.(type) {
@@ -518,7 +520,7 @@ func (p *participation) watch(r *run) {
 }
 
 // churn makes one caller at a time leave and rejoin, rooms in turn.
-func (r *run) churn(callers []*caller, stop <-chan struct{}) {
+func (r *loadRun) churn(callers []*caller, stop <-chan struct{}) {
 	t := time.NewTicker(r.cfg.ChurnInterval)
 	defer t.Stop()
 	for i := 0; ; i++ {
@@ -540,7 +542,7 @@ func (r *run) churn(callers []*caller, stop <-chan struct{}) {
 	}
 }
 
-func (r *run) scrape() (scrape.Snapshot, error) {
+func (r *loadRun) scrape() (scrape.Snapshot, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
 	return scrape.Fetch(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
@@ -548,7 +550,7 @@ func (r *run) scrape() (scrape.Snapshot, error) {
 
 // measureFloor runs the floor relay with the run's traffic shape and
 // records its cost and the server's ratio to it.
-func (r *run) measureFloor(rep *Report) {
+func (r *loadRun) measureFloor(rep *Report) {
 	var size int
 	for _, p := range r.packets {
 		size += len(p)
@@ -581,7 +583,7 @@ const sframeOverhead = 8 + 16
 
 // profileServer copies a CPU profile of the server, taken over d (less a
 // margin so that it ends within the steady part), to Config.ServerProfile.
-func (r *run) profileServer(d time.Duration) error {
+func (r *loadRun) profileServer(d time.Duration) error {
 	secs := max(1, int((d-time.Second)/time.Second))
 	u := strings.TrimSuffix(r.cfg.URL, "/") + fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)
 	ctx, cancel := context.WithTimeout(r.ctx, d+30*time.Second)
