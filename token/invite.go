@@ -1,18 +1,17 @@
 package token
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
-const (
-	// invitePrefix versions the invite format and is part of its MAC input.
-	invitePrefix = "sotto-invite1"
-	// inviteKeyContext derives the invite MAC key from the server secret.
-	// Room tokens are MACed with the secret itself, so an invite can never
-	// verify as a token or the other way round.
-	inviteKeyContext = "sotto invite key v1"
-)
+// invites is the invite format. Its key is derived from the server secret
+// with a fixed context; room tokens are MACed with the secret itself, so
+// an invite can never verify as a token or the other way round.
+var invites = format{
+	kind:     "invite",
+	prefix:   "sotto-invite1",
+	key:      func(secret []byte) []byte { return mac(secret, "sotto invite key v1") },
+	name:     func(w *wireClaims) *string { return &w.From },
+	nameWhat: "inviter",
+}
 
 // InviteClaims is what an invite grants: joining Room, as a guest of
 // Inviter, until Expiry (exclusive, to the second).
@@ -22,32 +21,10 @@ type InviteClaims struct {
 	Expiry  time.Time
 }
 
-type wireInvite struct {
-	Room    string `json:"room"`
-	Inviter string `json:"from"`
-	Expiry  int64  `json:"exp"`
-}
-
-func (w *wireInvite) check() error {
-	if !ValidRoom(w.Room) {
-		return fmt.Errorf("invalid room name %q", w.Room)
-	}
-	if !ValidIdentity(w.Inviter) {
-		return fmt.Errorf("invalid inviter %q", w.Inviter)
-	}
-	return nil
-}
-
-func (w *wireInvite) expiry() time.Time { return time.Unix(w.Expiry, 0) }
-
 // MintInvite returns an invite granting c, signed with a key derived from
-// secret.
+// secret. It refuses what Mint refuses.
 func MintInvite(secret []byte, c InviteClaims) (string, error) {
-	inv, err := mint(secret, inviteKey(secret), invitePrefix, &wireInvite{Room: c.Room, Inviter: c.Inviter, Expiry: c.Expiry.Unix()})
-	if err != nil {
-		return "", fmt.Errorf("mint invite: %w", err)
-	}
-	return inv, nil
+	return invites.mint(secret, fields{room: c.Room, name: c.Inviter, expiry: c.Expiry})
 }
 
 // VerifyInvite checks invite's MAC with the key derived from secret and its
@@ -55,15 +32,6 @@ func MintInvite(secret []byte, c InviteClaims) (string, error) {
 // time before any claim is read. The error is ErrInvalid or ErrExpired
 // (possibly wrapped).
 func VerifyInvite(secret []byte, invite string, now time.Time) (InviteClaims, error) {
-	var w wireInvite
-	if err := verify(secret, inviteKey(secret), invitePrefix, invite, now, &w); err != nil {
-		return InviteClaims{}, err
-	}
-	return InviteClaims{Room: w.Room, Inviter: w.Inviter, Expiry: w.expiry()}, nil
-}
-
-// inviteKey derives the invite MAC key, so that no invite is ever computed
-// with the key that signs room tokens.
-func inviteKey(secret []byte) []byte {
-	return mac(secret, inviteKeyContext)
+	f, err := invites.verify(secret, invite, now)
+	return InviteClaims{Room: f.room, Inviter: f.name, Expiry: f.expiry}, err
 }

@@ -15,25 +15,108 @@ import (
 // names, a 20-digit expiry) is about 300 bytes.
 const maxLen = 1024
 
-// wire is the JSON form of a kind's claims.
-type wire interface {
-	check() error // refuses a bad room name or identity
-	expiry() time.Time
+// format is one kind of signed claims: a room, a name and an expiry, as
+//
+//	<prefix>.<base64url JSON claims>.<base64url HMAC-SHA256(key(secret), "<prefix>.<claims>")>
+type format struct {
+	kind   string // "token" or "invite", for errors
+	prefix string
+	key    func(secret []byte) []byte
+	// name is the JSON claim of the name, and what it names in errors.
+	name     func(*wireClaims) *string
+	nameWhat string
 }
 
-// mint signs claims under prefix with key, after refusing what could
-// never verify.
-func mint(secret, key []byte, prefix string, claims wire) (string, error) {
+// wireClaims is the JSON of either format; the format's name field is the
+// one set, so the other is left out.
+type wireClaims struct {
+	Room    string `json:"room"`
+	Subject string `json:"sub,omitempty"`  // a token's identity
+	From    string `json:"from,omitempty"` // an invite's inviter
+	Expiry  int64  `json:"exp"`
+}
+
+// fields are the claims of either format.
+type fields struct {
+	room, name string
+	expiry     time.Time
+}
+
+// mint signs c with the format's key, after refusing what could never
+// verify.
+func (f format) mint(secret []byte, c fields) (string, error) {
 	if len(secret) < MinSecretLen {
-		return "", fmt.Errorf("secret shorter than %d bytes", MinSecretLen)
+		return "", fmt.Errorf("mint %s: secret shorter than %d bytes", f.kind, MinSecretLen)
 	}
-	if err := claims.check(); err != nil {
-		return "", err
+	if err := f.check(c); err != nil {
+		return "", fmt.Errorf("mint %s: %w", f.kind, err)
 	}
-	if claims.expiry().IsZero() {
-		return "", errors.New("no expiry")
+	if c.expiry.IsZero() {
+		return "", fmt.Errorf("mint %s: no expiry", f.kind)
 	}
-	return sign(key, prefix, claims)
+	w := wireClaims{Room: c.room, Expiry: c.expiry.Unix()}
+	*f.name(&w) = c.name
+	s, err := sign(f.key(secret), f.prefix, w)
+	if err != nil {
+		return "", fmt.Errorf("mint %s: %w", f.kind, err)
+	}
+	return s, nil
+}
+
+// verify checks s's prefix and MAC, in constant time, before it decodes
+// the claims: nothing from a forged string is parsed as JSON. Then it
+// checks the claims and their expiry at now. A secret too short to mint
+// with is refused: an empty one would let anyone mint.
+func (f format) verify(secret []byte, s string, now time.Time) (fields, error) {
+	if len(secret) < MinSecretLen {
+		return fields{}, fmt.Errorf("%w: secret shorter than %d bytes", ErrInvalid, MinSecretLen)
+	}
+	signed, body, sig, err := split(f.prefix, s)
+	if err != nil {
+		return fields{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if !hmac.Equal(sig, mac(f.key(secret), signed)) {
+		return fields{}, fmt.Errorf("%w: bad MAC", ErrInvalid)
+	}
+	c, err := f.decode(body)
+	if err != nil {
+		return fields{}, err
+	}
+	if !now.Before(c.expiry) {
+		return fields{}, ErrExpired
+	}
+	return c, nil
+}
+
+// read decodes s's claims without checking its MAC or expiry.
+func (f format) read(s string) (fields, error) {
+	_, body, _, err := split(f.prefix, s)
+	if err != nil {
+		return fields{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return f.decode(body)
+}
+
+func (f format) decode(body []byte) (fields, error) {
+	var w wireClaims
+	if err := json.Unmarshal(body, &w); err != nil {
+		return fields{}, fmt.Errorf("%w: claims: %v", ErrInvalid, err)
+	}
+	c := fields{room: w.Room, name: *f.name(&w), expiry: time.Unix(w.Expiry, 0)}
+	if err := f.check(c); err != nil {
+		return fields{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return c, nil
+}
+
+func (f format) check(c fields) error {
+	if !ValidRoom(c.room) {
+		return fmt.Errorf("invalid room name %q", c.room)
+	}
+	if !ValidIdentity(c.name) {
+		return fmt.Errorf("invalid %s %q", f.nameWhat, c.name)
+	}
+	return nil
 }
 
 // sign encodes claims under prefix and appends their MAC with key.
@@ -44,43 +127,6 @@ func sign(key []byte, prefix string, claims any) (string, error) {
 	}
 	signed := prefix + "." + base64.RawURLEncoding.EncodeToString(body)
 	return signed + "." + base64.RawURLEncoding.EncodeToString(mac(key, signed)), nil
-}
-
-// verify checks s's prefix and MAC with key, in constant time, before it
-// decodes the claims into claims: nothing from a forged string is parsed
-// as JSON. Then it checks the claims and their expiry at now. secret is
-// what key derives from, refused if too short: an empty secret would let
-// anyone mint.
-func verify(secret, key []byte, prefix, s string, now time.Time, claims wire) error {
-	if len(secret) < MinSecretLen {
-		return fmt.Errorf("%w: secret shorter than %d bytes", ErrInvalid, MinSecretLen)
-	}
-	signed, body, sig, err := split(prefix, s)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if !hmac.Equal(sig, mac(key, signed)) {
-		return fmt.Errorf("%w: bad MAC", ErrInvalid)
-	}
-	if err := json.Unmarshal(body, claims); err != nil {
-		return fmt.Errorf("%w: claims: %v", ErrInvalid, err)
-	}
-	if err := claims.check(); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if !now.Before(claims.expiry()) {
-		return ErrExpired
-	}
-	return nil
-}
-
-// read decodes s's claims into claims without checking its MAC.
-func read(prefix, s string, claims any) error {
-	_, body, _, err := split(prefix, s)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(body, claims)
 }
 
 // split takes "<prefix>.<claims>.<mac>" apart: the signed part

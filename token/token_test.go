@@ -45,7 +45,7 @@ func TestVerifyRefuses(t *testing.T) {
 	signed, sig, _ := strings.Cut(good[len("sotto1."):], ".")
 	otherClaims := base64.RawURLEncoding.EncodeToString([]byte(`{"room":"r1","sub":"mallory","exp":2000000000}`))
 	short := []byte("short")
-	shortTok, err := sign(short, tokenPrefix, wireClaims{Room: "r1", Identity: "alice", Expiry: exp.Unix()})
+	shortTok, err := sign(short, tokens.prefix, wireClaims{Room: "r1", Subject: "alice", Expiry: exp.Unix()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +89,12 @@ func TestVerifyRefuses(t *testing.T) {
 func TestVerifyRefusesInvalidNames(t *testing.T) {
 	// Claims signed with the right key but names Mint would refuse.
 	for _, w := range []wireClaims{
-		{Room: "bad room", Identity: "alice", Expiry: 2_000_000_000},
-		{Room: "r1", Identity: "", Expiry: 2_000_000_000},
-		{Room: strings.Repeat("r", 65), Identity: "alice", Expiry: 2_000_000_000},
+		{Room: "bad room", Subject: "alice", Expiry: 2_000_000_000},
+		{Room: "r1", Subject: "", Expiry: 2_000_000_000},
+		{Room: strings.Repeat("r", 65), Subject: "alice", Expiry: 2_000_000_000},
+		{Room: "r1", From: "alice", Expiry: 2_000_000_000}, // an invite's name claim
 	} {
-		tok, err := sign(testSecret, tokenPrefix, w)
+		tok, err := sign(testSecret, tokens.prefix, w)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,19 +109,27 @@ func TestVerifyRefusesInvalidNames(t *testing.T) {
 
 func TestMintRefuses(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
-	for name, c := range map[string]struct {
-		secret []byte
-		claims Claims
-	}{
-		"short secret":  {[]byte("short"), Claims{Room: "r", Identity: "a", Expiry: exp}},
-		"bad room":      {testSecret, Claims{Room: "bad room", Identity: "a", Expiry: exp}},
-		"no room":       {testSecret, Claims{Identity: "a", Expiry: exp}},
-		"bad identity":  {testSecret, Claims{Room: "r", Identity: "a/b", Expiry: exp}},
-		"long identity": {testSecret, Claims{Room: "r", Identity: strings.Repeat("a", 65), Expiry: exp}},
-		"no expiry":     {testSecret, Claims{Room: "r", Identity: "a"}},
+	short := []byte("short")
+	for name, mint := range map[string]func() (string, error){
+		"token, short secret": func() (string, error) { return Mint(short, Claims{Room: "r", Identity: "a", Expiry: exp}) },
+		"token, bad room":     func() (string, error) { return Mint(testSecret, Claims{Room: "bad room", Identity: "a", Expiry: exp}) },
+		"token, no room":      func() (string, error) { return Mint(testSecret, Claims{Identity: "a", Expiry: exp}) },
+		"token, bad identity": func() (string, error) { return Mint(testSecret, Claims{Room: "r", Identity: "a/b", Expiry: exp}) },
+		"token, long identity": func() (string, error) {
+			return Mint(testSecret, Claims{Room: "r", Identity: strings.Repeat("a", 65), Expiry: exp})
+		},
+		"token, no expiry":     func() (string, error) { return Mint(testSecret, Claims{Room: "r", Identity: "a"}) },
+		"invite, short secret": func() (string, error) { return MintInvite(short, InviteClaims{Room: "r", Inviter: "a", Expiry: exp}) },
+		"invite, bad room": func() (string, error) {
+			return MintInvite(testSecret, InviteClaims{Room: "bad room", Inviter: "a", Expiry: exp})
+		},
+		"invite, bad inviter": func() (string, error) {
+			return MintInvite(testSecret, InviteClaims{Room: "r", Inviter: "a b", Expiry: exp})
+		},
+		"invite, no expiry": func() (string, error) { return MintInvite(testSecret, InviteClaims{Room: "r", Inviter: "a"}) },
 	} {
-		if tok, err := Mint(c.secret, c.claims); err == nil {
-			t.Errorf("%s: minted %q", name, tok)
+		if s, err := mint(); err == nil {
+			t.Errorf("%s: minted %q", name, s)
 		}
 	}
 }

@@ -60,7 +60,7 @@ func TestVectors(t *testing.T) {
 	}
 	for _, x := range v.Invites {
 		exp := time.Unix(x.Expiry, 0)
-		if key := hex.EncodeToString(inviteKey([]byte(x.Secret))); key != x.KeyHex {
+		if key := hex.EncodeToString(invites.key([]byte(x.Secret))); key != x.KeyHex {
 			t.Errorf("invite key of %q = %s, want %s", x.Secret, key, x.KeyHex)
 		}
 		got, err := MintInvite([]byte(x.Secret), InviteClaims{Room: x.Room, Inviter: x.Inviter, Expiry: exp})
