@@ -81,8 +81,8 @@ func VerifyAnyRoom(secret []byte, tok string, now time.Time) (Claims, error) {
 
 // ParseUnverified reads tok's claims without checking its MAC or expiry,
 // for clients, which need the room and identity to address the server but
-// do not hold the secret. Nothing it returns may be trusted for an access
-// decision. The error wraps ErrInvalid.
+// do not hold the secret: the server verifies. Nothing it returns may be
+// trusted for an access decision. The error wraps ErrInvalid.
 func ParseUnverified(tok string) (Claims, error) {
 	f, err := tokens.read(tok)
 	return f.claims(), err
