@@ -1,48 +1,31 @@
 package client
 
 import (
-	"encoding/base64"
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 )
 
-func TestParseTokenReadsClaimsOfMintedToken(t *testing.T) {
-	tok, err := signaling.MintToken([]byte("0123456789abcdef0123"), "standup", "alice@example", time.Hour)
-	if err != nil {
-		t.Fatal(err)
+// Join reads the room and identity from the token before anything else: a
+// string that is not a room token fails without a request to the server.
+func TestJoinRefusesMalformedToken(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Error(w, "unexpected", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	for _, tok := range []string{"", "not-a-token", "sotto1.!!!.mac", "sotto-invite1.e30.AAAA"} {
+		if _, err := Join(context.Background(), srv.URL, tok, nil); !errors.Is(err, token.ErrInvalid) {
+			t.Errorf("Join with token %q: %v, want token.ErrInvalid", tok, err)
+		}
 	}
-	c, err := parseToken(tok)
-	if err != nil {
-		t.Fatalf("parseToken: %v", err)
-	}
-	if c.Room != "standup" || c.Identity != "alice@example" {
-		t.Errorf("claims = %+v, want room standup, identity alice@example", c)
-	}
-	if exp := time.Unix(c.Expiry, 0); exp.Before(time.Now()) || exp.After(time.Now().Add(2*time.Hour)) {
-		t.Errorf("expiry %v not about an hour ahead", exp)
-	}
-}
-
-func TestParseTokenRejectsMalformed(t *testing.T) {
-	enc := base64.RawURLEncoding.EncodeToString
-	for name, tok := range map[string]string{
-		"empty":          "",
-		"two parts":      "sotto1." + enc([]byte(`{"room":"r","sub":"a"}`)),
-		"wrong prefix":   "sotto2." + enc([]byte(`{"room":"r","sub":"a"}`)) + ".mac",
-		"no mac":         "sotto1." + enc([]byte(`{"room":"r","sub":"a"}`)) + ".",
-		"bad base64":     "sotto1.!!!.mac",
-		"not JSON":       "sotto1." + enc([]byte(`room=r`)) + ".mac",
-		"no room":        "sotto1." + enc([]byte(`{"sub":"a"}`)) + ".mac",
-		"no identity":    "sotto1." + enc([]byte(`{"room":"r"}`)) + ".mac",
-		"too many parts": "sotto1.a.b.c",
-	} {
-		t.Run(name, func(t *testing.T) {
-			if _, err := parseToken(tok); !errors.Is(err, ErrMalformedToken) {
-				t.Errorf("parseToken(%q) error = %v, want ErrMalformedToken", tok, err)
-			}
-		})
+	if n := requests.Load(); n != 0 {
+		t.Fatalf("the server got %d requests", n)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // This file is the transport: signaling (HTTP and the event stream) and
@@ -129,10 +130,10 @@ var (
 
 // dial joins the room named by claims and returns once the media
 // connection is up, or fails and leaves no trace behind.
-func dial(ctx context.Context, a *apiClient, token string, claims tokenClaims, opts *Options, s sink) (_ *conn, err error) {
+func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, opts *Options, s sink) (_ *conn, err error) {
 	log := opts.logger().With("room", claims.Room, "identity", claims.Identity)
 	var ice api.ICEServersResponse
-	if err := a.do(ctx, http.MethodGet, api.Version+"/ice-servers", "Bearer "+token, nil, &ice); err != nil {
+	if err := a.do(ctx, http.MethodGet, api.Version+"/ice-servers", "Bearer "+tok, nil, &ice); err != nil {
 		return nil, fmt.Errorf("fetch ICE servers: %w", err)
 	}
 	servers := append(ice.ICEServers[:len(ice.ICEServers):len(ice.ICEServers)], opts.ICEServers...)
@@ -208,7 +209,7 @@ func dial(ctx context.Context, a *apiClient, token string, claims tokenClaims, o
 
 	var jr api.JoinResponse
 	path := api.Version + "/rooms/" + url.PathEscape(claims.Room) + "/join"
-	if err := a.do(ctx, http.MethodPost, path, "Bearer "+token, api.JoinRequest{SDP: pc.LocalDescription().SDP}, &jr); err != nil {
+	if err := a.do(ctx, http.MethodPost, path, "Bearer "+tok, api.JoinRequest{SDP: pc.LocalDescription().SDP}, &jr); err != nil {
 		return nil, err
 	}
 	c.self = api.Participant{ID: jr.ParticipantID, Identity: jr.Identity}

@@ -24,8 +24,8 @@ import (
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/floor"
-	"github.com/sotto-voice/sotto/metrics"
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/metrics/scrape"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // Defaults for Config's zero values.
@@ -110,8 +110,8 @@ func (c *Config) setDefaults() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("loadtest: server URL %q: want http(s)://host[:port]", c.URL)
 	}
-	if len(c.Secret) < signaling.MinSecretLen {
-		return fmt.Errorf("loadtest: the server's secret is needed to mint tokens (at least %d bytes)", signaling.MinSecretLen)
+	if len(c.Secret) < token.MinSecretLen {
+		return fmt.Errorf("loadtest: the server's secret is needed to mint tokens (at least %d bytes)", token.MinSecretLen)
 	}
 	if c.Rooms == 0 {
 		c.Rooms = DefaultRooms
@@ -151,8 +151,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// run is the state of one load run.
-type run struct {
+// loadRun is the state of one load run.
+type loadRun struct {
 	cfg     Config
 	ctx     context.Context
 	packets [][]byte
@@ -204,7 +204,7 @@ type participation struct {
 
 // caller is one synthetic participant, who may join several times (churn).
 type caller struct {
-	r        *run
+	r        *loadRun
 	room     int
 	identity string
 	// key is the caller's long-term identity key, kept across rejoins as
@@ -241,7 +241,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	var id [3]byte
 	rand.Read(id[:])
-	r := &run{
+	r := &loadRun{
 		cfg:        cfg,
 		ctx:        ctx,
 		packets:    packets,
@@ -254,10 +254,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, p := range packets {
 		r.hashes = append(r.hashes, hashFrame(p))
 	}
-	return r.run()
+	return r.perform()
 }
 
-func (r *run) run() (*Report, error) {
+// perform joins the callers at the ramp's pace, keeps them talking through
+// the steady part, makes them leave and reports what was measured.
+func (r *loadRun) perform() (*Report, error) {
 	ctx := r.ctx
 	cfg := r.cfg
 	callers := make([]*caller, 0, cfg.Rooms*cfg.Callers)
@@ -383,7 +385,7 @@ ramp:
 // token mints a token for the caller's room, valid for the run.
 func (c *caller) token() (string, error) {
 	room := fmt.Sprintf("load-%s-%d", c.r.runID, c.room)
-	return signaling.MintToken(c.r.cfg.Secret, room, c.identity, c.r.cfg.Duration+10*time.Minute)
+	return token.Mint(c.r.cfg.Secret, token.Claims{Room: room, Identity: c.identity, Expiry: time.Now().Add(c.r.cfg.Duration + 10*time.Minute)})
 }
 
 // join joins the room and starts sending and receiving. Failures are
@@ -435,7 +437,7 @@ func (c *caller) join(ctx context.Context) bool {
 	return true
 }
 
-func (r *run) joinFailed(c *caller, err error) {
+func (r *loadRun) joinFailed(c *caller, err error) {
 	reason := "error"
 	var apiErr *api.Error
 	switch {
@@ -470,7 +472,7 @@ func (c *caller) leave() {
 }
 
 // receive accounts every frame the participation gets until its call ends.
-func (p *participation) receive(r *run) {
+func (p *participation) receive(r *loadRun) {
 	defer close(p.recvDone)
 	for f := range p.call.Frames() {
 		now := time.Now().UnixNano()
@@ -496,7 +498,7 @@ func (p *participation) receive(r *run) {
 // watch follows the participation's events: how long each peer's frame
 // key takes to arrive, and identity changes (which a caller keeping its
 // key across rejoins should never cause).
-func (p *participation) watch(r *run) {
+func (p *participation) watch(r *loadRun) {
 	defer close(p.evDone)
 	for ev := range p.call.Events() {
 		switch e := ev.(type) {
@@ -518,7 +520,7 @@ func (p *participation) watch(r *run) {
 }
 
 // churn makes one caller at a time leave and rejoin, rooms in turn.
-func (r *run) churn(callers []*caller, stop <-chan struct{}) {
+func (r *loadRun) churn(callers []*caller, stop <-chan struct{}) {
 	t := time.NewTicker(r.cfg.ChurnInterval)
 	defer t.Stop()
 	for i := 0; ; i++ {
@@ -540,15 +542,15 @@ func (r *run) churn(callers []*caller, stop <-chan struct{}) {
 	}
 }
 
-func (r *run) scrape() (metrics.Snapshot, error) {
+func (r *loadRun) scrape() (scrape.Snapshot, error) {
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 	defer cancel()
-	return metrics.Scrape(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
+	return scrape.Fetch(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
 }
 
 // measureFloor runs the floor relay with the run's traffic shape and
 // records its cost and the server's ratio to it.
-func (r *run) measureFloor(rep *Report) {
+func (r *loadRun) measureFloor(rep *Report) {
 	var size int
 	for _, p := range r.packets {
 		size += len(p)
@@ -581,7 +583,7 @@ const sframeOverhead = 8 + 16
 
 // profileServer copies a CPU profile of the server, taken over d (less a
 // margin so that it ends within the steady part), to Config.ServerProfile.
-func (r *run) profileServer(d time.Duration) error {
+func (r *loadRun) profileServer(d time.Duration) error {
 	secs := max(1, int((d-time.Second)/time.Second))
 	u := strings.TrimSuffix(r.cfg.URL, "/") + fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)
 	ctx, cancel := context.WithTimeout(r.ctx, d+30*time.Second)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/client"
-	"github.com/sotto-voice/sotto/metrics"
+	"github.com/sotto-voice/sotto/metrics/scrape"
 )
 
 // Report is the outcome of a run. The JSON field names are a stable
@@ -120,7 +120,7 @@ type Sample struct {
 // join, or a frame could not be decrypted.
 func (rep *Report) Failed() bool { return rep.CallersFailed > 0 || rep.DecryptFailures > 0 }
 
-func (r *run) report(before, after metrics.Snapshot, scrapeErr error) *Report {
+func (r *loadRun) report(before, after scrape.Snapshot, scrapeErr error) *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cfg := r.cfg
@@ -347,7 +347,7 @@ func (p *progress) stop() {
 	<-p.done
 }
 
-func (r *run) startProgress(start time.Time) *progress {
+func (r *loadRun) startProgress(start time.Time) *progress {
 	p := &progress{stopc: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)

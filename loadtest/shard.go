@@ -10,7 +10,7 @@ import (
 // of its callers every FrameDuration. A ticker per caller would cost a
 // timer wakeup per frame; a shard per CPU keeps the fan-out parallel.
 type shard struct {
-	r       *run
+	r       *loadRun
 	mu      sync.Mutex
 	callers []*caller
 }

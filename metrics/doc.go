@@ -22,6 +22,5 @@
 //
 // The counters are read from each component's Stats snapshot when
 // Prometheus scrapes, so the forwarding path never calls into Prometheus.
-// The package also reads the text exposition back (Scrape), which is how
-// the load tester takes the server's figures before and after a run.
+// Package scrape reads the text exposition back.
 package metrics

@@ -15,6 +15,7 @@ import (
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/internal/testserver"
 	"github.com/sotto-voice/sotto/metrics"
+	"github.com/sotto-voice/sotto/metrics/scrape"
 	"github.com/sotto-voice/sotto/turn"
 )
 
@@ -59,11 +60,11 @@ func start(t *testing.T) *server {
 	return s
 }
 
-func (s *server) scrape(t *testing.T) metrics.Snapshot {
+func (s *server) scrape(t *testing.T) scrape.Snapshot {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	snap, err := metrics.Scrape(ctx, nil, s.metricsURL, token)
+	snap, err := scrape.Fetch(ctx, nil, s.metricsURL, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func (s *server) join(t *testing.T, room, identity string, relayOnly bool) *clie
 }
 
 // eventually polls the metrics until ok holds, for up to 20 s.
-func (s *server) eventually(t *testing.T, what string, ok func(metrics.Snapshot) bool) metrics.Snapshot {
+func (s *server) eventually(t *testing.T, what string, ok func(scrape.Snapshot) bool) scrape.Snapshot {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -162,7 +163,7 @@ func TestMetricsMoveDuringACall(t *testing.T) {
 	}()
 	defer func() { close(stop); <-done }()
 
-	during := s.eventually(t, "forwarded packets both ways", func(m metrics.Snapshot) bool {
+	during := s.eventually(t, "forwarded packets both ways", func(m scrape.Snapshot) bool {
 		return m["sotto_rtp_packets_forwarded_total"] >= before["sotto_rtp_packets_forwarded_total"]+20 &&
 			m["sotto_envelopes_relayed_total"] >= 1 &&
 			m[`sotto_envelopes_refused_total{reason="unknown_recipient"}`] >= 1
@@ -219,7 +220,7 @@ func TestSnapshotSum(t *testing.T) {
 	defer hs.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	snap, err := metrics.Scrape(ctx, nil, hs.URL, "")
+	snap, err := scrape.Fetch(ctx, nil, hs.URL, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // httpStatus is the HTTP status each error code is answered with. Codes that
@@ -58,12 +59,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// tokenError maps a VerifyToken error to its API error.
+// tokenError maps a token.Verify error to its API error.
 func tokenError(err error) *api.Error {
 	switch {
-	case errors.Is(err, ErrTokenExpired):
+	case errors.Is(err, token.ErrExpired):
 		return errorf(api.CodeTokenExpired, "token expired")
-	case errors.Is(err, ErrWrongRoom):
+	case errors.Is(err, token.ErrWrongRoom):
 		return errorf(api.CodeWrongRoom, "token is for another room")
 	default:
 		return errorf(api.CodeUnauthorized, "missing or invalid token")

@@ -18,6 +18,7 @@ import (
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/internal/loopback"
 	"github.com/sotto-voice/sotto/media"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // wait is the generous deadline for anything a test waits for.
@@ -80,9 +81,10 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func token(t *testing.T, room, identity string) string {
+// mintToken returns a token admitting identity to room for an hour.
+func mintToken(t *testing.T, room, identity string) string {
 	t.Helper()
-	tok, err := MintToken(testSecret, room, identity, time.Hour)
+	tok, err := token.Mint(testSecret, token.Claims{Room: room, Identity: identity, Expiry: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +213,7 @@ func (s *testServer) join(room, identity string) (api.JoinResponse, *peer) {
 	s.t.Helper()
 	p := newPeer(s.t, webrtc.MimeTypeOpus)
 	body, _ := json.Marshal(api.JoinRequest{SDP: p.offer(s.t)})
-	status, b := s.do(http.MethodPost, "/v1/rooms/"+room+"/join", "Bearer "+token(s.t, room, identity), body)
+	status, b := s.do(http.MethodPost, "/v1/rooms/"+room+"/join", "Bearer "+mintToken(s.t, room, identity), body)
 	if status != http.StatusOK {
 		s.t.Fatalf("join %s as %s: %d %s", room, identity, status, b)
 	}

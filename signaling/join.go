@@ -9,12 +9,13 @@ import (
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/media"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // handleJoin serves POST /v1/rooms/{room}/join.
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	roomName := r.PathValue("room")
-	if !ValidRoom(roomName) {
+	if !token.ValidRoom(roomName) {
 		s.refuseJoin(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
 		return
 	}

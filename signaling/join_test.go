@@ -1,7 +1,6 @@
 package signaling
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -11,13 +10,17 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // mintExpired signs a token whose expiry has passed.
-func mintExpired(room, identity string) string {
-	body, _ := json.Marshal(wireClaims{Room: room, Identity: identity, Expiry: time.Now().Add(-time.Minute).Unix()})
-	payload := tokenPrefix + "." + base64.RawURLEncoding.EncodeToString(body)
-	return payload + "." + base64.RawURLEncoding.EncodeToString(claimsMAC(testSecret, payload))
+func mintExpired(t *testing.T, room, identity string) string {
+	t.Helper()
+	tok, err := token.Mint(testSecret, token.Claims{Room: room, Identity: identity, Expiry: time.Now().Add(-time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func TestHealthz(t *testing.T) {
@@ -31,11 +34,11 @@ func TestHealthz(t *testing.T) {
 func TestJoinTokenErrors(t *testing.T) {
 	s := newTestServer(t, nil)
 	offer, _ := json.Marshal(api.JoinRequest{SDP: newPeer(t, webrtc.MimeTypeOpus).offer(t)})
-	other, err := MintToken([]byte("another-secret-0123456789"), "r1", "alice", time.Hour)
+	other, err := token.Mint([]byte("another-secret-0123456789"), token.Claims{Room: "r1", Identity: "alice", Expiry: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := token(t, "r1", "alice")
+	good := mintToken(t, "r1", "alice")
 	cases := []struct {
 		name, auth string
 		code       api.ErrorCode
@@ -45,8 +48,8 @@ func TestJoinTokenErrors(t *testing.T) {
 		{"garbage", "Bearer not-a-token", api.CodeUnauthorized},
 		{"tampered", "Bearer " + good[:len(good)-2] + "AA", api.CodeUnauthorized},
 		{"other secret", "Bearer " + other, api.CodeUnauthorized},
-		{"expired", "Bearer " + mintExpired("r1", "alice"), api.CodeTokenExpired},
-		{"other room", "Bearer " + token(t, "r2", "alice"), api.CodeWrongRoom},
+		{"expired", "Bearer " + mintExpired(t, "r1", "alice"), api.CodeTokenExpired},
+		{"other room", "Bearer " + mintToken(t, "r2", "alice"), api.CodeWrongRoom},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,7 +72,7 @@ func TestJoinTokenErrors(t *testing.T) {
 
 func TestJoinBadInput(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.MaxMessageBytes = 16 << 10 })
-	auth := "Bearer " + token(t, "r1", "alice")
+	auth := "Bearer " + mintToken(t, "r1", "alice")
 	pcmu, _ := json.Marshal(api.JoinRequest{SDP: newPeer(t, webrtc.MimeTypePCMU).offer(t)})
 	huge, _ := json.Marshal(api.JoinRequest{SDP: strings.Repeat("a", 17<<10)})
 	cases := []struct {
@@ -114,9 +117,9 @@ func TestRoomLimits(t *testing.T) {
 	s.join("r1", "alice")
 	s.join("r1", "bob")
 	offer, _ := json.Marshal(api.JoinRequest{SDP: newPeer(t, webrtc.MimeTypeOpus).offer(t)})
-	status, b := s.do("POST", "/v1/rooms/r1/join", "Bearer "+token(t, "r1", "carol"), offer)
+	status, b := s.do("POST", "/v1/rooms/r1/join", "Bearer "+mintToken(t, "r1", "carol"), offer)
 	s.expectError(status, b, http.StatusConflict, api.CodeRoomFull)
-	status, b = s.do("POST", "/v1/rooms/r2/join", "Bearer "+token(t, "r2", "carol"), offer)
+	status, b = s.do("POST", "/v1/rooms/r2/join", "Bearer "+mintToken(t, "r2", "carol"), offer)
 	s.expectError(status, b, http.StatusServiceUnavailable, api.CodeTooManyRooms)
 	// A returning identity replaces itself and so fits in a full room.
 	s.join("r1", "bob")
@@ -136,7 +139,7 @@ func TestICEServers(t *testing.T) {
 			return want
 		}
 	})
-	status, b := s.do("GET", "/v1/ice-servers", "Bearer "+token(t, "any", "alice"), nil)
+	status, b := s.do("GET", "/v1/ice-servers", "Bearer "+mintToken(t, "any", "alice"), nil)
 	if status != http.StatusOK {
 		t.Fatalf("%d %s", status, b)
 	}
@@ -214,7 +217,7 @@ func TestShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	offer, _ := json.Marshal(api.JoinRequest{SDP: newPeer(t, webrtc.MimeTypeOpus).offer(t)})
-	status, b := s.do("POST", "/v1/rooms/r1/join", "Bearer "+token(t, "r1", "bob"), offer)
+	status, b := s.do("POST", "/v1/rooms/r1/join", "Bearer "+mintToken(t, "r1", "bob"), offer)
 	s.expectError(status, b, http.StatusServiceUnavailable, api.CodeShuttingDown)
 	status, b = s.do("GET", "/healthz", "", nil)
 	s.expectError(status, b, http.StatusServiceUnavailable, api.CodeShuttingDown)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // Sizes the directory checks without interpreting the keys: the 128-byte
@@ -123,7 +124,7 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // handlePrekeyUpload serves PUT /v1/prekeys.
 func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
-	claims, apiErr := s.bearer(r, "")
+	claims, apiErr := s.bearerAnyRoom(r)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return
@@ -149,13 +150,13 @@ func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
 // prekeyaccess.go. An identity that is absent and one the caller may not
 // see get the same answer, so that fetches tell nobody who exists.
 func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
-	claims, apiErr := s.bearer(r, "")
+	claims, apiErr := s.bearerAnyRoom(r)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return
 	}
 	target := r.PathValue("identity")
-	if !ValidIdentity(target) {
+	if !token.ValidIdentity(target) {
 		writeError(w, errorf(api.CodeInvalidName, "identity must be 1-64 of A-Z a-z 0-9 . _ @ -"))
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/token"
 )
 
 func upload(n int, firstID uint32, fill byte) api.PrekeyUpload {
@@ -58,7 +59,7 @@ func (s *testServer) useFakeClock() *fakeClock {
 // longToken is a token valid for longer than any fake clock here advances.
 func longToken(t *testing.T, room, identity string) string {
 	t.Helper()
-	tok, err := MintToken(testSecret, room, identity, 24*time.Hour)
+	tok, err := token.Mint(testSecret, token.Claims{Room: room, Identity: identity, Expiry: time.Now().Add(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/media"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // Defaults for the zero values of Config's limits.
@@ -30,6 +31,10 @@ const (
 	DefaultEnvelopesPerSecond     = 100
 	DefaultEnvelopeBytesPerSecond = 1 << 20
 )
+
+// MinSecretLen is the shortest Config.Secret New accepts, in bytes: the
+// shortest token.MinSecretLen mints with.
+const MinSecretLen = token.MinSecretLen
 
 // Config configures a Server. Zero limits take the Default* values.
 type Config struct {
@@ -189,16 +194,30 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// bearer returns the claims of the request's bearer token; room "" accepts
-// a token for any room.
-func (s *Server) bearer(r *http.Request, room string) (Claims, *api.Error) {
+// bearer returns the claims of the request's bearer token, which must admit
+// to room.
+func (s *Server) bearer(r *http.Request, room string) (token.Claims, *api.Error) {
+	return s.verifyBearer(r, func(tok string) (token.Claims, error) {
+		return token.Verify(s.cfg.Secret, tok, room, s.now())
+	})
+}
+
+// bearerAnyRoom returns the claims of the request's bearer token, for a
+// route where a token for any room proves the identity.
+func (s *Server) bearerAnyRoom(r *http.Request) (token.Claims, *api.Error) {
+	return s.verifyBearer(r, func(tok string) (token.Claims, error) {
+		return token.VerifyAnyRoom(s.cfg.Secret, tok, s.now())
+	})
+}
+
+func (s *Server) verifyBearer(r *http.Request, verify func(string) (token.Claims, error)) (token.Claims, *api.Error) {
 	tok, ok := authValue(r, "Bearer")
 	if !ok {
-		return Claims{}, errorf(api.CodeUnauthorized, "missing bearer token")
+		return token.Claims{}, errorf(api.CodeUnauthorized, "missing bearer token")
 	}
-	c, err := VerifyToken(s.cfg.Secret, tok, room, s.now())
+	c, err := verify(tok)
 	if err != nil {
-		return Claims{}, tokenError(err)
+		return token.Claims{}, tokenError(err)
 	}
 	return c, nil
 }
@@ -224,7 +243,7 @@ func (s *Server) iceServers(identity string) []api.ICEServer {
 }
 
 func (s *Server) handleICEServers(w http.ResponseWriter, r *http.Request) {
-	c, apiErr := s.bearer(r, "")
+	c, apiErr := s.bearerAnyRoom(r)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return

@@ -8,7 +8,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // TestBrowserInviteFlow: only a valid invite admits a browser; declining
@@ -30,7 +30,7 @@ func TestBrowserInviteFlow(t *testing.T) {
 		t.Fatalf("/join without an invite shows %q, want the start screen", s.Screen)
 	}
 
-	expired, err := signaling.MintInvite(srv.Secret, started.Room, started.Identity, time.Now().Add(-time.Minute))
+	expired, err := token.MintInvite(srv.Secret, token.InviteClaims{Room: started.Room, Inviter: started.Identity, Expiry: time.Now().Add(-time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/internal/loopback"
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 )
 
 const wait = 20 * time.Second
@@ -278,7 +278,7 @@ func TestToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := signaling.VerifyToken([]byte(secret), strings.TrimSpace(string(out)), "r1", time.Now())
+	c, err := token.Verify([]byte(secret), strings.TrimSpace(string(out)), "r1", time.Now())
 	if err != nil || c.Identity != "alice" || time.Until(c.Expiry) < 110*time.Minute {
 		t.Fatalf("token %q: %+v, %v", out, c, err)
 	}
@@ -289,7 +289,7 @@ func TestToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err = signaling.VerifyToken([]byte(secret), strings.TrimSpace(string(out)), "r2", time.Now())
+	c, err = token.Verify([]byte(secret), strings.TrimSpace(string(out)), "r2", time.Now())
 	if err != nil || c.Identity != "bob" {
 		t.Fatalf("token from env: %+v, %v", c, err)
 	}
@@ -302,6 +302,7 @@ func TestToken(t *testing.T) {
 		{"missing flags", []string{"token", "--room", "r1"}, 2},
 		{"short secret", []string{"token", "--secret", "short", "--room", "r1", "--identity", "a"}, 1},
 		{"bad identity", []string{"token", "--secret", secret, "--room", "r1", "--identity", "a b"}, 1},
+		{"ttl not positive", []string{"token", "--secret", secret, "--room", "r1", "--identity", "a", "--ttl", "-1h"}, 1},
 		{"unknown command", []string{"dance"}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // runToken implements "sotto token": print a token for --room and --identity
@@ -24,7 +24,10 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	tok, err := signaling.MintToken([]byte(*secret), *room, *identity, *ttl)
+	if *ttl <= 0 {
+		return fmt.Errorf("--ttl must be positive, got %v", *ttl)
+	}
+	tok, err := token.Mint([]byte(*secret), token.Claims{Room: *room, Identity: *identity, Expiry: time.Now().Add(*ttl)})
 	if err != nil {
 		return err
 	}

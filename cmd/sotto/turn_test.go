@@ -27,7 +27,7 @@ import (
 	pionturn "github.com/pion/turn/v4"
 
 	"github.com/sotto-voice/sotto/api"
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 	"github.com/sotto-voice/sotto/turn"
 )
 
@@ -219,7 +219,7 @@ func TestServeStartsTURN(t *testing.T) {
 		}
 	}
 
-	tok, err := signaling.MintToken([]byte(secret), "r1", "alice", time.Hour)
+	tok, err := token.Mint([]byte(secret), token.Claims{Room: "r1", Identity: "alice", Expiry: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

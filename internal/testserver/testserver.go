@@ -20,6 +20,7 @@ import (
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 	"github.com/sotto-voice/sotto/turn"
 )
 
@@ -185,7 +186,7 @@ func defaultLogger() *slog.Logger {
 // names fail the test (or panic for a server made with New): they are
 // mistakes in the test itself.
 func (s *Server) Token(room, identity string) string {
-	tok, err := signaling.MintToken(s.Secret, room, identity, time.Hour)
+	tok, err := token.Mint(s.Secret, token.Claims{Room: room, Identity: identity, Expiry: time.Now().Add(time.Hour)})
 	if err != nil {
 		if s.tb != nil {
 			s.tb.Helper()

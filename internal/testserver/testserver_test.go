@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 )
 
 func TestServerServesOnLoopback(t *testing.T) {
@@ -29,7 +29,7 @@ func TestServerServesOnLoopback(t *testing.T) {
 	}
 
 	tok := s.Token("standup", "alice")
-	c, err := signaling.VerifyToken(s.Secret, tok, "standup", time.Now())
+	c, err := token.Verify(s.Secret, tok, "standup", time.Now())
 	if err != nil || c.Identity != "alice" {
 		t.Fatalf("token %q does not verify for alice: %+v, %v", tok, c, err)
 	}

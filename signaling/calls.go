@@ -2,17 +2,13 @@ package signaling
 
 import (
 	"errors"
-	"fmt"
-	"math"
-	"net"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // Private calls. POST /v1/calls creates a room with an unguessable name and
@@ -27,96 +23,24 @@ const (
 )
 
 const (
-	// invitePrefix versions the invite format and is part of its MAC input.
-	invitePrefix = "sotto-invite1"
-	// inviteKeyContext derives the invite MAC key from the server secret.
-	// Room tokens are MACed with the secret itself, so an invite can never
-	// verify as a token or the other way round.
-	inviteKeyContext = "sotto invite key v1"
-
 	// callTokenTTL is the life of tokens handed out for private calls: long
 	// enough for a long call, whose prekey fetches still need the token.
 	callTokenTTL = 12 * time.Hour
 	// pendingCallTTL is how long a created call waits for its creator to
 	// join before it is forgotten and stops counting against MaxRooms.
 	pendingCallTTL = 2 * time.Minute
-	// maxInviteLen bounds what is parsed; real invites are ~200 bytes.
-	maxInviteLen = 1024
 	// nameSuffixLen random base32 characters end every call identity, so
 	// nobody can pick a name that replaces another participant.
 	nameSuffixLen = 8
-)
-
-// Errors returned by VerifyInvite. They map to the API error codes
-// invite_invalid and invite_expired.
-var (
-	ErrInviteInvalid = errors.New("invite invalid")
-	ErrInviteExpired = errors.New("invite expired")
 )
 
 // namePattern is what a person may choose as the name part of a call
 // identity: the identity rules minus '@', short enough for the suffix.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,40}$`)
 
-// InviteClaims is what an invite grants: joining Room, as a guest of
-// Inviter, until Expiry.
-type InviteClaims struct {
-	Room    string
-	Inviter string
-	Expiry  time.Time
-}
-
-type wireInvite struct {
-	Room    string `json:"room"`
-	Inviter string `json:"from"`
-	Expiry  int64  `json:"exp"`
-}
-
-// MintInvite returns an invite to room from inviter, valid until expiry and
-// signed with a key derived from secret. The format is
-// "sotto-invite1.<base64url claims>.<base64url HMAC-SHA256>".
-func MintInvite(secret []byte, room, inviter string, expiry time.Time) (string, error) {
-	if len(secret) < MinSecretLen {
-		return "", fmt.Errorf("mint invite: secret shorter than %d bytes", MinSecretLen)
-	}
-	if !ValidRoom(room) {
-		return "", fmt.Errorf("mint invite: invalid room name %q", room)
-	}
-	if !ValidIdentity(inviter) {
-		return "", fmt.Errorf("mint invite: invalid inviter %q", inviter)
-	}
-	invite, err := signClaims(inviteKey(secret), invitePrefix, wireInvite{Room: room, Inviter: inviter, Expiry: expiry.Unix()})
-	if err != nil {
-		return "", fmt.Errorf("mint invite: %w", err)
-	}
-	return invite, nil
-}
-
-// VerifyInvite checks invite's signature and expiry and returns its claims.
-// The MAC is compared in constant time before any claim is trusted.
-func VerifyInvite(secret []byte, invite string, now time.Time) (InviteClaims, error) {
-	if len(invite) > maxInviteLen {
-		return InviteClaims{}, ErrInviteInvalid
-	}
-	var w wireInvite
-	if !openClaims(inviteKey(secret), invitePrefix, invite, &w) || !ValidRoom(w.Room) || !ValidIdentity(w.Inviter) {
-		return InviteClaims{}, ErrInviteInvalid
-	}
-	c := InviteClaims{Room: w.Room, Inviter: w.Inviter, Expiry: time.Unix(w.Expiry, 0)}
-	if !now.Before(c.Expiry) {
-		return c, ErrInviteExpired
-	}
-	return c, nil
-}
-
-// inviteKey derives the invite MAC key, so that no invite is ever computed
-// with the key that signs room tokens.
-func inviteKey(secret []byte) []byte {
-	return claimsMAC(secret, inviteKeyContext)
-}
-
+// inviteError maps a token.VerifyInvite error to its API error.
 func inviteError(err error) *api.Error {
-	if errors.Is(err, ErrInviteExpired) {
+	if errors.Is(err, token.ErrExpired) {
 		return errorf(api.CodeInviteExpired, "this invite has expired; ask for a new one")
 	}
 	return errorf(api.CodeInviteInvalid, "this invite is not valid")
@@ -189,19 +113,6 @@ func (s *Server) callEndedLocked(room string) bool {
 	return c != nil && c.ended
 }
 
-// limit answers false, after writing a rate_limited error, when the
-// client's IP has used up its allowance.
-func (s *Server) limit(w http.ResponseWriter, r *http.Request) bool {
-	ok, wait := s.calls.limiter.allow(clientIP(r), s.now())
-	if ok {
-		return true
-	}
-	secs := int(math.Ceil(wait.Seconds()))
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeError(w, errorf(api.CodeRateLimited, "too many calls from this address; try again in %d s", secs))
-	return false
-}
-
 // handleCreateCall serves POST /v1/calls.
 func (s *Server) handleCreateCall(w http.ResponseWriter, r *http.Request) {
 	if !s.limit(w, r) {
@@ -220,12 +131,12 @@ func (s *Server) handleCreateCall(w http.ResponseWriter, r *http.Request) {
 	room := randomSecret() // 256 bits, base64url: a valid, unguessable room name
 	now := s.now()
 	expiry := now.Add(s.calls.ttl)
-	token, err := MintToken(s.cfg.Secret, room, identity, callTokenTTL)
+	tok, err := token.Mint(s.cfg.Secret, token.Claims{Room: room, Identity: identity, Expiry: now.Add(callTokenTTL)})
 	if err != nil {
 		writeError(w, errorf(api.CodeInternal, "mint token: %v", err))
 		return
 	}
-	invite, err := MintInvite(s.cfg.Secret, room, identity, expiry)
+	invite, err := token.MintInvite(s.cfg.Secret, token.InviteClaims{Room: room, Inviter: identity, Expiry: expiry})
 	if err != nil {
 		writeError(w, errorf(api.CodeInternal, "mint invite: %v", err))
 		return
@@ -250,13 +161,13 @@ func (s *Server) handleCreateCall(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("call created", "room", room, "creator", identity)
 	writeJSON(w, http.StatusCreated, api.CreateCallResponse{
-		Room: room, Identity: identity, Token: token, Invite: invite, InviteExpires: expiry.Unix(),
+		Room: room, Identity: identity, Token: tok, Invite: invite, InviteExpires: expiry.Unix(),
 	})
 }
 
 // checkInvite verifies an invite and that its call still runs.
-func (s *Server) checkInvite(invite string) (InviteClaims, *api.Error) {
-	c, err := VerifyInvite(s.cfg.Secret, invite, s.now())
+func (s *Server) checkInvite(invite string) (token.InviteClaims, *api.Error) {
+	c, err := token.VerifyInvite(s.cfg.Secret, invite, s.now())
 	if err != nil {
 		return c, inviteError(err)
 	}
@@ -305,19 +216,19 @@ func (s *Server) handleRedeemInvite(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr)
 		return
 	}
-	token, err := MintToken(s.cfg.Secret, c.Room, identity, callTokenTTL)
+	tok, err := token.Mint(s.cfg.Secret, token.Claims{Room: c.Room, Identity: identity, Expiry: s.now().Add(callTokenTTL)})
 	if err != nil {
 		writeError(w, errorf(api.CodeInternal, "mint token: %v", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, api.RedeemInviteResponse{Room: c.Room, Identity: identity, Token: token, Inviter: c.Inviter})
+	writeJSON(w, http.StatusOK, api.RedeemInviteResponse{Room: c.Room, Identity: identity, Token: tok, Inviter: c.Inviter})
 }
 
 // handleEndCall serves POST /v1/rooms/{room}/end: the creator's token ends
 // the call for everyone, and the room refuses joins from then on.
 func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
 	roomName := r.PathValue("room")
-	if !ValidRoom(roomName) {
+	if !token.ValidRoom(roomName) {
 		writeError(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
 		return
 	}
@@ -379,81 +290,5 @@ func (s *Server) refuseEnded(join http.HandlerFunc) http.HandlerFunc {
 		}
 		s.mu.Unlock()
 		c.run(s.log)
-	}
-}
-
-// clientIP is the address the request came from, as a rate-limit key: the
-// IPv4 address, or the /64 of an IPv6 address (one subscriber's usual
-// allocation). Forwarding headers are not trusted: behind a proxy every
-// client shares the proxy's allowance.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return host
-	}
-	if ip4 := ip.To4(); ip4 != nil {
-		return ip4.String()
-	}
-	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
-}
-
-// ipLimiter is a token bucket per client IP.
-type ipLimiter struct {
-	rate  float64 // tokens per second
-	burst float64
-
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-// maxBuckets bounds the limiter's memory. Past it, refilled buckets are
-// forgotten, and if none has refilled new addresses are refused until some
-// do.
-const maxBuckets = 10000
-
-func newIPLimiter(rate, burst float64) *ipLimiter {
-	return &ipLimiter{rate: rate, burst: burst, buckets: make(map[string]*bucket)}
-}
-
-// allow takes one token from ip's bucket if there is one; otherwise it
-// says how long until there is.
-func (l *ipLimiter) allow(ip string, now time.Time) (ok bool, wait time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[ip]
-	if b == nil {
-		if len(l.buckets) >= maxBuckets {
-			l.pruneLocked(now)
-			if len(l.buckets) >= maxBuckets {
-				return false, time.Duration(float64(time.Second) / l.rate)
-			}
-		}
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[ip] = b
-	}
-	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
-	}
-	b.tokens--
-	return true, 0
-}
-
-// pruneLocked forgets buckets that have refilled: they behave like new ones.
-func (l *ipLimiter) pruneLocked(now time.Time) {
-	for ip, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, ip)
-		}
 	}
 }

@@ -1,4 +1,8 @@
-package metrics
+// Package scrape reads a Prometheus /metrics endpoint back into numbers,
+// which is how the load tester takes the server's figures before and after
+// a run. It imports nothing of the server, so a client that scrapes does
+// not link signaling, media or TURN.
+package scrape
 
 import (
 	"bufio"
@@ -27,9 +31,9 @@ func (s Snapshot) Sum(name string) float64 {
 	return total
 }
 
-// Scrape fetches url (a /metrics endpoint in the Prometheus text format)
+// Fetch scrapes url (a /metrics endpoint in the Prometheus text format)
 // with the bearer token, if any.
-func Scrape(ctx context.Context, hc *http.Client, url, token string) (Snapshot, error) {
+func Fetch(ctx context.Context, hc *http.Client, url, token string) (Snapshot, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
