@@ -350,7 +350,7 @@ func (c *Call) Events() <-chan Event { return c.events }
 // Data starting with the bytes 0x01 0x01 or 0x01 0x02 is reserved for the
 // call's own key exchange and refused with ErrReservedEnvelope.
 func (c *Call) SendEnvelope(ctx context.Context, to string, data []byte) error {
-	if isProtocolPayload(data) {
+	if e2ee.IsPayload(data) {
 		return ErrReservedEnvelope
 	}
 	return c.conn.sendEnvelope(ctx, to, data)
@@ -421,8 +421,8 @@ func (c *Call) frame(from api.Participant, seq uint16, ts uint32, payload []byte
 }
 
 func (c *Call) envelope(from api.Participant, data []byte) {
-	if isProtocolPayload(data) {
-		c.e2e.onEnvelope(from, data)
+	if e2ee.IsPayload(data) {
+		c.e2e.envelopeReceived(from, data)
 		return
 	}
 	select {
@@ -432,23 +432,23 @@ func (c *Call) envelope(from api.Participant, data []byte) {
 	}
 }
 
-func (c *Call) admitted(present []api.Participant) { c.e2e.onAdmitted(present) }
+func (c *Call) admitted(present []api.Participant) { c.e2e.noteAdmitted(present) }
 
 // The application hears of a participant before any encryption event
 // about it, which the worker may emit as soon as the work is queued.
 func (c *Call) joined(p api.Participant) {
 	c.event(ParticipantJoined{Participant: p})
-	c.e2e.onJoined(p)
+	c.e2e.participantJoined(p)
 }
 
 func (c *Call) left(p api.Participant, reason string) {
 	c.event(ParticipantLeft{Participant: p, Reason: reason})
-	c.e2e.onLeft(p)
+	c.e2e.participantLeft(p)
 }
 
-func (c *Call) prekeysLow() { c.e2e.onPrekeysLow() }
+func (c *Call) prekeysLow() { c.e2e.prekeysLow() }
 
-func (c *Call) reconnected() { c.e2e.onReconnected() }
+func (c *Call) reconnected() { c.e2e.resendKeys() }
 
 func (c *Call) speaking(p api.Participant, on bool) {
 	c.event(Speaking{Participant: p, Speaking: on})

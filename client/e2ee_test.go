@@ -321,13 +321,13 @@ func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
 	for _, p := range three {
 		all := tp.captured(p.call.ID())
 		for i, f := range all[:before[p]] {
-			if out, _, err := daveView.Open(nil, f, now); err == nil {
+			if out, err := daveView.Open(nil, f, p.call.ID(), now); err == nil {
 				t.Fatalf("dave opens %s's frame %d sent before he joined: %q", p.name, i, out)
 			}
 		}
 		// The same keys do open what came after (the check above is not
 		// vacuous).
-		if _, _, err := daveView.Open(nil, all[len(all)-1], now); err != nil {
+		if _, err := daveView.Open(nil, all[len(all)-1], p.call.ID(), now); err != nil {
 			t.Fatalf("dave's keys do not open %s's latest frame: %v", p.name, err)
 		}
 	}
@@ -359,14 +359,14 @@ func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
 				continue
 			}
 			after++
-			if out, _, err := carolView.Open(nil, f, now); err == nil {
+			if out, err := carolView.Open(nil, f, p.call.ID(), now); err == nil {
 				t.Fatalf("carol opens %s's frame sent after she left: %q", p.name, out)
 			}
 		}
 		if after < 20 {
 			t.Fatalf("tap recorded %d frames of %s under a chain newer than carol's, want at least 20", after, p.name)
 		}
-		if _, _, err := carolView.Open(nil, last, now); err != nil {
+		if _, err := carolView.Open(nil, last, p.call.ID(), now); err != nil {
 			t.Fatalf("carol's keys do not open %s's last frame of the old chain: %v", p.name, err)
 		}
 	}

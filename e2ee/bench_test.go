@@ -70,7 +70,7 @@ func BenchmarkSFrameOpen(b *testing.B) {
 					i = 0
 					b.StartTimer()
 				}
-				if _, _, err := r.Open(dst, frames[i], t0); err != nil {
+				if _, err := r.Open(dst, frames[i], "alice", t0); err != nil {
 					b.Fatal(err)
 				}
 				i++

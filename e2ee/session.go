@@ -275,6 +275,15 @@ func (s *Session) Decrypt(payload []byte, now time.Time) ([]byte, error) {
 	return pt, nil
 }
 
+// IsPayload reports whether envelope data is framed as a payload of this
+// protocol (docs/PROTOCOL.md §3: version 0x01, then type x3dh-init or
+// ratchet), which clients give to their sessions. Applications must not
+// send data of their own that starts that way.
+func IsPayload(data []byte) bool {
+	_, _, err := parsePayload(data)
+	return err == nil
+}
+
 func parsePayload(p []byte) (typ byte, body []byte, err error) {
 	if len(p) < 2 || p[0] != payloadVersion || (p[1] != typeX3DHInit && p[1] != typeRatchet) {
 		return 0, nil, ErrInvalidMessage

@@ -419,3 +419,22 @@ func TestIdentity(t *testing.T) {
 		}
 	}
 }
+
+// IsPayload tells every payload a session produces from data that is not
+// one.
+func TestIsPayload(t *testing.T) {
+	alice, bob := pair(t, true)
+	first := mustEncrypt(t, alice, "init")
+	mustDecrypt(t, bob, first, "init")
+	reply := mustEncrypt(t, bob, "ratchet")
+	for _, p := range [][]byte{first, reply} {
+		if !IsPayload(p) {
+			t.Errorf("payload %x not recognised", p[:2])
+		}
+	}
+	for _, d := range [][]byte{nil, {1}, {0, 1}, {2, 1}, {1, 0}, {1, 3}, []byte("hello")} {
+		if IsPayload(d) {
+			t.Errorf("%x taken for a payload", d)
+		}
+	}
+}
