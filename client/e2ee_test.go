@@ -169,6 +169,20 @@ func parseSFrame(b []byte) (kid, ctr uint64, ct []byte, ok bool) {
 	return kid, ctr, b[n:], true
 }
 
+// onWorker runs f on e's worker, between two of its operations, and
+// returns its result (the zero value if ctx ends first).
+func onWorker[T any](ctx context.Context, e *e2eeState, f func() T) T {
+	out := make(chan T, 1)
+	e.queue(func(context.Context) { out <- f() })
+	select {
+	case v := <-out:
+		return v
+	case <-ctx.Done():
+		var zero T
+		return zero
+	}
+}
+
 func waitEvent(ctx context.Context, t *testing.T, p *peer, what string, match func(Event) bool) Event {
 	t.Helper()
 	waitFor(ctx, t, p.name+" sees "+what, func() bool {
@@ -629,7 +643,7 @@ func TestE2EEChangedIdentityIsReported(t *testing.T) {
 	}
 
 	// Alice accepts: she and eve hear each other; bob still does not.
-	if err := alice.call.AcceptIdentity(eveID); err != nil {
+	if err := alice.call.AcceptIdentity(eveID, id.Public().Fingerprint()); err != nil {
 		t.Fatal(err)
 	}
 	hears(ctx, t, alice, eve2)
@@ -653,9 +667,112 @@ func TestE2EEChangedIdentityIsReported(t *testing.T) {
 	if n := len(eve2.received("bob")); n != 0 {
 		t.Fatalf("eve received %d frames of bob, who did not accept her", n)
 	}
-	if err := alice.call.AcceptIdentity("p_nobody"); !errors.Is(err, ErrUnknownParticipant) {
+	if err := alice.call.AcceptIdentity("p_nobody", id.Public().Fingerprint()); !errors.Is(err, ErrUnknownParticipant) {
 		t.Errorf("AcceptIdentity of a stranger: %v", err)
 	}
+}
+
+// A participant blocked for a changed key (B) that starts a session under
+// yet another key (C) while the user decides cannot have C accepted by the
+// user's acceptance of B: the new session waits, frozen, and is reported
+// as a change of its own once B is accepted.
+func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, nil)
+	const room = "swap"
+	trust := NewMemoryTrustStore()
+	alice := joinWith(ctx, t, srv, room, "alice", &Options{TrustStore: trust})
+	eve := joinPeer(ctx, t, srv, room, "eve")
+	talkAndCheck(ctx, t, []*peer{alice, eve}, 10)
+
+	keyB, keyC := newIdentity(t), newIdentity(t)
+	fpB, fpC := keyB.Public().Fingerprint(), keyC.Public().Fingerprint()
+	eve.stop()
+	eve2 := joinWith(ctx, t, srv, room, "eve", &Options{Identity: keyB})
+	eveID := eve2.call.ID()
+	changedTo := func(fp string) func(Event) bool {
+		return func(e Event) bool {
+			ic, ok := e.(IdentityChanged)
+			return ok && ic.Participant.ID == eveID && ic.New == fp
+		}
+	}
+	waitEvent(ctx, t, alice, "eve's change to key B", changedTo(fpB))
+
+	// Eve's participant starts another session, under key C.
+	var b api.PrekeyBundle
+	e := eve2.call.e2e
+	if err := e.api.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+e.token, nil, &b); err != nil {
+		t.Fatal(err)
+	}
+	sessC, err := e2ee.InitiateSession(nil, keyC, bundleOf(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := e.sender.Keys()[0]
+	pt, _ := k.MarshalBinary()
+	k.Destroy()
+	initC, err := sessC.Encrypt(pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eve2.call.conn.sendEnvelope(ctx, alice.call.ID(), initC); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "alice holds eve's session under key C", func() bool {
+		return onWorker(ctx, alice.call.e2e, func() int {
+			if r := alice.call.e2e.remote(eveID); r != nil {
+				return len(r.held)
+			}
+			return 0
+		}) > 0
+	})
+	if fp, err := alice.call.Fingerprint(eveID); err != nil || fp != fpB {
+		t.Fatalf("alice: Fingerprint(eve) = %q, %v while B awaits a decision; want B %q", fp, err, fpB)
+	}
+	if _, ok := alice.findEvent(changedTo(fpC)); ok {
+		t.Fatal("key C replaced key B while B awaited a decision")
+	}
+	if err := alice.call.AcceptIdentity(eveID, fpC); !errors.Is(err, ErrFingerprintMismatch) {
+		t.Fatalf("accepting C while eve presents B: %v, want ErrFingerprintMismatch", err)
+	}
+
+	// The user accepts B: B is trusted, and C comes up as a change of its own.
+	if err := alice.call.AcceptIdentity(eveID, fpB); err != nil {
+		t.Fatal(err)
+	}
+	ic := waitEvent(ctx, t, alice, "eve's change to key C", changedTo(fpC)).(IdentityChanged)
+	if ic.Old != fpB {
+		t.Fatalf("change to C reported from %s, want from B %s", ic.Old, fpB)
+	}
+	if ti, err := trust.Lookup("eve"); err != nil || !ti.Key.Equal(keyB.Public()) {
+		t.Fatalf("alice trusts %s for eve (%v), want B", ti.Key.Fingerprint(), err)
+	}
+	if err := alice.call.AcceptIdentity(eveID, fpB); !errors.Is(err, ErrFingerprintMismatch) {
+		t.Fatalf("accepting B again while eve presents C: %v, want ErrFingerprintMismatch", err)
+	}
+	before := alice.call.Stats().Dropped[DropIdentityUnverified]
+	eve2.talk()
+	waitFor(ctx, t, "alice drops eve's frames until C is decided", func() bool {
+		return alice.call.Stats().Dropped[DropIdentityUnverified] >= before+20
+	})
+
+	// Accepting C is a decision of its own.
+	if err := alice.call.AcceptIdentity(eveID, fpC); err != nil {
+		t.Fatal(err)
+	}
+	if ti, err := trust.Lookup("eve"); err != nil || !ti.Key.Equal(keyC.Public()) {
+		t.Fatalf("alice trusts %s for eve (%v) after accepting C", ti.Key.Fingerprint(), err)
+	}
+}
+
+func newIdentity(t *testing.T) *e2ee.Identity {
+	t.Helper()
+	id, err := e2ee.NewIdentity(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // countFrom counts the frames p received from participant ID id.
@@ -709,14 +826,7 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 		}
 	}
 	stored := func() int {
-		n := make(chan int, 1)
-		alice.call.e2e.queue(func(context.Context) { n <- alice.call.e2e.store.OneTimePrekeys() })
-		select {
-		case v := <-n:
-			return v
-		case <-ctx.Done():
-			return 0
-		}
+		return onWorker(ctx, alice.call.e2e, func() int { return alice.call.e2e.store.OneTimePrekeys() })
 	}
 	waitFor(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
 	for range 8 {
@@ -762,23 +872,12 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 	late := joinTap(ctx, t, srv, "retry")
 	alice := joinPeer(ctx, t, srv, "retry", "alice")
 	fetches := func() int {
-		n := make(chan int, 1)
-		e := alice.call.e2e
-		e.queue(func(context.Context) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			if r := e.remotes[late.conn.self.ID]; r != nil {
-				n <- r.fetches
-			} else {
-				n <- 0
+		return onWorker(ctx, alice.call.e2e, func() int {
+			if r := alice.call.e2e.remote(late.conn.self.ID); r != nil {
+				return r.fetches
 			}
-		})
-		select {
-		case v := <-n:
-			return v
-		case <-ctx.Done():
 			return 0
-		}
+		})
 	}
 	waitFor(ctx, t, "alice's first fetch to find no bundle", func() bool { return fetches() >= 1 })
 

@@ -51,9 +51,10 @@ type PeerEncrypted struct {
 // IdentityChanged reports a participant whose identity key differs from
 // the one remembered for its identity name (Options.TrustStore): another
 // device, a reinstalled one, or someone impersonating it. Until the
-// application calls Call.AcceptIdentity, the participant's frames are
-// dropped (DropIdentityUnverified) and it receives no key to the caller's
-// frames. Old and New are the two keys' fingerprints (Call.Fingerprint).
+// application calls Call.AcceptIdentity with New, the participant's frames
+// are dropped (DropIdentityUnverified), it receives no key to the caller's
+// frames and what it sends waits. Old and New are the two keys'
+// fingerprints (Call.Fingerprint).
 type IdentityChanged struct {
 	Participant api.Participant
 	Old, New    string

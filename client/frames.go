@@ -85,9 +85,7 @@ func (e *e2eeState) open(from api.Participant, payload []byte, now time.Time) ([
 	if len(payload) == 0 {
 		return nil, true // an empty (DTX) frame carries no audio to protect
 	}
-	e.mu.Lock()
-	r := e.remotes[from.ID]
-	e.mu.Unlock()
+	r := e.remote(from.ID)
 	if r != nil && r.blocked.Load() {
 		e.dropped[dropIdentityUnverified].Add(1)
 		return nil, false

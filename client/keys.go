@@ -31,6 +31,10 @@ var (
 	// ErrIdentityNotAccepted is returned by SetVerified for a participant
 	// whose changed identity key the application has not accepted.
 	ErrIdentityNotAccepted = errors.New("client: the participant's changed identity key is not accepted")
+	// ErrFingerprintMismatch is returned by AcceptIdentity when the
+	// participant does not present the identity key of the fingerprint
+	// given: it changed again, and its new key awaits a decision of its own.
+	ErrFingerprintMismatch = errors.New("client: the participant presents another identity key than the one to accept")
 	// ErrReservedEnvelope is returned by SendEnvelope for data that starts
 	// like an end-to-end protocol message (docs/PROTOCOL.md §3), which
 	// receivers would take for one.
@@ -49,6 +53,9 @@ const (
 	// published its bundle yet (a browser publishes it after joining).
 	bundleFetches = 6
 	bundleRetry   = 250 * time.Millisecond
+	// maxHeld bounds the messages kept from a participant while its changed
+	// identity key awaits the application's decision.
+	maxHeld = 64
 )
 
 // e2eeState is the end-to-end state of one call.
@@ -89,12 +96,19 @@ type remote struct {
 	initiator bool          // we start the session (X3DH)
 	sess      *e2ee.Session // worker only
 	fetches   int           // bundle fetches tried; worker only
+	// held are the messages that arrived while the participant was
+	// blocked, in order; worker only.
+	held [][]byte
 
 	// Guarded by e2eeState.mu.
 	identity  e2ee.PublicIdentity // bound to p.Identity; zero until known
 	announced bool                // PeerEncrypted sent
 
-	blocked atomic.Bool // changed identity not accepted: frames dropped, keys withheld
+	// blocked: its changed identity key is not accepted, so its frames are
+	// dropped, it gets no keys and its session is frozen. Written under
+	// e2eeState.mu together with identity; read without it on the frame
+	// path.
+	blocked atomic.Bool
 	keyed   atomic.Bool // at least one of its frame keys is installed
 }
 
@@ -247,6 +261,13 @@ func (e *e2eeState) resendKeys() {
 	})
 }
 
+// remote returns what the call knows of participant id, or nil.
+func (e *e2eeState) remote(id string) *remote {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.remotes[id]
+}
+
 // reachable returns the participants that get our keys now: those with a
 // session and an accepted identity. Worker only.
 func (e *e2eeState) reachable() []*remote {
@@ -353,14 +374,7 @@ func (e *e2eeState) initiate(ctx context.Context, r *remote) {
 		e.log.Warn("prekey bundle for another identity", "participant", r.p.ID, "peer", r.p.Identity, "bundle", b.Identity)
 		return
 	}
-	bundle := e2ee.PrekeyBundle{
-		IdentityKey:  b.IdentityKey,
-		SignedPrekey: e2ee.SignedPrekey{ID: b.SignedPrekey.ID, Key: b.SignedPrekey.Key, Signature: b.SignedPrekey.Signature},
-	}
-	if b.OneTimePrekey != nil {
-		bundle.OneTimePrekey = &e2ee.OneTimePrekey{ID: b.OneTimePrekey.ID, Key: b.OneTimePrekey.Key}
-	}
-	sess, err := e2ee.InitiateSession(nil, e.identity, bundle)
+	sess, err := e2ee.InitiateSession(nil, e.identity, bundleOf(b))
 	if err != nil {
 		e.log.Warn("start session", "participant", r.p.ID, "peer", r.p.Identity, "err", err)
 		return
@@ -371,12 +385,22 @@ func (e *e2eeState) initiate(ctx context.Context, r *remote) {
 	}
 }
 
+// bundleOf converts a bundle from the directory for e2ee.
+func bundleOf(b api.PrekeyBundle) e2ee.PrekeyBundle {
+	bundle := e2ee.PrekeyBundle{
+		IdentityKey:  b.IdentityKey,
+		SignedPrekey: e2ee.SignedPrekey{ID: b.SignedPrekey.ID, Key: b.SignedPrekey.Key, Signature: b.SignedPrekey.Signature},
+	}
+	if b.OneTimePrekey != nil {
+		bundle.OneTimePrekey = &e2ee.OneTimePrekey{ID: b.OneTimePrekey.ID, Key: b.OneTimePrekey.Key}
+	}
+	return bundle
+}
+
 // retryInitiate fetches r's bundle again unless r left or its session
 // started meanwhile (it may have initiated towards us).
 func (e *e2eeState) retryInitiate(ctx context.Context, r *remote) {
-	e.mu.Lock()
-	current := e.remotes[r.p.ID] == r
-	e.mu.Unlock()
+	current := e.remote(r.p.ID) == r
 	if current && r.sess == nil {
 		e.initiate(ctx, r)
 	}
@@ -384,11 +408,21 @@ func (e *e2eeState) retryInitiate(ctx context.Context, r *remote) {
 
 // openEnvelope handles one end-to-end message from a participant.
 func (e *e2eeState) openEnvelope(ctx context.Context, from api.Participant, data []byte) {
-	e.mu.Lock()
-	r := e.remotes[from.ID]
-	e.mu.Unlock()
+	r := e.remote(from.ID)
 	if r == nil {
 		e.log.Debug("end-to-end message from a participant not in the call", "participant", from.ID)
+		return
+	}
+	// While the application decides on a changed identity key, nothing the
+	// participant sends may replace the session that key belongs to (a
+	// third key would then be accepted in its place): its messages wait,
+	// in order, until that key is accepted.
+	if r.blocked.Load() || len(r.held) > 0 {
+		if len(r.held) >= maxHeld {
+			e.log.Debug("drop end-to-end message of a participant awaiting acceptance", "participant", from.ID)
+			return
+		}
+		r.held = append(r.held, data)
 		return
 	}
 	now := time.Now()
@@ -487,26 +521,24 @@ func (e *e2eeState) announce(r *remote) {
 // participant may get our keys.
 func (e *e2eeState) bind(r *remote, id e2ee.PublicIdentity) bool {
 	known, err := e.trust.Lookup(r.p.Identity)
+	changed := err == nil && !known.Key.IsZero() && !known.Key.Equal(id)
 	e.mu.Lock()
 	r.identity = id
+	// Unable to tell whether the key changed: withhold keys and frames.
+	r.blocked.Store(err != nil || changed)
 	e.mu.Unlock()
-	if err != nil {
-		// Unable to tell whether the key changed: withhold keys and frames.
-		e.log.Error("trust store lookup", "peer", r.p.Identity, "err", err)
-		r.blocked.Store(true)
-		return false
-	}
 	switch {
+	case err != nil:
+		e.log.Error("trust store lookup", "peer", r.p.Identity, "err", err)
+		return false
+	case changed:
+		e.call.event(IdentityChanged{Participant: r.p, Old: known.Key.Fingerprint(), New: id.Fingerprint()})
+		return false
 	case known.Key.IsZero():
 		if err := e.trust.Remember(r.p.Identity, TrustedIdentity{Key: id}); err != nil {
 			e.log.Error("trust store remember", "peer", r.p.Identity, "err", err)
 		}
-	case !known.Key.Equal(id):
-		r.blocked.Store(true)
-		e.call.event(IdentityChanged{Participant: r.p, Old: known.Key.Fingerprint(), New: id.Fingerprint()})
-		return false
 	}
-	r.blocked.Store(false)
 	return true
 }
 
@@ -550,44 +582,61 @@ func (e *e2eeState) refill(ctx context.Context) {
 	}
 }
 
-// accept lets a participant with a changed identity key in: the key is
-// remembered for its name (unverified), it gets our keys and its frames
-// are delivered.
-func (e *e2eeState) accept(participantID string) error {
-	e.mu.Lock()
-	r := e.remotes[participantID]
-	var id e2ee.PublicIdentity
-	if r != nil {
-		id = r.identity
-	}
-	e.mu.Unlock()
+// accept lets a participant with a changed identity key in, if the key it
+// presents has the fingerprint the application accepts: the key is
+// remembered for its name (unverified), the participant gets our keys, its
+// frames are delivered and the messages held meanwhile are handled.
+func (e *e2eeState) accept(participantID, fingerprint string) error {
+	pk, err := e.peerKey(participantID)
 	switch {
-	case r == nil:
-		return ErrUnknownParticipant
-	case !r.blocked.Load():
+	case err != nil:
+		return err
+	case pk.key.Fingerprint() != fingerprint:
+		return ErrFingerprintMismatch
+	case !pk.blocked:
 		return nil
 	}
-	if err := e.trust.Remember(r.p.Identity, TrustedIdentity{Key: id}); err != nil {
-		return fmt.Errorf("client: accept identity of %s: %w", r.p.Identity, err)
+	// While blocked, nothing changes the participant's key: it is the one
+	// just compared.
+	if err := e.trust.Remember(pk.r.p.Identity, TrustedIdentity{Key: pk.key}); err != nil {
+		return fmt.Errorf("client: accept identity of %s: %w", pk.r.p.Identity, err)
 	}
+	r := pk.r
 	r.blocked.Store(false)
 	e.queue(func(ctx context.Context) {
+		if e.remote(r.p.ID) != r {
+			return
+		}
 		e.sendKeys(ctx, r)
 		e.announce(r)
+		held := r.held
+		r.held = nil
+		for _, data := range held {
+			e.openEnvelope(ctx, r.p, data)
+		}
 	})
 	return nil
 }
 
-// peerIdentity returns the identity key bound to a participant.
-func (e *e2eeState) peerIdentity(participantID string) (*remote, e2ee.PublicIdentity, error) {
+// peerKey is what a call knows of a participant's identity key at one
+// instant.
+type peerKey struct {
+	r       *remote
+	key     e2ee.PublicIdentity
+	blocked bool
+}
+
+// peerKey returns the identity key bound to a participant, and whether it
+// is blocked, read together.
+func (e *e2eeState) peerKey(participantID string) (peerKey, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.remotes[participantID]
 	if r == nil {
-		return nil, e2ee.PublicIdentity{}, ErrUnknownParticipant
+		return peerKey{}, ErrUnknownParticipant
 	}
 	if r.identity.IsZero() {
-		return nil, e2ee.PublicIdentity{}, ErrNoSession
+		return peerKey{}, ErrNoSession
 	}
-	return r, r.identity, nil
+	return peerKey{r: r, key: r.identity, blocked: r.blocked.Load()}, nil
 }
