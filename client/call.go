@@ -92,8 +92,10 @@ type Options struct {
 
 	// TrustStore remembers the identity key first seen for each identity
 	// name and whether the user verified it. Nil means an in-memory store
-	// for this call only. Share one store between calls (and persist it)
-	// so that a changed key is noticed across calls.
+	// for this call only: a key that changed since an earlier call goes
+	// unnoticed. Share one store between calls, and persist it
+	// (NewFileTrustStore), so that a changed key is noticed across calls
+	// and runs.
 	TrustStore TrustStore
 
 	// keyLog, if set, sees every frame key installed from another

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"sync"
 	"testing"
@@ -764,6 +765,74 @@ func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
 	if ti, err := trust.Lookup("eve"); err != nil || !ti.Key.Equal(keyC.Public()) {
 		t.Fatalf("alice trusts %s for eve (%v) after accepting C", ti.Key.Fingerprint(), err)
 	}
+}
+
+// With a FileTrustStore, what a caller learnt of a peer's identity key
+// outlives the call and the store's process: the same key next time is
+// known (and stays verified), a changed one is reported.
+func TestE2EEFileTrustStoreAcrossCalls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, nil)
+	path := filepath.Join(t.TempDir(), "trust.json")
+	bobKey := newIdentity(t)
+	// call joins alice, with a trust store opened afresh as a new run of
+	// her application would, and bob with key; it returns them once alice
+	// sees bob's key in place, or reported as changed.
+	call := func(room string, key *e2ee.Identity) (alice, bob *peer) {
+		t.Helper()
+		trust, err := NewFileTrustStore(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice = joinWith(ctx, t, srv, room, "alice", &Options{TrustStore: trust})
+		bob = joinWith(ctx, t, srv, room, "bob", &Options{Identity: key})
+		waitEvent(ctx, t, alice, "bob's key in place or changed", func(e Event) bool {
+			return isEncrypted(bob.call.ID())(e) || isIdentityChanged(bob.call.ID())(e)
+		})
+		return alice, bob
+	}
+	hangUp := func(ps ...*peer) {
+		t.Helper()
+		for _, p := range ps {
+			p.stop()
+			if err := p.call.Leave(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	alice, bob := call("monday", bobKey)
+	if err := alice.call.SetVerified(bob.call.ID(), true); err != nil {
+		t.Fatal(err)
+	}
+	hangUp(alice, bob)
+
+	alice, bob = call("tuesday", bobKey)
+	if _, ok := alice.findEvent(isIdentityChanged(bob.call.ID())); ok {
+		t.Fatal("bob's unchanged key reported as changed in the next call")
+	}
+	if ok, err := alice.call.Verified(bob.call.ID()); err != nil || !ok {
+		t.Fatalf("bob verified in the next call: %v, %v; want true", ok, err)
+	}
+	hangUp(alice, bob)
+
+	newKey := newIdentity(t)
+	alice, bob = call("wednesday", newKey)
+	ic, ok := alice.findEvent(isIdentityChanged(bob.call.ID()))
+	if !ok {
+		t.Fatal("bob's changed key was not reported in the call after")
+	}
+	if e := ic.(IdentityChanged); e.Old != bobKey.Public().Fingerprint() || e.New != newKey.Public().Fingerprint() {
+		t.Fatalf("change reported as %+v, want from %s to %s", e, bobKey.Public().Fingerprint(), newKey.Public().Fingerprint())
+	}
+	if ok, err := alice.call.Verified(bob.call.ID()); err != nil || ok {
+		t.Fatalf("bob's new key verified: %v, %v", ok, err)
+	}
+	bob.talk()
+	waitFor(ctx, t, "alice drops the frames of bob's unaccepted key", func() bool {
+		return alice.call.Stats().Dropped[DropIdentityUnverified] >= 20
+	})
 }
 
 func newIdentity(t *testing.T) *e2ee.Identity {
