@@ -359,31 +359,8 @@ func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
 		p.talk()
 	}
 	talkAndCheck(ctx, t, rest, 50)
-	carolView := carolKeys.receiver(t, now)
 	for _, p := range rest {
-		gen, ok := carolKeys.newest(p.call.ID())
-		if !ok {
-			t.Fatalf("carol recorded no key of %s", p.name)
-		}
-		after := 0
-		var last []byte // the last frame under the chain carol knows
-		for _, f := range tp.captured(p.call.ID()) {
-			kid, _, _, ok := parseSFrame(f)
-			if !ok || uint8(kid>>8) == uint8(gen) {
-				last = f
-				continue
-			}
-			after++
-			if out, err := carolView.Open(nil, f, p.call.ID(), now); err == nil {
-				t.Fatalf("carol opens %s's frame sent after she left: %q", p.name, out)
-			}
-		}
-		if after < 20 {
-			t.Fatalf("tap recorded %d frames of %s under a chain newer than carol's, want at least 20", after, p.name)
-		}
-		if _, err := carolView.Open(nil, last, p.call.ID(), now); err != nil {
-			t.Fatalf("carol's keys do not open %s's last frame of the old chain: %v", p.name, err)
-		}
+		checkRekeyedOut(t, tp, "carol", carolKeys, p, now)
 	}
 
 	// Everybody rekeyed on each join and leave after its own: alice on
@@ -401,6 +378,86 @@ func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
 			t.Errorf("%s: Dropped has %d reasons, want all %d", p.name, len(s.Dropped), len(dropReasons))
 		}
 	}
+}
+
+// checkRekeyedOut checks that leaver, with every key it was given, cannot
+// open what p sent once it had left: the tap recorded at least 20 frames of
+// p under a chain newer than any leaver has, and none opens; the last frame
+// under the chain the leaver knows does open (the check is not vacuous).
+func checkRekeyedOut(t *testing.T, tp *tap, leaver string, keys *keyRecorder, p *peer, now time.Time) {
+	t.Helper()
+	gen, ok := keys.newest(p.call.ID())
+	if !ok {
+		t.Fatalf("%s recorded no key of %s", leaver, p.name)
+	}
+	view := keys.receiver(t, now)
+	after := 0
+	var last []byte // the last frame under the chain the leaver knows
+	for _, f := range tp.captured(p.call.ID()) {
+		kid, _, _, ok := parseSFrame(f)
+		if !ok || uint8(kid>>8) == uint8(gen) {
+			last = f
+			continue
+		}
+		after++
+		if out, err := view.Open(nil, f, p.call.ID(), now); err == nil {
+			t.Fatalf("%s opens %s's frame sent after it left: %q", leaver, p.name, out)
+		}
+	}
+	if after < 20 {
+		t.Fatalf("tap recorded %d frames of %s under a chain newer than %s's, want at least 20", after, p.name, leaver)
+	}
+	if _, err := view.Open(nil, last, p.call.ID(), now); err != nil {
+		t.Fatalf("%s's keys do not open %s's last frame of the old chain: %v", leaver, p.name, err)
+	}
+}
+
+// A participant leaves while a caller's event stream is dying: the "left"
+// written to that stream never arrives. Once the stream is back, the
+// caller finds the participant missing from the welcome, reports it gone
+// and rekeys it out: no ghost stays in the roster, and the leaver cannot
+// open what the caller sends afterwards.
+func TestE2EELeaverLostWithTheStreamIsRekeyedOut(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
+	const room = "ghost"
+	tp := joinTap(ctx, t, srv, room)
+	cut := &streamCutter{}
+	alice := joinWith(ctx, t, srv, room, "alice", &Options{HTTPClient: cut.client()})
+	bob := joinPeer(ctx, t, srv, room, "bob")
+	carolKeys := &keyRecorder{}
+	carol := joinWith(ctx, t, srv, room, "carol", &Options{keyLog: carolKeys.record})
+	talkAndCheck(ctx, t, []*peer{alice, bob, carol}, 20)
+
+	carolID := carol.call.ID()
+	cut.silence()
+	carol.stop()
+	if err := carol.call.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the server writes carol's departure to alice's dying stream", func() bool {
+		return cut.swallowed(`"type":"left"`, carolID)
+	})
+	rekeys := alice.call.Stats().Rekeys
+	cut.drop()
+
+	e := waitEvent(ctx, t, alice, "carol gone after the reconnect", isLeft(carolID)).(ParticipantLeft)
+	if e.Reason != ReasonUnknown {
+		t.Errorf("carol's departure noticed on reconnecting has reason %q, want %q", e.Reason, ReasonUnknown)
+	}
+	for _, p := range alice.call.Participants() {
+		if p.ID == carolID {
+			t.Fatal("carol is still in alice's roster")
+		}
+	}
+	waitFor(ctx, t, "alice rekeys carol out", func() bool { return alice.call.Stats().Rekeys > rekeys })
+	rest := []*peer{alice, bob}
+	for _, p := range rest {
+		p.talk()
+	}
+	talkAndCheck(ctx, t, rest, 50)
+	checkRekeyedOut(t, tp, "carol", carolKeys, alice, time.Now())
 }
 
 // indexedRandom is a random source that starts with a given sender index, so

@@ -24,14 +24,20 @@ type ParticipantJoined struct {
 }
 
 // ParticipantLeft reports a participant that is gone. Reason is one of the
-// api.Reason* values: api.ReasonLeft when it left on purpose,
+// api.Reason* values, such as api.ReasonLeft when it left on purpose and
 // api.ReasonDropped when its connection was lost for longer than the
-// server's drop timeout. No frames from it follow the event, apart from any
-// already queued on Call.Frames.
+// server's drop timeout, or ReasonUnknown. No frames from it follow the
+// event, apart from any already queued on Call.Frames.
 type ParticipantLeft struct {
 	Participant api.Participant
 	Reason      string
 }
+
+// ReasonUnknown is the Reason of a ParticipantLeft that the call noticed
+// when its event stream came back after a loss: the participant was no
+// longer in the room, and the event that said why went down with the old
+// stream.
+const ReasonUnknown = "unknown"
 
 // Speaking reports that a participant, possibly the caller itself, started
 // or stopped speaking. The server derives it from the audio level senders
