@@ -93,8 +93,10 @@ type Options struct {
 
 	// TrustStore remembers the identity key first seen for each identity
 	// name and whether the user verified it. Nil means an in-memory store
-	// for this call only. Share one store between calls (and persist it)
-	// so that a changed key is noticed across calls.
+	// for this call only: a key that changed since an earlier call goes
+	// unnoticed. Share one store between calls, and persist it
+	// (NewFileTrustStore), so that a changed key is noticed across calls
+	// and runs.
 	TrustStore TrustStore
 
 	// keyLog, if set, sees every frame key installed from another
@@ -352,7 +354,7 @@ func (c *Call) Events() <-chan Event { return c.events }
 // Data starting with the bytes 0x01 0x01 or 0x01 0x02 is reserved for the
 // call's own key exchange and refused with ErrReservedEnvelope.
 func (c *Call) SendEnvelope(ctx context.Context, to string, data []byte) error {
-	if isProtocolPayload(data) {
+	if e2ee.IsPayload(data) {
 		return ErrReservedEnvelope
 	}
 	return c.conn.sendEnvelope(ctx, to, data)
@@ -423,8 +425,8 @@ func (c *Call) frame(from api.Participant, seq uint16, ts uint32, payload []byte
 }
 
 func (c *Call) envelope(from api.Participant, data []byte) {
-	if isProtocolPayload(data) {
-		c.e2e.onEnvelope(from, data)
+	if e2ee.IsPayload(data) {
+		c.e2e.envelopeReceived(from, data)
 		return
 	}
 	select {
@@ -434,23 +436,23 @@ func (c *Call) envelope(from api.Participant, data []byte) {
 	}
 }
 
-func (c *Call) admitted(present []api.Participant) { c.e2e.onAdmitted(present) }
+func (c *Call) admitted(present []api.Participant) { c.e2e.noteAdmitted(present) }
 
 // The application hears of a participant before any encryption event
 // about it, which the worker may emit as soon as the work is queued.
 func (c *Call) joined(p api.Participant) {
 	c.event(ParticipantJoined{Participant: p})
-	c.e2e.onJoined(p)
+	c.e2e.participantJoined(p)
 }
 
 func (c *Call) left(p api.Participant, reason string) {
 	c.event(ParticipantLeft{Participant: p, Reason: reason})
-	c.e2e.onLeft(p)
+	c.e2e.participantLeft(p)
 }
 
-func (c *Call) prekeysLow() { c.e2e.onPrekeysLow() }
+func (c *Call) prekeysLow() { c.e2e.prekeysLow() }
 
-func (c *Call) reconnected() { c.e2e.onReconnected() }
+func (c *Call) reconnected() { c.e2e.resendKeys() }
 
 func (c *Call) speaking(p api.Participant, on bool) {
 	c.event(Speaking{Participant: p, Speaking: on})

@@ -10,9 +10,10 @@
 // it reaches Call.Frames, and keys move on by themselves when someone joins
 // or leaves (docs/PROTOCOL.md). Call.SafetyNumber and Call.SetVerified let
 // people compare identities; an IdentityChanged event reports a peer whose
-// identity key changed, and its frames stay undelivered until the
-// application calls Call.AcceptIdentity. Frames that fail to decrypt are
-// dropped and counted in Call.Stats.
+// identity key changed (since an earlier call too, with a trust store that
+// persists, such as NewFileTrustStore), and its frames stay undelivered
+// until the application accepts that key with Call.AcceptIdentity. Frames
+// that fail to decrypt are dropped and counted in Call.Stats.
 //
 // A call starts with Join, which takes the server's URL and a room token
 // (minted by the application's backend with the server's secret; the room

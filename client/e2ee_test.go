@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"sync"
 	"testing"
@@ -176,6 +177,20 @@ func parseSFrame(b []byte) (kid, ctr uint64, ct []byte, ok bool) {
 	return kid, ctr, b[n:], true
 }
 
+// onWorker runs f on e's worker, between two of its operations, and
+// returns its result (the zero value if ctx ends first).
+func onWorker[T any](ctx context.Context, e *e2eeState, f func() T) T {
+	out := make(chan T, 1)
+	e.queue(func(context.Context) { out <- f() })
+	select {
+	case v := <-out:
+		return v
+	case <-ctx.Done():
+		var zero T
+		return zero
+	}
+}
+
 func waitEvent(ctx context.Context, t *testing.T, p *peer, what string, match func(Event) bool) Event {
 	t.Helper()
 	waitFor(ctx, t, p.name+" sees "+what, func() bool {
@@ -328,13 +343,13 @@ func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
 	for _, p := range three {
 		all := tp.captured(p.call.ID())
 		for i, f := range all[:before[p]] {
-			if out, _, err := daveView.Open(nil, f, now); err == nil {
+			if out, err := daveView.Open(nil, f, p.call.ID(), now); err == nil {
 				t.Fatalf("dave opens %s's frame %d sent before he joined: %q", p.name, i, out)
 			}
 		}
 		// The same keys do open what came after (the check above is not
 		// vacuous).
-		if _, _, err := daveView.Open(nil, all[len(all)-1], now); err != nil {
+		if _, err := daveView.Open(nil, all[len(all)-1], p.call.ID(), now); err != nil {
 			t.Fatalf("dave's keys do not open %s's latest frame: %v", p.name, err)
 		}
 	}
@@ -351,31 +366,8 @@ func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
 		p.talk()
 	}
 	talkAndCheck(ctx, t, rest, 50)
-	carolView := carolKeys.receiver(t, now)
 	for _, p := range rest {
-		gen, ok := carolKeys.newest(p.call.ID())
-		if !ok {
-			t.Fatalf("carol recorded no key of %s", p.name)
-		}
-		after := 0
-		var last []byte // the last frame under the chain carol knows
-		for _, f := range tp.captured(p.call.ID()) {
-			kid, _, _, ok := parseSFrame(f)
-			if !ok || uint8(kid>>8) == uint8(gen) {
-				last = f
-				continue
-			}
-			after++
-			if out, _, err := carolView.Open(nil, f, now); err == nil {
-				t.Fatalf("carol opens %s's frame sent after she left: %q", p.name, out)
-			}
-		}
-		if after < 20 {
-			t.Fatalf("tap recorded %d frames of %s under a chain newer than carol's, want at least 20", after, p.name)
-		}
-		if _, _, err := carolView.Open(nil, last, now); err != nil {
-			t.Fatalf("carol's keys do not open %s's last frame of the old chain: %v", p.name, err)
-		}
+		checkRekeyedOut(t, tp, "carol", carolKeys, p, now)
 	}
 
 	// Everybody rekeyed on each join and leave after its own: alice on
@@ -393,6 +385,86 @@ func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
 			t.Errorf("%s: Dropped has %d reasons, want all %d", p.name, len(s.Dropped), len(dropReasons))
 		}
 	}
+}
+
+// checkRekeyedOut checks that leaver, with every key it was given, cannot
+// open what p sent once it had left: the tap recorded at least 20 frames of
+// p under a chain newer than any leaver has, and none opens; the last frame
+// under the chain the leaver knows does open (the check is not vacuous).
+func checkRekeyedOut(t *testing.T, tp *tap, leaver string, keys *keyRecorder, p *peer, now time.Time) {
+	t.Helper()
+	gen, ok := keys.newest(p.call.ID())
+	if !ok {
+		t.Fatalf("%s recorded no key of %s", leaver, p.name)
+	}
+	view := keys.receiver(t, now)
+	after := 0
+	var last []byte // the last frame under the chain the leaver knows
+	for _, f := range tp.captured(p.call.ID()) {
+		kid, _, _, ok := parseSFrame(f)
+		if !ok || uint8(kid>>8) == uint8(gen) {
+			last = f
+			continue
+		}
+		after++
+		if out, err := view.Open(nil, f, p.call.ID(), now); err == nil {
+			t.Fatalf("%s opens %s's frame sent after it left: %q", leaver, p.name, out)
+		}
+	}
+	if after < 20 {
+		t.Fatalf("tap recorded %d frames of %s under a chain newer than %s's, want at least 20", after, p.name, leaver)
+	}
+	if _, err := view.Open(nil, last, p.call.ID(), now); err != nil {
+		t.Fatalf("%s's keys do not open %s's last frame of the old chain: %v", leaver, p.name, err)
+	}
+}
+
+// A participant leaves while a caller's event stream is dying: the "left"
+// written to that stream never arrives. Once the stream is back, the
+// caller finds the participant missing from the welcome, reports it gone
+// and rekeys it out: no ghost stays in the roster, and the leaver cannot
+// open what the caller sends afterwards.
+func TestE2EELeaverLostWithTheStreamIsRekeyedOut(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
+	const room = "ghost"
+	tp := joinTap(ctx, t, srv, room)
+	cut := &streamCutter{}
+	alice := joinWith(ctx, t, srv, room, "alice", &Options{HTTPClient: cut.client()})
+	bob := joinPeer(ctx, t, srv, room, "bob")
+	carolKeys := &keyRecorder{}
+	carol := joinWith(ctx, t, srv, room, "carol", &Options{keyLog: carolKeys.record})
+	talkAndCheck(ctx, t, []*peer{alice, bob, carol}, 20)
+
+	carolID := carol.call.ID()
+	cut.silence()
+	carol.stop()
+	if err := carol.call.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "the server writes carol's departure to alice's dying stream", func() bool {
+		return cut.swallowed(`"type":"left"`, carolID)
+	})
+	rekeys := alice.call.Stats().Rekeys
+	cut.drop()
+
+	e := waitEvent(ctx, t, alice, "carol gone after the reconnect", isLeft(carolID)).(ParticipantLeft)
+	if e.Reason != ReasonUnknown {
+		t.Errorf("carol's departure noticed on reconnecting has reason %q, want %q", e.Reason, ReasonUnknown)
+	}
+	for _, p := range alice.call.Participants() {
+		if p.ID == carolID {
+			t.Fatal("carol is still in alice's roster")
+		}
+	}
+	waitFor(ctx, t, "alice rekeys carol out", func() bool { return alice.call.Stats().Rekeys > rekeys })
+	rest := []*peer{alice, bob}
+	for _, p := range rest {
+		p.talk()
+	}
+	talkAndCheck(ctx, t, rest, 50)
+	checkRekeyedOut(t, tp, "carol", carolKeys, alice, time.Now())
 }
 
 // indexedRandom is a random source that starts with a given sender index, so
@@ -636,7 +708,7 @@ func TestE2EEChangedIdentityIsReported(t *testing.T) {
 	}
 
 	// Alice accepts: she and eve hear each other; bob still does not.
-	if err := alice.call.AcceptIdentity(eveID); err != nil {
+	if err := alice.call.AcceptIdentity(eveID, id.Public().Fingerprint()); err != nil {
 		t.Fatal(err)
 	}
 	hears(ctx, t, alice, eve2)
@@ -660,9 +732,180 @@ func TestE2EEChangedIdentityIsReported(t *testing.T) {
 	if n := len(eve2.received("bob")); n != 0 {
 		t.Fatalf("eve received %d frames of bob, who did not accept her", n)
 	}
-	if err := alice.call.AcceptIdentity("p_nobody"); !errors.Is(err, ErrUnknownParticipant) {
+	if err := alice.call.AcceptIdentity("p_nobody", id.Public().Fingerprint()); !errors.Is(err, ErrUnknownParticipant) {
 		t.Errorf("AcceptIdentity of a stranger: %v", err)
 	}
+}
+
+// A participant blocked for a changed key (B) that starts a session under
+// yet another key (C) while the user decides cannot have C accepted by the
+// user's acceptance of B: the new session waits, frozen, and is reported
+// as a change of its own once B is accepted.
+func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, nil)
+	const room = "swap"
+	trust := NewMemoryTrustStore()
+	alice := joinWith(ctx, t, srv, room, "alice", &Options{TrustStore: trust})
+	eve := joinPeer(ctx, t, srv, room, "eve")
+	talkAndCheck(ctx, t, []*peer{alice, eve}, 10)
+
+	keyB, keyC := newIdentity(t), newIdentity(t)
+	fpB, fpC := keyB.Public().Fingerprint(), keyC.Public().Fingerprint()
+	eve.stop()
+	eve2 := joinWith(ctx, t, srv, room, "eve", &Options{Identity: keyB})
+	eveID := eve2.call.ID()
+	changedTo := func(fp string) func(Event) bool {
+		return func(e Event) bool {
+			ic, ok := e.(IdentityChanged)
+			return ok && ic.Participant.ID == eveID && ic.New == fp
+		}
+	}
+	waitEvent(ctx, t, alice, "eve's change to key B", changedTo(fpB))
+
+	// Eve's participant starts another session, under key C.
+	var b api.PrekeyBundle
+	e := eve2.call.e2e
+	if err := e.api.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+e.token, nil, &b); err != nil {
+		t.Fatal(err)
+	}
+	sessC, err := e2ee.InitiateSession(nil, keyC, bundleOf(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := e.sender.Keys()[0]
+	pt, _ := k.MarshalBinary()
+	k.Destroy()
+	initC, err := sessC.Encrypt(pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eve2.call.conn.sendEnvelope(ctx, alice.call.ID(), initC); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "alice holds eve's session under key C", func() bool {
+		return onWorker(ctx, alice.call.e2e, func() int {
+			if r := alice.call.e2e.remote(eveID); r != nil {
+				return len(r.held)
+			}
+			return 0
+		}) > 0
+	})
+	if fp, err := alice.call.Fingerprint(eveID); err != nil || fp != fpB {
+		t.Fatalf("alice: Fingerprint(eve) = %q, %v while B awaits a decision; want B %q", fp, err, fpB)
+	}
+	if _, ok := alice.findEvent(changedTo(fpC)); ok {
+		t.Fatal("key C replaced key B while B awaited a decision")
+	}
+	if err := alice.call.AcceptIdentity(eveID, fpC); !errors.Is(err, ErrFingerprintMismatch) {
+		t.Fatalf("accepting C while eve presents B: %v, want ErrFingerprintMismatch", err)
+	}
+
+	// The user accepts B: B is trusted, and C comes up as a change of its own.
+	if err := alice.call.AcceptIdentity(eveID, fpB); err != nil {
+		t.Fatal(err)
+	}
+	ic := waitEvent(ctx, t, alice, "eve's change to key C", changedTo(fpC)).(IdentityChanged)
+	if ic.Old != fpB {
+		t.Fatalf("change to C reported from %s, want from B %s", ic.Old, fpB)
+	}
+	if ti, err := trust.Lookup("eve"); err != nil || !ti.Key.Equal(keyB.Public()) {
+		t.Fatalf("alice trusts %s for eve (%v), want B", ti.Key.Fingerprint(), err)
+	}
+	if err := alice.call.AcceptIdentity(eveID, fpB); !errors.Is(err, ErrFingerprintMismatch) {
+		t.Fatalf("accepting B again while eve presents C: %v, want ErrFingerprintMismatch", err)
+	}
+	before := alice.call.Stats().Dropped[DropIdentityUnverified]
+	eve2.talk()
+	waitFor(ctx, t, "alice drops eve's frames until C is decided", func() bool {
+		return alice.call.Stats().Dropped[DropIdentityUnverified] >= before+20
+	})
+
+	// Accepting C is a decision of its own.
+	if err := alice.call.AcceptIdentity(eveID, fpC); err != nil {
+		t.Fatal(err)
+	}
+	if ti, err := trust.Lookup("eve"); err != nil || !ti.Key.Equal(keyC.Public()) {
+		t.Fatalf("alice trusts %s for eve (%v) after accepting C", ti.Key.Fingerprint(), err)
+	}
+}
+
+// With a FileTrustStore, what a caller learnt of a peer's identity key
+// outlives the call and the store's process: the same key next time is
+// known (and stays verified), a changed one is reported.
+func TestE2EEFileTrustStoreAcrossCalls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	defer cancel()
+	srv := testserver.Start(t, nil)
+	path := filepath.Join(t.TempDir(), "trust.json")
+	bobKey := newIdentity(t)
+	// call joins alice, with a trust store opened afresh as a new run of
+	// her application would, and bob with key; it returns them once alice
+	// sees bob's key in place, or reported as changed.
+	call := func(room string, key *e2ee.Identity) (alice, bob *peer) {
+		t.Helper()
+		trust, err := NewFileTrustStore(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice = joinWith(ctx, t, srv, room, "alice", &Options{TrustStore: trust})
+		bob = joinWith(ctx, t, srv, room, "bob", &Options{Identity: key})
+		waitEvent(ctx, t, alice, "bob's key in place or changed", func(e Event) bool {
+			return isEncrypted(bob.call.ID())(e) || isIdentityChanged(bob.call.ID())(e)
+		})
+		return alice, bob
+	}
+	hangUp := func(ps ...*peer) {
+		t.Helper()
+		for _, p := range ps {
+			p.stop()
+			if err := p.call.Leave(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	alice, bob := call("monday", bobKey)
+	if err := alice.call.SetVerified(bob.call.ID(), true); err != nil {
+		t.Fatal(err)
+	}
+	hangUp(alice, bob)
+
+	alice, bob = call("tuesday", bobKey)
+	if _, ok := alice.findEvent(isIdentityChanged(bob.call.ID())); ok {
+		t.Fatal("bob's unchanged key reported as changed in the next call")
+	}
+	if ok, err := alice.call.Verified(bob.call.ID()); err != nil || !ok {
+		t.Fatalf("bob verified in the next call: %v, %v; want true", ok, err)
+	}
+	hangUp(alice, bob)
+
+	newKey := newIdentity(t)
+	alice, bob = call("wednesday", newKey)
+	ic, ok := alice.findEvent(isIdentityChanged(bob.call.ID()))
+	if !ok {
+		t.Fatal("bob's changed key was not reported in the call after")
+	}
+	if e := ic.(IdentityChanged); e.Old != bobKey.Public().Fingerprint() || e.New != newKey.Public().Fingerprint() {
+		t.Fatalf("change reported as %+v, want from %s to %s", e, bobKey.Public().Fingerprint(), newKey.Public().Fingerprint())
+	}
+	if ok, err := alice.call.Verified(bob.call.ID()); err != nil || ok {
+		t.Fatalf("bob's new key verified: %v, %v", ok, err)
+	}
+	bob.talk()
+	waitFor(ctx, t, "alice drops the frames of bob's unaccepted key", func() bool {
+		return alice.call.Stats().Dropped[DropIdentityUnverified] >= 20
+	})
+}
+
+func newIdentity(t *testing.T) *e2ee.Identity {
+	t.Helper()
+	id, err := e2ee.NewIdentity(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // countFrom counts the frames p received from participant ID id.
@@ -727,14 +970,7 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 		}
 	}
 	stored := func() int {
-		n := make(chan int, 1)
-		alice.call.e2e.queue(func(context.Context) { n <- alice.call.e2e.store.OneTimePrekeys() })
-		select {
-		case v := <-n:
-			return v
-		case <-ctx.Done():
-			return 0
-		}
+		return onWorker(ctx, alice.call.e2e, func() int { return alice.call.e2e.store.OneTimePrekeys() })
 	}
 	waitFor(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
 	for range 8 {
@@ -776,23 +1012,12 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 	late := joinTap(ctx, t, srv, "retry")
 	alice := joinPeer(ctx, t, srv, "retry", "alice")
 	fetches := func() int {
-		n := make(chan int, 1)
-		e := alice.call.e2e
-		e.queue(func(context.Context) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			if r := e.remotes[late.conn.self.ID]; r != nil {
-				n <- r.fetches
-			} else {
-				n <- 0
+		return onWorker(ctx, alice.call.e2e, func() int {
+			if r := alice.call.e2e.remote(late.conn.self.ID); r != nil {
+				return r.fetches
 			}
-		})
-		select {
-		case v := <-n:
-			return v
-		case <-ctx.Done():
 			return 0
-		}
+		})
 	}
 	waitFor(ctx, t, "alice's first fetch to find no bundle", func() bool { return fetches() >= 1 })
 

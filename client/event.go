@@ -24,14 +24,20 @@ type ParticipantJoined struct {
 }
 
 // ParticipantLeft reports a participant that is gone. Reason is one of the
-// api.Reason* values: api.ReasonLeft when it left on purpose,
+// api.Reason* values, such as api.ReasonLeft when it left on purpose and
 // api.ReasonDropped when its connection was lost for longer than the
-// server's drop timeout. No frames from it follow the event, apart from any
-// already queued on Call.Frames.
+// server's drop timeout, or ReasonUnknown. No frames from it follow the
+// event, apart from any already queued on Call.Frames.
 type ParticipantLeft struct {
 	Participant api.Participant
 	Reason      string
 }
+
+// ReasonUnknown is the Reason of a ParticipantLeft that the call noticed
+// when its event stream came back after a loss: the participant was no
+// longer in the room, and the event that said why went down with the old
+// stream.
+const ReasonUnknown = "unknown"
 
 // Speaking reports that a participant, possibly the caller itself, started
 // or stopped speaking. The server derives it from the audio level senders
@@ -51,9 +57,10 @@ type PeerEncrypted struct {
 // IdentityChanged reports a participant whose identity key differs from
 // the one remembered for its identity name (Options.TrustStore): another
 // device, a reinstalled one, or someone impersonating it. Until the
-// application calls Call.AcceptIdentity, the participant's frames are
-// dropped (DropIdentityUnverified) and it receives no key to the caller's
-// frames. Old and New are the two keys' fingerprints (Call.Fingerprint).
+// application calls Call.AcceptIdentity with New, the participant's frames
+// are dropped (DropIdentityUnverified), it receives no key to the caller's
+// frames and what it sends waits. Old and New are the two keys'
+// fingerprints (Call.Fingerprint).
 type IdentityChanged struct {
 	Participant api.Participant
 	Old, New    string

@@ -18,11 +18,11 @@ func (c *Call) Fingerprint(participantID string) (string, error) {
 	if participantID == c.ID() {
 		return c.e2e.public.Fingerprint(), nil
 	}
-	_, id, err := c.e2e.peerIdentity(participantID)
+	pk, err := c.e2e.peerKey(participantID)
 	if err != nil {
 		return "", err
 	}
-	return id.Fingerprint(), nil
+	return pk.key.Fingerprint(), nil
 }
 
 // SafetyNumber returns the safety number of the caller and a participant:
@@ -32,11 +32,11 @@ func (c *Call) Fingerprint(participantID string) (string, error) {
 // with ErrUnknownParticipant or, until the participant's session is set up,
 // ErrNoSession.
 func (c *Call) SafetyNumber(participantID string) (string, error) {
-	_, id, err := c.e2e.peerIdentity(participantID)
+	pk, err := c.e2e.peerKey(participantID)
 	if err != nil {
 		return "", err
 	}
-	return e2ee.SafetyNumber(c.e2e.public, id), nil
+	return e2ee.SafetyNumber(c.e2e.public, pk.key), nil
 }
 
 // SetVerified records in the TrustStore whether the user verified a
@@ -44,15 +44,15 @@ func (c *Call) SafetyNumber(participantID string) (string, error) {
 // the key: a changed key is unverified again. It fails for a participant
 // whose changed key is not accepted (ErrIdentityNotAccepted).
 func (c *Call) SetVerified(participantID string, verified bool) error {
-	r, id, err := c.e2e.peerIdentity(participantID)
+	pk, err := c.e2e.peerKey(participantID)
 	if err != nil {
 		return err
 	}
-	if r.blocked.Load() {
+	if pk.blocked {
 		return ErrIdentityNotAccepted
 	}
-	if err := c.e2e.trust.Remember(r.p.Identity, TrustedIdentity{Key: id, Verified: verified}); err != nil {
-		return fmt.Errorf("client: set verified %s: %w", r.p.Identity, err)
+	if err := c.e2e.trust.Remember(pk.r.p.Identity, TrustedIdentity{Key: pk.key, Verified: verified}); err != nil {
+		return fmt.Errorf("client: set verified %s: %w", pk.r.p.Identity, err)
 	}
 	return nil
 }
@@ -60,22 +60,29 @@ func (c *Call) SetVerified(participantID string, verified bool) error {
 // Verified reports whether the user verified the identity key the
 // participant presents in this call.
 func (c *Call) Verified(participantID string) (bool, error) {
-	r, id, err := c.e2e.peerIdentity(participantID)
+	pk, err := c.e2e.peerKey(participantID)
 	if err != nil {
 		return false, err
 	}
-	t, err := c.e2e.trust.Lookup(r.p.Identity)
+	t, err := c.e2e.trust.Lookup(pk.r.p.Identity)
 	if err != nil {
-		return false, fmt.Errorf("client: verified %s: %w", r.p.Identity, err)
+		return false, fmt.Errorf("client: verified %s: %w", pk.r.p.Identity, err)
 	}
-	return t.Verified && t.Key.Equal(id), nil
+	return t.Verified && t.Key.Equal(pk.key), nil
 }
 
 // AcceptIdentity accepts the changed identity key of a participant
-// (IdentityChanged): the TrustStore remembers the new key, unverified, for
-// its identity name, the participant receives the caller's frame key and
-// its frames are delivered. Accept only what the user approved. It does
+// (IdentityChanged), named by its fingerprint: the New of the event, which
+// the user approved. The TrustStore remembers the key, unverified, for the
+// participant's identity name, the participant receives the caller's frame
+// key and its frames are delivered.
+//
+// Until then the participant's session is frozen: whatever it sends waits,
+// so that it cannot swap in yet another key. If it presents another key
+// than fingerprint by the time the user decides, AcceptIdentity fails with
+// ErrFingerprintMismatch: accepting one key never accepts another, and each
+// change is reported by its own IdentityChanged. AcceptIdentity does
 // nothing for a participant whose key did not change.
-func (c *Call) AcceptIdentity(participantID string) error {
-	return c.e2e.accept(participantID)
+func (c *Call) AcceptIdentity(participantID, fingerprint string) error {
+	return c.e2e.accept(participantID, fingerprint)
 }

@@ -70,6 +70,26 @@ func (r *roster) remove(p api.Participant) (api.Participant, bool) {
 	return m.p, m.present
 }
 
+// retain removes the present members that are not in the room any more,
+// as present lists it, and returns them ordered by ID.
+func (r *roster) retain(present []api.Participant) []api.Participant {
+	in := make(map[string]bool, len(present))
+	for _, p := range present {
+		in[p.ID] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gone []api.Participant
+	for id, m := range r.members {
+		if m.present && !in[id] {
+			delete(r.members, id)
+			gone = append(gone, m.p)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool { return gone[i].ID < gone[j].ID })
+	return gone
+}
+
 // lookup returns what is known about id; Identity is empty if nothing is.
 func (r *roster) lookup(id string) api.Participant {
 	r.mu.Lock()

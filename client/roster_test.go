@@ -73,3 +73,29 @@ func TestRosterPresentAndRemove(t *testing.T) {
 		t.Errorf("present after remove = %v", ps)
 	}
 }
+
+// retain removes exactly the present members a welcome no longer lists,
+// and leaves placeholders of tracks still waiting for their publisher.
+func TestRosterRetain(t *testing.T) {
+	r := newRoster()
+	a := api.Participant{ID: "p_a", Identity: "alice"}
+	b := api.Participant{ID: "p_b", Identity: "bob"}
+	c := api.Participant{ID: "p_c", Identity: "carol"}
+	for _, p := range []api.Participant{a, b, c} {
+		r.add(p)
+	}
+	r.await(context.Background(), "p_pending", time.Millisecond) // a placeholder
+	gone := r.retain([]api.Participant{b, {ID: "p_new", Identity: "dave"}})
+	if len(gone) != 2 || gone[0] != a || gone[1] != c {
+		t.Fatalf("retain removed %+v, want alice and carol", gone)
+	}
+	if got := r.present(); len(got) != 1 || got[0] != b {
+		t.Fatalf("present after retain: %+v, want bob", got)
+	}
+	if _, ok := r.remove(api.Participant{ID: "p_pending"}); ok {
+		t.Fatal("the placeholder became present")
+	}
+	if _, ok := r.remove(a); ok {
+		t.Fatal("a removed member was still present")
+	}
+}

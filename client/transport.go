@@ -71,8 +71,9 @@ type sink interface {
 	admitted(present []api.Participant)
 	// prekeysLow reports that the caller's one-time prekeys run low.
 	prekeysLow()
-	// reconnected reports a new event stream after a lost one: messages
-	// sent or received around the loss may be gone.
+	// reconnected reports the welcome of a new event stream after a lost
+	// one, once the roster agrees with it again: messages sent or received
+	// around the loss may be gone.
 	reconnected()
 }
 
@@ -100,6 +101,10 @@ type conn struct {
 	err     error           // why the connection ended; set with closing
 	wg      sync.WaitGroup  // transport goroutines; Add only under mu while !closing
 	done    chan struct{}   // closed when shut down and all goroutines returned
+
+	// resumed is set when the event stream was reconnected and its
+	// welcome has not been read yet; readEvents only.
+	resumed bool
 
 	connected     chan struct{}
 	connectedOnce sync.Once
@@ -582,7 +587,7 @@ func (c *conn) reconnect(cause error) *websocket.Conn {
 			c.mu.Unlock()
 			old.CloseNow()
 			c.log.Info("event stream reconnected")
-			c.sink.reconnected()
+			c.resumed = true
 			return ws
 		}
 		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
@@ -613,8 +618,20 @@ func (c *conn) handle(m api.Message) error {
 		if !c.decode(m, &w) {
 			return nil
 		}
+		resumed := c.resumed
+		c.resumed = false
+		if resumed {
+			// A "left" written to the lost stream may never have arrived:
+			// whoever the welcome no longer lists has left.
+			for _, p := range c.roster.retain(w.Participants) {
+				c.sink.left(p, ReasonUnknown)
+			}
+		}
 		for _, p := range w.Participants {
 			c.addParticipant(p)
+		}
+		if resumed {
+			c.sink.reconnected()
 		}
 	case api.TypeJoined:
 		var j api.Joined

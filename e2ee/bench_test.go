@@ -1,6 +1,9 @@
 package e2ee
 
 import (
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -67,7 +70,7 @@ func BenchmarkSFrameOpen(b *testing.B) {
 					i = 0
 					b.StartTimer()
 				}
-				if _, _, err := r.Open(dst, frames[i], t0); err != nil {
+				if _, err := r.Open(dst, frames[i], "alice", t0); err != nil {
 					b.Fatal(err)
 				}
 				i++
@@ -87,6 +90,67 @@ func BenchmarkRatchetEncryptDecrypt(b *testing.B) {
 		}
 		if _, err := bob.Decrypt(p, t0); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// withSkipped returns an established pair whose responder holds n
+// skipped message keys, from chains of lost messages of at most MaxSkip.
+func withSkipped(tb testing.TB, n int) (alice, bob *Session) {
+	alice, bob = pair(tb, false)
+	for n > 0 {
+		reply, err := bob.Encrypt([]byte("ack"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := alice.Decrypt(reply, t0); err != nil {
+			tb.Fatal(err)
+		}
+		lost := min(n, MaxSkip)
+		n -= lost
+		var last []byte
+		for range lost + 1 {
+			if last, err = alice.Encrypt([]byte("lost")); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if _, err := bob.Decrypt(last, t0); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return alice, bob
+}
+
+// forged returns a 110-byte ratchet message on the responder's current
+// receiving chain, skip messages ahead, that does not authenticate.
+func forged(bob *Session, skip uint32) []byte {
+	m := []byte{payloadVersion, typeRatchet}
+	m = append(m, bob.st.dhr...)
+	m = binary.BigEndian.AppendUint32(m, 0)
+	m = binary.BigEndian.AppendUint32(m, bob.st.nr+skip)
+	return append(m, make([]byte, 68)...)
+}
+
+// BenchmarkForgedEnvelope is what one forged envelope costs a session,
+// with an empty and a full store of skipped keys: the store adds nothing
+// (the cost grows with the keys the envelope makes the chain skip, up to
+// MaxSkip derivations, and not with the keys already stored).
+func BenchmarkForgedEnvelope(b *testing.B) {
+	for _, stored := range []int{0, MaxSkippedKeys} {
+		for _, skip := range []uint32{0, 1, MaxSkip} {
+			b.Run(fmt.Sprintf("stored=%d/skip=%d", stored, skip), func(b *testing.B) {
+				_, bob := withSkipped(b, stored)
+				if n := bob.st.skipped.len(); n != stored {
+					b.Fatalf("%d skipped keys stored, want %d", n, stored)
+				}
+				m := forged(bob, skip)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := bob.Decrypt(m, t0); !errors.Is(err, ErrDecrypt) {
+						b.Fatalf("forged envelope: %v, want ErrDecrypt", err)
+					}
+				}
+			})
 		}
 	}
 }

@@ -28,7 +28,12 @@
 // Rekey with the remaining participants, sends them the new key and feeds
 // their acks to Acknowledge, while every receiver calls RemoveParticipant.
 // Seal and Open work on caller-provided buffers and allocate nothing in
-// steady state; Open drops and counts every frame that fails (Stats).
+// steady state. Open takes the participant whose track carried the frame,
+// and drops and counts every frame that fails (Stats) with an error that
+// says why (ErrAwaitingKey, ErrWrongSender, …).
+//
+// Envelope data for which IsPayload is true belongs to the sessions;
+// anything else is the application's.
 //
 // Functions that generate keys take an io.Reader (nil means crypto/rand)
 // and functions that expire state take the current time, so that the

@@ -2,14 +2,17 @@ package e2ee
 
 import "errors"
 
-// Reasons a frame is dropped. FrameReceiver.Open returns one of them (or an
-// error wrapping one) and counts it in FrameStats.
+// Reasons a frame is dropped. FrameReceiver.Open returns one of them and
+// counts it in FrameStats; see Open for what each means.
 var (
-	ErrMalformed  = errors.New("e2ee: malformed frame")
-	ErrUnknownKID = errors.New("e2ee: no key for frame KID")
-	ErrAuthFailed = errors.New("e2ee: frame authentication failed")
-	ErrReplayed   = errors.New("e2ee: replayed frame")
-	ErrKeyExpired = errors.New("e2ee: frame key expired")
+	ErrMalformed   = errors.New("e2ee: malformed frame")
+	ErrUnknownKID  = errors.New("e2ee: no key for frame KID")
+	ErrAuthFailed  = errors.New("e2ee: frame authentication failed")
+	ErrReplayed    = errors.New("e2ee: replayed frame")
+	ErrKeyExpired  = errors.New("e2ee: frame key expired")
+	ErrWrongSender = errors.New("e2ee: frame sealed under another participant's key")
+	ErrAwaitingKey = errors.New("e2ee: the publisher's frame key has not arrived yet")
+	ErrBeforeKey   = errors.New("e2ee: frame sealed before the publisher's first key to this receiver")
 )
 
 // Errors of identities, sessions and frame keys.

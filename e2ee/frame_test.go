@@ -60,21 +60,26 @@ func seal(t testing.TB, s *FrameSender, frame string, now time.Time) []byte {
 
 func expectOpen(t *testing.T, r *FrameReceiver, frame []byte, want, from string, now time.Time) {
 	t.Helper()
-	pt, who, err := r.Open(nil, frame, now)
+	pt, err := r.Open(nil, frame, from, now)
 	if err != nil {
-		t.Fatalf("open %q: %v", want, err)
+		t.Fatalf("open %q from %q: %v", want, from, err)
 	}
-	if string(pt) != want || who != from {
-		t.Fatalf("open: got %q from %q, want %q from %q", pt, who, want, from)
+	if string(pt) != want {
+		t.Fatalf("open: got %q, want %q", pt, want)
 	}
 }
 
-func expectDrop(t *testing.T, r *FrameReceiver, frame []byte, want error, now time.Time) {
+func expectDrop(t *testing.T, r *FrameReceiver, frame []byte, from string, want error, now time.Time) {
 	t.Helper()
-	pt, _, err := r.Open(nil, frame, now)
+	pt, err := r.Open(nil, frame, from, now)
 	if !errors.Is(err, want) {
 		t.Fatalf("open: got %q, %v; want %v", pt, err, want)
 	}
+}
+
+// dropped is the number of frames s counts as dropped, for any reason.
+func dropped(s FrameStats) uint64 {
+	return s.Malformed + s.UnknownKID + s.AuthFailed + s.Replayed + s.ExpiredKey + s.WrongSender + s.AwaitingKey + s.BeforeKey
 }
 
 func TestFrameRoundTripAllSuites(t *testing.T) {
@@ -98,8 +103,8 @@ func TestFrameRoundTripAllSuites(t *testing.T) {
 			if out, err := s.Seal(nil, nil, t0); err != nil || len(out) != 0 {
 				t.Fatalf("seal empty: %x, %v", out, err)
 			}
-			if out, who, err := r.Open(nil, nil, t0); err != nil || len(out) != 0 || who != "" {
-				t.Fatalf("open empty: %x, %q, %v", out, who, err)
+			if out, err := r.Open(nil, nil, "alice", t0); err != nil || len(out) != 0 {
+				t.Fatalf("open empty: %x, %v", out, err)
 			}
 			if st := r.Stats(); st.Opened != 300 || st != (FrameStats{Opened: 300}) {
 				t.Fatalf("stats %+v", st)
@@ -135,9 +140,9 @@ func TestMembershipForwardSecrecy(t *testing.T) {
 	// B and L derive the step themselves.
 	expectOpen(t, b, joined, "after join", "A", t0)
 	expectOpen(t, l, joined, "after join", "A", t0)
-	// The newcomer cannot go back.
-	expectDrop(t, n, before, ErrUnknownKID, t0)
-	if pt, _, err := n.Open(nil, seal(t, a, "x", t0), t0); err != nil || string(pt) != "x" {
+	// The newcomer cannot go back: the frame predates its keys.
+	expectDrop(t, n, before, "A", ErrBeforeKey, t0)
+	if pt, err := n.Open(nil, seal(t, a, "x", t0), "A", t0); err != nil || string(pt) != "x" {
 		t.Fatalf("newcomer lost the current step: %v", err)
 	}
 
@@ -168,15 +173,16 @@ func TestMembershipForwardSecrecy(t *testing.T) {
 	after := seal(t, a, "after leave", t0)
 	expectOpen(t, b, after, "after leave", "A", t0)
 	expectOpen(t, n, after, "after leave", "A", t0)
-	expectDrop(t, l, after, ErrUnknownKID, t0)
+	// To the leaver the fresh chain is a key that never comes.
+	expectDrop(t, l, after, "A", ErrAwaitingKey, t0)
 	// Even a leaver that ratchets its old chain gets nothing.
 	for range 3 {
 		if _, err := a.Advance(); err != nil {
 			t.Fatal(err)
 		}
-		expectDrop(t, l, seal(t, a, "later", t0), ErrUnknownKID, t0)
+		expectDrop(t, l, seal(t, a, "later", t0), "A", ErrAwaitingKey, t0)
 	}
-	if st := l.Stats(); st.UnknownKID != 4 {
+	if st := l.Stats(); st.AwaitingKey != 4 || st.Opened != 3 {
 		t.Fatalf("leaver stats %+v", st)
 	}
 }
@@ -202,7 +208,7 @@ func TestRekeySwitchesAfterDelay(t *testing.T) {
 	expectOpen(t, b, switched, "new", "A", now)
 	// The old generation stays open for the grace period only.
 	expectOpen(t, b, old, "old", "A", now.Add(DefaultGracePeriod-time.Millisecond))
-	expectDrop(t, b, old, ErrKeyExpired, now.Add(DefaultGracePeriod))
+	expectDrop(t, b, old, "A", ErrKeyExpired, now.Add(DefaultGracePeriod))
 	if st := b.Stats(); st.ExpiredKey != 1 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -242,32 +248,72 @@ func TestFrameDrops(t *testing.T) {
 	for i := range frame {
 		bad := bytes.Clone(frame)
 		bad[i] ^= 0x01
-		if _, _, err := r.Open(nil, bad, t0); err == nil {
+		if _, err := r.Open(nil, bad, "A", t0); err == nil {
 			t.Fatalf("tampered byte %d accepted", i)
 		}
 	}
 	for n := 1; n < len(frame); n++ {
-		if _, _, err := r.Open(nil, frame[:n], t0); err == nil {
+		if _, err := r.Open(nil, frame[:n], "A", t0); err == nil {
 			t.Fatalf("truncated to %d accepted", n)
 		}
 	}
 	expectOpen(t, r, frame, "some opus audio", "A", t0)
-	expectDrop(t, r, frame, ErrReplayed, t0)
+	expectDrop(t, r, frame, "A", ErrReplayed, t0)
 
 	other := newSender(t, 0)
-	expectDrop(t, r, seal(t, other, "stranger", t0), ErrUnknownKID, t0)
+	expectDrop(t, r, seal(t, other, "stranger", t0), "A", ErrUnknownKID, t0)
 	// Same KID and a fresh counter, but not sealed with the key.
 	forged := seal(t, a, "some opus audio", t0)
 	copy(forged[len(forged)-20:], "forged bytes........")
-	expectDrop(t, r, forged, ErrAuthFailed, t0)
-	expectDrop(t, r, []byte{0xff}, ErrMalformed, t0)
+	expectDrop(t, r, forged, "A", ErrAuthFailed, t0)
+	expectDrop(t, r, []byte{0xff}, "A", ErrMalformed, t0)
 
 	st := r.Stats()
 	if st.Opened != 1 || st.Replayed != 1 || st.UnknownKID == 0 || st.AuthFailed == 0 || st.Malformed == 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	if total := st.Malformed + st.UnknownKID + st.AuthFailed + st.Replayed + st.ExpiredKey; total != uint64(len(frame))+uint64(len(frame)-1)+4 {
+	if total := dropped(st); total != uint64(len(frame))+uint64(len(frame)-1)+4 {
 		t.Fatalf("%d drops counted, stats %+v", total, st)
+	}
+}
+
+// The receiver tells why a frame from a participant does not open, from
+// the keys that participant sent: none yet, a newer generation on its way,
+// a step from before its first key, or someone else's frame.
+func TestFrameDropReasonsOfPublisher(t *testing.T) {
+	a, b := newSender(t, 0), newSender(t, 0)
+	r := NewFrameReceiver(FrameReceiverConfig{})
+	first := seal(t, a, "before any key", t0)
+	expectDrop(t, r, first, "A", ErrAwaitingKey, t0)
+	// A joins after us: we get its advanced key only.
+	keys, err := a.Advance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, r, "A", keys...)
+	expectDrop(t, r, first, "A", ErrBeforeKey, t0)
+	expectOpen(t, r, seal(t, a, "after", t0), "after", "A", t0)
+	// A starts a fresh chain whose key has not reached us.
+	if _, err := a.Rekey(t0, nil); err != nil {
+		t.Fatal(err)
+	}
+	fresh := seal(t, a, "fresh", t0)
+	expectDrop(t, r, fresh, "A", ErrAwaitingKey, t0)
+	deliver(t, r, "A", a.Keys()...)
+	expectOpen(t, r, fresh, "fresh", "A", t0)
+
+	// B re-sends A's frame on its own track: it authenticates under A's
+	// key, is dropped, and still opens on A's track afterwards.
+	deliver(t, r, "B", b.Keys()...)
+	moved := seal(t, a, "moved", t0)
+	expectDrop(t, r, moved, "B", ErrWrongSender, t0)
+	expectOpen(t, r, moved, "moved", "A", t0)
+	// A frame under an index nobody announced, on a keyed track.
+	expectDrop(t, r, seal(t, newSender(t, 0), "stranger", t0), "B", ErrUnknownKID, t0)
+
+	want := FrameStats{Opened: 3, AwaitingKey: 2, BeforeKey: 1, WrongSender: 1, UnknownKID: 1}
+	if st := r.Stats(); st != want {
+		t.Fatalf("stats %+v, want %+v", st, want)
 	}
 }
 
@@ -282,9 +328,9 @@ func TestFrameOutOfOrderAndReplayWindow(t *testing.T) {
 	for _, i := range []int{5, 3, 4, 0, 1, 2, 150} {
 		expectOpen(t, r, frames[i], fmt.Sprint(i), "A", t0)
 	}
-	expectOpen(t, r, frames[23], "23", "A", t0)   // 127 below the highest: inside the window
-	expectDrop(t, r, frames[22], ErrReplayed, t0) // 128 below: outside
-	expectDrop(t, r, frames[150], ErrReplayed, t0)
+	expectOpen(t, r, frames[23], "23", "A", t0)        // 127 below the highest: inside the window
+	expectDrop(t, r, frames[22], "A", ErrReplayed, t0) // 128 below: outside
+	expectDrop(t, r, frames[150], "A", ErrReplayed, t0)
 	expectOpen(t, r, frames[199], "199", "A", t0)
 	expectOpen(t, r, frames[160], "160", "A", t0)
 }
@@ -336,7 +382,7 @@ func TestFrameKeyBindingAndStaleness(t *testing.T) {
 	}
 	// A participant leaving zeroes its keys and frees its index.
 	r.RemoveParticipant("A")
-	expectDrop(t, r, seal(t, a, "gone", t0), ErrUnknownKID, t0)
+	expectDrop(t, r, seal(t, a, "gone", t0), "A", ErrAwaitingKey, t0) // A has no key any more
 	if _, err := r.SetKey("M", a.Keys()[0], t0); err != nil {
 		t.Fatalf("freed index: %v", err)
 	}
@@ -348,7 +394,7 @@ func TestFrameKeyBindingAndStaleness(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	expectDrop(t, r, seal(t, b, "far", t0), ErrUnknownKID, t0)
+	expectDrop(t, r, seal(t, b, "far", t0), "B", ErrUnknownKID, t0)
 }
 
 func TestChainExhaustion(t *testing.T) {
@@ -422,7 +468,7 @@ func TestFrameConcurrentUse(t *testing.T) {
 	go func() {
 		defer close(done)
 		for f := range frames {
-			if _, _, err := r.Open(nil, f, t0); err == nil {
+			if _, err := r.Open(nil, f, "A", t0); err == nil {
 				opened++
 			}
 		}

@@ -33,7 +33,7 @@ func FuzzSFrameOpen(f *testing.F) {
 		if _, err := r.SetKey("alice", keys[0], t0); err != nil {
 			t.Fatal(err)
 		}
-		out, _, err := r.Open(make([]byte, 0, 8), frame, t0)
+		out, err := r.Open(make([]byte, 0, 8), frame, "alice", t0)
 		st := r.Stats()
 		switch {
 		case err == nil && len(frame) == 0:
@@ -45,8 +45,9 @@ func FuzzSFrameOpen(f *testing.F) {
 				t.Fatalf("opened a frame the sender never sealed: %x", frame)
 			}
 		case errors.Is(err, ErrMalformed), errors.Is(err, ErrUnknownKID), errors.Is(err, ErrAuthFailed),
-			errors.Is(err, ErrReplayed), errors.Is(err, ErrKeyExpired):
-			if st.Opened != 0 || st.Malformed+st.UnknownKID+st.AuthFailed+st.Replayed+st.ExpiredKey != 1 {
+			errors.Is(err, ErrReplayed), errors.Is(err, ErrKeyExpired), errors.Is(err, ErrWrongSender),
+			errors.Is(err, ErrAwaitingKey), errors.Is(err, ErrBeforeKey):
+			if st.Opened != 0 || dropped(st) != 1 {
 				t.Fatalf("drop not counted once: %+v", st)
 			}
 		default:

@@ -20,6 +20,9 @@ const (
 	// keyRingSize is the most keys (including expired tombstones) kept
 	// per sender.
 	keyRingSize = 4
+	// generationsAhead is how many generations past a publisher's newest
+	// key a frame may name and still be awaiting its key (§9).
+	generationsAhead = 8
 )
 
 // FrameReceiverConfig configures a FrameReceiver. The zero value is usable.
@@ -29,14 +32,17 @@ type FrameReceiverConfig struct {
 }
 
 // FrameStats counts the frames a FrameReceiver opened and dropped, by
-// reason.
+// reason: one count per error Open returns.
 type FrameStats struct {
-	Opened     uint64 // authenticated and decrypted
-	Malformed  uint64 // header does not parse or frame too short
-	UnknownKID uint64 // no key for the sender, generation or step
-	AuthFailed uint64 // tag does not verify
-	Replayed   uint64 // counter seen before or older than the window
-	ExpiredKey uint64 // key retired after its grace period
+	Opened      uint64 // authenticated and decrypted
+	Malformed   uint64 // ErrMalformed
+	UnknownKID  uint64 // ErrUnknownKID
+	AuthFailed  uint64 // ErrAuthFailed
+	Replayed    uint64 // ErrReplayed
+	ExpiredKey  uint64 // ErrKeyExpired
+	WrongSender uint64 // ErrWrongSender
+	AwaitingKey uint64 // ErrAwaitingKey
+	BeforeKey   uint64 // ErrBeforeKey
 }
 
 // FrameReceiver opens the frames of every other participant. It holds a
@@ -53,6 +59,11 @@ type FrameReceiver struct {
 type remoteSender struct {
 	participant string
 	keys        []*ringKey
+	// newest is the latest generation the participant sent a key of, and
+	// firstStep the earliest step of it sent: frames under earlier steps
+	// predate this receiver's keys.
+	newest    uint32
+	firstStep uint8
 }
 
 // ringKey is one installed key of a sender.
@@ -113,7 +124,7 @@ func (r *FrameReceiver) SetKey(participant string, key FrameKey, now time.Time) 
 	}
 	s := r.senders[idx]
 	if s == nil {
-		s = &remoteSender{participant: participant}
+		s = &remoteSender{participant: participant, newest: key.generation, firstStep: key.step}
 		r.senders[idx] = s
 		r.byParticipant[participant] = idx
 	}
@@ -122,6 +133,7 @@ func (r *FrameReceiver) SetKey(participant string, key FrameKey, now time.Time) 
 	for _, k := range s.keys {
 		if k.generation == nk.generation && k.step == nk.step {
 			if !k.expired && k.suite == nk.suite && subtle.ConstantTimeCompare(k.baseKey, key.baseKey) == 1 {
+				s.note(key)
 				return key.Ack(), nil // already installed
 			}
 			return FrameKeyAck{}, fmt.Errorf("set frame key of %q: %w", participant, ErrStaleKey)
@@ -137,7 +149,19 @@ func (r *FrameReceiver) SetKey(participant string, key FrameKey, now time.Time) 
 	}
 	nk.sk = sk
 	s.add(nk)
+	s.note(key)
 	return key.Ack(), nil
+}
+
+// note records k as sent by the participant, for telling frames awaiting
+// a key and frames from before its keys apart from forged ones.
+func (s *remoteSender) note(k FrameKey) {
+	switch {
+	case k.generation > s.newest:
+		s.newest, s.firstStep = k.generation, k.step
+	case k.generation == s.newest && k.step < s.firstStep:
+		s.firstStep = k.step
+	}
 }
 
 // expire zeroes the keys whose grace period is over.
@@ -190,27 +214,41 @@ func (r *FrameReceiver) Stats() FrameStats {
 	return r.stats
 }
 
-// Open authenticates and decrypts an SFrame frame, appends the Opus frame
-// to dst and returns it with the participant that holds the sender's keys.
-// A frame that fails is dropped: Open returns ErrMalformed, ErrUnknownKID,
-// ErrAuthFailed, ErrReplayed or ErrKeyExpired and counts it in Stats. A
-// zero-length frame is returned as zero bytes. With enough capacity in dst
-// and a known key it allocates nothing.
-func (r *FrameReceiver) Open(dst, frame []byte, now time.Time) ([]byte, string, error) {
+// Open authenticates and decrypts an SFrame frame that arrived on the
+// track of participant from, and appends the Opus frame to dst. A frame
+// that fails is dropped, counted in Stats, and Open returns one of:
+//
+//   - ErrMalformed: the header does not parse or the frame is too short;
+//   - ErrAwaitingKey: from has sent no key yet, or the frame names a
+//     generation of from's chain shortly after its newest key (a key on
+//     its way): the normal start of a stream, not a failure;
+//   - ErrBeforeKey: the frame is sealed under a step of from's newest
+//     generation earlier than any key from sent this receiver (audio from
+//     before it joined);
+//   - ErrUnknownKID: no key for the frame's key id;
+//   - ErrAuthFailed: the tag does not verify;
+//   - ErrReplayed: the counter was seen before or is older than the window;
+//   - ErrKeyExpired: the key was retired after its grace period;
+//   - ErrWrongSender: the frame authenticates under another participant's
+//     key (someone re-sending another's frames); nothing is recorded of it,
+//     so that the frame still opens on its publisher's track.
+//
+// A zero-length frame is returned as zero bytes. With enough capacity in
+// dst and a known key it allocates nothing.
+func (r *FrameReceiver) Open(dst, frame []byte, from string, now time.Time) ([]byte, error) {
 	if len(frame) == 0 {
-		return dst, "", nil
+		return dst, nil
 	}
 	kid, ctr, hdrLen, ok := parseHeader(frame)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !ok {
 		r.stats.Malformed++
-		return dst, "", ErrMalformed
+		return dst, ErrMalformed
 	}
 	s := r.senders[uint32(kid>>(ratchetBits+generationBits))]
 	if s == nil || kid>>48 != 0 {
-		r.stats.UnknownKID++
-		return dst, "", ErrUnknownKID
+		return dst, r.noKey(from, kid)
 	}
 	s.expire(now)
 	var key, base *ringKey
@@ -225,38 +263,66 @@ func (r *FrameReceiver) Open(dst, frame []byte, now time.Time) ([]byte, string, 
 	switch {
 	case key != nil && key.expired:
 		r.stats.ExpiredKey++
-		return dst, "", ErrKeyExpired
+		return dst, ErrKeyExpired
 	case key == nil && (base == nil || int(uint8(kid))-int(base.step) > MaxRatchetAhead):
-		r.stats.UnknownKID++
-		return dst, "", ErrUnknownKID
+		return dst, r.noKey(from, kid)
 	case key == nil:
-		return r.openRatcheted(dst, frame, s, base, kid, ctr, hdrLen, now)
+		return r.openRatcheted(dst, frame, from, s, base, kid, ctr, hdrLen, now)
 	}
 	if len(frame)-hdrLen < key.suite.Overhead() {
 		r.stats.Malformed++
-		return dst, "", ErrMalformed
+		return dst, ErrMalformed
 	}
 	if !key.replay.check(ctr) {
 		r.stats.Replayed++
-		return dst, "", ErrReplayed
+		return dst, ErrReplayed
 	}
 	out, err := key.sk.open(dst, ctr, hdrLen, nil, frame)
 	if err != nil {
 		r.stats.AuthFailed++
-		return dst, "", ErrAuthFailed
+		return dst, ErrAuthFailed
+	}
+	if s.participant != from {
+		r.stats.WrongSender++
+		return dst, ErrWrongSender
 	}
 	key.replay.mark(ctr)
 	r.markUsed(s, key, now)
 	r.stats.Opened++
-	return out, s.participant, nil
+	return out, nil
+}
+
+// noKey counts and returns why no key opens a frame from participant
+// from under kid: from's key is on its way, the frame predates from's
+// keys, or the key id is simply unknown.
+func (r *FrameReceiver) noKey(from string, kid uint64) error {
+	idx, keyed := r.byParticipant[from]
+	if kid>>48 == 0 && !keyed {
+		r.stats.AwaitingKey++
+		return ErrAwaitingKey
+	}
+	if s := r.senders[idx]; keyed && kid>>48 == 0 && uint32(kid>>(ratchetBits+generationBits)) == idx {
+		// Generations compare modulo 256, as the key id carries them.
+		ahead := uint8(kid>>ratchetBits) - uint8(s.newest)
+		if ahead >= 1 && ahead <= generationsAhead {
+			r.stats.AwaitingKey++
+			return ErrAwaitingKey
+		}
+		if ahead == 0 && uint8(kid) < s.firstStep {
+			r.stats.BeforeKey++
+			return ErrBeforeKey
+		}
+	}
+	r.stats.UnknownKID++
+	return ErrUnknownKID
 }
 
 // openRatcheted derives the frame's key forward from base and keeps it
-// only if the frame authenticates.
-func (r *FrameReceiver) openRatcheted(dst, frame []byte, s *remoteSender, base *ringKey, kid, ctr uint64, hdrLen int, now time.Time) ([]byte, string, error) {
+// only if the frame authenticates and comes from its publisher.
+func (r *FrameReceiver) openRatcheted(dst, frame []byte, from string, s *remoteSender, base *ringKey, kid, ctr uint64, hdrLen int, now time.Time) ([]byte, error) {
 	if len(frame)-hdrLen < base.suite.Overhead() {
 		r.stats.Malformed++
-		return dst, "", ErrMalformed
+		return dst, ErrMalformed
 	}
 	baseKey := append([]byte(nil), base.baseKey...)
 	for step := base.step; step < uint8(kid); step++ {
@@ -264,7 +330,7 @@ func (r *FrameReceiver) openRatcheted(dst, frame []byte, s *remoteSender, base *
 		clear(baseKey)
 		if err != nil {
 			r.stats.UnknownKID++
-			return dst, "", ErrUnknownKID
+			return dst, ErrUnknownKID
 		}
 		baseKey = next
 	}
@@ -272,20 +338,25 @@ func (r *FrameReceiver) openRatcheted(dst, frame []byte, s *remoteSender, base *
 	if err != nil {
 		clear(baseKey)
 		r.stats.UnknownKID++
-		return dst, "", ErrUnknownKID
+		return dst, ErrUnknownKID
 	}
 	out, err := sk.open(dst, ctr, hdrLen, nil, frame)
 	if err != nil {
 		clear(baseKey)
 		r.stats.AuthFailed++
-		return dst, "", ErrAuthFailed
+		return dst, ErrAuthFailed
+	}
+	if s.participant != from {
+		clear(baseKey)
+		r.stats.WrongSender++
+		return dst, ErrWrongSender
 	}
 	k := &ringKey{suite: base.suite, generation: base.generation, step: uint8(kid), baseKey: baseKey, sk: sk}
 	k.replay.mark(ctr)
 	s.add(k)
 	r.markUsed(s, k, now)
 	r.stats.Opened++
-	return out, s.participant, nil
+	return out, nil
 }
 
 // markUsed notes that k authenticated a frame; the first time, the

@@ -11,7 +11,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"time"
 )
@@ -62,22 +61,13 @@ type Session struct {
 	st         ratchetState
 }
 
-type skippedKey struct {
-	mk     [32]byte
-	stored time.Time
-	seq    uint64
-}
-
-type skipID [36]byte // ratchet public key || n
-
 type ratchetState struct {
 	dhs            *ecdh.PrivateKey
 	dhr            []byte
 	rk, cks, ckr   [32]byte
 	hasCKs, hasCKr bool
 	ns, nr, pn     uint32
-	skipped        map[skipID]*skippedKey
-	seq            uint64
+	skipped        skippedKeys
 }
 
 // InitiateSession runs the initiator's half of X3DH against a peer's
@@ -128,7 +118,7 @@ func InitiateSession(random io.Reader, local *Identity, bundle PrekeyBundle) (*S
 	}
 	s.st.rk, s.st.cks = kdfRK(sk, dh)
 	s.st.hasCKs = true
-	s.st.skipped = map[skipID]*skippedKey{}
+	s.st.skipped = newSkippedKeys()
 	return s, nil
 }
 
@@ -214,7 +204,7 @@ func AcceptSession(store *PrekeyStore, payload []byte, now time.Time) (*Session,
 	// RatchetInitBob.
 	s.st.dhs = spk
 	copy(s.st.rk[:], sk)
-	s.st.skipped = map[skipID]*skippedKey{}
+	s.st.skipped = newSkippedKeys()
 	pt, err := s.decryptMessage(body[initPrefixSize:], now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("accept session: %w", err)
@@ -285,6 +275,15 @@ func (s *Session) Decrypt(payload []byte, now time.Time) ([]byte, error) {
 	return pt, nil
 }
 
+// IsPayload reports whether envelope data is framed as a payload of this
+// protocol (docs/PROTOCOL.md §3: version 0x01, then type x3dh-init or
+// ratchet), which clients give to their sessions. Applications must not
+// send data of their own that starts that way.
+func IsPayload(data []byte) bool {
+	_, _, err := parsePayload(data)
+	return err == nil
+}
+
 func parsePayload(p []byte) (typ byte, body []byte, err error) {
 	if len(p) < 2 || p[0] != payloadVersion || (p[1] != typeX3DHInit && p[1] != typeRatchet) {
 		return 0, nil, ErrInvalidMessage
@@ -292,51 +291,52 @@ func parsePayload(p []byte) (typ byte, body []byte, err error) {
 	return p[1], p[2:], nil
 }
 
-// decryptMessage is RatchetDecrypt on a copy of the state, committed only
-// if the message authenticates.
+// decryptMessage is RatchetDecrypt. The chains move on a copy of the
+// state and the keys it skips wait aside, both committed only if the
+// message authenticates; expired skipped keys go whatever the message.
 func (s *Session) decryptMessage(msg []byte, now time.Time) ([]byte, error) {
 	if len(msg) < minRatchetBytes {
 		return nil, ErrInvalidMessage
 	}
+	s.st.skipped.expire(now)
 	header := msg[:headerSize]
-	st := s.st
-	st.skipped = maps.Clone(s.st.skipped)
-	st.expireSkipped(now)
-
 	var id skipID
 	copy(id[:], header[:32])
 	binary.BigEndian.PutUint32(id[32:], binary.BigEndian.Uint32(header[36:40]))
-	if sk, ok := st.skipped[id]; ok {
+	if sk := s.st.skipped.lookup(id); sk != nil {
 		pt, err := openMessage(&sk.mk, msg[headerSize:], s.ad[:], header)
 		if err != nil {
 			return nil, ErrDecrypt
 		}
-		delete(st.skipped, id)
-		s.commit(st)
+		s.st.skipped.remove(sk)
 		return pt, nil
 	}
-	pt, err := s.advanceAndOpen(&st, msg, now)
+	st := s.st
+	var skipped []*skippedKey
+	pt, err := s.advanceAndOpen(&st, msg, now, &skipped)
 	if err != nil {
-		s.discard(st)
+		zeroKeys(skipped)
 		return nil, err
 	}
-	s.commit(st)
+	s.st = st
+	s.st.skipped.add(skipped)
 	return pt, nil
 }
 
-// advanceAndOpen is the part of RatchetDecrypt that moves the chains.
-func (s *Session) advanceAndOpen(st *ratchetState, msg []byte, now time.Time) ([]byte, error) {
+// advanceAndOpen is the part of RatchetDecrypt that moves the chains; the
+// keys it skips are appended to skipped.
+func (s *Session) advanceAndOpen(st *ratchetState, msg []byte, now time.Time, skipped *[]*skippedKey) ([]byte, error) {
 	header := msg[:headerSize]
 	dh := header[:32]
 	if st.dhr == nil || subtle.ConstantTimeCompare(dh, st.dhr) != 1 {
-		if err := st.skip(binary.BigEndian.Uint32(header[32:36]), now); err != nil {
+		if err := st.skip(binary.BigEndian.Uint32(header[32:36]), now, skipped); err != nil {
 			return nil, err
 		}
 		if err := st.dhRatchet(dh, s.random); err != nil {
 			return nil, err
 		}
 	}
-	if err := st.skip(binary.BigEndian.Uint32(header[36:40]), now); err != nil {
+	if err := st.skip(binary.BigEndian.Uint32(header[36:40]), now, skipped); err != nil {
 		return nil, err
 	}
 	var mk [32]byte
@@ -350,27 +350,9 @@ func (s *Session) advanceAndOpen(st *ratchetState, msg []byte, now time.Time) ([
 	return pt, nil
 }
 
-// commit makes st the session state and zeroes the skipped keys it no
-// longer holds.
-func (s *Session) commit(st ratchetState) {
-	zeroMissing(s.st.skipped, st.skipped)
-	s.st = st
-}
-
-// discard zeroes the skipped keys a failed decryption derived.
-func (s *Session) discard(st ratchetState) { zeroMissing(st.skipped, s.st.skipped) }
-
-// zeroMissing zeroes the keys of from that are not in keep.
-func zeroMissing(from, keep map[skipID]*skippedKey) {
-	for id, k := range from {
-		if keep[id] != k {
-			clear(k.mk[:])
-		}
-	}
-}
-
-// skip is SkipMessageKeys: it stores the receiving chain's keys up to until.
-func (st *ratchetState) skip(until uint32, now time.Time) error {
+// skip is SkipMessageKeys: it derives the receiving chain's keys up to
+// until and appends them to skipped.
+func (st *ratchetState) skip(until uint32, now time.Time, skipped *[]*skippedKey) error {
 	if uint64(st.nr)+MaxSkip < uint64(until) {
 		return ErrTooManySkipped
 	}
@@ -378,40 +360,14 @@ func (st *ratchetState) skip(until uint32, now time.Time) error {
 		return nil
 	}
 	for st.nr < until {
-		var id skipID
-		copy(id[:], st.dhr)
-		binary.BigEndian.PutUint32(id[32:], st.nr)
-		var mk [32]byte
-		mk, st.ckr = kdfCK(st.ckr)
-		st.seq++
-		st.skipped[id] = &skippedKey{mk: mk, stored: now, seq: st.seq}
-		clear(mk[:])
+		k := &skippedKey{stored: now}
+		copy(k.id[:], st.dhr)
+		binary.BigEndian.PutUint32(k.id[32:], st.nr)
+		k.mk, st.ckr = kdfCK(st.ckr)
+		*skipped = append(*skipped, k)
 		st.nr++
 	}
-	for len(st.skipped) > MaxSkippedKeys {
-		st.dropOldestSkipped()
-	}
 	return nil
-}
-
-func (st *ratchetState) dropOldestSkipped() {
-	var oldest skipID
-	first := true
-	var min uint64
-	for id, k := range st.skipped {
-		if first || k.seq < min {
-			oldest, min, first = id, k.seq, false
-		}
-	}
-	delete(st.skipped, oldest)
-}
-
-func (st *ratchetState) expireSkipped(now time.Time) {
-	for id, k := range st.skipped {
-		if now.Sub(k.stored) > SkippedKeyLifetime {
-			delete(st.skipped, id)
-		}
-	}
 }
 
 // dhRatchet is DHRatchet of the specification.

@@ -165,8 +165,8 @@ func TestSessionSkipBounds(t *testing.T) {
 	mustDecrypt(t, alice, mustEncrypt(t, bob, "ack"), "ack")
 	late := mustEncrypt(t, alice, "late")
 	mustDecrypt(t, bob, mustEncrypt(t, alice, "next"), "next")
-	if len(bob.st.skipped) != 1 {
-		t.Fatalf("%d skipped keys stored, want 1", len(bob.st.skipped))
+	if bob.st.skipped.len() != 1 {
+		t.Fatalf("%d skipped keys stored, want 1", bob.st.skipped.len())
 	}
 	// After the lifetime the skipped key is gone; the late message fails.
 	if _, err := bob.Decrypt(late, t0.Add(SkippedKeyLifetime+time.Second)); err == nil {
@@ -175,8 +175,62 @@ func TestSessionSkipBounds(t *testing.T) {
 	if pt, err := bob.Decrypt(mustEncrypt(t, alice, "after"), t0.Add(SkippedKeyLifetime+time.Second)); err != nil || string(pt) != "after" {
 		t.Fatalf("after expiry: %q, %v", pt, err)
 	}
-	if len(bob.st.skipped) != 0 {
-		t.Fatalf("%d skipped keys after expiry, want 0", len(bob.st.skipped))
+	if bob.st.skipped.len() != 0 {
+		t.Fatalf("%d skipped keys after expiry, want 0", bob.st.skipped.len())
+	}
+}
+
+// Skipped keys leave the store in the order they were stored: beyond
+// MaxSkippedKeys exactly the oldest go, the bound holds, a forged message
+// changes nothing, and keys used out of order do not make the store grow.
+func TestSkippedKeysEvictedOldestFirst(t *testing.T) {
+	alice, bob := pair(t, false)
+	const chains, extra = 2, 10
+	var lost [][]byte // in the order bob stores their keys
+	for c := range chains + 1 {
+		mustDecrypt(t, alice, mustEncrypt(t, bob, "ack"), "ack")
+		n := MaxSkippedKeys / chains
+		if c == chains {
+			n = extra
+		}
+		for range n {
+			lost = append(lost, mustEncrypt(t, alice, fmt.Sprint("lost ", len(lost))))
+		}
+		mustDecrypt(t, bob, mustEncrypt(t, alice, "next"), "next")
+		if got, want := bob.st.skipped.len(), min(len(lost), MaxSkippedKeys); got != want {
+			t.Fatalf("after chain %d: %d skipped keys stored, want %d", c, got, want)
+		}
+	}
+	// A forged message far ahead derives keys it may not keep.
+	if _, err := bob.Decrypt(forged(bob, MaxSkip), t0); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("forged message: %v, want ErrDecrypt", err)
+	}
+	if n := bob.st.skipped.len(); n != MaxSkippedKeys {
+		t.Fatalf("%d skipped keys after a forged message, want %d", n, MaxSkippedKeys)
+	}
+	// The extra keys pushed out exactly the oldest ones.
+	for i := range extra {
+		if _, err := bob.Decrypt(lost[i], t0); err == nil {
+			t.Fatalf("lost message %d decrypted: its key should have been evicted first", i)
+		}
+	}
+	// Every other one opens, once, in any order: the store shrinks as
+	// they are used, and its bookkeeping with it.
+	rest := lost[extra:]
+	for i := len(rest) - 1; i >= 0; i -= 2 {
+		mustDecrypt(t, bob, rest[i], fmt.Sprint("lost ", extra+i))
+	}
+	for i := len(rest) - 2; i >= 0; i -= 2 {
+		mustDecrypt(t, bob, rest[i], fmt.Sprint("lost ", extra+i))
+		if n, held := len(bob.st.skipped.order), bob.st.skipped.len(); n > 2*held+64 {
+			t.Fatalf("%d entries kept in order for %d keys", n, held)
+		}
+	}
+	if n := bob.st.skipped.len(); n != 0 {
+		t.Fatalf("%d skipped keys left after using them all", n)
+	}
+	if _, err := bob.Decrypt(rest[0], t0); err == nil {
+		t.Fatal("a skipped key opened a message twice")
 	}
 }
 
@@ -362,6 +416,25 @@ func TestIdentity(t *testing.T) {
 	for _, bad := range [][]byte{nil, raw[:64], append([]byte{2}, raw[1:]...)} {
 		if _, err := ParseIdentity(bad); err == nil {
 			t.Errorf("private identity %x accepted", bad)
+		}
+	}
+}
+
+// IsPayload tells every payload a session produces from data that is not
+// one.
+func TestIsPayload(t *testing.T) {
+	alice, bob := pair(t, true)
+	first := mustEncrypt(t, alice, "init")
+	mustDecrypt(t, bob, first, "init")
+	reply := mustEncrypt(t, bob, "ratchet")
+	for _, p := range [][]byte{first, reply} {
+		if !IsPayload(p) {
+			t.Errorf("payload %x not recognised", p[:2])
+		}
+	}
+	for _, d := range [][]byte{nil, {1}, {0, 1}, {2, 1}, {1, 0}, {1, 3}, []byte("hello")} {
+		if IsPayload(d) {
+			t.Errorf("%x taken for a payload", d)
 		}
 	}
 }

@@ -370,7 +370,7 @@ func TestProtocolVectorsConsumer(t *testing.T) {
 		}
 	}
 	for _, f := range v.Frames {
-		pt, _, err := r.Open(nil, f.Frame, t0)
+		pt, err := r.Open(nil, f.Frame, "sender", t0)
 		if err != nil || !bytes.Equal(pt, f.Plaintext) {
 			t.Fatalf("frame kid %s ctr %s: %q, %v", f.KID, f.CTR, pt, err)
 		}

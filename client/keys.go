@@ -15,66 +15,11 @@ import (
 	"github.com/sotto-voice/sotto/e2ee"
 )
 
-// This file is the end-to-end layer of a call (docs/PROTOCOL.md §9): the
-// prekey upload, one Double Ratchet session per participant through the
-// envelope relay, the frame keys that travel in them, and SFrame on every
-// frame. One worker goroutine runs the key exchange in the order the event
-// stream delivers it; frames are sealed and opened on the goroutines that
-// write and read them.
-
-// Reasons a received frame is dropped, the keys of Stats.Dropped.
-const (
-	// DropMalformed: the SFrame header does not parse or the frame is
-	// shorter than its authentication tag.
-	DropMalformed = "malformed"
-	// DropUnknownKID: no key for the frame's key id, and none is expected
-	// from its publisher (a forged or foreign key id).
-	DropUnknownKID = "unknown_kid"
-	// DropAuthFailed: the frame does not authenticate under the key its key
-	// id names (tampered, or sealed with another key).
-	DropAuthFailed = "auth_failed"
-	// DropReplayed: the frame's counter was seen before under its key, or
-	// is older than the replay window.
-	DropReplayed = "replayed"
-	// DropExpiredKey: the frame is sealed with a key the publisher replaced
-	// more than a grace period ago.
-	DropExpiredKey = "expired_key"
-	// DropWrongSender: the frame authenticates, but under another
-	// participant's key than its publisher's (a participant re-sending
-	// someone else's frames).
-	DropWrongSender = "wrong_sender"
-	// DropAwaitingKey: the publisher's key has not arrived yet: it joined
-	// a moment ago, or its new chain after a rekey is still on its way.
-	// This is the normal start of every stream, not a decryption failure.
-	DropAwaitingKey = "awaiting_key"
-	// DropBeforeKey: the frame was sealed under an earlier ratchet step of
-	// the chain whose later step this caller was given: audio sent before
-	// it joined, which the protocol keeps from newcomers on purpose. Such
-	// frames reach a newcomer while the publisher's switch is in flight.
-	DropBeforeKey = "before_key"
-	// DropIdentityUnverified: the publisher presented an identity key that
-	// differs from the one known for its name, and the application has
-	// not accepted it (Call.AcceptIdentity).
-	DropIdentityUnverified = "identity_unverified"
-)
-
-// dropReasons lists the Drop* reasons in the order of e2eeState.dropped.
-var dropReasons = [...]string{
-	DropMalformed, DropUnknownKID, DropAuthFailed, DropReplayed, DropExpiredKey,
-	DropWrongSender, DropAwaitingKey, DropBeforeKey, DropIdentityUnverified,
-}
-
-const (
-	dropMalformed = iota
-	dropUnknownKID
-	dropAuthFailed
-	dropReplayed
-	dropExpiredKey
-	dropWrongSender
-	dropAwaitingKey
-	dropBeforeKey
-	dropIdentityUnverified
-)
+// This file is the key exchange of a call's end-to-end layer
+// (docs/PROTOCOL.md §9): the prekey upload, one Double Ratchet session per
+// participant through the envelope relay, and the frame keys that travel
+// in them. One worker goroutine runs it in the order the event stream
+// delivers events; frames.go seals and opens frames with the keys.
 
 var (
 	// ErrUnknownParticipant is returned for a participant ID that is not
@@ -86,6 +31,10 @@ var (
 	// ErrIdentityNotAccepted is returned by SetVerified for a participant
 	// whose changed identity key the application has not accepted.
 	ErrIdentityNotAccepted = errors.New("client: the participant's changed identity key is not accepted")
+	// ErrFingerprintMismatch is returned by AcceptIdentity when the
+	// participant does not present the identity key of the fingerprint
+	// given: it changed again, and its new key awaits a decision of its own.
+	ErrFingerprintMismatch = errors.New("client: the participant presents another identity key than the one to accept")
 	// ErrReservedEnvelope is returned by SendEnvelope for data that starts
 	// like an end-to-end protocol message (docs/PROTOCOL.md §3), which
 	// receivers would take for one.
@@ -104,16 +53,10 @@ const (
 	// published its bundle yet (a browser publishes it after joining).
 	bundleFetches = 6
 	bundleRetry   = 250 * time.Millisecond
-	// generationsAhead is how many generations past a publisher's newest
-	// key a frame may name and still count as awaiting its key.
-	generationsAhead = 8
+	// maxHeld bounds the messages kept from a participant while its changed
+	// identity key awaits the application's decision.
+	maxHeld = 64
 )
-
-// isProtocolPayload reports whether envelope data is an end-to-end protocol
-// message: version 0x01, then type x3dh-init (0x01) or ratchet (0x02).
-func isProtocolPayload(data []byte) bool {
-	return len(data) >= 2 && data[0] == 0x01 && (data[1] == 0x01 || data[1] == 0x02)
-}
 
 // e2eeState is the end-to-end state of one call.
 type e2eeState struct {
@@ -153,17 +96,20 @@ type remote struct {
 	initiator bool          // we start the session (X3DH)
 	sess      *e2ee.Session // worker only
 	fetches   int           // bundle fetches tried; worker only
+	// held are the messages that arrived while the participant was
+	// blocked, in order; worker only.
+	held [][]byte
 
 	// Guarded by e2eeState.mu.
 	identity  e2ee.PublicIdentity // bound to p.Identity; zero until known
 	announced bool                // PeerEncrypted sent
 
-	blocked atomic.Bool   // changed identity not accepted: frames dropped, keys withheld
-	keyed   atomic.Bool   // at least one of its frame keys is installed
-	newest  atomic.Uint64 // sender index << 32 | generation of its newest key
-	// firstStep is the lowest ratchet step we were given of that newest
-	// generation: frames under earlier steps predate our keys.
-	firstStep atomic.Uint32
+	// blocked: its changed identity key is not accepted, so its frames are
+	// dropped, it gets no keys and its session is frozen. Written under
+	// e2eeState.mu together with identity; read without it on the frame
+	// path.
+	blocked atomic.Bool
+	keyed   atomic.Bool // at least one of its frame keys is installed
 }
 
 // newE2EE creates the call's identity state and publishes its prekeys,
@@ -275,10 +221,11 @@ func (e *e2eeState) run(ctx context.Context) {
 	}
 }
 
-// Transport callbacks (via Call). They only queue work, except admitted,
-// which runs during the join before any other callback.
+// Entry points for the transport's events (via Call). They only queue
+// work for the worker, except noteAdmitted, which runs during the join
+// before any other.
 
-func (e *e2eeState) onAdmitted(present []api.Participant) {
+func (e *e2eeState) noteAdmitted(present []api.Participant) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, p := range present {
@@ -286,32 +233,39 @@ func (e *e2eeState) onAdmitted(present []api.Participant) {
 	}
 }
 
-func (e *e2eeState) onJoined(p api.Participant) {
-	e.queue(func(ctx context.Context) { e.joined(ctx, p) })
+func (e *e2eeState) participantJoined(p api.Participant) {
+	e.queue(func(ctx context.Context) { e.addRemote(ctx, p) })
 }
 
-func (e *e2eeState) onLeft(p api.Participant) {
-	e.queue(func(ctx context.Context) { e.left(ctx, p) })
+func (e *e2eeState) participantLeft(p api.Participant) {
+	e.queue(func(ctx context.Context) { e.removeRemote(ctx, p) })
 }
 
-func (e *e2eeState) onEnvelope(from api.Participant, data []byte) {
-	e.queue(func(ctx context.Context) { e.envelope(ctx, from, data) })
+func (e *e2eeState) envelopeReceived(from api.Participant, data []byte) {
+	e.queue(func(ctx context.Context) { e.openEnvelope(ctx, from, data) })
 }
 
-func (e *e2eeState) onPrekeysLow() {
+func (e *e2eeState) prekeysLow() {
 	e.queue(e.refill)
 }
 
-// onReconnected sends every participant our keys again: a frame-key message
-// written to the lost event stream may never have left. The Double Ratchet
+// resendKeys sends every participant our keys again: a frame-key message
+// written to a lost event stream may never have left. The Double Ratchet
 // decrypts past lost messages, and a key installed twice is acknowledged
 // again.
-func (e *e2eeState) onReconnected() {
+func (e *e2eeState) resendKeys() {
 	e.queue(func(ctx context.Context) {
 		for _, r := range e.reachable() {
 			e.sendKeys(ctx, r)
 		}
 	})
+}
+
+// remote returns what the call knows of participant id, or nil.
+func (e *e2eeState) remote(id string) *remote {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.remotes[id]
 }
 
 // reachable returns the participants that get our keys now: those with a
@@ -328,11 +282,11 @@ func (e *e2eeState) reachable() []*remote {
 	return to
 }
 
-// joined starts the encryption with a participant: towards those present
-// when we joined we start the session (they wait for us); for a newcomer
-// our chain advances so that it cannot open what we sent before, and its
-// session comes to us.
-func (e *e2eeState) joined(ctx context.Context, p api.Participant) {
+// addRemote starts the encryption with a participant: towards those
+// present when we joined we start the session (they wait for us); for a
+// newcomer our chain advances so that it cannot open what we sent before,
+// and its session comes to us.
+func (e *e2eeState) addRemote(ctx context.Context, p api.Participant) {
 	e.mu.Lock()
 	if e.remotes[p.ID] != nil {
 		e.mu.Unlock()
@@ -360,9 +314,9 @@ func (e *e2eeState) joined(ctx context.Context, p api.Participant) {
 	}
 }
 
-// left forgets a participant's keys and starts a fresh chain that it never
-// receives.
-func (e *e2eeState) left(ctx context.Context, p api.Participant) {
+// removeRemote forgets a participant's keys and starts a fresh chain that
+// it never receives.
+func (e *e2eeState) removeRemote(ctx context.Context, p api.Participant) {
 	e.mu.Lock()
 	r := e.remotes[p.ID]
 	delete(e.remotes, p.ID)
@@ -420,14 +374,7 @@ func (e *e2eeState) initiate(ctx context.Context, r *remote) {
 		e.log.Warn("prekey bundle for another identity", "participant", r.p.ID, "peer", r.p.Identity, "bundle", b.Identity)
 		return
 	}
-	bundle := e2ee.PrekeyBundle{
-		IdentityKey:  b.IdentityKey,
-		SignedPrekey: e2ee.SignedPrekey{ID: b.SignedPrekey.ID, Key: b.SignedPrekey.Key, Signature: b.SignedPrekey.Signature},
-	}
-	if b.OneTimePrekey != nil {
-		bundle.OneTimePrekey = &e2ee.OneTimePrekey{ID: b.OneTimePrekey.ID, Key: b.OneTimePrekey.Key}
-	}
-	sess, err := e2ee.InitiateSession(nil, e.identity, bundle)
+	sess, err := e2ee.InitiateSession(nil, e.identity, bundleOf(b))
 	if err != nil {
 		e.log.Warn("start session", "participant", r.p.ID, "peer", r.p.Identity, "err", err)
 		return
@@ -438,24 +385,44 @@ func (e *e2eeState) initiate(ctx context.Context, r *remote) {
 	}
 }
 
+// bundleOf converts a bundle from the directory for e2ee.
+func bundleOf(b api.PrekeyBundle) e2ee.PrekeyBundle {
+	bundle := e2ee.PrekeyBundle{
+		IdentityKey:  b.IdentityKey,
+		SignedPrekey: e2ee.SignedPrekey{ID: b.SignedPrekey.ID, Key: b.SignedPrekey.Key, Signature: b.SignedPrekey.Signature},
+	}
+	if b.OneTimePrekey != nil {
+		bundle.OneTimePrekey = &e2ee.OneTimePrekey{ID: b.OneTimePrekey.ID, Key: b.OneTimePrekey.Key}
+	}
+	return bundle
+}
+
 // retryInitiate fetches r's bundle again unless r left or its session
 // started meanwhile (it may have initiated towards us).
 func (e *e2eeState) retryInitiate(ctx context.Context, r *remote) {
-	e.mu.Lock()
-	current := e.remotes[r.p.ID] == r
-	e.mu.Unlock()
+	current := e.remote(r.p.ID) == r
 	if current && r.sess == nil {
 		e.initiate(ctx, r)
 	}
 }
 
-// envelope handles one end-to-end message from a participant.
-func (e *e2eeState) envelope(ctx context.Context, from api.Participant, data []byte) {
-	e.mu.Lock()
-	r := e.remotes[from.ID]
-	e.mu.Unlock()
+// openEnvelope handles one end-to-end message from a participant.
+func (e *e2eeState) openEnvelope(ctx context.Context, from api.Participant, data []byte) {
+	r := e.remote(from.ID)
 	if r == nil {
 		e.log.Debug("end-to-end message from a participant not in the call", "participant", from.ID)
+		return
+	}
+	// While the application decides on a changed identity key, nothing the
+	// participant sends may replace the session that key belongs to (a
+	// third key would then be accepted in its place): its messages wait,
+	// in order, until that key is accepted.
+	if r.blocked.Load() || len(r.held) > 0 {
+		if len(r.held) >= maxHeld {
+			e.log.Debug("drop end-to-end message of a participant awaiting acceptance", "participant", from.ID)
+			return
+		}
+		r.held = append(r.held, data)
 		return
 	}
 	now := time.Now()
@@ -515,7 +482,7 @@ func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
 			e.keyLog(r.p, k)
 		}
 		e.keysReceived.Add(1)
-		e.noteKey(r, k)
+		r.keyed.Store(true)
 		b, err := ack.MarshalBinary()
 		if err != nil {
 			e.log.Error("encode frame key ack", "err", err)
@@ -531,21 +498,6 @@ func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
 		}
 		e.sender.Acknowledge(r.p.ID, ack)
 	}
-}
-
-// noteKey records the newest key a participant sent, so that a frame under
-// a newer one is known to be awaiting its key rather than forged. Only the
-// worker writes it.
-func (e *e2eeState) noteKey(r *remote, k e2ee.FrameKey) {
-	old := r.newest.Load()
-	switch {
-	case !r.keyed.Load() || uint32(old>>32) != k.SenderIndex() || uint32(old) < k.Generation():
-		r.newest.Store(uint64(k.SenderIndex())<<32 | uint64(k.Generation()))
-		r.firstStep.Store(uint32(k.Step()))
-	case uint32(old) == k.Generation() && uint32(k.Step()) < r.firstStep.Load():
-		r.firstStep.Store(uint32(k.Step()))
-	}
-	r.keyed.Store(true)
 }
 
 // announce sends PeerEncrypted once a participant's frames can be opened
@@ -569,26 +521,24 @@ func (e *e2eeState) announce(r *remote) {
 // participant may get our keys.
 func (e *e2eeState) bind(r *remote, id e2ee.PublicIdentity) bool {
 	known, err := e.trust.Lookup(r.p.Identity)
+	changed := err == nil && !known.Key.IsZero() && !known.Key.Equal(id)
 	e.mu.Lock()
 	r.identity = id
+	// Unable to tell whether the key changed: withhold keys and frames.
+	r.blocked.Store(err != nil || changed)
 	e.mu.Unlock()
-	if err != nil {
-		// Unable to tell whether the key changed: withhold keys and frames.
-		e.log.Error("trust store lookup", "peer", r.p.Identity, "err", err)
-		r.blocked.Store(true)
-		return false
-	}
 	switch {
+	case err != nil:
+		e.log.Error("trust store lookup", "peer", r.p.Identity, "err", err)
+		return false
+	case changed:
+		e.call.event(IdentityChanged{Participant: r.p, Old: known.Key.Fingerprint(), New: id.Fingerprint()})
+		return false
 	case known.Key.IsZero():
 		if err := e.trust.Remember(r.p.Identity, TrustedIdentity{Key: id}); err != nil {
 			e.log.Error("trust store remember", "peer", r.p.Identity, "err", err)
 		}
-	case !known.Key.Equal(id):
-		r.blocked.Store(true)
-		e.call.event(IdentityChanged{Participant: r.p, Old: known.Key.Fingerprint(), New: id.Fingerprint()})
-		return false
 	}
-	r.blocked.Store(false)
 	return true
 }
 
@@ -632,143 +582,61 @@ func (e *e2eeState) refill(ctx context.Context) {
 	}
 }
 
-// accept lets a participant with a changed identity key in: the key is
-// remembered for its name (unverified), it gets our keys and its frames
-// are delivered.
-func (e *e2eeState) accept(participantID string) error {
-	e.mu.Lock()
-	r := e.remotes[participantID]
-	var id e2ee.PublicIdentity
-	if r != nil {
-		id = r.identity
-	}
-	e.mu.Unlock()
+// accept lets a participant with a changed identity key in, if the key it
+// presents has the fingerprint the application accepts: the key is
+// remembered for its name (unverified), the participant gets our keys, its
+// frames are delivered and the messages held meanwhile are handled.
+func (e *e2eeState) accept(participantID, fingerprint string) error {
+	pk, err := e.peerKey(participantID)
 	switch {
-	case r == nil:
-		return ErrUnknownParticipant
-	case !r.blocked.Load():
+	case err != nil:
+		return err
+	case pk.key.Fingerprint() != fingerprint:
+		return ErrFingerprintMismatch
+	case !pk.blocked:
 		return nil
 	}
-	if err := e.trust.Remember(r.p.Identity, TrustedIdentity{Key: id}); err != nil {
-		return fmt.Errorf("client: accept identity of %s: %w", r.p.Identity, err)
+	// While blocked, nothing changes the participant's key: it is the one
+	// just compared.
+	if err := e.trust.Remember(pk.r.p.Identity, TrustedIdentity{Key: pk.key}); err != nil {
+		return fmt.Errorf("client: accept identity of %s: %w", pk.r.p.Identity, err)
 	}
+	r := pk.r
 	r.blocked.Store(false)
 	e.queue(func(ctx context.Context) {
+		if e.remote(r.p.ID) != r {
+			return
+		}
 		e.sendKeys(ctx, r)
 		e.announce(r)
+		held := r.held
+		r.held = nil
+		for _, data := range held {
+			e.openEnvelope(ctx, r.p, data)
+		}
 	})
 	return nil
 }
 
-// peerIdentity returns the identity key bound to a participant.
-func (e *e2eeState) peerIdentity(participantID string) (*remote, e2ee.PublicIdentity, error) {
+// peerKey is what a call knows of a participant's identity key at one
+// instant.
+type peerKey struct {
+	r       *remote
+	key     e2ee.PublicIdentity
+	blocked bool
+}
+
+// peerKey returns the identity key bound to a participant, and whether it
+// is blocked, read together.
+func (e *e2eeState) peerKey(participantID string) (peerKey, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.remotes[participantID]
 	if r == nil {
-		return nil, e2ee.PublicIdentity{}, ErrUnknownParticipant
+		return peerKey{}, ErrUnknownParticipant
 	}
 	if r.identity.IsZero() {
-		return nil, e2ee.PublicIdentity{}, ErrNoSession
+		return peerKey{}, ErrNoSession
 	}
-	return r, r.identity, nil
-}
-
-// Frames.
-
-// open decrypts one received payload from its publisher, or drops and
-// counts it.
-func (e *e2eeState) open(from api.Participant, payload []byte, now time.Time) ([]byte, bool) {
-	if len(payload) == 0 {
-		return nil, true // an empty (DTX) frame carries no audio to protect
-	}
-	e.mu.Lock()
-	r := e.remotes[from.ID]
-	e.mu.Unlock()
-	if r != nil && r.blocked.Load() {
-		e.dropped[dropIdentityUnverified].Add(1)
-		return nil, false
-	}
-	out, who, err := e.receiver.Open(make([]byte, 0, len(payload)), payload, now)
-	if err != nil {
-		e.dropped[e.reason(r, payload, err)].Add(1)
-		return nil, false
-	}
-	if who != from.ID {
-		e.dropped[dropWrongSender].Add(1)
-		return nil, false
-	}
-	e.decrypted.Add(1)
-	return out, true
-}
-
-// reason classifies a frame the receiver refused.
-func (e *e2eeState) reason(r *remote, frame []byte, err error) int {
-	switch {
-	case errors.Is(err, e2ee.ErrMalformed):
-		return dropMalformed
-	case errors.Is(err, e2ee.ErrAuthFailed):
-		return dropAuthFailed
-	case errors.Is(err, e2ee.ErrReplayed):
-		return dropReplayed
-	case errors.Is(err, e2ee.ErrKeyExpired):
-		return dropExpiredKey
-	}
-	if r == nil || !r.keyed.Load() {
-		return dropAwaitingKey
-	}
-	// A later generation of the publisher's own chain: its key is on the
-	// way (the publisher switched before our ack reached it).
-	kid, ok := sframeKID(frame)
-	newest := r.newest.Load()
-	if ok && kid>>16 == newest>>32 {
-		ahead := uint8(kid>>8) - uint8(newest)
-		if ahead >= 1 && ahead <= generationsAhead {
-			return dropAwaitingKey
-		}
-		if ahead == 0 && uint32(uint8(kid)) < r.firstStep.Load() {
-			return dropBeforeKey
-		}
-	}
-	return dropUnknownKID
-}
-
-// sframeKID returns the key id of an SFrame header (RFC 9605 §4.3).
-func sframeKID(b []byte) (uint64, bool) {
-	if len(b) == 0 {
-		return 0, false
-	}
-	config := b[0]
-	if config&0x80 == 0 {
-		return uint64(config >> 4 & 0x07), true
-	}
-	n := int(config>>4&0x07) + 1
-	if len(b) < 1+n {
-		return 0, false
-	}
-	var kid uint64
-	for _, c := range b[1 : 1+n] {
-		kid = kid<<8 | uint64(c)
-	}
-	return kid, true
-}
-
-// seal encrypts one frame into dst.
-func (e *e2eeState) seal(dst, frame []byte, now time.Time) ([]byte, error) {
-	out, err := e.sender.Seal(dst, frame, now)
-	if errors.Is(err, e2ee.ErrClosed) {
-		return dst, ErrClosed
-	}
-	if err != nil {
-		return dst, fmt.Errorf("client: encrypt frame: %w", err)
-	}
-	return out, nil
-}
-
-func (e *e2eeState) droppedByReason() map[string]uint64 {
-	m := make(map[string]uint64, len(dropReasons))
-	for i, name := range dropReasons {
-		m[name] = e.dropped[i].Load()
-	}
-	return m
+	return peerKey{r: r, key: r.identity, blocked: r.blocked.Load()}, nil
 }
