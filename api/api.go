@@ -40,6 +40,16 @@ const (
 // envelope rate (messages or bytes per second); it is not delivered.
 const CodeEnvelopeRateLimited ErrorCode = "envelope_rate_limited"
 
+// Codes of requests the server could not serve for its own reasons.
+const (
+	// CodeRetry (503, with Retry-After) is a join the server cannot take
+	// now, e.g. out of file descriptors: the same request may succeed later.
+	CodeRetry ErrorCode = "retry"
+	// CodeRequestTimeout (408) is a body that did not arrive within the
+	// server's body timeout; the connection is closed.
+	CodeRequestTimeout ErrorCode = "request_timeout"
+)
+
 // CodeMethodNotAllowed answers a known route called with the wrong HTTP
 // method (status 405).
 const CodeMethodNotAllowed ErrorCode = "method_not_allowed"

@@ -39,7 +39,8 @@
 // negotiated, with NACK feedback and the RFC 6464 audio-level extension; no
 // RED, no other codec. An offer without Opus audio fails with
 // ErrUnsupportedCodec; an unparsable offer, or one without a sending audio
-// m-line, with ErrInvalidSDP.
+// m-line, with ErrInvalidSDP; a join this host cannot take now (out of file
+// descriptors or memory) with ErrUnavailable.
 //
 // Only the participant's own stream (the first track on its offered audio
 // m-line) is forwarded; media on any other stream of its PeerConnection is

@@ -15,11 +15,15 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Errors Join wraps; signaling maps them to api.CodeInvalidSDP and
-// api.CodeUnsupportedCodec.
+// Errors Join wraps; signaling maps them to api.CodeInvalidSDP,
+// api.CodeUnsupportedCodec and api.CodeRetry.
 var (
 	ErrInvalidSDP       = errors.New("invalid SDP")
 	ErrUnsupportedCodec = errors.New("unsupported codec: the offer has no Opus audio")
+	// ErrUnavailable is a join that failed for a reason of this host's, not
+	// the offer's (out of file descriptors or memory): the same offer may
+	// succeed later.
+	ErrUnavailable = errors.New("media relay out of resources")
 	// ErrClosed is returned by operations on a closed engine, room or peer.
 	ErrClosed = errors.New("media: closed")
 	// ErrDuplicateParticipant is returned by Join when the participant ID is

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -105,7 +106,8 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 	}
 	pc, err := r.e.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
+		// Nothing of the offer is used yet: the failure is this host's.
+		return nil, "", fmt.Errorf("join room %q: %w: %w", r.name, ErrUnavailable, err)
 	}
 	p := &Peer{
 		id:       participantID,
@@ -186,14 +188,17 @@ func (r *Room) admissibleLocked(id string) error {
 func answerOffer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
 	err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalidSDP, err)
+		return "", offerError(err)
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalidSDP, err)
+		return "", offerError(err)
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
+		if exhausted(err) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
 		return "", fmt.Errorf("set local description: %w", err)
 	}
 	select {
@@ -202,6 +207,27 @@ func answerOffer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (
 		return "", fmt.Errorf("gather candidates: %w", ctx.Err())
 	}
 	return pc.LocalDescription().SDP, nil
+}
+
+// offerError classifies a failure to apply or answer an offer that
+// checkOffer accepted. pion reports the host running out of file
+// descriptors or memory (it opens a netlink socket per ICE agent) through
+// the same calls that reject a bad offer; only the rest is the offer's fault.
+func offerError(err error) error {
+	if exhausted(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: %v", ErrInvalidSDP, err)
+}
+
+// exhausted reports whether err is this host running out of a resource.
+func exhausted(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 // removePeer takes a leaving peer out of the room and has the others

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/connlimit"
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/signaling"
 	"github.com/sotto-voice/sotto/turn"
@@ -22,6 +23,7 @@ type Sources struct {
 	Media     func() media.Stats
 	Signaling func() signaling.Stats
 	TURN      func() turn.Stats
+	HTTP      func() connlimit.Stats // connections to the HTTP listener
 }
 
 // NewRegistry returns a private registry (not prometheus.DefaultRegisterer)
@@ -42,6 +44,9 @@ func NewRegistry(src Sources) *prometheus.Registry {
 	}
 	if src.TURN != nil {
 		reg.MustRegister(turnCollector(src.TURN))
+	}
+	if src.HTTP != nil {
+		reg.MustRegister(httpCollector(src.HTTP))
 	}
 	return reg
 }
@@ -89,7 +94,7 @@ var (
 		api.CodeUnauthorized, api.CodeTokenExpired, api.CodeWrongRoom, api.CodeInvalidName,
 		api.CodeInvalidJSON, api.CodeBadRequest, api.CodeMessageTooLarge, api.CodeInvalidSDP,
 		api.CodeUnsupportedCodec, api.CodeRoomFull, api.CodeTooManyRooms, api.CodeShuttingDown,
-		api.CodeInternal,
+		api.CodeInternal, api.CodeRetry, api.CodeRequestTimeout,
 	}
 	envelopeRefusalCodes = []api.ErrorCode{
 		api.CodeUnknownRecipient, api.CodeEnvelopeTooLarge, api.CodeRecipientBusy,
@@ -219,6 +224,22 @@ func turnCollector(stats func() turn.Stats) prometheus.Collector {
 			emit(dropped, counter, float64(s.DroppedPackets))
 			emit(tcpConns, gauge, float64(s.TCPConns))
 			emit(tcpRefd, counter, float64(s.TCPRefused))
+		},
+	}
+}
+
+func httpCollector(stats func() connlimit.Stats) prometheus.Collector {
+	var (
+		open    = desc("http_connections", "HTTP connections open, event streams included.")
+		refused = desc("http_connections_refused_total", "HTTP connections closed at once, by the cap reached.", "reason")
+	)
+	return &collector{
+		descs: []*prometheus.Desc{open, refused},
+		collect: func(emit func(*prometheus.Desc, prometheus.ValueType, float64, ...string)) {
+			s := stats()
+			emit(open, gauge, float64(s.Open))
+			emit(refused, counter, float64(s.RefusedPerIP), "per_ip")
+			emit(refused, counter, float64(s.RefusedTotal), "total")
 		},
 	}
 }

@@ -6,17 +6,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/internal/testserver"
 	"github.com/sotto-voice/sotto/metrics"
 	"github.com/sotto-voice/sotto/metrics/scrape"
-	"github.com/sotto-voice/sotto/turn"
 )
 
 const token = "metrics-test-token"
@@ -24,39 +21,13 @@ const token = "metrics-test-token"
 // server is a real Sotto server (signaling, media, TURN) with /metrics.
 type server struct {
 	*testserver.Server
-	turn       *turn.Server
 	metricsURL string
 }
 
 func start(t *testing.T) *server {
 	t.Helper()
-	s := &server{}
-	var turnSrv *turn.Server
-	s.Server = testserver.Start(t, &testserver.Options{
-		ICEServers: func(identity string) []api.ICEServer { return turnSrv.ICEServers(identity, time.Hour) },
-	})
-	mediaAddr := netip.MustParseAddrPort(s.Media.UDPAddr().String())
-	ts, err := turn.NewServer(turn.Config{
-		Secret:     s.Secret,
-		ListenIP:   "127.0.0.1",
-		RelayIP:    net.IPv4(127, 0, 0, 1),
-		AllowPeers: []netip.AddrPort{mediaAddr},
-		Logger:     slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ts.Close() })
-	turnSrv, s.turn = ts, ts
-
-	reg := metrics.NewRegistry(metrics.Sources{
-		Media:     s.Media.Stats,
-		Signaling: s.Signaling.Stats,
-		TURN:      ts.Stats,
-	})
-	hs := httptest.NewServer(metrics.Handler(reg, token))
-	t.Cleanup(hs.Close)
-	s.metricsURL = hs.URL + "/metrics"
+	s := &server{Server: testserver.Start(t, &testserver.Options{TURN: true, MetricsToken: token})}
+	s.metricsURL = s.URL + "/metrics"
 	return s
 }
 
@@ -118,6 +89,8 @@ func TestMetricsMoveDuringACall(t *testing.T) {
 		"sotto_joins_total", `sotto_join_failures_total{reason="unauthorized"}`,
 		"sotto_envelopes_relayed_total", `sotto_envelopes_refused_total{reason="unknown_recipient"}`,
 		"sotto_turn_allocations", "sotto_turn_allocations_created_total",
+		"sotto_http_connections", `sotto_http_connections_refused_total{reason="per_ip"}`,
+		`sotto_http_connections_refused_total{reason="total"}`,
 		"process_cpu_seconds_total", "go_goroutines",
 	} {
 		if _, ok := before[name]; !ok {
@@ -187,6 +160,10 @@ func TestMetricsMoveDuringACall(t *testing.T) {
 		if got := during[c.name] - before[c.name]; got < c.min {
 			t.Errorf("%s moved by %v, want at least %v", c.name, got, c.min)
 		}
+	}
+	// Both callers' event streams, at least, are open connections.
+	if during["sotto_http_connections"] < 2 {
+		t.Errorf("sotto_http_connections = %v, want at least 2", during["sotto_http_connections"])
 	}
 	if during["process_cpu_seconds_total"] <= 0 {
 		t.Errorf("process_cpu_seconds_total = %v", during["process_cpu_seconds_total"])

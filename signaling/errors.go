@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/token"
@@ -33,6 +34,8 @@ var httpStatus = map[api.ErrorCode]int{
 	api.CodeInviteExpired:    http.StatusGone,
 	api.CodeCallEnded:        http.StatusGone,
 	api.CodeForbidden:        http.StatusForbidden,
+	api.CodeRetry:            http.StatusServiceUnavailable,
+	api.CodeRequestTimeout:   http.StatusRequestTimeout,
 }
 
 // errorf builds an *api.Error with a formatted message.
@@ -46,8 +49,11 @@ func writeError(w http.ResponseWriter, err *api.Error) {
 	if !ok {
 		status = http.StatusBadRequest
 	}
-	if status == http.StatusUnauthorized {
+	switch {
+	case status == http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sotto"`)
+	case err.Code == api.CodeRetry:
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, api.ErrorBody{Error: err})
 }
@@ -86,6 +92,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int, v any) *api.E
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return errorf(api.CodeMessageTooLarge, "body larger than %d bytes", limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return errorf(api.CodeRequestTimeout, "body not received in time")
 	}
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {

@@ -68,6 +68,9 @@ func (s *Server) mediaError(err error) *api.Error {
 		return errorf(api.CodeUnsupportedCodec, "the offer has no Opus audio: %v", err)
 	case errors.Is(err, media.ErrInvalidSDP):
 		return errorf(api.CodeInvalidSDP, "the offer cannot be used: %v", err)
+	case errors.Is(err, media.ErrUnavailable):
+		s.log.Warn("media relay cannot take a join", "err", err)
+		return errorf(api.CodeRetry, "the media relay cannot take a join now; retry")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return errorf(api.CodeInternal, "join abandoned: %v", err)
 	default:

@@ -32,13 +32,9 @@ const (
 	DefaultEnvelopeBytesPerSecond = 1 << 20
 )
 
-// MinSecretLen is the shortest Config.Secret New accepts, in bytes: the
-// shortest token.MinSecretLen mints with.
-const MinSecretLen = token.MinSecretLen
-
 // Config configures a Server. Zero limits take the Default* values.
 type Config struct {
-	// Secret signs and verifies room tokens; at least MinSecretLen bytes.
+	// Secret signs and verifies room tokens; at least token.MinSecretLen bytes.
 	Secret []byte
 	// Media is the relay that answers participants' offers.
 	Media *media.Engine
@@ -106,8 +102,8 @@ type Server struct {
 
 // New checks cfg and returns a Server ready to serve.
 func New(cfg Config) (*Server, error) {
-	if len(cfg.Secret) < MinSecretLen {
-		return nil, fmt.Errorf("signaling: secret shorter than %d bytes", MinSecretLen)
+	if len(cfg.Secret) < token.MinSecretLen {
+		return nil, fmt.Errorf("signaling: secret shorter than %d bytes", token.MinSecretLen)
 	}
 	if cfg.Media == nil {
 		return nil, errors.New("signaling: no media engine")

@@ -12,6 +12,9 @@ import (
 // errUsage marks a command-line error whose message and usage were printed.
 var errUsage = errors.New("usage error")
 
+// errReported marks a failure already logged.
+var errReported = errors.New("failure reported")
+
 // envName is the environment twin of a flag: http-addr -> SOTTO_HTTP_ADDR.
 func envName(flagName string) string {
 	return "SOTTO_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))

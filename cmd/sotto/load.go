@@ -37,7 +37,7 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	var o loadOptions
 	fs := newFlagSet("load", "load [flags]", stderr)
 	fs.StringVar(&o.cfg.URL, "url", loadtest.DefaultURL, "server base URL")
-	fs.StringVar(&o.secret, "secret", "", "the server's token secret, to mint callers' tokens")
+	fs.StringVar(&o.secret, "secret", "", "the server's token secret, to mint callers' tokens (default: the development secret)")
 	fs.IntVar(&o.cfg.Rooms, "rooms", loadtest.DefaultRooms, "rooms")
 	fs.IntVar(&o.cfg.Callers, "callers", loadtest.DefaultCallers, "callers per room")
 	fs.DurationVar(&o.cfg.Duration, "duration", loadtest.DefaultDuration, "steady part of the run, after every caller has joined")
@@ -56,11 +56,12 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
 	}
-	if o.secret == "" {
-		fmt.Fprintln(stderr, "sotto load: --secret (or SOTTO_SECRET) is required to mint tokens")
+	secret, err := secretOrDev(o.secret)
+	if err != nil {
+		fmt.Fprintf(stderr, "sotto load: %v\n", err)
 		return o, errUsage
 	}
-	o.cfg.Secret = []byte(o.secret)
+	o.cfg.Secret = []byte(secret)
 	if o.plotPath != "" {
 		if ext := strings.ToLower(filepath.Ext(o.plotPath)); ext != ".png" && ext != ".svg" {
 			fmt.Fprintf(stderr, "sotto load: --plot %q: want a .png or .svg file\n", o.plotPath)

@@ -18,7 +18,7 @@ const loadSecret = "load-test-secret-0123456789abcdef"
 // and returns its base URL.
 func serveForLoad(t *testing.T, ctx context.Context) string {
 	t.Helper()
-	return startServe(t, ctx, nil, "--tcp-port", "-1", "--secret", loadSecret, "--log-level", "error").url
+	return startServe(t, ctx, nil, "--tcp-port", "-1", "--secret", loadSecret).url
 }
 
 // loadReport is the JSON report with its required fields as pointers, so
@@ -191,8 +191,18 @@ func TestLoadFailsWhenCallersCannotJoin(t *testing.T) {
 
 func TestLoadFlags(t *testing.T) {
 	var stderr lockedBuffer
+	config := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", config)
 	if _, err := parseLoad([]string{"--rooms", "2"}, &stderr); !errors.Is(err, errUsage) {
 		t.Errorf("no --secret: %v, want a usage error", err)
+	}
+	// Without --secret, the development secret of "sotto serve" mints.
+	secret, path, err := devSecret()
+	if err != nil || path != filepath.Join(config, "sotto", "dev-secret") {
+		t.Fatalf("development secret in %s: %v", path, err)
+	}
+	if o, err := parseLoad([]string{"--rooms", "2"}, &stderr); err != nil || string(o.cfg.Secret) != secret {
+		t.Errorf("no --secret, a development secret: %q, %v", o.cfg.Secret, err)
 	}
 	if _, err := parseLoad([]string{"--secret", loadSecret, "--plot", "x.gif"}, &stderr); !errors.Is(err, errUsage) {
 		t.Errorf("--plot x.gif: %v, want a usage error", err)

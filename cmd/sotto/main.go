@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = runServe(ctx, args[1:], stdout, stderr)
+		err = runServe(ctx, args[1:], stderr)
 	case "token":
 		err = runToken(args[1:], stdout, stderr)
 	case "load":
@@ -70,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errReported):
+		return 1
 	default:
 		fmt.Fprintf(stderr, "sotto: %v\n", err)
 		return 1

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -50,7 +49,9 @@ func TestMain(m *testing.M) {
 }
 
 // command prepares the binary with env added to an environment stripped of
-// any SOTTO_ variable of the person running the tests.
+// any SOTTO_ variable of the person running the tests, and with a
+// configuration directory of the test's own (where the development secret
+// lives) unless env names one.
 func command(t *testing.T, ctx context.Context, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
@@ -66,7 +67,8 @@ func command(t *testing.T, ctx context.Context, env []string, args ...string) *e
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(cmd.Env, "XDG_CONFIG_HOME="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...) // later entries win
 	return cmd
 }
 
@@ -88,10 +90,8 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-var (
-	servingLine = regexp.MustCompile(`^sotto: serving on (https?://127\.0\.0\.1:\d+) \(media udp (\d+), tcp (\S+)\)$`)
-	devSecret   = regexp.MustCompile(`development secret.*\n.*sotto:\s+([0-9a-f]{64})\n`)
-)
+// servingLine is the log line that says where the server serves.
+var servingLine = regexp.MustCompile(`(?m)^time=\S+ level=INFO msg=serving url=(https?://127\.0\.0\.1:\d+) media_udp=(\d+) media_tcp=(\S+)$`)
 
 // served is a "sotto serve" process started by startServe.
 type served struct {
@@ -99,55 +99,87 @@ type served struct {
 	stderr *lockedBuffer
 	url    string   // base URL from the serving line
 	ports  []string // media UDP and TCP ports from the serving line
+	exited chan struct{}
+	err    error // the exit status, once exited is closed
 }
 
-// startServe runs "sotto serve" with env and args after defaults that put
-// every listener on a loopback ephemeral port (later flags win), waits for
-// its serving line and kills it when the test ends.
-func startServe(t *testing.T, ctx context.Context, env []string, args ...string) *served {
+// sigterm asks the process to stop and returns when it was asked.
+func (s *served) sigterm(t *testing.T) time.Time {
 	t.Helper()
-	defaults := []string{"serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0", "--turn-port", "0"}
-	cmd := command(t, ctx, env, append(defaults, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	s := &served{cmd: cmd, stderr: &lockedBuffer{}}
+	return time.Now()
+}
+
+// waitExit fails the test unless the process, asked to stop at stopAt,
+// exits cleanly within wait.
+func (s *served) waitExit(t *testing.T, stopAt time.Time) {
+	t.Helper()
+	select {
+	case <-s.exited:
+		if s.err != nil {
+			t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", s.err, s.stderr.String())
+		}
+		t.Logf("exited %v after SIGTERM", time.Since(stopAt).Round(time.Millisecond))
+	case <-time.After(wait):
+		t.Fatalf("still running %v after SIGTERM", wait)
+	}
+}
+
+// serveArgs puts every listener of "sotto serve" on a loopback ephemeral
+// port, then args (later flags win).
+func serveArgs(args ...string) []string {
+	return append([]string{"serve", "--http", "127.0.0.1:0", "--udp-port", "0", "--tcp-port", "0", "--turn-port", "0"}, args...)
+}
+
+// startServe runs "sotto serve" with env and serveArgs(args), waits for its
+// serving line and kills it when the test ends.
+func startServe(t *testing.T, ctx context.Context, env []string, args ...string) *served {
+	t.Helper()
+	return startServeCmd(t, command(t, ctx, env, serveArgs(args...)...))
+}
+
+// startServeCmd starts cmd, a "sotto serve", and waits for its serving line.
+func startServeCmd(t *testing.T, cmd *exec.Cmd) *served {
+	t.Helper()
+	s := &served{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		s.err = cmd.Wait()
+		close(s.exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-s.exited
 	})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		if sc.Scan() {
-			lines <- sc.Text()
+	// stderr is copied by another goroutine: the line may lag behind.
+	for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
+		if m := servingLine.FindStringSubmatch(s.stderr.String()); m != nil {
+			s.url, s.ports = m[1], m[2:]
+			return s
 		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case line := <-lines:
-		m := servingLine.FindStringSubmatch(line)
-		if m == nil {
-			t.Fatalf("serving line %q; stderr:\n%s", line, s.stderr.String())
+		select {
+		case <-s.exited:
+			t.Fatalf("sotto serve exited before serving; stderr:\n%s", s.stderr.String())
+		default:
 		}
-		s.url, s.ports = m[1], m[2:]
-	case <-time.After(wait):
-		t.Fatalf("no serving line; stderr:\n%s", s.stderr.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("no serving line; stderr:\n%s", s.stderr.String())
+		}
 	}
-	return s
 }
 
 func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
 	defer cancel()
-	srv := startServe(t, ctx, []string{"SOTTO_MAX_ROOMS=3"})
-	cmd, stderr, base := srv.cmd, srv.stderr, srv.url
+	config := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + config}
+	srv := startServe(t, ctx, append(env, "SOTTO_MAX_ROOMS=3"))
+	stderr, base := srv.stderr, srv.url
 	if srv.ports[0] == "0" || srv.ports[1] == "0" {
 		t.Fatalf("serving line names port 0: %v", srv.ports)
 	}
@@ -161,33 +193,38 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
 
-	// The announced development secret mints tokens the server accepts.
-	sm := devSecret.FindStringSubmatch(stderr.String())
-	if sm == nil {
-		t.Fatalf("no development secret announced; stderr:\n%s", stderr.String())
+	// Without --secret the server keeps a development secret in a file of
+	// its owner's, says where, and "sotto token" mints with it.
+	secretFile := filepath.Join(config, "sotto", "dev-secret")
+	if !strings.Contains(stderr.String(), "file="+secretFile) {
+		t.Fatalf("the development secret's file is not named; stderr:\n%s", stderr.String())
 	}
-	tok, err := command(t, ctx, nil, "token", "--secret", sm[1], "--room", "r1", "--identity", "alice").Output()
+	if st, err := os.Stat(secretFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("development secret file: %v, %v", st, err)
+	}
+	tok, err := command(t, ctx, env, "token", "--room", "r1", "--identity", "alice").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/ice-servers", nil)
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	checkToken := func(base string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/ice-servers", nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("ice-servers with minted token: %d", resp.StatusCode)
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("ice-servers with minted token: %d", resp.StatusCode)
-	}
+	checkToken(base)
 
 	// A participant in a call is told when the server stops.
 	events := joinCall(t, ctx, base, strings.TrimSpace(string(tok)))
 
-	stopAt := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	stopAt := srv.sigterm(t)
 	for {
 		_, msg, err := events.Read(ctx)
 		if err != nil {
@@ -205,45 +242,26 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 	if _, _, err := events.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
 		t.Fatalf("event stream after closed: %v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", err, stderr.String())
+	srv.waitExit(t, stopAt)
+
+	// One log format: every line the server wrote is a structured one.
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			t.Errorf("unstructured log line %q", line)
 		}
-		t.Logf("exited %v after SIGTERM", time.Since(stopAt).Round(time.Millisecond))
-	case <-time.After(wait):
-		t.Fatalf("still running %v after SIGTERM", wait)
 	}
+
+	// The development secret outlives the process: a restarted server
+	// accepts the token minted for the first.
+	checkToken(startServe(t, ctx, env).url)
 }
 
 // joinCall joins room r1 with a real pion peer and returns its event
 // stream, welcome read.
 func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.Conn {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := loopback.API(me).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	body, _ := json.Marshal(api.JoinRequest{SDP: pc.LocalDescription().SDP})
+	pc, offer := newOffer(t)
+	body, _ := json.Marshal(api.JoinRequest{SDP: offer})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/rooms/r1/join", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
@@ -268,6 +286,34 @@ func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.
 		t.Fatalf("first event %s, %v", msg, err)
 	}
 	return conn
+}
+
+// newOffer returns a real pion peer on loopback and its complete offer
+// (candidates gathered) of one sending audio m-line.
+func newOffer(t *testing.T) (*webrtc.PeerConnection, string) {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := loopback.API(me).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	return pc, pc.LocalDescription().SDP
 }
 
 func TestToken(t *testing.T) {
@@ -315,21 +361,6 @@ func TestToken(t *testing.T) {
 	}
 }
 
-func TestDefaultMediaIP(t *testing.T) {
-	for addr, want := range map[string]string{
-		"127.0.0.1:7880": "127.0.0.1",
-		"[::1]:7880":     "::1",
-		"0.0.0.0:7880":   "",
-		":7880":          "",
-		"localhost:7880": "",
-		"10.1.2.3:0":     "10.1.2.3",
-	} {
-		if got := defaultMediaIP(addr); got != want {
-			t.Errorf("defaultMediaIP(%q) = %q, want %q", addr, got, want)
-		}
-	}
-}
-
 func TestParseServeEnv(t *testing.T) {
 	t.Setenv("SOTTO_MAX_PARTICIPANTS", "4")
 	t.Setenv("SOTTO_PUBLIC_IP", "203.0.113.1,203.0.113.2")
@@ -338,8 +369,12 @@ func TestParseServeEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.maxParticipants != 8 || len(o.publicIPs) != 2 || o.dropTimeout != 3*time.Second || o.mediaIP != "127.0.0.1" {
+	if o.cfg.MaxParticipants != 8 || len(o.cfg.Media.PublicIPs) != 2 || o.cfg.DropTimeout != 3*time.Second || o.cfg.HTTP.Addr != "127.0.0.1:0" {
 		t.Fatalf("options %+v", o)
+	}
+	// An empty --media-ip is every interface, whatever --http says.
+	if o, err := parseServe([]string{"--media-ip", ""}, io.Discard); err != nil || o.cfg.Media.IP != "0.0.0.0" {
+		t.Fatalf("--media-ip '': %q, %v", o.cfg.Media.IP, err)
 	}
 	t.Setenv("SOTTO_MAX_ROOMS", "many")
 	if _, err := parseServe(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "SOTTO_MAX_ROOMS") {

@@ -1,17 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +18,8 @@ import (
 	pionturn "github.com/pion/turn/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/server"
+	"github.com/sotto-voice/sotto/signaling"
 	"github.com/sotto-voice/sotto/token"
 	"github.com/sotto-voice/sotto/turn"
 )
@@ -36,9 +29,9 @@ func TestParseServeTURNDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tu := o.turn
-	if !tu.enabled || tu.port != 3478 || tu.tlsPort != 5349 || tu.relayPorts != "49152-65535" ||
-		tu.maxPerUser != 16 || tu.maxTotal != 4096 || tu.ttl != turn.DefaultCredentialTTL || len(tu.urls) != 0 || tu.secret != "" {
+	tu := o.cfg.TURN
+	if tu.Off || tu.Port != 3478 || tu.TLSPort != 5349 || tu.RelayPortMin != 49152 || tu.RelayPortMax != 65535 ||
+		tu.MaxAllocationsPerUser != 16 || tu.MaxAllocations != 4096 || tu.CredentialTTL != turn.DefaultCredentialTTL || len(tu.URLs) != 0 || tu.Secret != nil {
 		t.Fatalf("TURN defaults %+v", tu)
 	}
 }
@@ -53,14 +46,14 @@ func TestParseServeTURNEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tu := o.turn
-	if len(tu.urls) != 2 || tu.secret != "coturn-static-auth-secret" || tu.ttl != 90*time.Minute ||
-		tu.relayPorts != "50000-50100" || tu.port != 0 {
+	tu := o.cfg.TURN
+	if len(tu.URLs) != 2 || string(tu.Secret) != "coturn-static-auth-secret" || tu.CredentialTTL != 90*time.Minute ||
+		tu.RelayPortMin != 50000 || tu.RelayPortMax != 50100 || tu.Port != 0 {
 		t.Fatalf("TURN options %+v", tu)
 	}
 	// The command line wins over the environment.
-	if !slices.Equal(tu.allow, []string{"192.168.1.0/24"}) {
-		t.Fatalf("--turn-allow %v", tu.allow)
+	if !slices.Equal(tu.Allow, []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}) {
+		t.Fatalf("--turn-allow %v", tu.Allow)
 	}
 
 	t.Setenv("SOTTO_TURN", "false")
@@ -88,6 +81,9 @@ func TestParseServeTURNRefusesBadValues(t *testing.T) {
 		{[]string{"--turn-url", "http://turn.example.com", "--turn-secret", "0123456789abcdef"}, "--turn-url"},
 		// An external TURN server must be told the secret: no derived one.
 		{[]string{"--turn-url", "turn:turn.example.com:3478"}, "--turn-secret"},
+		// On every interface, TURN needs an IPv4 public IP to advertise.
+		{[]string{"--http", "0.0.0.0:0"}, "--public-ip"},
+		{[]string{"--media-ip", "", "--public-ip", "2001:db8::1"}, "--public-ip"},
 	} {
 		_, err := parseServe(c.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -100,107 +96,6 @@ func TestParseServeTURNRefusesBadValues(t *testing.T) {
 	}
 }
 
-func TestDeriveTURNSecret(t *testing.T) {
-	a, b := deriveTURNSecret([]byte("server-secret-0123456789")), deriveTURNSecret([]byte("server-secret-0123456789"))
-	if !bytes.Equal(a, b) || len(a) < turn.MinSecretLen {
-		t.Fatalf("derived secrets %x, %x", a, b)
-	}
-	if bytes.Equal(a, []byte("server-secret-0123456789")) || bytes.Equal(a, deriveTURNSecret([]byte("server-secret-0123456780"))) {
-		t.Fatal("derived secret does not depend on the server secret alone")
-	}
-}
-
-func TestEmbeddedTURNConfig(t *testing.T) {
-	media := &net.UDPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 7882}
-	o, err := parseServe([]string{"--media-ip", "10.0.0.5", "--public-ip", "2001:db8::1,198.51.100.7", "--turn-relay-ports", "50000-50100"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := embeddedTURNConfig(o, []byte("turn-secret-0123456789"), media, nil, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantPeers := []netip.AddrPort{
-		netip.MustParseAddrPort("10.0.0.5:7882"),
-		netip.MustParseAddrPort("[2001:db8::1]:7882"),
-		netip.MustParseAddrPort("198.51.100.7:7882"),
-	}
-	if cfg.ListenIP != "10.0.0.5" || cfg.RelayIP != nil || !cfg.PublicIP.Equal(net.IPv4(198, 51, 100, 7)) ||
-		cfg.RelayPortMin != 50000 || cfg.RelayPortMax != 50100 || !slices.Equal(cfg.AllowPeers, wantPeers) {
-		t.Fatalf("config %+v", cfg)
-	}
-
-	// On all interfaces the relay needs an IPv4 address to advertise.
-	o.mediaIP = ""
-	o.publicIPs = listFlag{"2001:db8::1"}
-	if _, err := embeddedTURNConfig(o, []byte("turn-secret-0123456789"), &net.UDPAddr{IP: net.IPv6zero, Port: 7882}, nil, slog.Default()); err == nil ||
-		!strings.Contains(err.Error(), "--public-ip") {
-		t.Fatalf("all interfaces without IPv4 public IP: %v", err)
-	}
-	o.publicIPs = listFlag{"198.51.100.7"}
-	cfg, err = embeddedTURNConfig(o, []byte("turn-secret-0123456789"), &net.UDPAddr{IP: net.IPv6zero, Port: 7882}, nil, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !cfg.RelayIP.Equal(net.IPv4zero) || !slices.Equal(cfg.AllowPeers, []netip.AddrPort{netip.MustParseAddrPort("198.51.100.7:7882")}) {
-		t.Fatalf("all-interfaces config %+v", cfg)
-	}
-}
-
-func TestStartTURNOffAndExternal(t *testing.T) {
-	media := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7882}
-	o, err := parseServe([]string{"--turn=false"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := startTURN(o, []byte("server-secret-0123456789"), media, nil, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.server != nil || s.iceServers() != nil || s.stats() != nil || s.Close() != nil {
-		t.Fatalf("--turn=false: %+v", s)
-	}
-
-	urls := []string{"stun:turn.example.com:3478", "turn:turn.example.com:3478?transport=udp"}
-	o, err = parseServe([]string{"--turn-url", strings.Join(urls, ","), "--turn-secret", "coturn-static-auth-secret", "--turn-credential-ttl", "1h"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err = startTURN(o, []byte("server-secret-0123456789"), media, nil, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if s.server != nil || s.stats() != nil {
-		t.Fatal("--turn-url started the embedded server")
-	}
-	got := s.iceServers()("alice")
-	if len(got) != 2 || !slices.Equal(got[0].URLs, urls[:1]) || !slices.Equal(got[1].URLs, urls[1:]) {
-		t.Fatalf("external ICE servers %+v", got)
-	}
-	checkCredential(t, got[1], []byte("coturn-static-auth-secret"), "alice", time.Hour)
-}
-
-// checkCredential checks that s carries TURN REST credentials for identity,
-// made with secret, expiring in about ttl.
-func checkCredential(t *testing.T, s api.ICEServer, secret []byte, identity string, ttl time.Duration) {
-	t.Helper()
-	expiry, who, ok := strings.Cut(s.Username, ":")
-	if !ok || who != identity {
-		t.Fatalf("username %q, want EXPIRY:%s", s.Username, identity)
-	}
-	for _, now := range []time.Time{time.Now(), time.Now().Add(-time.Minute)} {
-		user, pass, _ := turn.Credentials(secret, identity, ttl, now)
-		if user == s.Username {
-			if pass != s.Credential {
-				t.Fatalf("credential for %q not made with the expected secret", s.Username)
-			}
-			return
-		}
-	}
-	t.Fatalf("username %q (expiry %s), want one expiring %v from now", s.Username, expiry, ttl)
-}
-
 var turnURL = regexp.MustCompile(`^turn:127\.0\.0\.1:(\d+)\?transport=udp$`)
 
 // The binary starts TURN next to signaling and media, hands each
@@ -211,7 +106,7 @@ func TestServeStartsTURN(t *testing.T) {
 	defer cancel()
 	secret := "serve-turn-test-secret-0123456789"
 	srv := startServe(t, ctx, []string{"SOTTO_SECRET=" + secret})
-	cmd, stderr, base := srv.cmd, srv.stderr, srv.url
+	stderr, base := srv.stderr, srv.url
 	// stderr is copied by another goroutine: the log line may lag behind.
 	for deadline := time.Now().Add(wait); !strings.Contains(stderr.String(), "turn: serving"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -248,8 +143,17 @@ func TestServeStartsTURN(t *testing.T) {
 		t.Fatalf("no loopback TURN-over-UDP URL in %+v", ice.ICEServers)
 	}
 	// The credentials are made with a secret derived from --secret, never
-	// with --secret itself.
-	checkCredential(t, relay, deriveTURNSecret([]byte(secret)), "alice", turn.DefaultCredentialTTL)
+	// with --secret itself: the password is the one turn.Credentials makes
+	// with the derived secret for the username's expiry.
+	expiry, identity, _ := strings.Cut(relay.Username, ":")
+	exp, err := strconv.ParseInt(expiry, 10, 64)
+	if err != nil || identity != "alice" || time.Until(time.Unix(exp, 0)) < turn.DefaultCredentialTTL-time.Minute {
+		t.Fatalf("TURN username %q, want EXPIRY:alice expiring in %v", relay.Username, turn.DefaultCredentialTTL)
+	}
+	at := time.Unix(exp, 0).Add(-turn.DefaultCredentialTTL)
+	if user, pass, _ := turn.Credentials(server.DeriveTURNSecret([]byte(secret)), "alice", turn.DefaultCredentialTTL, at); user != relay.Username || pass != relay.Credential {
+		t.Fatal("TURN credential not made with the secret derived from --secret")
+	}
 
 	if err := allocate(turnAddr, relay); err != nil {
 		t.Fatalf("allocate with join credentials: %v; stderr:\n%s", err, stderr.String())
@@ -264,19 +168,7 @@ func TestServeStartsTURN(t *testing.T) {
 		t.Fatalf("/metrics lacks the allocation:\n%s", scrape)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", err, stderr.String())
-		}
-	case <-time.After(wait):
-		t.Fatalf("still running %v after SIGTERM", wait)
-	}
+	srv.waitExit(t, srv.sigterm(t))
 	// TURN is closed with the process: nothing answers on its TCP port.
 	if c, err := net.DialTimeout("tcp", turnAddr, time.Second); err == nil {
 		c.Close()
@@ -311,59 +203,4 @@ func allocate(addr string, s api.ICEServer) error {
 		return err
 	}
 	return relay.Close()
-}
-
-// With a certificate the embedded server adds TURN over TLS, named in its
-// turns: URL by the certificate's DNS name.
-func TestStartTURNWithTLS(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		DNSNames:     []string{"*.example.com", "turn.example.com"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-
-	o, err := parseServe([]string{"--http", "127.0.0.1:0", "--turn-port", "0", "--turn-tls-port", "0"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := startTURN(o, []byte("server-secret-0123456789"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7882}, tc, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if s.server.TLSAddr() == nil || s.stats() == nil {
-		t.Fatal("no TURN over TLS")
-	}
-	want := "turns:turn.example.com:" + strconv.Itoa(s.server.TLSAddr().Port) + "?transport=tcp"
-	got := s.iceServers()("alice")
-	if !slices.ContainsFunc(got, func(is api.ICEServer) bool { return slices.Contains(is.URLs, want) }) {
-		t.Fatalf("ICE servers %+v lack %s", got, want)
-	}
-	// The TLS listener speaks TLS with that certificate.
-	conn, err := tls.Dial("tcp", s.server.TLSAddr().String(), &tls.Config{ServerName: "turn.example.com", RootCAs: pool(t, der)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.Close()
-}
-
-func pool(t *testing.T, der []byte) *x509.CertPool {
-	t.Helper()
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := x509.NewCertPool()
-	p.AddCert(c)
-	return p
 }

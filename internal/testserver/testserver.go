@@ -1,6 +1,7 @@
-// Package testserver runs a complete Sotto server (signaling, media relay
-// and, on request, TURN) on the loopback interface for tests: real HTTP,
-// WebSocket and UDP on ephemeral ports, a random secret and short timeouts.
+// Package testserver runs a complete Sotto server (server.New: signaling,
+// media relay, the browser client, /metrics and, on request, TURN) on the
+// loopback interface for tests: real HTTP, WebSocket and UDP on ephemeral
+// ports, a random secret and a short drop timeout.
 package testserver
 
 import (
@@ -10,17 +11,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/media"
+	"github.com/sotto-voice/sotto/server"
 	"github.com/sotto-voice/sotto/signaling"
-	"github.com/sotto-voice/sotto/token"
 	"github.com/sotto-voice/sotto/turn"
 )
 
@@ -35,15 +32,15 @@ type Options struct {
 	DropTimeout time.Duration
 	// MaxParticipants per room; 0 means the signaling default.
 	MaxParticipants int
-	// ICEServers is passed to signaling.Config.ICEServers (for TURN tests).
-	ICEServers func(identity string) []api.ICEServer
-	// TURN starts an embedded TURN server on loopback (Server.TURN) that
-	// admits the media server's UDP port as "sotto serve" does, and offers
-	// its STUN and TURN URLs to every participant, ahead of ICEServers' list.
+	// TURN starts the embedded TURN server on loopback (Server.TURN), as
+	// "sotto serve" does, and offers its STUN and TURN URLs to every
+	// participant.
 	TURN bool
 	// TURNTransport, if "udp" or "tcp", offers only the TURN URLs with that
 	// transport, so that a relay-only caller reaches TURN over it.
 	TURNTransport string
+	// MetricsToken guards /metrics; empty leaves it open.
+	MetricsToken string
 	// Logger receives the server's logs. Nil logs errors to stderr, or
 	// everything down to debug when the SOTTO_TEST_DEBUG environment
 	// variable is set.
@@ -59,8 +56,8 @@ type Server struct {
 	Media     *media.Engine
 	TURN      *turn.Server // nil unless Options.TURN
 
-	tb   testing.TB
-	http *httptest.Server
+	tb  testing.TB
+	srv *server.Server
 }
 
 // Start starts a server and stops it when tb's test ends. It fails the test
@@ -93,84 +90,32 @@ func New(opts *Options) (*Server, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
-	engine, err := media.NewEngine(media.Config{ListenIP: "127.0.0.1", Logger: log.With("component", "media")})
-	if err != nil {
-		return nil, err
-	}
-	iceServers := opts.ICEServers
-	var ts *turn.Server
-	if opts.TURN {
-		if ts, err = startTURN(engine, opts.TURNTransport, log); err != nil {
-			engine.Close()
-			return nil, err
-		}
-		iceServers = func(identity string) []api.ICEServer {
-			l := offered(ts.ICEServers(identity, 0), opts.TURNTransport)
-			if opts.ICEServers != nil {
-				l = append(l, opts.ICEServers(identity)...)
-			}
-			return l
-		}
-	}
-	sig, err := signaling.New(signaling.Config{
+	cfg := server.Config{
 		Secret:          secret,
-		Media:           engine,
+		HTTP:            server.HTTPConfig{Addr: "127.0.0.1:0"},
+		Media:           server.MediaConfig{IP: "127.0.0.1"},
+		TURN:            server.TURNConfig{Off: !opts.TURN},
 		MaxParticipants: opts.MaxParticipants,
 		DropTimeout:     drop,
-		ICEServers:      iceServers,
-		Logger:          log.With("component", "signaling"),
-	})
+		MetricsToken:    opts.MetricsToken,
+		Logger:          log,
+	}
+	if opts.TURNTransport != "" {
+		cfg.TURN.Transports = []string{opts.TURNTransport}
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
-		if ts != nil {
-			ts.Close()
-		}
-		engine.Close()
-		return nil, err
+		return nil, fmt.Errorf("testserver: %w", err)
 	}
-	hs := httptest.NewUnstartedServer(sig)
-	hs.Start()
-	return &Server{URL: hs.URL, Secret: secret, Signaling: sig, Media: engine, TURN: ts, http: hs}, nil
-}
-
-// startTURN starts a TURN server on loopback, ephemeral ports, that admits
-// the media server's UDP port exactly as "sotto serve" does.
-func startTURN(engine *media.Engine, transport string, log *slog.Logger) (*turn.Server, error) {
-	if transport != "" && transport != "udp" && transport != "tcp" {
-		return nil, fmt.Errorf("testserver: TURN transport %q: want udp or tcp", transport)
-	}
-	peers, err := turn.MediaPeers(engine.UDPAddr(), nil)
-	if err != nil {
-		return nil, err
-	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, err
-	}
-	return turn.NewServer(turn.Config{
-		Secret:     secret,
-		ListenIP:   "127.0.0.1",
-		AllowPeers: peers,
-		Logger:     log.With("component", "turn"),
-	})
-}
-
-// offered keeps the STUN URLs of servers and, when transport is set, only
-// the TURN URLs with that transport.
-func offered(servers []api.ICEServer, transport string) []api.ICEServer {
-	if transport == "" {
-		return servers
-	}
-	out := servers[:0]
-	for _, s := range servers {
-		urls := slices.DeleteFunc(s.URLs, func(u string) bool {
-			return !strings.HasPrefix(u, "stun:") && !strings.HasSuffix(u, "?transport="+transport)
-		})
-		if len(urls) > 0 {
-			s.URLs = urls
-			out = append(out, s)
-		}
-	}
-	return out
+	srv.Start()
+	return &Server{
+		URL:       srv.URL(),
+		Secret:    secret,
+		Signaling: srv.Signaling(),
+		Media:     srv.Media(),
+		TURN:      srv.TURN(),
+		srv:       srv,
+	}, nil
 }
 
 func defaultLogger() *slog.Logger {
@@ -186,7 +131,7 @@ func defaultLogger() *slog.Logger {
 // names fail the test (or panic for a server made with New): they are
 // mistakes in the test itself.
 func (s *Server) Token(room, identity string) string {
-	tok, err := token.Mint(s.Secret, token.Claims{Room: room, Identity: identity, Expiry: time.Now().Add(time.Hour)})
+	tok, err := s.srv.Token(room, identity, time.Hour)
 	if err != nil {
 		if s.tb != nil {
 			s.tb.Helper()
@@ -198,35 +143,22 @@ func (s *Server) Token(room, identity string) string {
 }
 
 // Addr returns the host:port of the HTTP API.
-func (s *Server) Addr() net.Addr { return s.http.Listener.Addr() }
+func (s *Server) Addr() net.Addr { return s.srv.Addr() }
 
 // Close stops the server: participants are told it is shutting down, then
-// the HTTP listener and the media sockets close.
+// the HTTP listener, TURN and the media sockets close.
 func (s *Server) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	s.Signaling.Shutdown(ctx)
-	s.http.CloseClientConnections()
-	s.http.Close()
-	if s.TURN != nil {
-		s.TURN.Close()
-	}
-	done := make(chan struct{})
-	go func() {
-		s.Media.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(closeTimeout):
+	if err := s.srv.Shutdown(ctx); err != nil {
 		// A goroutine of the engine outlived its peers: a leak.
-		s.report("testserver: media engine still closing after %v", closeTimeout)
+		s.report("testserver: %v after %v", err, closeTimeout)
 	}
 }
 
 // closeTimeout bounds Close, so that a hung engine fails a test instead of
 // hanging the test binary.
-const closeTimeout = 10 * time.Second
+const closeTimeout = 15 * time.Second
 
 // report fails the test, or logs for a server made with New.
 func (s *Server) report(format string, args ...any) {
