@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
-	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/token"
 )
 
 // rawConn is an HTTP/1.1 connection from a chosen loopback address, to
@@ -94,7 +94,7 @@ func TestServeClosesSlowAndIdleConnections(t *testing.T) {
 	secret := "limits-test-secret-0123456789"
 	base := startServe(t, ctx, []string{"SOTTO_SECRET=" + secret}, "--body-timeout", timeout.String(), "--idle-timeout", timeout.String()).url
 
-	tok, err := signaling.MintToken([]byte(secret), "r1", "alice", time.Hour)
+	tok, err := token.Mint([]byte(secret), token.Claims{Room: "r1", Identity: "alice", Expiry: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestServeJoinOutOfFilesAnswersRetry(t *testing.T) {
 	withShellLimit(t, cmd, "-n "+strconv.Itoa(limit))
 	srv := startServeCmd(t, cmd)
 
-	tok, err := signaling.MintToken([]byte(secret), "r1", "alice", time.Hour)
+	tok, err := token.Mint([]byte(secret), token.Claims{Room: "r1", Identity: "alice", Expiry: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

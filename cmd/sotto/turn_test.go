@@ -19,7 +19,6 @@ import (
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/server"
-	"github.com/sotto-voice/sotto/signaling"
 	"github.com/sotto-voice/sotto/token"
 	"github.com/sotto-voice/sotto/turn"
 )
