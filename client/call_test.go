@@ -19,6 +19,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/pionlog"
 	"github.com/sotto-voice/sotto/internal/testserver"
 )
 
@@ -408,7 +409,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 	}
 	defer sock.Close()
 	bob := joinPeerWith(ctx, t, srv, "room-1", "bob", &Options{IPFilter: loopback, Logger: slog.New(slog.DiscardHandler), settings: func(se *webrtc.SettingEngine) {
-		se.SetICEUDPMux(webrtc.NewICEUDPMux(pionLoggers{slog.New(slog.DiscardHandler)}.NewLogger("mux"), sock))
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(pionlog.Factory(slog.New(slog.DiscardHandler)).NewLogger("mux"), sock))
 	}})
 	carol := joinPeer(ctx, t, srv, "room-1", "carol")
 	talkAndCheck(ctx, t, []*peer{alice, bob, carol}, 10)

@@ -15,6 +15,7 @@ import (
 	pionturn "github.com/pion/turn/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/pionlog"
 )
 
 // Defaults for zero Config fields.
@@ -176,7 +177,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	sc := pionturn.ServerConfig{
 		Realm:         cfg.Realm,
-		LoggerFactory: pionLogs{log: s.log},
+		LoggerFactory: pionlog.Factory(s.log),
 		AuthHandler:   s.authenticate,
 		QuotaHandler:  s.checkQuota,
 		EventHandler: pionturn.EventHandler{
