@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"log/slog"
 	"math/big"
 	"net"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	pionturn "github.com/pion/turn/v4"
+
+	"github.com/sotto-voice/sotto/internal/logtest"
 )
 
 // waitClosed waits until the server closes c (a read fails).
@@ -202,5 +205,34 @@ func TestPublicIP(t *testing.T) {
 	}
 	if u := s.ICEServers("alice", 0)[0].URLs[0]; u != "stun:192.0.2.10:"+strconv.Itoa(s.UDPAddr().Port) {
 		t.Errorf("STUN URL %s does not advertise the public IP", u)
+	}
+}
+
+// TestStartLineNamesTLS: the start line gives the TLS listener's address,
+// or says that TLS is off.
+func TestStartLineNamesTLS(t *testing.T) {
+	start := func(edit func(*Config)) (*Server, any) {
+		var log logtest.Log
+		s := newTestServer(t, func(c *Config) {
+			c.Logger = log.Logger(slog.LevelInfo)
+			edit(c)
+		})
+		for _, r := range log.Records(t) {
+			if r.Message == "turn: serving" {
+				return s, r.Attrs["tls"]
+			}
+		}
+		t.Fatal("no start line")
+		return nil, nil
+	}
+	if _, got := start(func(*Config) {}); got != "off" {
+		t.Errorf("without TLS: tls=%v, want off", got)
+	}
+	cert, _ := selfSigned(t)
+	s, got := start(func(c *Config) {
+		c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	})
+	if want := s.TLSAddr().String(); got != want {
+		t.Errorf("with TLS: tls=%v, want %s", got, want)
 	}
 }

@@ -205,7 +205,11 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.turn = t
 	s.urls = s.iceURLs()
-	s.log.Info("turn: serving", "udp", s.udp.LocalAddr(), "tcp", s.tcp.Addr(), "tls", s.TLSAddr(),
+	tlsAddr := "off"
+	if s.tls != nil {
+		tlsAddr = s.TLSAddr().String()
+	}
+	s.log.Info("turn: serving", "udp", s.udp.LocalAddr(), "tcp", s.tcp.Addr(), "tls", tlsAddr,
 		"relay", advertise, "relay_ports", fmt.Sprintf("%d-%d", cfg.RelayPortMin, cfg.RelayPortMax))
 	return s, nil
 }
