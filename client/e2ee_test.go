@@ -17,6 +17,7 @@ import (
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // tap is a participant that joins through the bare transport and records
@@ -171,7 +172,7 @@ func parseSFrame(b []byte) (kid, ctr uint64, ct []byte, ok bool) {
 
 func waitEvent(ctx context.Context, t *testing.T, p *peer, what string, match func(Event) bool) Event {
 	t.Helper()
-	waitFor(ctx, t, p.name+" sees "+what, func() bool {
+	wait.Until(ctx, t, p.name+" sees "+what, func() bool {
 		_, ok := p.findEvent(match)
 		return ok
 	})
@@ -236,7 +237,7 @@ var safetyNumberRE = regexp.MustCompile(`^\d{5}( \d{5}){11}$`)
 // cannot open what is sent after the others rekeyed. Safety numbers agree
 // on both sides of every pair and the verified mark round-trips.
 func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	const room = "e2ee"
@@ -400,7 +401,7 @@ func indexedRandom(index uint32) io.Reader {
 // drop and count every bad frame by reason, deliver the good ones, and the
 // call goes on.
 func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	const room = "hostile"
@@ -494,7 +495,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 
 	want := func(p *peer, reason string, atLeast uint64) {
 		t.Helper()
-		waitFor(ctx, t, fmt.Sprintf("%s counts %d %s", p.name, atLeast, reason), func() bool {
+		wait.Until(ctx, t, fmt.Sprintf("%s counts %d %s", p.name, atLeast, reason), func() bool {
 			return p.call.Stats().Dropped[reason]-base[p].Dropped[reason] >= atLeast
 		})
 	}
@@ -503,7 +504,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 		want(p, DropMalformed, 2*n)
 		want(p, DropUnknownKID, n)
 		want(p, DropReplayed, 3)
-		waitFor(ctx, t, p.name+" receives mallory's reordered frames", func() bool {
+		wait.Until(ctx, t, p.name+" receives mallory's reordered frames", func() bool {
 			got := make(map[int]bool)
 			for _, f := range p.received("mallory") {
 				if _, i, ok := frameIndex(f.Data); ok && i >= next {
@@ -517,7 +518,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 		})
 	}
 	// Bob had alice's frames already: replays; alice has no key of her own.
-	waitFor(ctx, t, "bob drops alice's frames resent by mallory", func() bool {
+	wait.Until(ctx, t, "bob drops alice's frames resent by mallory", func() bool {
 		s := bob.call.Stats()
 		return s.Dropped[DropReplayed]+s.Dropped[DropWrongSender]-base[bob].Dropped[DropReplayed]-base[bob].Dropped[DropWrongSender] >= 3+n
 	})
@@ -560,7 +561,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatalf("mallory: send reordered ratchet messages: %v", err)
 	}
-	waitFor(ctx, t, "bob installs both reordered keys", func() bool { return bob.call.Stats().KeysReceived >= keysBefore+2 })
+	wait.Until(ctx, t, "bob installs both reordered keys", func() bool { return bob.call.Stats().KeysReceived >= keysBefore+2 })
 
 	// The call goes on. The injected frames are forgotten: they are out of
 	// order on purpose.
@@ -578,7 +579,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 // frames are dropped and it gets no keys until accepted, and only by those
 // who accepted.
 func TestE2EEChangedIdentityIsReported(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	const room = "changed"
@@ -614,14 +615,14 @@ func TestE2EEChangedIdentityIsReported(t *testing.T) {
 		p.talk()
 	}
 	for _, p := range []*peer{alice, bob} {
-		waitFor(ctx, t, p.name+" drops eve's frames", func() bool {
+		wait.Until(ctx, t, p.name+" drops eve's frames", func() bool {
 			return p.call.Stats().Dropped[DropIdentityUnverified] >= 20
 		})
 		if n := countFrom(p, eveID); n != 0 {
 			t.Fatalf("%s received %d frames of eve's unaccepted identity", p.name, n)
 		}
 	}
-	waitFor(ctx, t, "eve drops frames she has no key for", func() bool {
+	wait.Until(ctx, t, "eve drops frames she has no key for", func() bool {
 		return eve2.call.Stats().Dropped[DropAwaitingKey] >= 40
 	})
 	if n := len(eve2.received("alice")) + len(eve2.received("bob")); n != 0 {
@@ -676,7 +677,7 @@ func countFrom(p *peer, id string) int {
 // Protocol envelopes are the SDK's own: SendEnvelope refuses data that
 // would pass for one.
 func TestSendEnvelopeRefusesProtocolBytes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice := joinPeer(ctx, t, srv, "reserved", "alice")
@@ -690,7 +691,7 @@ func TestSendEnvelopeRefusesProtocolBytes(t *testing.T) {
 // When the server says a caller's one-time prekeys run low, the caller
 // uploads more, and newcomers still reach it.
 func TestE2EEPrekeysRefilled(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice := joinPeer(ctx, t, srv, "refill", "alice")
@@ -718,7 +719,7 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 			return 0
 		}
 	}
-	waitFor(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
+	wait.Until(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
 	for range 8 {
 		var b api.PrekeyBundle
 		if err := a.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+token, nil, &b); err != nil {
@@ -735,7 +736,7 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 // A caller whose event stream was lost sends its keys again once it is
 // back, in case a frame-key message went down with the old stream.
 func TestE2EEKeysResentAfterReconnect(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
 	alice := joinPeer(ctx, t, srv, "resend", "alice")
@@ -745,8 +746,8 @@ func TestE2EEKeysResentAfterReconnect(t *testing.T) {
 
 	old := alice.call.conn.currentWS()
 	old.CloseNow()
-	waitFor(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
-	waitFor(ctx, t, "bob receives alice's keys again", func() bool { return bob.call.Stats().KeysReceived > before })
+	wait.Until(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
+	wait.Until(ctx, t, "bob receives alice's keys again", func() bool { return bob.call.Stats().KeysReceived > before })
 	alice.talk()
 	bob.talk()
 	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
@@ -756,7 +757,7 @@ func TestE2EEKeysResentAfterReconnect(t *testing.T) {
 // browser publishes it right after joining) still gets a session: the
 // newcomer fetches the bundle again until it is there.
 func TestE2EEBundleFetchRetried(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	late := joinTap(ctx, t, srv, "retry")
@@ -780,7 +781,7 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 			return 0
 		}
 	}
-	waitFor(ctx, t, "alice's first fetch to find no bundle", func() bool { return fetches() >= 1 })
+	wait.Until(ctx, t, "alice's first fetch to find no bundle", func() bool { return fetches() >= 1 })
 
 	id, err := e2ee.NewIdentity(nil)
 	if err != nil {
@@ -803,7 +804,7 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 	if err := a.do(ctx, http.MethodPut, api.Version+"/prekeys", "Bearer "+srv.Token("retry", "tap"), up, &status); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "alice's x3dh-init to the late participant", func() bool {
+	wait.Until(ctx, t, "alice's x3dh-init to the late participant", func() bool {
 		late.mu.Lock()
 		defer late.mu.Unlock()
 		for _, env := range late.envelopes[alice.call.ID()] {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sotto-voice/sotto/internal/logtest"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // TestHangUpLogsNoWarning: hanging up is the ordinary end of a call, so the
@@ -30,7 +31,7 @@ func TestHangUpLogsNoWarning(t *testing.T) {
 	bob.leave()
 	carol.leave()
 	dave.close()
-	waitFor(t, "bob, carol and dave to be gone", func() bool { return e.Stats().Peers == 1 })
+	wait.For(t, "bob, carol and dave to be gone", func() bool { return e.Stats().Peers == 1 })
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}

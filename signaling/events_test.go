@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 func TestEventStreamAuth(t *testing.T) {
@@ -128,7 +129,7 @@ func TestEnvelopeErrors(t *testing.T) {
 }
 
 func TestRecipientBusy(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.QueueLength = 16; c.DropTimeout = wait })
+	s := newTestServer(t, func(c *Config) { c.QueueLength = 16; c.DropTimeout = wait.Timeout })
 	a, _ := s.join("r1", "alice")
 	b, _ := s.join("r1", "bob")
 	ea := s.connect(a)
@@ -235,7 +236,7 @@ func TestDropWhenStreamGone(t *testing.T) {
 }
 
 func TestReconnectResumes(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.DropTimeout = wait })
+	s := newTestServer(t, func(c *Config) { c.DropTimeout = wait.Timeout })
 	a, _ := s.join("r1", "alice")
 	b, _ := s.join("r1", "bob")
 	ea := s.connect(a)
@@ -253,7 +254,7 @@ func TestReconnectResumes(t *testing.T) {
 	// A second connection replaces the first, which is closed.
 	first := eb
 	eb = s.connect(b)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	for {
 		if _, _, err := first.conn.Read(ctx); err != nil {
@@ -282,17 +283,10 @@ func TestSilentClientDropped(t *testing.T) {
 	// ping (pongs are sent by the reading side).
 	s.connect(b)
 	s.waitDisconnected(b.ParticipantID)
-	deadline := time.Now().Add(wait)
-	for {
+	wait.For(t, "the silent participant to leave the room", func() bool {
 		s.srv.mu.Lock()
+		defer s.srv.mu.Unlock()
 		_, present := s.srv.rooms["r1"]
-		s.srv.mu.Unlock()
-		if !present {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("silent participant still in the room")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return !present
+	})
 }

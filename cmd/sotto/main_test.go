@@ -22,10 +22,9 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/internal/loopback"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/signaling"
 )
-
-const wait = 20 * time.Second
 
 // sottoBin builds the binary once per test run.
 var sottoBin = sync.OnceValues(func() (string, error) {
@@ -137,14 +136,14 @@ func startServe(t *testing.T, ctx context.Context, env []string, args ...string)
 			t.Fatalf("serving line %q; stderr:\n%s", line, s.stderr.String())
 		}
 		s.url, s.ports = m[1], m[2:]
-	case <-time.After(wait):
+	case <-time.After(wait.Timeout):
 		t.Fatalf("no serving line; stderr:\n%s", s.stderr.String())
 	}
 	return s
 }
 
 func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	srv := startServe(t, ctx, []string{"SOTTO_MAX_ROOMS=3"})
 	cmd, stderr, base := srv.cmd, srv.stderr, srv.url
@@ -213,8 +212,8 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 			t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", err, stderr.String())
 		}
 		t.Logf("exited %v after SIGTERM", time.Since(stopAt).Round(time.Millisecond))
-	case <-time.After(wait):
-		t.Fatalf("still running %v after SIGTERM", wait)
+	case <-time.After(wait.Timeout):
+		t.Fatalf("still running %v after SIGTERM", wait.Timeout)
 	}
 }
 
@@ -222,11 +221,7 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 // stream, welcome read.
 func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.Conn {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := loopback.API(me).NewPeerConnection(webrtc.Configuration{})
+	pc, err := loopback.NewPeerConnection()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,31 +229,11 @@ func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
 		t.Fatal(err)
 	}
-	offer, err := pc.CreateOffer(nil)
+	jr, err := loopback.Join(ctx, pc, base, "r1", token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	body, _ := json.Marshal(api.JoinRequest{SDP: pc.LocalDescription().SDP})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/rooms/r1/join", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var jr api.JoinResponse
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&jr) != nil {
-		t.Fatalf("join: %d", resp.StatusCode)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
-		t.Fatal(err)
-	}
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+jr.EventsURL+"?session="+jr.Session, nil)
+	conn, err := loopback.Events(ctx, base, jr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +246,7 @@ func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.
 }
 
 func TestToken(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	secret := "0123456789abcdef-secret"
 	out, err := command(t, ctx, nil, "token", "--secret", secret, "--room", "r1", "--identity", "alice", "--ttl", "2h").Output()

@@ -27,6 +27,7 @@ import (
 	pionturn "github.com/pion/turn/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/signaling"
 	"github.com/sotto-voice/sotto/turn"
 )
@@ -207,13 +208,13 @@ var turnURL = regexp.MustCompile(`^turn:127\.0\.0\.1:(\d+)\?transport=udp$`)
 // participant credentials that the running TURN server accepts, and stops
 // it on SIGTERM.
 func TestServeStartsTURN(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	secret := "serve-turn-test-secret-0123456789"
 	srv := startServe(t, ctx, []string{"SOTTO_SECRET=" + secret})
 	cmd, stderr, base := srv.cmd, srv.stderr, srv.url
 	// stderr is copied by another goroutine: the log line may lag behind.
-	for deadline := time.Now().Add(wait); !strings.Contains(stderr.String(), "turn: serving"); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(wait.Timeout); !strings.Contains(stderr.String(), "turn: serving"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no TURN log line; stderr:\n%s", stderr.String())
 		}
@@ -274,8 +275,8 @@ func TestServeStartsTURN(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", err, stderr.String())
 		}
-	case <-time.After(wait):
-		t.Fatalf("still running %v after SIGTERM", wait)
+	case <-time.After(wait.Timeout):
+		t.Fatalf("still running %v after SIGTERM", wait.Timeout)
 	}
 	// TURN is closed with the process: nothing answers on its TCP port.
 	if c, err := net.DialTimeout("tcp", turnAddr, time.Second); err == nil {
