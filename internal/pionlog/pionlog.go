@@ -30,6 +30,7 @@ var benign = []string{
 	"the DTLS transport has not started yet", // a connection closed before DTLS started
 	", adding to queue",                      // a packet racing its endpoint's setup or teardown, kept for it
 	"Incoming unhandled RTCP",                // reports on a track the relay removed as its sender left
+	"Connection is not possible yet",         // ICE checks starting before the remote candidates are in
 }
 
 // Factory returns a pion logger factory writing to log, each logger tagged

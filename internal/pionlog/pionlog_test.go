@@ -89,6 +89,9 @@ func TestHangUpIsDebug(t *testing.T) {
 		{func(l logging.LeveledLogger) {
 			l.Warnf("Incoming unhandled RTCP ssrc(%d), OnTrack will not be fired", 1234)
 		}, slog.LevelDebug},
+		{func(l logging.LeveledLogger) {
+			l.Warn("Failed to ping without candidate pairs. Connection is not possible yet.")
+		}, slog.LevelDebug},
 
 		// Still warnings: a dropped packet, unhandled media, a bad request.
 		{func(l logging.LeveledLogger) {
