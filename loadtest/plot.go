@@ -5,7 +5,7 @@ import (
 	"image/color"
 	"io"
 	"math"
-	"strings"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -92,7 +92,7 @@ func latencyPlot(rep *Report) *plot.Plot {
 	p := newPanel("latency (ms), send to receive", "frames")
 	p.Add(h)
 	p.X.Max = limit
-	p.Y.Max = niceCeil(p.Y.Max)
+	p.Y.Max = headroom(p.Y.Max)
 	return p
 }
 
@@ -118,14 +118,17 @@ func timelinePlot(rep *Report) (*plot.Plot, error) {
 		p.Add(l)
 		p.Legend.Add(series.name, l)
 	}
-	// Rounding the frame rate's axis up leaves room for the legend.
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Legend.XOffs, p.Legend.YOffs = 6, -6
-	p.X.Max, p.Y.Max = niceCeil(p.X.Max), niceCeil(p.Y.Max)
+	p.X.Max, p.Y.Max = max(1, p.X.Max), headroom(p.Y.Max)
 	return p, nil
 }
 
-// newPanel is a plot with a grid, axes from 0 and round tick labels.
+// headroom is an axis maximum a little above the data's top, so that the
+// tallest bar or the legend does not touch the frame.
+func headroom(top float64) float64 { return max(1, 1.15*top) }
+
+// newPanel is a plot with a grid and axes from 0 with round ticks.
 func newPanel(xLabel, yLabel string) *plot.Plot {
 	p := plot.New()
 	p.X.Label.Text, p.Y.Label.Text = xLabel, yLabel
@@ -135,16 +138,17 @@ func newPanel(xLabel, yLabel string) *plot.Plot {
 	return p
 }
 
-// roundTicks are gonum's default ticks without trailing zeros: 2.5, not
-// 2.50; 50, not 50.00.
+// roundTicks marks an axis from 0 in about four round steps (1, 2 or 5
+// times a power of ten), labelled without needless decimals.
 type roundTicks struct{}
 
-func (roundTicks) Ticks(min, max float64) []plot.Tick {
-	ticks := plot.DefaultTicks{}.Ticks(min, max)
-	for i, t := range ticks {
-		if strings.Contains(t.Label, ".") {
-			ticks[i].Label = strings.TrimSuffix(strings.TrimRight(t.Label, "0"), ".")
-		}
+func (roundTicks) Ticks(lo, hi float64) []plot.Tick {
+	step := niceCeil((hi - lo) / 4)
+	decimals := max(0, int(-math.Floor(math.Log10(step))))
+	var ticks []plot.Tick
+	for i := math.Ceil(lo / step); i*step <= hi; i++ {
+		v := i * step
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', decimals, 64)})
 	}
 	return ticks
 }
