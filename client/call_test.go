@@ -19,12 +19,10 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/pionlog"
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
-
-// testTimeout bounds each integration test; conditions are awaited with
-// generous deadlines inside it, never asserted on timing.
-const testTimeout = 45 * time.Second
 
 // payload returns the deterministic frame number i of sender: its identity,
 // its index and pseudo-random bytes of varying length, so that receivers
@@ -194,25 +192,11 @@ func (p *peer) findEvent(match func(Event) bool) (Event, bool) {
 	return nil, false
 }
 
-// waitFor polls cond until it holds or ctx ends, which fails the test.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting until %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 // hears waits until listener has received a frame from every talker.
 func hears(ctx context.Context, t *testing.T, listener *peer, talkers ...*peer) {
 	t.Helper()
 	for _, tk := range talkers {
-		waitFor(ctx, t, listener.name+" hears "+tk.name, func() bool { return len(listener.received(tk.name)) > 0 })
+		wait.Until(ctx, t, listener.name+" hears "+tk.name, func() bool { return len(listener.received(tk.name)) > 0 })
 	}
 }
 
@@ -273,7 +257,7 @@ func talkAndCheck(ctx context.Context, t *testing.T, peers []*peer, tail int) {
 		start[p] = int(p.sent.Load())
 	}
 	for _, p := range peers {
-		waitFor(ctx, t, fmt.Sprintf("%s sends %d more frames", p.name, tail), func() bool { return int(p.sent.Load()) >= start[p]+tail })
+		wait.Until(ctx, t, fmt.Sprintf("%s sends %d more frames", p.name, tail), func() bool { return int(p.sent.Load()) >= start[p]+tail })
 	}
 	end := make(map[*peer]int)
 	for _, p := range peers {
@@ -284,7 +268,7 @@ func talkAndCheck(ctx context.Context, t *testing.T, peers []*peer, tail int) {
 			if l == tk {
 				continue
 			}
-			waitFor(ctx, t, fmt.Sprintf("%s receives %s's last frame", l.name, tk.name), func() bool { return l.lastIndex(tk.name) == end[tk]-1 })
+			wait.Until(ctx, t, fmt.Sprintf("%s receives %s's last frame", l.name, tk.name), func() bool { return l.lastIndex(tk.name) == end[tk]-1 })
 			checkStream(t, l, tk, start[tk], end[tk])
 		}
 	}
@@ -309,7 +293,7 @@ func isLeft(id string) func(Event) bool {
 // by and hears everyone; one leaves, and the others are told and its track
 // stops.
 func TestCallThreeThenFourThenLeave(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 
@@ -370,7 +354,7 @@ func TestCallThreeThenFourThenLeave(t *testing.T) {
 		t.Errorf("carol: second Leave = %v, want nil", err)
 	}
 	for _, p := range []*peer{alice, bob, dave} {
-		waitFor(ctx, t, p.name+" hears carol left", func() bool {
+		wait.Until(ctx, t, p.name+" hears carol left", func() bool {
 			_, ok := p.findEvent(isLeft(carolID))
 			return ok
 		})
@@ -378,7 +362,7 @@ func TestCallThreeThenFourThenLeave(t *testing.T) {
 		if l := e.(ParticipantLeft); l.Reason != api.ReasonLeft || l.Participant.Identity != "carol" {
 			t.Errorf("%s: %+v, want carol left with reason %q", p.name, l, api.ReasonLeft)
 		}
-		waitFor(ctx, t, p.name+" stops carol's track", func() bool { return p.call.conn.remoteTracks(carolID) == 0 })
+		wait.Until(ctx, t, p.name+" stops carol's track", func() bool { return p.call.conn.remoteTracks(carolID) == 0 })
 		for _, q := range p.call.Participants() {
 			if q.ID == carolID {
 				t.Errorf("%s: carol still in Participants()", p.name)
@@ -394,7 +378,7 @@ func TestCallThreeThenFourThenLeave(t *testing.T) {
 // A participant that vanishes without leaving is reported as dropped once
 // the server's drop timeout has passed.
 func TestCallVanishedParticipantIsDropped(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, &testserver.Options{DropTimeout: 2 * time.Second})
 
@@ -408,7 +392,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 	}
 	defer sock.Close()
 	bob := joinPeerWith(ctx, t, srv, "room-1", "bob", &Options{IPFilter: loopback, Logger: slog.New(slog.DiscardHandler), settings: func(se *webrtc.SettingEngine) {
-		se.SetICEUDPMux(webrtc.NewICEUDPMux(pionLoggers{slog.New(slog.DiscardHandler)}.NewLogger("mux"), sock))
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(pionlog.Factory(slog.New(slog.DiscardHandler)).NewLogger("mux"), sock))
 	}})
 	carol := joinPeer(ctx, t, srv, "room-1", "carol")
 	talkAndCheck(ctx, t, []*peer{alice, bob, carol}, 10)
@@ -418,7 +402,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 	sock.Close()
 	bob.call.conn.closeAbruptly()
 	for _, p := range []*peer{alice, carol} {
-		waitFor(ctx, t, p.name+" hears bob was dropped", func() bool {
+		wait.Until(ctx, t, p.name+" hears bob was dropped", func() bool {
 			_, ok := p.findEvent(isLeft(bobID))
 			return ok
 		})
@@ -426,7 +410,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 		if l := e.(ParticipantLeft); l.Reason != api.ReasonDropped || l.Participant.Identity != "bob" {
 			t.Errorf("%s: %+v, want bob with reason %q", p.name, l, api.ReasonDropped)
 		}
-		waitFor(ctx, t, p.name+" stops bob's track", func() bool { return p.call.conn.remoteTracks(bobID) == 0 })
+		wait.Until(ctx, t, p.name+" stops bob's track", func() bool { return p.call.conn.remoteTracks(bobID) == 0 })
 	}
 	t.Logf("dropped after %v (drop timeout 2s)", time.Since(start).Round(time.Millisecond))
 }
@@ -434,7 +418,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 // Envelopes travel between participants through the server, byte for byte
 // and with the sender's identity; one for a stranger comes back as an error.
 func TestCallEnvelopes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice := joinPeer(ctx, t, srv, "room-2", "alice")
@@ -445,7 +429,7 @@ func TestCallEnvelopes(t *testing.T) {
 		t.Fatalf("alice: send envelope: %v", err)
 	}
 	reply := bytes.Repeat([]byte("r"), 4096)
-	waitFor(ctx, t, "bob receives alice's envelope", func() bool {
+	wait.Until(ctx, t, "bob receives alice's envelope", func() bool {
 		bob.mu.Lock()
 		defer bob.mu.Unlock()
 		return len(bob.envelopes) > 0
@@ -459,7 +443,7 @@ func TestCallEnvelopes(t *testing.T) {
 	if err := bob.call.SendEnvelope(ctx, got.From.ID, reply); err != nil {
 		t.Fatalf("bob: send envelope: %v", err)
 	}
-	waitFor(ctx, t, "alice receives bob's reply", func() bool {
+	wait.Until(ctx, t, "alice receives bob's reply", func() bool {
 		alice.mu.Lock()
 		defer alice.mu.Unlock()
 		return len(alice.envelopes) > 0 && bytes.Equal(alice.envelopes[0].Data, reply) && alice.envelopes[0].From.Identity == "bob"
@@ -468,7 +452,7 @@ func TestCallEnvelopes(t *testing.T) {
 	if err := alice.call.SendEnvelope(ctx, "nobody", data); err != nil {
 		t.Fatalf("alice: send envelope to nobody: %v", err)
 	}
-	waitFor(ctx, t, "alice is told the recipient is unknown", func() bool {
+	wait.Until(ctx, t, "alice is told the recipient is unknown", func() bool {
 		_, ok := alice.findEvent(func(e Event) bool {
 			se, ok := e.(ServerError)
 			return ok && se.Err.Code == api.CodeUnknownRecipient
@@ -480,7 +464,7 @@ func TestCallEnvelopes(t *testing.T) {
 // Frames written with a loud voice level make the server report the
 // speaker to everyone.
 func TestCallSpeaking(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice := joinPeer(ctx, t, srv, "room-3", "alice")
@@ -496,7 +480,7 @@ func TestCallSpeaking(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(ctx, t, "bob sees alice speaking", func() bool {
+	wait.Until(ctx, t, "bob sees alice speaking", func() bool {
 		_, ok := bob.findEvent(func(e Event) bool {
 			s, ok := e.(Speaking)
 			return ok && s.Speaking && s.Participant.ID == alice.call.ID() && s.Participant.Identity == "alice"
@@ -507,7 +491,7 @@ func TestCallSpeaking(t *testing.T) {
 
 // Bad frames are refused before they reach the network.
 func TestWriteFrameRejectsBadInput(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice := joinPeer(ctx, t, srv, "room-4", "alice")
@@ -537,7 +521,7 @@ func TestWriteFrameRejectsBadInput(t *testing.T) {
 // A second join with the same identity replaces the first, which ends with
 // a ClosedError.
 func TestCallReplaced(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	first := joinPeer(ctx, t, srv, "room-5", "alice")
@@ -559,7 +543,7 @@ func TestCallReplaced(t *testing.T) {
 
 // A rejected token is an *api.Error from Join.
 func TestJoinWithForgedToken(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	tok := srv.Token("room-6", "mallory")
@@ -574,7 +558,7 @@ func TestJoinWithForgedToken(t *testing.T) {
 // When the event stream drops, the client reconnects it within the drop
 // timeout: the call goes on and nobody is told it left.
 func TestCallSurvivesEventStreamLoss(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
 	alice := joinPeer(ctx, t, srv, "room-7", "alice")
@@ -582,7 +566,7 @@ func TestCallSurvivesEventStreamLoss(t *testing.T) {
 
 	old := alice.call.conn.currentWS()
 	old.CloseNow()
-	waitFor(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
+	wait.Until(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
 
 	// Envelopes flow both ways on the new stream, and media still flows.
 	if err := bob.call.SendEnvelope(ctx, alice.call.ID(), []byte("after")); err != nil {
@@ -591,7 +575,7 @@ func TestCallSurvivesEventStreamLoss(t *testing.T) {
 	if err := alice.call.SendEnvelope(ctx, bob.call.ID(), []byte("reply")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "envelopes cross after the reconnect", func() bool {
+	wait.Until(ctx, t, "envelopes cross after the reconnect", func() bool {
 		alice.mu.Lock()
 		a := len(alice.envelopes)
 		alice.mu.Unlock()

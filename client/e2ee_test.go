@@ -18,6 +18,7 @@ import (
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -193,7 +194,7 @@ func onWorker[T any](ctx context.Context, e *e2eeState, f func() T) T {
 
 func waitEvent(ctx context.Context, t *testing.T, p *peer, what string, match func(Event) bool) Event {
 	t.Helper()
-	waitFor(ctx, t, p.name+" sees "+what, func() bool {
+	wait.Until(ctx, t, p.name+" sees "+what, func() bool {
 		_, ok := p.findEvent(match)
 		return ok
 	})
@@ -258,7 +259,7 @@ var safetyNumberRE = regexp.MustCompile(`^\d{5}( \d{5}){11}$`)
 // cannot open what is sent after the others rekeyed. Safety numbers agree
 // on both sides of every pair and the verified mark round-trips.
 func TestE2EEThreeCallersJoinAndLeave(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	const room = "e2ee"
@@ -425,7 +426,7 @@ func checkRekeyedOut(t *testing.T, tp *tap, leaver string, keys *keyRecorder, p 
 // and rekeys it out: no ghost stays in the roster, and the leaver cannot
 // open what the caller sends afterwards.
 func TestE2EELeaverLostWithTheStreamIsRekeyedOut(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), (2 * wait.Timeout))
 	defer cancel()
 	srv := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
 	const room = "ghost"
@@ -443,7 +444,7 @@ func TestE2EELeaverLostWithTheStreamIsRekeyedOut(t *testing.T) {
 	if err := carol.call.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "the server writes carol's departure to alice's dying stream", func() bool {
+	wait.Until(ctx, t, "the server writes carol's departure to alice's dying stream", func() bool {
 		return cut.swallowed(`"type":"left"`, carolID)
 	})
 	rekeys := alice.call.Stats().Rekeys
@@ -458,7 +459,7 @@ func TestE2EELeaverLostWithTheStreamIsRekeyedOut(t *testing.T) {
 			t.Fatal("carol is still in alice's roster")
 		}
 	}
-	waitFor(ctx, t, "alice rekeys carol out", func() bool { return alice.call.Stats().Rekeys > rekeys })
+	wait.Until(ctx, t, "alice rekeys carol out", func() bool { return alice.call.Stats().Rekeys > rekeys })
 	rest := []*peer{alice, bob}
 	for _, p := range rest {
 		p.talk()
@@ -479,7 +480,7 @@ func indexedRandom(index uint32) io.Reader {
 // drop and count every bad frame by reason, deliver the good ones, and the
 // call goes on.
 func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	const room = "hostile"
@@ -573,7 +574,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 
 	want := func(p *peer, reason string, atLeast uint64) {
 		t.Helper()
-		waitFor(ctx, t, fmt.Sprintf("%s counts %d %s", p.name, atLeast, reason), func() bool {
+		wait.Until(ctx, t, fmt.Sprintf("%s counts %d %s", p.name, atLeast, reason), func() bool {
 			return p.call.Stats().Dropped[reason]-base[p].Dropped[reason] >= atLeast
 		})
 	}
@@ -582,7 +583,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 		want(p, DropMalformed, 2*n)
 		want(p, DropUnknownKID, n)
 		want(p, DropReplayed, 3)
-		waitFor(ctx, t, p.name+" receives mallory's reordered frames", func() bool {
+		wait.Until(ctx, t, p.name+" receives mallory's reordered frames", func() bool {
 			got := make(map[int]bool)
 			for _, f := range p.received("mallory") {
 				if _, i, ok := frameIndex(f.Data); ok && i >= next {
@@ -596,7 +597,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 		})
 	}
 	// Bob had alice's frames already: replays; alice has no key of her own.
-	waitFor(ctx, t, "bob drops alice's frames resent by mallory", func() bool {
+	wait.Until(ctx, t, "bob drops alice's frames resent by mallory", func() bool {
 		s := bob.call.Stats()
 		return s.Dropped[DropReplayed]+s.Dropped[DropWrongSender]-base[bob].Dropped[DropReplayed]-base[bob].Dropped[DropWrongSender] >= 3+n
 	})
@@ -639,7 +640,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatalf("mallory: send reordered ratchet messages: %v", err)
 	}
-	waitFor(ctx, t, "bob installs both reordered keys", func() bool { return bob.call.Stats().KeysReceived >= keysBefore+2 })
+	wait.Until(ctx, t, "bob installs both reordered keys", func() bool { return bob.call.Stats().KeysReceived >= keysBefore+2 })
 
 	// The call goes on. The injected frames are forgotten: they are out of
 	// order on purpose.
@@ -657,7 +658,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 // frames are dropped and it gets no keys until accepted, and only by those
 // who accepted.
 func TestE2EEChangedIdentityIsReported(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	const room = "changed"
@@ -693,14 +694,14 @@ func TestE2EEChangedIdentityIsReported(t *testing.T) {
 		p.talk()
 	}
 	for _, p := range []*peer{alice, bob} {
-		waitFor(ctx, t, p.name+" drops eve's frames", func() bool {
+		wait.Until(ctx, t, p.name+" drops eve's frames", func() bool {
 			return p.call.Stats().Dropped[DropIdentityUnverified] >= 20
 		})
 		if n := countFrom(p, eveID); n != 0 {
 			t.Fatalf("%s received %d frames of eve's unaccepted identity", p.name, n)
 		}
 	}
-	waitFor(ctx, t, "eve drops frames she has no key for", func() bool {
+	wait.Until(ctx, t, "eve drops frames she has no key for", func() bool {
 		return eve2.call.Stats().Dropped[DropAwaitingKey] >= 40
 	})
 	if n := len(eve2.received("alice")) + len(eve2.received("bob")); n != 0 {
@@ -742,7 +743,7 @@ func TestE2EEChangedIdentityIsReported(t *testing.T) {
 // user's acceptance of B: the new session waits, frozen, and is reported
 // as a change of its own once B is accepted.
 func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), (2 * wait.Timeout))
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	const room = "swap"
@@ -784,7 +785,7 @@ func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
 	if err := eve2.call.conn.sendEnvelope(ctx, alice.call.ID(), initC); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "alice holds eve's session under key C", func() bool {
+	wait.Until(ctx, t, "alice holds eve's session under key C", func() bool {
 		return onWorker(ctx, alice.call.e2e, func() int {
 			if r := alice.call.e2e.remote(eveID); r != nil {
 				return len(r.held)
@@ -818,7 +819,7 @@ func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
 	}
 	before := alice.call.Stats().Dropped[DropIdentityUnverified]
 	eve2.talk()
-	waitFor(ctx, t, "alice drops eve's frames until C is decided", func() bool {
+	wait.Until(ctx, t, "alice drops eve's frames until C is decided", func() bool {
 		return alice.call.Stats().Dropped[DropIdentityUnverified] >= before+20
 	})
 
@@ -835,7 +836,7 @@ func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
 // outlives the call and the store's process: the same key next time is
 // known (and stays verified), a changed one is reported.
 func TestE2EEFileTrustStoreAcrossCalls(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*(2*wait.Timeout))
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	path := filepath.Join(t.TempDir(), "trust.json")
@@ -894,7 +895,7 @@ func TestE2EEFileTrustStoreAcrossCalls(t *testing.T) {
 		t.Fatalf("bob's new key verified: %v, %v", ok, err)
 	}
 	bob.talk()
-	waitFor(ctx, t, "alice drops the frames of bob's unaccepted key", func() bool {
+	wait.Until(ctx, t, "alice drops the frames of bob's unaccepted key", func() bool {
 		return alice.call.Stats().Dropped[DropIdentityUnverified] >= 20
 	})
 }
@@ -926,7 +927,7 @@ func countFrom(p *peer, id string) int {
 // Protocol envelopes are the SDK's own: SendEnvelope refuses data that
 // would pass for one.
 func TestSendEnvelopeRefusesProtocolBytes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice := joinPeer(ctx, t, srv, "reserved", "alice")
@@ -940,7 +941,7 @@ func TestSendEnvelopeRefusesProtocolBytes(t *testing.T) {
 // When the server says a caller's one-time prekeys run low, the caller
 // uploads more, and newcomers still reach it.
 func TestE2EEPrekeysRefilled(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice := joinPeer(ctx, t, srv, "refill", "alice")
@@ -972,7 +973,7 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 	stored := func() int {
 		return onWorker(ctx, alice.call.e2e, func() int { return alice.call.e2e.store.OneTimePrekeys() })
 	}
-	waitFor(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
+	wait.Until(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
 	for range 8 {
 		if fetch().OneTimePrekey == nil {
 			t.Fatal("bundle without a one-time prekey after the refill")
@@ -985,7 +986,7 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 // A caller whose event stream was lost sends its keys again once it is
 // back, in case a frame-key message went down with the old stream.
 func TestE2EEKeysResentAfterReconnect(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, &testserver.Options{DropTimeout: 10 * time.Second})
 	alice := joinPeer(ctx, t, srv, "resend", "alice")
@@ -995,8 +996,8 @@ func TestE2EEKeysResentAfterReconnect(t *testing.T) {
 
 	old := alice.call.conn.currentWS()
 	old.CloseNow()
-	waitFor(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
-	waitFor(ctx, t, "bob receives alice's keys again", func() bool { return bob.call.Stats().KeysReceived > before })
+	wait.Until(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
+	wait.Until(ctx, t, "bob receives alice's keys again", func() bool { return bob.call.Stats().KeysReceived > before })
 	alice.talk()
 	bob.talk()
 	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
@@ -1006,7 +1007,7 @@ func TestE2EEKeysResentAfterReconnect(t *testing.T) {
 // browser publishes it right after joining) still gets a session: the
 // newcomer fetches the bundle again until it is there.
 func TestE2EEBundleFetchRetried(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	late := joinTap(ctx, t, srv, "retry")
@@ -1019,7 +1020,7 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 			return 0
 		})
 	}
-	waitFor(ctx, t, "alice's first fetch to find no bundle", func() bool { return fetches() >= 1 })
+	wait.Until(ctx, t, "alice's first fetch to find no bundle", func() bool { return fetches() >= 1 })
 
 	id, err := e2ee.NewIdentity(nil)
 	if err != nil {
@@ -1042,7 +1043,7 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 	if err := a.do(ctx, http.MethodPut, api.Version+"/prekeys", "Bearer "+srv.Token("retry", "tap"), up, &status); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "alice's x3dh-init to the late participant", func() bool {
+	wait.Until(ctx, t, "alice's x3dh-init to the late participant", func() bool {
 		late.mu.Lock()
 		defer late.mu.Unlock()
 		for _, env := range late.envelopes[alice.call.ID()] {

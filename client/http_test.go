@@ -8,9 +8,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 func TestAPIClientURLs(t *testing.T) {
@@ -128,7 +128,7 @@ func TestJoinSurfacesAPIError(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	tok := "sotto1.eyJyb29tIjoic3RhbmR1cCIsInN1YiI6ImFsaWNlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.bWFj"
 	_, err := Join(ctx, srv.URL, tok, &Options{IPFilter: loopback})
@@ -165,7 +165,7 @@ func TestFailedJoinLeaves(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	tok := "sotto1.eyJyb29tIjoic3RhbmR1cCIsInN1YiI6ImFsaWNlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.bWFj"
 	_, err := Join(ctx, srv.URL, tok, &Options{IPFilter: loopback})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // clientGoroutines returns the stacks of goroutines running the package's
@@ -28,7 +29,7 @@ func clientGoroutines() []string {
 // Leave returns only once every goroutine of the call has returned, and a
 // failed Join leaves none behind.
 func TestLeaveReleasesGoroutines(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 

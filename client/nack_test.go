@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // TestNACKGivesUp: a packet lost before the relay (here: a sequence number
@@ -14,7 +15,7 @@ import (
 // where pion's generator would ask every 100 ms while the packet stays in
 // its window. The relay counts each request it cannot answer.
 func TestNACKGivesUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), (2 * wait.Timeout))
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice := joinPeer(ctx, t, srv, "nack", "alice")
@@ -29,7 +30,7 @@ func TestNACKGivesUp(t *testing.T) {
 	c.wmu.Unlock()
 	// Long enough for twenty requests at pion's 100 ms interval.
 	sent := int(alice.sent.Load())
-	waitFor(ctx, t, "alice talks for two more seconds", func() bool { return int(alice.sent.Load()) >= sent+200 })
+	wait.Until(ctx, t, "alice talks for two more seconds", func() bool { return int(alice.sent.Load()) >= sent+200 })
 	time.Sleep(200 * time.Millisecond)
 	missed := srv.Media.Stats().NACKsMissed - before
 	t.Logf("the relay got %d NACKs it could not answer", missed)

@@ -8,6 +8,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // A caller restricted to TURN relays (Options.RelayOnly) completes an
@@ -19,7 +20,7 @@ import (
 func TestRelayOnlyCall(t *testing.T) {
 	for _, transport := range []string{"udp", "tcp"} {
 		t.Run(transport, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 			defer cancel()
 			srv := testserver.Start(t, &testserver.Options{TURN: true, TURNTransport: transport})
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // A track can arrive before the event that names its publisher: its reader
@@ -23,7 +24,7 @@ func TestRosterAwaitsIdentity(t *testing.T) {
 		if p.Identity != "alice" {
 			t.Fatalf("await = %+v, want alice", p)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(wait.Timeout):
 		t.Fatal("await did not return after add")
 	}
 	// Known already: no wait.

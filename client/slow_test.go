@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // An application that stops reading frames loses frames, counted, and
 // nothing else: the connection is not blocked, and once it reads again
 // new frames arrive.
 func TestSlowReaderDropsAndCounts(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	srv := testserver.Start(t, nil)
 	alice, err := Join(ctx, srv.URL, srv.Token("room-10", "alice"), &Options{IPFilter: loopback})

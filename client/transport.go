@@ -22,6 +22,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/pionlog"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -310,7 +311,7 @@ func newWebRTCAPI(opts *Options) (*webrtc.API, error) {
 		return nil, fmt.Errorf("configure NACK: %w", err)
 	}
 	ir.Add(gen)
-	se := webrtc.SettingEngine{LoggerFactory: pionLoggers{opts.logger()}}
+	se := webrtc.SettingEngine{LoggerFactory: pionlog.Factory(opts.logger())}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if opts.IPFilter != nil {
 		se.SetIPFilter(opts.IPFilter)

@@ -2,8 +2,6 @@ package loadtest
 
 import (
 	"bytes"
-	"image/png"
-	"strings"
 	"testing"
 	"time"
 )
@@ -122,35 +120,5 @@ func TestHistogramPercentiles(t *testing.T) {
 	}
 	if j := percentilesOf([]time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond}); j.P50 != 2 || j.Max != 3 {
 		t.Errorf("percentilesOf = %+v", j)
-	}
-}
-
-func TestPlots(t *testing.T) {
-	rep := &Report{Rooms: 2, CallersPerRoom: 3, DurationS: 5, LatencyMS: Percentiles{P99: 3}}
-	var h histogram
-	for i := range 1000 {
-		h.add(time.Duration(i%40) * 100 * time.Microsecond)
-	}
-	rep.LatencyHistogram = h.counts()
-	for i := range 10 {
-		rep.Timeline = append(rep.Timeline, Sample{T: float64(i + 1), Joined: 6, FramesSent: 300, FramesReceived: 600})
-	}
-	var svg bytes.Buffer
-	if err := PlotSVG(&svg, rep); err != nil {
-		t.Fatal(err)
-	}
-	if s := svg.String(); !strings.HasPrefix(s, "<svg") || !strings.Contains(s, "latency (ms)") || strings.Count(s, "<rect") < 20 {
-		t.Errorf("SVG lacks its parts:\n%.500s", s)
-	}
-	var pngBuf bytes.Buffer
-	if err := PlotPNG(&pngBuf, rep); err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.Decode(&pngBuf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := img.Bounds(); b.Dx() != plotW || b.Dy() != plotH {
-		t.Errorf("PNG %v", b)
 	}
 }

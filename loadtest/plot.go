@@ -1,123 +1,156 @@
 package loadtest
 
 import (
-	"bufio"
 	"fmt"
-	"html"
-	"image"
 	"image/color"
-	"image/draw"
-	"image/png"
 	"io"
 	"math"
+	"strconv"
 	"time"
 
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/basicfont"
-	"golang.org/x/image/math/fixed"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/font"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
-// The figure: latency histogram on the left, frames per second over time
-// on the right. Both renderers draw the same shapes through canvas.
+// The figure: a title over the latency histogram on the left and frames
+// per second over time on the right, plotW by plotH pixels at 96 dpi.
 const (
-	plotW, plotH   = 1000, 420
-	panelW, panelH = 400, 300
-	marginL        = 70
-	marginT        = 50
-	panelGap       = 110
+	plotW, plotH = 1000, 420
+	plotDPI      = vgimg.DefaultDPI
+	histBars     = 50
 )
 
 var (
-	colInk      = color.RGBA{0x22, 0x22, 0x22, 0xff}
-	colGrid     = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
 	colBar      = color.RGBA{0x33, 0x66, 0xcc, 0xff}
 	colSent     = color.RGBA{0xcc, 0x55, 0x22, 0xff}
 	colReceived = color.RGBA{0x33, 0x66, 0xcc, 0xff}
 )
 
-type canvas interface {
-	rect(x, y, w, h float64, c color.RGBA)
-	line(x1, y1, x2, y2 float64, c color.RGBA)
-	// text draws s with its baseline at y: starting at x (align -1),
-	// centred on x (0) or ending at x (1).
-	text(x, y float64, s string, align int)
+// PlotSVG draws the latency histogram and frames/s over time as SVG.
+func PlotSVG(w io.Writer, rep *Report) error {
+	width, height := figureSize()
+	return drawFigure(w, vgsvg.New(width, height), rep)
 }
 
-func drawPlot(cv canvas, rep *Report) {
-	cv.rect(0, 0, plotW, plotH, color.RGBA{0xff, 0xff, 0xff, 0xff})
-	title := fmt.Sprintf("sotto load: %d rooms x %d callers, %.0f s; loss %.3f %%, latency p99 %.1f ms",
-		rep.Rooms, rep.CallersPerRoom, rep.DurationS, rep.LossPct, rep.LatencyMS.P99)
-	cv.text(plotW/2, 22, title, 0)
-	drawHistogram(cv, rep, marginL, marginT)
-	drawTimeline(cv, rep, marginL+panelW+panelGap, marginT)
+// PlotPNG draws the same figure as PlotSVG, as PNG.
+func PlotPNG(w io.Writer, rep *Report) error {
+	width, height := figureSize()
+	return drawFigure(w, vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(width, height), vgimg.UseDPI(plotDPI))}, rep)
 }
 
-// drawHistogram bins latency up to a round limit above p99 (at least 5 ms)
-// into 50 bars; later frames go into the last bar.
-func drawHistogram(cv canvas, rep *Report, x0, y0 float64) {
+func figureSize() (vg.Length, vg.Length) {
+	return plotW * vg.Inch / plotDPI, plotH * vg.Inch / plotDPI
+}
+
+func drawFigure(w io.Writer, c vg.CanvasWriterTo, rep *Report) error {
+	dc := draw.New(c)
+	dc.FillPolygon(color.White, []vg.Point{dc.Min, {X: dc.Max.X, Y: dc.Min.Y}, dc.Max, {X: dc.Min.X, Y: dc.Max.Y}})
+	title := text.Style{
+		Color:   color.Black,
+		Font:    font.From(plot.DefaultFont, 13),
+		XAlign:  draw.XCenter,
+		YAlign:  draw.YTop,
+		Handler: plot.DefaultTextHandler,
+	}
+	dc.FillText(title, vg.Point{X: dc.Center().X, Y: dc.Max.Y - 8}, fmt.Sprintf(
+		"sotto load: %d rooms x %d callers, %.0f s; loss %.3f %%, latency p99 %.1f ms",
+		rep.Rooms, rep.CallersPerRoom, rep.DurationS, rep.LossPct, rep.LatencyMS.P99))
+	timeline, err := timelinePlot(rep)
+	if err != nil {
+		return err
+	}
+	panels := draw.Tiles{Rows: 1, Cols: 2, PadTop: 32, PadBottom: 8, PadLeft: 8, PadRight: 16, PadX: 32}
+	for i, p := range []*plot.Plot{latencyPlot(rep), timeline} {
+		p.Draw(panels.At(dc, i, 0))
+	}
+	if _, err := c.WriteTo(w); err != nil {
+		return fmt.Errorf("write plot: %w", err)
+	}
+	return nil
+}
+
+// latencyPlot bins latency up to a round limit above p99 (at least 5 ms)
+// into histBars bars; later frames go into the last bar.
+func latencyPlot(rep *Report) *plot.Plot {
 	limit := niceCeil(max(5, rep.LatencyMS.P99*1.5))
-	const bars = 50
-	counts := make([]uint64, bars)
-	per := limit / bars // ms per bar
+	per := limit / histBars // ms per bar
+	h := &plotter.Histogram{Width: per, FillColor: colBar, Bins: make([]plotter.HistogramBin, histBars)}
+	h.LineStyle.Width = 0
+	for i := range h.Bins {
+		h.Bins[i].Min, h.Bins[i].Max = float64(i)*per, float64(i+1)*per
+	}
 	for i, c := range rep.LatencyHistogram {
 		msAt := float64(i) * float64(bucketWidth) / float64(time.Millisecond)
-		b := min(bars-1, int(msAt/per))
-		counts[b] += c
+		h.Bins[min(histBars-1, int(msAt/per))].Weight += float64(c)
 	}
-	var top uint64 = 1
-	for _, c := range counts {
-		top = max(top, c)
-	}
-	yMax := niceCeil(float64(top))
-	axes(cv, x0, y0, "latency (ms), send to receive", "frames", limit, yMax)
-	bw := panelW / float64(bars)
-	for i, c := range counts {
-		h := float64(c) / yMax * panelH
-		cv.rect(x0+float64(i)*bw+1, y0+panelH-h, bw-2, h, colBar)
-	}
+	p := newPanel("latency (ms), send to receive", "frames")
+	p.Add(h)
+	p.X.Max = limit
+	p.Y.Max = headroom(p.Y.Max)
+	return p
 }
 
-func drawTimeline(cv canvas, rep *Report, x0, y0 float64) {
-	tl := rep.Timeline
-	tMax, fMax := 1.0, 1.0
-	for _, s := range tl {
-		tMax = max(tMax, s.T)
-		fMax = max(fMax, float64(s.FramesSent), float64(s.FramesReceived))
-	}
-	tMax, fMax = niceCeil(tMax), niceCeil(fMax)
-	axes(cv, x0, y0, "time (s)", "frames/s", tMax, fMax)
-	series := func(get func(Sample) uint64, c color.RGBA) {
-		for i := 1; i < len(tl); i++ {
-			a, b := tl[i-1], tl[i]
-			cv.line(x0+a.T/tMax*panelW, y0+panelH-float64(get(a))/fMax*panelH,
-				x0+b.T/tMax*panelW, y0+panelH-float64(get(b))/fMax*panelH, c)
+func timelinePlot(rep *Report) (*plot.Plot, error) {
+	p := newPanel("time (s)", "frames/s")
+	for _, series := range []struct {
+		name  string
+		color color.Color
+		get   func(Sample) uint64
+	}{
+		{"received", colReceived, func(s Sample) uint64 { return s.FramesReceived }},
+		{"sent", colSent, func(s Sample) uint64 { return s.FramesSent }},
+	} {
+		xys := make(plotter.XYs, len(rep.Timeline))
+		for i, s := range rep.Timeline {
+			xys[i] = plotter.XY{X: s.T, Y: float64(series.get(s))}
 		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, fmt.Errorf("plot frames %s: %w", series.name, err)
+		}
+		l.Color, l.Width = series.color, vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(series.name, l)
 	}
-	series(func(s Sample) uint64 { return s.FramesSent }, colSent)
-	series(func(s Sample) uint64 { return s.FramesReceived }, colReceived)
-	cv.rect(x0+10, y0+8, 14, 3, colReceived)
-	cv.text(x0+30, y0+14, "received", -1)
-	cv.rect(x0+10, y0+24, 14, 3, colSent)
-	cv.text(x0+30, y0+30, "sent", -1)
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.XOffs, p.Legend.YOffs = 6, -6
+	p.X.Max, p.Y.Max = max(1, p.X.Max), headroom(p.Y.Max)
+	return p, nil
 }
 
-// axes draws a panel's frame, grid, ticks and labels for x in [0, xMax]
-// and y in [0, yMax].
-func axes(cv canvas, x0, y0 float64, xLabel, yLabel string, xMax, yMax float64) {
-	const ticks = 5
-	for i := 0; i <= ticks; i++ {
-		f := float64(i) / ticks
-		y := y0 + panelH - f*panelH
-		cv.line(x0, y, x0+panelW, y, colGrid)
-		cv.text(x0-6, y+4, tickLabel(f*yMax), 1)
-		x := x0 + f*panelW
-		cv.line(x, y0+panelH, x, y0+panelH+5, colInk)
-		cv.text(x, y0+panelH+18, tickLabel(f*xMax), 0)
+// headroom is an axis maximum a little above the data's top, so that the
+// tallest bar or the legend does not touch the frame.
+func headroom(top float64) float64 { return max(1, 1.15*top) }
+
+// newPanel is a plot with a grid and axes from 0 with round ticks.
+func newPanel(xLabel, yLabel string) *plot.Plot {
+	p := plot.New()
+	p.X.Label.Text, p.Y.Label.Text = xLabel, yLabel
+	p.X.Tick.Marker, p.Y.Tick.Marker = roundTicks{}, roundTicks{}
+	p.Add(plotter.NewGrid())
+	p.X.Min, p.Y.Min = 0, 0
+	return p
+}
+
+// roundTicks marks an axis from 0 in about four round steps (1, 2 or 5
+// times a power of ten), labelled without needless decimals.
+type roundTicks struct{}
+
+func (roundTicks) Ticks(lo, hi float64) []plot.Tick {
+	step := niceCeil((hi - lo) / 4)
+	decimals := max(0, int(-math.Floor(math.Log10(step))))
+	var ticks []plot.Tick
+	for i := math.Ceil(lo / step); i*step <= hi; i++ {
+		v := i * step
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', decimals, 64)})
 	}
-	cv.line(x0, y0, x0, y0+panelH, colInk)
-	cv.line(x0, y0+panelH, x0+panelW, y0+panelH, colInk)
-	cv.text(x0+panelW/2, y0+panelH+38, xLabel, 0)
-	cv.text(x0, y0-8, yLabel, 0)
+	return ticks
 }
 
 // niceCeil rounds v up to 1, 2 or 5 times a power of ten.
@@ -132,74 +165,4 @@ func niceCeil(v float64) float64 {
 		}
 	}
 	return 10 * p
-}
-
-func tickLabel(v float64) string {
-	if v == math.Trunc(v) {
-		return fmt.Sprintf("%.0f", v)
-	}
-	return fmt.Sprintf("%.1f", v)
-}
-
-// PlotSVG draws the latency histogram and frames/s over time as SVG.
-func PlotSVG(w io.Writer, rep *Report) error {
-	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", plotW, plotH, plotW, plotH)
-	drawPlot(svgCanvas{bw}, rep)
-	fmt.Fprintln(bw, "</svg>")
-	return bw.Flush()
-}
-
-type svgCanvas struct{ w *bufio.Writer }
-
-func hexColor(c color.RGBA) string { return fmt.Sprintf("#%02x%02x%02x", c.R, c.G, c.B) }
-
-func (s svgCanvas) rect(x, y, w, h float64, c color.RGBA) {
-	if w <= 0 || h <= 0 {
-		return
-	}
-	fmt.Fprintf(s.w, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x, y, w, h, hexColor(c))
-}
-
-func (s svgCanvas) line(x1, y1, x2, y2 float64, c color.RGBA) {
-	fmt.Fprintf(s.w, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5"/>`+"\n", x1, y1, x2, y2, hexColor(c))
-}
-
-func (s svgCanvas) text(x, y float64, str string, align int) {
-	anchor := [...]string{"end", "middle", "start"}[1-align]
-	fmt.Fprintf(s.w, `<text x="%.1f" y="%.1f" text-anchor="%s" fill="%s">%s</text>`+"\n", x, y, anchor, hexColor(colInk), html.EscapeString(str))
-}
-
-// PlotPNG draws the same figure as PlotSVG, as PNG.
-func PlotPNG(w io.Writer, rep *Report) error {
-	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
-	drawPlot(pngCanvas{img}, rep)
-	return png.Encode(w, img)
-}
-
-type pngCanvas struct{ img *image.RGBA }
-
-func (p pngCanvas) rect(x, y, w, h float64, c color.RGBA) {
-	r := image.Rect(int(math.Round(x)), int(math.Round(y)), int(math.Round(x+w)), int(math.Round(y+h)))
-	draw.Draw(p.img, r, image.NewUniform(c), image.Point{}, draw.Src)
-}
-
-// line steps along the longer axis, two pixels thick.
-func (p pngCanvas) line(x1, y1, x2, y2 float64, c color.RGBA) {
-	steps := int(math.Max(math.Abs(x2-x1), math.Abs(y2-y1))) + 1
-	for i := 0; i <= steps; i++ {
-		f := float64(i) / float64(steps)
-		x, y := int(math.Round(x1+f*(x2-x1))), int(math.Round(y1+f*(y2-y1)))
-		p.img.SetRGBA(x, y, c)
-		p.img.SetRGBA(x, y+1, c)
-	}
-}
-
-func (p pngCanvas) text(x, y float64, s string, align int) {
-	face := basicfont.Face7x13
-	d := &font.Drawer{Dst: p.img, Src: image.NewUniform(colInk), Face: face}
-	width := d.MeasureString(s).Round()
-	left := int(x) - width*(1+align)/2
-	d.Dot = fixed.P(left, int(y))
-	d.DrawString(s)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // BenchmarkForward measures the relay's forwarding path: one publisher, N
@@ -145,7 +146,7 @@ func benchForward(b *testing.B, subs int) {
 			}
 			switch m.Op {
 			case "join":
-				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 				h := &benchHandler{id: m.ID, w: w, joined: make(chan struct{})}
 				p, answer, err := r.Join(ctx, m.ID, m.SDP, h)
 				cancel()
@@ -170,7 +171,7 @@ func benchForward(b *testing.B, subs int) {
 	}()
 
 	// Ready when the publisher's packets reach every subscriber.
-	waitFor(b, "the publisher's track to be forwarded to every subscriber", func() bool {
+	wait.For(b, "the publisher's track to be forwarded to every subscriber", func() bool {
 		mu.Lock()
 		p := peers["pub"]
 		mu.Unlock()
@@ -221,7 +222,7 @@ func benchForward(b *testing.B, subs int) {
 	}
 	// Warm up until the media flows end to end (DTLS done on every leg),
 	// with buffers and pools filled.
-	waitFor(b, "packets to flow to every subscriber", func() bool {
+	wait.For(b, "packets to flow to every subscriber", func() bool {
 		return publish(500) >= uint64(450*subs)
 	})
 

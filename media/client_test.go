@@ -18,11 +18,8 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/internal/loopback"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
-
-// waitTimeout bounds every wait in these tests; generous because the machine
-// is shared and loaded.
-const waitTimeout = 20 * time.Second
 
 func testLogger() *slog.Logger {
 	level := slog.LevelWarn
@@ -178,16 +175,13 @@ func newClient(t testing.TB, id string, opts clientOptions) (*client, string) {
 		}
 	}
 	pc.OnTrack(c.onTrack)
-	offer, err := pc.CreateOffer(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
+	defer cancel()
+	offer, err := loopback.Offer(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	return c, pc.LocalDescription().SDP
+	return c, offer
 }
 
 // joinClient creates a client, joins it and starts publishing.
@@ -207,7 +201,7 @@ func (c *client) join(r *Room, offer string) {
 
 // tryJoin joins and starts publishing; safe off the test goroutine.
 func (c *client) tryJoin(r *Room, offer string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	p, answer, err := r.Join(ctx, c.id, offer, c)
 	if err != nil {
@@ -405,23 +399,11 @@ func (c *client) snapshot(id string) (packets []received, ended, ok bool) {
 	return append([]received(nil), rt.packets...), rt.ended, true
 }
 
-// waitFor polls cond until it holds or waitTimeout passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitReceiving waits until c got at least n packets from each publisher.
 func (c *client) waitReceiving(t testing.TB, n int, publishers ...string) {
 	t.Helper()
 	for _, id := range publishers {
-		waitFor(t, fmt.Sprintf("%s to receive %d packets from %s", c.id, n, id), func() bool {
+		wait.For(t, fmt.Sprintf("%s to receive %d packets from %s", c.id, n, id), func() bool {
 			pk, ended, ok := c.snapshot(id)
 			return ok && !ended && len(pk) >= n
 		})

@@ -13,6 +13,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/sotto-voice/sotto/internal/pionlog"
 )
 
 // Errors Join wraps; signaling maps them to api.CodeInvalidSDP,
@@ -99,7 +101,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	// 16-bit sequence number.
 	cfg.NACKHistory = min(cfg.NACKHistory, 1<<15)
 	e := &Engine{cfg: cfg, log: cfg.Logger, rooms: make(map[*Room]struct{})}
-	loggers := &pionLoggerFactory{log: cfg.Logger}
+	loggers := pionlog.Factory(cfg.Logger)
 
 	ip := net.IPv4zero
 	if cfg.ListenIP != "" {

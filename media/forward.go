@@ -207,9 +207,12 @@ func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
 }
 
 // write sends one packet of the publisher on the leg. h is the publisher
-// goroutine's header, rewritten in place (SSRC, payload type, sequence
-// number, timestamp, extension ID) and restored by the next write; payload is
-// never touched. It returns the size of the packet written, 0 if none.
+// goroutine's header, rewritten in place: the SSRC, payload type and
+// extension become the leg's, and each write sets them afresh; the sequence
+// number and timestamp are shifted by the leg's offsets and restored as soon
+// as the packet is sent, since the next leg's offsets apply to the
+// publisher's numbering. payload is never touched. It returns the size of
+// the packet written, 0 if none.
 func (d *downTrack) write(h *rtp.Header, payload, level []byte, now time.Time) int {
 	b := d.binding.Load()
 	if b == nil {

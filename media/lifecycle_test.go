@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // TestRenegotiationQueuedWhileOfferInFlight: changes that arrive while a
@@ -22,7 +23,7 @@ func TestRenegotiationQueuedWhileOfferInFlight(t *testing.T) {
 	r := e.NewRoom("queue", nil)
 	alice := joinClient(t, r, "alice", clientOptions{holdOffers: true})
 	joinClient(t, r, "bob", clientOptions{})
-	waitFor(t, "alice's first offer", func() bool {
+	wait.For(t, "alice's first offer", func() bool {
 		alice.mu.Lock()
 		defer alice.mu.Unlock()
 		return alice.offers == 1
@@ -83,7 +84,7 @@ func TestOnlyOpusNegotiated(t *testing.T) {
 	if !strings.Contains(offer, "red/48000/2") || !strings.Contains(offer, "RTP/SAVPF 109 63 9 0") {
 		t.Fatalf("offer not rewritten:\n%s", offer)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	p, answer, err := r.Join(ctx, "alice", offer, c)
 	if err != nil {
@@ -111,16 +112,16 @@ func TestFailedWhenClientGoes(t *testing.T) {
 	bob := joinClient(t, r, "bob", clientOptions{})
 	alice.waitReceiving(t, 10, "bob")
 	bob.close()
-	waitFor(t, "bob's handler to get Failed", func() bool {
+	wait.For(t, "bob's handler to get Failed", func() bool {
 		bob.mu.Lock()
 		defer bob.mu.Unlock()
 		return len(bob.failures) == 1
 	})
-	waitFor(t, "alice to lose bob's track", func() bool {
+	wait.For(t, "alice to lose bob's track", func() bool {
 		_, ended, _ := alice.snapshot("bob")
 		return ended
 	})
-	waitFor(t, "bob to leave the room", func() bool { return e.Stats().Peers == 1 })
+	wait.For(t, "bob to leave the room", func() bool { return e.Stats().Peers == 1 })
 	if err := bob.peer.SetAnswer("v=0"); !errors.Is(err, ErrClosed) {
 		t.Errorf("SetAnswer on a failed peer: err = %v, want ErrClosed", err)
 	}
@@ -175,7 +176,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 	if s := e.Stats(); s.Rooms != 1 || s.Peers != 2 {
 		t.Errorf("after Room.Close: rooms %d peers %d, want 1 2", s.Rooms, s.Peers)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	late, offer := newClient(t, "late", clientOptions{})
 	if _, _, err := r1.Join(ctx, "late", offer, late); !errors.Is(err, ErrClosed) {
@@ -210,7 +211,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 	}
 	// pion's clients wind down asynchronously; the engine's goroutines are
 	// already gone (Close waited for them).
-	deadline := time.Now().Add(waitTimeout)
+	deadline := time.Now().Add(wait.Timeout)
 	for runtime.NumGoroutine() > base+2 {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
@@ -232,7 +233,7 @@ func TestPublicIPsReplaceHostCandidates(t *testing.T) {
 	defer e.Close()
 	r := e.NewRoom("nat", nil)
 	c, offer := newClient(t, "alice", clientOptions{})
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	_, answer, err := r.Join(ctx, "alice", offer, c)
 	if err != nil {
@@ -276,7 +277,7 @@ func TestFailedWhenICEFails(t *testing.T) {
 	if err := bob.pc.SCTP().Transport().ICETransport().Stop(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "bob's handler to get Failed", func() bool {
+	wait.For(t, "bob's handler to get Failed", func() bool {
 		bob.mu.Lock()
 		defer bob.mu.Unlock()
 		return len(bob.failures) == 1
@@ -287,13 +288,13 @@ func TestFailedWhenICEFails(t *testing.T) {
 	if reason != "ICE failed" && reason != "peer connection failed" {
 		t.Errorf("Failed(%q): want an ICE failure", reason)
 	}
-	waitFor(t, "alice to lose bob's track", func() bool {
+	wait.For(t, "alice to lose bob's track", func() bool {
 		_, ended, _ := alice.snapshot("bob")
 		return ended
 	})
 	// The failed peer is counted out when its close finishes, which may
 	// come after alice's renegotiation.
-	waitFor(t, "one peer left in the engine", func() bool { return e.Stats().Peers == 1 })
+	wait.For(t, "one peer left in the engine", func() bool { return e.Stats().Peers == 1 })
 }
 
 // TestConcurrentJoinsAndLeaves: participants joining and leaving at the same
@@ -339,7 +340,7 @@ func TestConcurrentJoinsAndLeaves(t *testing.T) {
 	}
 	for _, c := range staying {
 		for _, l := range leaving {
-			waitFor(t, c.id+" to lose "+l.id, func() bool {
+			wait.For(t, c.id+" to lose "+l.id, func() bool {
 				_, ended, _ := c.snapshot(l.id)
 				return ended
 			})
@@ -357,7 +358,7 @@ func TestConcurrentJoinsAndLeaves(t *testing.T) {
 		}
 		c.mu.Unlock()
 	}
-	waitFor(t, "3 peers and 3 tracks", func() bool {
+	wait.For(t, "3 peers and 3 tracks", func() bool {
 		s := e.Stats()
 		return s.Peers == 3 && s.Tracks == 3
 	})

@@ -11,6 +11,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // checkStream verifies what c received from publisher pub: every payload is
@@ -88,11 +90,11 @@ func TestForwardBetweenThreeThenFour(t *testing.T) {
 	transceivers := len(clients["alice"].pc.GetTransceivers())
 	clients["bob"].leave()
 	for _, c := range []*client{clients["alice"], clients["carol"], dave} {
-		waitFor(t, c.id+" to see bob's track end", func() bool {
+		wait.For(t, c.id+" to see bob's track end", func() bool {
 			_, ended, ok := c.snapshot("bob")
 			return ok && ended
 		})
-		waitFor(t, c.id+" to get an offer without bob", func() bool {
+		wait.For(t, c.id+" to get an offer without bob", func() bool {
 			return !strings.Contains(c.pc.RemoteDescription().SDP, "msid:bob ")
 		})
 	}
@@ -141,7 +143,7 @@ func TestJoinRejectsBadOffers(t *testing.T) {
 	bob := joinClient(t, r, "bob", clientOptions{})
 	alice.waitReceiving(t, 10, "bob")
 
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 
 	// A real pion offer with PCMU only.
@@ -187,7 +189,7 @@ func TestUnownedStreamDropped(t *testing.T) {
 	// hers: it must be dropped and counted, never forwarded.
 	mallory := joinClient(t, r, "mallory", clientOptions{tracks: 2})
 	alice.waitReceiving(t, 50, "mallory")
-	waitFor(t, "unknown_ssrc drops", func() bool { return e.Stats().Dropped[DropUnknownSSRC] >= 20 })
+	wait.For(t, "unknown_ssrc drops", func() bool { return e.Stats().Dropped[DropUnknownSSRC] >= 20 })
 	checkStream(t, alice, "mallory") // only track 0 payloads
 	if mallory.sentCount.Load() == 0 {
 		t.Fatal("mallory sent nothing")
@@ -207,7 +209,7 @@ func TestNACKAnsweredFromHistory(t *testing.T) {
 	nackAndExpectResend(t, e, alice, "bob")
 
 	bob.leave()
-	waitFor(t, "bob's track to end", func() bool {
+	wait.For(t, "bob's track to end", func() bool {
 		_, ended, _ := alice.snapshot("bob")
 		return ended
 	})
@@ -244,8 +246,8 @@ func nackAndExpectResend(t *testing.T, e *Engine, c *client, pub string) {
 	if err := c.pc.WriteRTCP(nackPackets(ssrc, want.seq)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the NACK to be answered", func() bool { return e.Stats().NACKsAnswered > before })
-	waitFor(t, fmt.Sprintf("%s's packet %d to arrive again", pub, want.seq), func() bool {
+	wait.For(t, "the NACK to be answered", func() bool { return e.Stats().NACKsAnswered > before })
+	wait.For(t, fmt.Sprintf("%s's packet %d to arrive again", pub, want.seq), func() bool {
 		packets, _, _ := c.snapshot(pub)
 		n := 0
 		for _, p := range packets {
@@ -274,7 +276,7 @@ func TestSpeakingEvents(t *testing.T) {
 
 	next := func() event {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 		defer cancel()
 		select {
 		case ev := <-events:
@@ -347,7 +349,7 @@ func TestReceiverReportsToPublisher(t *testing.T) {
 			}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	select {
 	case rep := <-got:
@@ -375,7 +377,7 @@ func TestForeignPayloadTypeDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "malformed drops", func() bool { return e.Stats().Dropped[DropMalformed] >= before+5 })
+	wait.For(t, "malformed drops", func() bool { return e.Stats().Dropped[DropMalformed] >= before+5 })
 	pk, _, _ := alice.snapshot("bob")
 	alice.waitReceiving(t, len(pk)+10, "bob")
 	checkStream(t, alice, "bob")

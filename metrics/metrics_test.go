@@ -12,6 +12,7 @@ import (
 
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/metrics"
 	"github.com/sotto-voice/sotto/metrics/scrape"
 )
@@ -33,7 +34,7 @@ func start(t *testing.T) *server {
 
 func (s *server) scrape(t *testing.T) scrape.Snapshot {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	snap, err := scrape.Fetch(ctx, nil, s.metricsURL, token)
 	if err != nil {
@@ -44,7 +45,7 @@ func (s *server) scrape(t *testing.T) scrape.Snapshot {
 
 func (s *server) join(t *testing.T, room, identity string, relayOnly bool) *client.Call {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	c, err := client.Join(ctx, s.URL, s.Token(room, identity), &client.Options{
 		IPFilter:  func(ip net.IP) bool { return ip.IsLoopback() },
@@ -56,22 +57,6 @@ func (s *server) join(t *testing.T, room, identity string, relayOnly bool) *clie
 	}
 	t.Cleanup(func() { c.Leave() })
 	return c
-}
-
-// eventually polls the metrics until ok holds, for up to 20 s.
-func (s *server) eventually(t *testing.T, what string, ok func(scrape.Snapshot) bool) scrape.Snapshot {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		snap := s.scrape(t)
-		if ok(snap) {
-			return snap
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics never showed %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func TestMetricsMoveDuringACall(t *testing.T) {
@@ -108,7 +93,7 @@ func TestMetricsMoveDuringACall(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	if err := alice.SendEnvelope(ctx, bob.ID(), []byte("hello")); err != nil {
 		t.Fatal(err)
@@ -136,10 +121,12 @@ func TestMetricsMoveDuringACall(t *testing.T) {
 	}()
 	defer func() { close(stop); <-done }()
 
-	during := s.eventually(t, "forwarded packets both ways", func(m scrape.Snapshot) bool {
-		return m["sotto_rtp_packets_forwarded_total"] >= before["sotto_rtp_packets_forwarded_total"]+20 &&
-			m["sotto_envelopes_relayed_total"] >= 1 &&
-			m[`sotto_envelopes_refused_total{reason="unknown_recipient"}`] >= 1
+	var during scrape.Snapshot
+	wait.For(t, "the metrics to show forwarded packets both ways", func() bool {
+		during = s.scrape(t)
+		return during["sotto_rtp_packets_forwarded_total"] >= before["sotto_rtp_packets_forwarded_total"]+20 &&
+			during["sotto_envelopes_relayed_total"] >= 1 &&
+			during[`sotto_envelopes_refused_total{reason="unknown_recipient"}`] >= 1
 	})
 	checks := []struct {
 		name string
@@ -195,7 +182,7 @@ func TestSnapshotSum(t *testing.T) {
 	reg := metrics.NewRegistry(metrics.Sources{})
 	hs := httptest.NewServer(metrics.Handler(reg, ""))
 	defer hs.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	snap, err := scrape.Fetch(ctx, nil, hs.URL, "")
 	if err != nil {

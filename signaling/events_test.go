@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 func TestEventStreamAuth(t *testing.T) {
@@ -130,7 +131,7 @@ func TestEnvelopeErrors(t *testing.T) {
 }
 
 func TestRecipientBusy(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.QueueLength = 16; c.DropTimeout = wait })
+	s := newTestServer(t, func(c *Config) { c.QueueLength = 16; c.DropTimeout = wait.Timeout })
 	a, _ := s.join("r1", "alice")
 	b, _ := s.join("r1", "bob")
 	ea := s.connect(a)
@@ -237,7 +238,7 @@ func TestDropWhenStreamGone(t *testing.T) {
 }
 
 func TestReconnectResumes(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.DropTimeout = wait })
+	s := newTestServer(t, func(c *Config) { c.DropTimeout = wait.Timeout })
 	a, _ := s.join("r1", "alice")
 	b, _ := s.join("r1", "bob")
 	ea := s.connect(a)
@@ -255,7 +256,7 @@ func TestReconnectResumes(t *testing.T) {
 	// A second connection replaces the first, which is closed.
 	first := eb
 	eb = s.connect(b)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	for {
 		if _, _, err := first.conn.Read(ctx); err != nil {
@@ -284,19 +285,12 @@ func TestSilentClientDropped(t *testing.T) {
 	// ping (pongs are sent by the reading side).
 	s.connect(b)
 	s.waitDisconnected(b.ParticipantID)
-	deadline := time.Now().Add(wait)
-	for {
+	wait.For(t, "the silent participant to leave the room", func() bool {
 		s.srv.mu.Lock()
+		defer s.srv.mu.Unlock()
 		_, present := s.srv.rooms["r1"]
-		s.srv.mu.Unlock()
-		if !present {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("silent participant still in the room")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return !present
+	})
 }
 
 // TestEnvelopeRateLimit: a sender flooding the relay with full-size
@@ -307,7 +301,7 @@ func TestSilentClientDropped(t *testing.T) {
 // low so that the floods outrun them even on a slow machine.
 func TestEnvelopeRateLimit(t *testing.T) {
 	s := newTestServer(t, func(c *Config) {
-		c.DropTimeout = wait
+		c.DropTimeout = wait.Timeout
 		c.EnvelopesPerSecond = 50
 		c.EnvelopeBytesPerSecond = 4 * DefaultMaxEnvelopeBytes
 	})

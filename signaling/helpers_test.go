@@ -17,12 +17,10 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/internal/loopback"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/token"
 )
-
-// wait is the generous deadline for anything a test waits for.
-const wait = 20 * time.Second
 
 var testSecret = []byte("test-secret-0123456789abcdef")
 
@@ -53,7 +51,7 @@ func newTestServer(t *testing.T, configure func(*Config)) *testServer {
 	}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
@@ -66,9 +64,9 @@ func newTestServer(t *testing.T, configure func(*Config)) *testServer {
 			if err != nil {
 				t.Errorf("engine close: %v", err)
 			}
-		case <-time.After(wait):
+		case <-time.After(wait.Timeout):
 			// Fail here rather than hang the whole package.
-			t.Errorf("media engine did not close within %v", wait)
+			t.Errorf("media engine did not close within %v", wait.Timeout)
 		}
 	})
 	return &testServer{t: t, srv: srv, ts: ts}
@@ -94,7 +92,7 @@ func mintToken(t *testing.T, room, identity string) string {
 // do sends a request and returns the status and body.
 func (s *testServer) do(method, path, auth string, body []byte) (int, []byte) {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, s.ts.URL+path, bytes.NewReader(body))
 	if err != nil {
@@ -176,20 +174,13 @@ func newPeer(t *testing.T, mime string) *peer {
 // offer returns the complete (non-trickle) offer SDP.
 func (p *peer) offer(t *testing.T) string {
 	t.Helper()
-	offer, err := p.pc.CreateOffer(nil)
+	ctx, cancel := contextWithWait()
+	defer cancel()
+	sdp, err := loopback.Offer(ctx, p.pc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(p.pc)
-	if err := p.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(wait):
-		t.Fatal("ICE gathering did not complete")
-	}
-	return p.pc.LocalDescription().SDP
+	return sdp
 }
 
 // answer applies a server offer and returns the client's answer SDP.
@@ -212,17 +203,11 @@ func (p *peer) answer(t *testing.T, offer string) string {
 func (s *testServer) join(room, identity string) (api.JoinResponse, *peer) {
 	s.t.Helper()
 	p := newPeer(s.t, webrtc.MimeTypeOpus)
-	body, _ := json.Marshal(api.JoinRequest{SDP: p.offer(s.t)})
-	status, b := s.do(http.MethodPost, "/v1/rooms/"+room+"/join", "Bearer "+mintToken(s.t, room, identity), body)
-	if status != http.StatusOK {
-		s.t.Fatalf("join %s as %s: %d %s", room, identity, status, b)
-	}
-	var jr api.JoinResponse
-	if err := json.Unmarshal(b, &jr); err != nil {
-		s.t.Fatal(err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
-		s.t.Fatalf("apply answer: %v", err)
+	ctx, cancel := contextWithWait()
+	defer cancel()
+	jr, err := loopback.Join(ctx, p.pc, s.ts.URL, room, mintToken(s.t, room, identity))
+	if err != nil {
+		s.t.Fatalf("%s joins %s: %v", identity, room, err)
 	}
 	return jr, p
 }
@@ -247,12 +232,11 @@ func (s *testServer) connect(jr api.JoinResponse) *events {
 
 func (s *testServer) connectRaw(jr api.JoinResponse) *events {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := contextWithWait()
 	defer cancel()
-	u := "ws" + strings.TrimPrefix(s.ts.URL, "http") + jr.EventsURL + "?session=" + jr.Session
-	conn, _, err := websocket.Dial(ctx, u, nil)
+	conn, err := loopback.Events(ctx, s.ts.URL, jr)
 	if err != nil {
-		s.t.Fatalf("dial events: %v", err)
+		s.t.Fatal(err)
 	}
 	conn.SetReadLimit(1 << 20)
 	s.t.Cleanup(func() { _ = conn.CloseNow() })
@@ -270,7 +254,7 @@ func (e *events) send(v any) {
 
 func (e *events) sendRaw(b []byte) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	if err := e.conn.Write(ctx, websocket.MessageText, b); err != nil {
 		e.t.Fatalf("write: %v", err)
@@ -279,7 +263,7 @@ func (e *events) sendRaw(b []byte) {
 
 // next reads one message.
 func (e *events) next() (api.Message, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	_, b, err := e.conn.Read(ctx)
 	if err != nil {
@@ -391,27 +375,21 @@ func envelope(to string, id uint64, data []byte) api.Envelope {
 }
 
 func contextWithWait() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), wait)
+	return context.WithTimeout(context.Background(), wait.Timeout)
 }
 
 // waitDisconnected waits until the server has noticed that participant id
 // lost its event stream.
 func (s *testServer) waitDisconnected(id string) {
 	s.t.Helper()
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
+	wait.For(s.t, "the server to drop "+id+"'s event stream", func() bool {
 		s.srv.mu.Lock()
-		gone := true
+		defer s.srv.mu.Unlock()
 		for _, rm := range s.srv.rooms {
 			if p := rm.participants[id]; p != nil && p.stream != nil {
-				gone = false
+				return false
 			}
 		}
-		s.srv.mu.Unlock()
-		if gone {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	s.t.Fatalf("server still holds %s's event stream", id)
+		return true
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // TestMain fails the run if goroutines of this package outlive the tests:
@@ -14,7 +16,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
-		if leaked := waitForPackageGoroutines(wait); leaked != "" {
+		if leaked := waitForPackageGoroutines(wait.Timeout); leaked != "" {
 			fmt.Fprintf(os.Stderr, "goroutines of package signaling still running after the tests:\n%s\n", leaked)
 			code = 1
 		}

@@ -7,8 +7,9 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/loopback"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // TestRenegotiationDeliversAudio runs the documented sequence end to end
@@ -40,21 +41,10 @@ func TestRenegotiationDeliversAudio(t *testing.T) {
 	}
 	ea.send(api.SDP{Type: api.TypeAnswer, SDP: pa.answer(t, offer.SDP)})
 
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
-	go func() {
-		// Bob talks (bytes the relay forwards without looking) until the test ends.
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				_ = pb.track.WriteSample(media.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond})
-			}
-		}
-	}()
+	// Bob talks (bytes the relay forwards without looking) until the test ends.
+	go loopback.Talk(ctx, pb.track, []byte{0xf8, 0xff, 0xfe})
 	select {
 	case got := <-tracks:
 		if got.stream != b.ParticipantID || got.track != "audio-"+b.ParticipantID {
@@ -95,7 +85,7 @@ func TestMediaFailureDrops(t *testing.T) {
 // gives up reconnecting, just before the drop timeout) lost its connection;
 // the others are told connection_lost, not ice_failed.
 func TestMediaEndsWhileDisconnected(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.DropTimeout = wait })
+	s := newTestServer(t, func(c *Config) { c.DropTimeout = wait.Timeout })
 	ea, b, pb, eb := s.aliceAndBob()
 	_ = eb.conn.CloseNow()
 	s.waitDisconnected(b.ParticipantID)
@@ -133,7 +123,7 @@ func waitConnected(t *testing.T, p *peer) {
 	}
 	select {
 	case <-connected:
-	case <-time.After(wait):
+	case <-time.After(wait.Timeout):
 		t.Fatal("media never connected")
 	}
 }

@@ -10,12 +10,11 @@ import (
 
 	"github.com/pion/logging"
 	pionturn "github.com/pion/turn/v4"
+
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 var testSecret = []byte("sotto-turn-test-secret-0123456789")
-
-// waitFor is how long tests wait for a condition on a loaded machine.
-const waitFor = 20 * time.Second
 
 // testLog sends slog output to t.Log until the test ends; pion goroutines
 // may still log while shutting down, after which lines are dropped.
@@ -87,7 +86,7 @@ func newUDPClient(t testing.TB, s *Server, user, pass string) *pionturn.Client {
 // newTCPClient is a pion TURN client talking to s over TCP.
 func newTCPClient(t testing.TB, s *Server, user, pass string) *pionturn.Client {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", s.TCPAddr().String(), waitFor)
+	conn, err := net.DialTimeout("tcp", s.TCPAddr().String(), wait.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,11 +129,11 @@ func allocate(t testing.TB, c *pionturn.Client) net.PacketConn {
 	return relay
 }
 
-// readWithin reads one packet from c, failing the test after waitFor.
+// readWithin reads one packet from c, failing the test after wait.Timeout.
 func readWithin(t testing.TB, c net.PacketConn) ([]byte, net.Addr) {
 	t.Helper()
 	buf := make([]byte, 1500)
-	if err := c.SetReadDeadline(time.Now().Add(waitFor)); err != nil {
+	if err := c.SetReadDeadline(time.Now().Add(wait.Timeout)); err != nil {
 		t.Fatal(err)
 	}
 	n, from, err := c.ReadFrom(buf)
@@ -142,16 +141,4 @@ func readWithin(t testing.TB, c net.PacketConn) ([]byte, net.Addr) {
 		t.Fatalf("read on %s: %v", c.LocalAddr(), err)
 	}
 	return buf[:n], from
-}
-
-// eventually polls cond until it holds or waitFor passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

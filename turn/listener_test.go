@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"log/slog"
 	"math/big"
 	"net"
 	"strconv"
@@ -15,15 +16,18 @@ import (
 	"time"
 
 	pionturn "github.com/pion/turn/v4"
+
+	"github.com/sotto-voice/sotto/internal/logtest"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // waitClosed waits until the server closes c (a read fails).
 func waitClosed(t *testing.T, c net.Conn) {
 	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(waitFor))
+	_ = c.SetReadDeadline(time.Now().Add(wait.Timeout))
 	_, err := c.Read(make([]byte, 1))
 	if ne, ok := err.(net.Error); err == nil || (ok && ne.Timeout()) {
-		t.Fatalf("connection still open after %v (err %v)", waitFor, err)
+		t.Fatalf("connection still open after %v (err %v)", wait.Timeout, err)
 	}
 }
 
@@ -32,7 +36,7 @@ func waitClosed(t *testing.T, c net.Conn) {
 func TestTCPCap(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.MaxTCPConns = 1 })
 	user, pass := validCredentials("alice")
-	firstConn, err := net.DialTimeout("tcp", s.TCPAddr().String(), waitFor)
+	firstConn, err := net.DialTimeout("tcp", s.TCPAddr().String(), wait.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +45,7 @@ func TestTCPCap(t *testing.T) {
 		t.Fatalf("binding over the admitted connection: %v", err)
 	}
 
-	extra, err := net.DialTimeout("tcp", s.TCPAddr().String(), waitFor)
+	extra, err := net.DialTimeout("tcp", s.TCPAddr().String(), wait.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +59,7 @@ func TestTCPCap(t *testing.T) {
 	}
 
 	_ = firstConn.Close()
-	eventually(t, "the slot to be freed", func() bool { return s.Stats().TCPConns == 0 })
+	wait.For(t, "the slot to be freed", func() bool { return s.Stats().TCPConns == 0 })
 	if _, err := newTCPClient(t, s, user, pass).SendBindingRequest(); err != nil {
 		t.Fatalf("binding over a connection in the freed slot: %v", err)
 	}
@@ -65,7 +69,7 @@ func TestTCPCap(t *testing.T) {
 // allocation deleted.
 func TestTCPIdle(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.TCPIdleTimeout = 300 * time.Millisecond })
-	conn, err := net.DialTimeout("tcp", s.TCPAddr().String(), waitFor)
+	conn, err := net.DialTimeout("tcp", s.TCPAddr().String(), wait.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +80,7 @@ func TestTCPIdle(t *testing.T) {
 		t.Fatalf("stats %+v: want one allocation over one connection", st)
 	}
 	// The client sends nothing more; the server hangs up and cleans up.
-	eventually(t, "the idle connection and its allocation to go", func() bool {
+	wait.For(t, "the idle connection and its allocation to go", func() bool {
 		st := s.Stats()
 		return st.TCPConns == 0 && st.AllocationsActive == 0
 	})
@@ -85,12 +89,12 @@ func TestTCPIdle(t *testing.T) {
 // TestCloseDropsTCP: Close ends accepted TCP connections, not only listeners.
 func TestCloseDropsTCP(t *testing.T) {
 	s := newTestServer(t, nil)
-	conn, err := net.DialTimeout("tcp", s.TCPAddr().String(), waitFor)
+	conn, err := net.DialTimeout("tcp", s.TCPAddr().String(), wait.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	eventually(t, "the connection to be accepted", func() bool { return s.Stats().TCPConns == 1 })
+	wait.For(t, "the connection to be accepted", func() bool { return s.Stats().TCPConns == 1 })
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -107,7 +111,7 @@ func TestTLS(t *testing.T) {
 		c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		c.Allow = loopbackAllowed
 	})
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: waitFor}, "tcp", s.TLSAddr().String(),
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: wait.Timeout}, "tcp", s.TLSAddr().String(),
 		&tls.Config{RootCAs: pool, ServerName: "turn.test", MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
@@ -202,5 +206,34 @@ func TestPublicIP(t *testing.T) {
 	}
 	if u := s.ICEServers("alice", 0)[0].URLs[0]; u != "stun:192.0.2.10:"+strconv.Itoa(s.UDPAddr().Port) {
 		t.Errorf("STUN URL %s does not advertise the public IP", u)
+	}
+}
+
+// TestStartLineNamesTLS: the start line gives the TLS listener's address,
+// or says that TLS is off.
+func TestStartLineNamesTLS(t *testing.T) {
+	start := func(edit func(*Config)) (*Server, any) {
+		var log logtest.Log
+		s := newTestServer(t, func(c *Config) {
+			c.Logger = log.Logger(slog.LevelInfo)
+			edit(c)
+		})
+		for _, r := range log.Records(t) {
+			if r.Message == "turn: serving" {
+				return s, r.Attrs["tls"]
+			}
+		}
+		t.Fatal("no start line")
+		return nil, nil
+	}
+	if _, got := start(func(*Config) {}); got != "off" {
+		t.Errorf("without TLS: tls=%v, want off", got)
+	}
+	cert, _ := selfSigned(t)
+	s, got := start(func(c *Config) {
+		c.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	})
+	if want := s.TLSAddr().String(); got != want {
+		t.Errorf("with TLS: tls=%v, want %s", got, want)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	pionturn "github.com/pion/turn/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/pionlog"
 )
 
 // Defaults for zero Config fields.
@@ -176,7 +177,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	sc := pionturn.ServerConfig{
 		Realm:         cfg.Realm,
-		LoggerFactory: pionLogs{log: s.log},
+		LoggerFactory: pionlog.Factory(s.log),
 		AuthHandler:   s.authenticate,
 		QuotaHandler:  s.checkQuota,
 		EventHandler: pionturn.EventHandler{
@@ -204,7 +205,11 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	s.turn = t
 	s.urls = s.iceURLs()
-	s.log.Info("turn: serving", "udp", s.udp.LocalAddr(), "tcp", s.tcp.Addr(), "tls", s.TLSAddr(),
+	tlsAddr := "off"
+	if s.tls != nil {
+		tlsAddr = s.TLSAddr().String()
+	}
+	s.log.Info("turn: serving", "udp", s.udp.LocalAddr(), "tcp", s.tcp.Addr(), "tls", tlsAddr,
 		"relay", advertise, "relay_ports", fmt.Sprintf("%d-%d", cfg.RelayPortMin, cfg.RelayPortMax))
 	return s, nil
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/pion/stun/v3"
 	pionturn "github.com/pion/turn/v4"
+
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 var loopbackAllowed = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
@@ -66,7 +68,7 @@ func TestRelay(t *testing.T) {
 			exchange(t, relay, newPeer(t))
 			// The other subtest's allocation is released asynchronously
 			// (pion's client does not wait for its final Refresh).
-			eventually(t, "one active allocation", func() bool { return s.Stats().AllocationsActive == 1 })
+			wait.For(t, "one active allocation", func() bool { return s.Stats().AllocationsActive == 1 })
 		})
 	}
 	if st := s.Stats(); st.AllocationsCreated != 2 {
@@ -269,7 +271,7 @@ func TestOwnRelayException(t *testing.T) {
 	if _, err := relayA.WriteTo([]byte("leak attempt"), outside.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the send to a non-relay port to be dropped", func() bool { return s.Stats().DroppedPackets > before })
+	wait.For(t, "the send to a non-relay port to be dropped", func() bool { return s.Stats().DroppedPackets > before })
 
 	// A port inside the relay range that is not a live relay socket.
 	inRange := testRelayPortMin
@@ -280,7 +282,7 @@ func TestOwnRelayException(t *testing.T) {
 	if _, err := relayA.WriteTo([]byte("leak attempt"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: inRange}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the send to an idle in-range port to be dropped", func() bool { return s.Stats().DroppedPackets > before })
+	wait.For(t, "the send to an idle in-range port to be dropped", func() bool { return s.Stats().DroppedPackets > before })
 
 	// Inbound from the outside port is dropped too, though A holds a
 	// permission for 127.0.0.1.
@@ -288,7 +290,7 @@ func TestOwnRelayException(t *testing.T) {
 	if _, err := outside.WriteTo([]byte("inject"), relayA.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the inbound packet from a non-relay port to be dropped", func() bool { return s.Stats().DroppedPackets > before })
+	wait.For(t, "the inbound packet from a non-relay port to be dropped", func() bool { return s.Stats().DroppedPackets > before })
 
 	// The relays still talk after all that, and nothing leaked: A reads
 	// B's reply, never the injected packet.
@@ -368,7 +370,7 @@ func TestQuota(t *testing.T) {
 	if err := second.Close(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the released allocation to be deleted", func() bool { return s.Stats().AllocationsActive == 2 })
+	wait.For(t, "the released allocation to be deleted", func() bool { return s.Stats().AllocationsActive == 2 })
 	exchange(t, allocate(t, newUDPClient(t, s, u3, p3)), newPeer(t))
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // coturnTool finds one of coturn's test utilities (Debian package coturn).
@@ -187,7 +189,7 @@ func startPeer(t *testing.T) int {
 // waitBound waits until port is bound (the peer is ready) and reports
 // false if the peer exits or does not bind in time.
 func waitBound(port int, exited <-chan struct{}) bool {
-	deadline := time.Now().Add(waitFor)
+	deadline := time.Now().Add(wait.Timeout)
 	for !portTaken(port) {
 		if time.Now().After(deadline) {
 			return false

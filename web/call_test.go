@@ -21,12 +21,9 @@ import (
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/web"
 )
-
-// patience bounds each wait for a page to reach a state: generous, because
-// two browsers and a relay share a loaded machine.
-const patience = 45 * time.Second
 
 // callServer is a complete Sotto server on loopback serving the page at /
 // and the API under /v1, as `sotto serve` does.
@@ -147,7 +144,7 @@ func openPage(t *testing.T, name, wav string) *page {
 
 func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, patience)
+	ctx, cancel := context.WithTimeout(p.ctx, 2*wait.Timeout)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		p.t.Fatalf("%s: %v", p.name, err)
@@ -162,7 +159,7 @@ func (p *page) navigate(url string) {
 // eval runs a JavaScript expression (awaiting a promise) and decodes its
 // JSON result into v.
 func (p *page) eval(expr string, v any) error {
-	ctx, cancel := context.WithTimeout(p.ctx, patience)
+	ctx, cancel := context.WithTimeout(p.ctx, 2*wait.Timeout)
 	defer cancel()
 	raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -192,7 +189,7 @@ func (p *page) stats() pageStats {
 // waitState polls the page until ok accepts its state.
 func (p *page) waitState(what string, ok func(pageState) bool) pageState {
 	p.t.Helper()
-	deadline := time.Now().Add(patience)
+	deadline := time.Now().Add(2 * wait.Timeout)
 	var s pageState
 	for time.Now().Before(deadline) {
 		if err := p.eval(`window.sottoTest ? window.sottoTest.state() : null`, &s); err == nil && ok(s) {
@@ -206,7 +203,7 @@ func (p *page) waitState(what string, ok func(pageState) bool) pageState {
 
 func (p *page) waitStats(what string, ok func(pageStats) bool) pageStats {
 	p.t.Helper()
-	deadline := time.Now().Add(patience)
+	deadline := time.Now().Add(2 * wait.Timeout)
 	var s pageStats
 	for time.Now().Before(deadline) {
 		s = p.stats()
@@ -222,7 +219,7 @@ func (p *page) waitStats(what string, ok func(pageStats) bool) pageStats {
 
 func (p *page) text(sel string) string {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, patience)
+	ctx, cancel := context.WithTimeout(p.ctx, 2*wait.Timeout)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
 	if err != nil {
@@ -364,7 +361,7 @@ func checkTalking(t *testing.T, alice, bob *page) []talk {
 // distinct colours.
 func checkScreenshot(t *testing.T, p *page) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, patience)
+	ctx, cancel := context.WithTimeout(p.ctx, 2*wait.Timeout)
 	defer cancel()
 	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {

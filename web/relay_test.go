@@ -10,6 +10,7 @@ import (
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // forceRelayScript runs before the page's own scripts: every peer
@@ -59,7 +60,7 @@ func TestBrowserRelayCall(t *testing.T) {
 	wav := browsertest.WriteToneWAV(t, 10*time.Second)
 	alice := openPage(t, "alice", wav)
 	bob := openPage(t, "bob", wav)
-	ctx, cancel := context.WithTimeout(bob.ctx, patience)
+	ctx, cancel := context.WithTimeout(bob.ctx, 2*wait.Timeout)
 	_, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: forceRelayScript})
 	cancel()
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/internal/browsertest"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // redeem exchanges an invite for a token as a non-browser invitee would.
@@ -49,7 +50,7 @@ type goCaller struct {
 
 func joinGo(t *testing.T, srv *callServer, token string, echo bool) *goCaller {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	call, err := client.Join(ctx, srv.URL, token, &client.Options{
 		IPFilter: func(ip net.IP) bool { return ip.IsLoopback() },
@@ -99,19 +100,6 @@ func (g *goCaller) readEvents() {
 	}
 }
 
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func (g *goCaller) framesFrom(id string) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -157,7 +145,7 @@ func TestBrowserGoInterop(t *testing.T) {
 
 	// Keys in place both ways, and the same safety number on both sides.
 	as := alice.waitEncrypted(1)
-	waitFor(t, "the Go caller to get the browser's key", func() bool { return bob.encrypted(aliceID) })
+	wait.For(t, "the Go caller to get the browser's key", func() bool { return bob.encrypted(aliceID) })
 	goSN, err := bob.call.SafetyNumber(aliceID)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +156,7 @@ func TestBrowserGoInterop(t *testing.T) {
 
 	// Browser -> Go: valid Opus after decryption. Go -> browser: the echo
 	// decrypts in the page and carries energy.
-	waitFor(t, "valid Opus frames from the browser", func() bool { return bob.framesFrom(aliceID) > 100 })
+	wait.For(t, "valid Opus frames from the browser", func() bool { return bob.framesFrom(aliceID) > 100 })
 	alice.waitStats("the Go caller's frames decrypted, with energy", func(s pageStats) bool {
 		in := s.Inbound[bobID]
 		return s.Decrypt != nil && s.Decrypt.ByParticipant[bobID].Decrypted > 100 && in.Energy > 0
@@ -179,8 +167,8 @@ func TestBrowserGoInterop(t *testing.T) {
 	carolToken := redeem(t, srv, invite, "GoCarol")
 	carol := joinGo(t, srv, carolToken.Token, false)
 	alice.waitEncrypted(2)
-	waitFor(t, "Carol to decrypt the browser", func() bool { return carol.framesFrom(aliceID) > 20 })
-	waitFor(t, "Carol to decrypt Bob", func() bool { return carol.framesFrom(bobID) > 20 })
+	wait.For(t, "Carol to decrypt the browser", func() bool { return carol.framesFrom(aliceID) > 20 })
+	wait.For(t, "Carol to decrypt Bob", func() bool { return carol.framesFrom(bobID) > 20 })
 	carol.checkClean("Carol")
 	if err := carol.call.Leave(); err != nil {
 		t.Fatalf("Carol leave: %v", err)
@@ -188,13 +176,13 @@ func TestBrowserGoInterop(t *testing.T) {
 	alice.waitState("Carol gone", func(s pageState) bool { return len(s.peers()) == 1 })
 
 	// Bob installs the browser's fresh chain, and sends under his own.
-	waitFor(t, "Bob to rekey and receive the browser's new key", func() bool {
+	wait.For(t, "Bob to rekey and receive the browser's new key", func() bool {
 		st := bob.call.Stats()
 		return st.Rekeys >= bobBefore.Rekeys+2 && st.KeysReceived > bobBefore.KeysReceived
 	})
 	framesBefore := bob.framesFrom(aliceID)
 	pageBefore := alice.stats().Decrypt.ByParticipant[bobID].Decrypted
-	waitFor(t, "audio to keep flowing both ways after the rekey", func() bool {
+	wait.For(t, "audio to keep flowing both ways after the rekey", func() bool {
 		return bob.framesFrom(aliceID) > framesBefore+100 && alice.stats().Decrypt.ByParticipant[bobID].Decrypted > pageBefore+100
 	})
 

@@ -1,22 +1,20 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
-	"github.com/sotto-voice/sotto/internal/loopback"
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/internal/browsertest"
+	"github.com/sotto-voice/sotto/internal/loopback"
 )
 
 // joinPlain joins the room with a bare pion peer that speaks the signaling
@@ -24,11 +22,7 @@ import (
 // test ends: what a broken or hostile client would publish.
 func joinPlain(t *testing.T, srv *callServer, room, token string) string {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := loopback.API(me).NewPeerConnection(webrtc.Configuration{})
+	pc, err := loopback.NewPeerConnection()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,48 +34,24 @@ func joinPlain(t *testing.T, srv *callServer, room, token string) string {
 	if _, err := pc.AddTrack(track); err != nil {
 		t.Fatal(err)
 	}
-	offer, err := pc.CreateOffer(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	jr, err := loopback.Join(ctx, pc, srv.URL, room, token)
 	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-
-	body, _ := json.Marshal(api.JoinRequest{SDP: pc.LocalDescription().SDP})
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/rooms/"+room+"/join", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var jr api.JoinResponse
-	err = json.NewDecoder(resp.Body).Decode(&jr)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || err != nil {
-		t.Fatalf("plain join: HTTP %d, %v", resp.StatusCode, err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
-		t.Fatal(err)
+		t.Fatalf("plain join: %v", err)
 	}
 
 	// The event stream keeps the participant in the room; server offers
 	// are answered so that the relay's renegotiation goes on.
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		<-done
-	})
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+jr.EventsURL+"?session="+jr.Session, nil)
+	conn, err := loopback.Events(ctx, srv.URL, jr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		defer func() { done <- struct{}{} }()
+	wg.Go(func() {
 		defer conn.CloseNow()
 		for {
 			_, b, err := conn.Read(ctx)
@@ -102,25 +72,13 @@ func joinPlain(t *testing.T, srv *callServer, room, token string) string {
 			out, _ := json.Marshal(api.SDP{Type: api.TypeAnswer, SDP: ans.SDP})
 			_ = conn.Write(ctx, websocket.MessageText, out)
 		}
-	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
-		// An Opus frame in the clear: a CELT 20 ms TOC and random bits,
-		// which a decoder would turn into loud noise.
-		frame := make([]byte, 81)
-		frame[0] = 0xf8
-		rand.Read(frame[1:])
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				_ = track.WriteSample(media.Sample{Data: frame, Duration: 20 * time.Millisecond})
-			}
-		}
-	}()
+	})
+	// An Opus frame in the clear: a CELT 20 ms TOC and random bits, which a
+	// decoder would turn into loud noise.
+	frame := make([]byte, 81)
+	frame[0] = 0xf8
+	rand.Read(frame[1:])
+	wg.Go(func() { loopback.Talk(ctx, track, frame) })
 	return jr.ParticipantID
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -34,7 +35,7 @@ type rawConn struct {
 // from; ok is false if the server refused the connection at once.
 func dialFrom(t *testing.T, base, from string) (c *rawConn, ok bool) {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: wait}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: wait.Timeout}
 	nc, err := d.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if errors.Is(err, syscall.ECONNRESET) {
 		return nil, false
@@ -50,7 +51,7 @@ func dialFrom(t *testing.T, base, from string) (c *rawConn, ok bool) {
 // connection was closed instead.
 func (c *rawConn) get(t *testing.T, path string) *http.Response {
 	t.Helper()
-	_ = c.SetDeadline(time.Now().Add(wait))
+	_ = c.SetDeadline(time.Now().Add(wait.Timeout))
 	defer c.SetDeadline(time.Time{})
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: sotto\r\n\r\n", path); err != nil {
 		return nil
@@ -88,7 +89,7 @@ func (c *rawConn) closedWithin(d time.Duration) closed {
 // and a keep-alive connection left idle is closed, both after their
 // timeouts; an event stream, idle or not, is neither.
 func TestServeClosesSlowAndIdleConnections(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	const timeout = time.Second
 	secret := "limits-test-secret-0123456789"
@@ -160,7 +161,7 @@ func TestServeClosesSlowAndIdleConnections(t *testing.T) {
 	}
 
 	// The event stream has outlived both timeouts and still answers.
-	pctx, pcancel := context.WithTimeout(ctx, wait)
+	pctx, pcancel := context.WithTimeout(ctx, wait.Timeout)
 	defer pcancel()
 	if err := events.Ping(pctx); err != nil {
 		t.Fatalf("event stream after the timeouts: %v", err)
@@ -193,7 +194,7 @@ var openFiles = regexp.MustCompile(`(?m)^Max open files\s+(\d+)\s+(\d+)`)
 // its place; /metrics counts the refusals. The server raises its soft
 // file limit to the hard one.
 func TestServeCapsConnections(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	cmd := command(t, ctx, nil, serveArgs("--max-conns-per-ip", "3", "--max-conns", "5", "--idle-timeout", "1m")...)
 	withShellLimit(t, cmd, "-S -n 512")
@@ -241,7 +242,7 @@ func TestServeCapsConnections(t *testing.T) {
 	// A closed connection gives its place back.
 	first[0].Close()
 	var next *rawConn
-	for deadline := time.Now().Add(wait); next == nil; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(wait.Timeout); next == nil; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("no connection served after one closed")
 		}
@@ -271,7 +272,7 @@ func TestServeCapsConnections(t *testing.T) {
 // 503 retry, not a client error; once descriptors are free again, the same
 // kind of join succeeds.
 func TestServeJoinOutOfFilesAnswersRetry(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	secret := "files-test-secret-0123456789"
 	const limit = 64
@@ -308,7 +309,7 @@ func TestServeJoinOutOfFilesAnswersRetry(t *testing.T) {
 		return n
 	}
 	var fillers []net.Conn
-	for deadline := time.Now().Add(wait); fds() < limit; {
+	for deadline := time.Now().Add(wait.Timeout); fds() < limit; {
 		if time.Now().After(deadline) {
 			t.Fatalf("the server holds %d descriptors, never %d", fds(), limit)
 		}
@@ -320,7 +321,7 @@ func TestServeJoinOutOfFilesAnswersRetry(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	_ = jc.SetDeadline(time.Now().Add(wait))
+	_ = jc.SetDeadline(time.Now().Add(wait.Timeout))
 	fmt.Fprintf(jc, "POST /v1/rooms/r1/join HTTP/1.1\r\nHost: sotto\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
 		tok, len(body), body)
 	resp, err := http.ReadResponse(jc.r, nil)
@@ -338,7 +339,7 @@ func TestServeJoinOutOfFilesAnswersRetry(t *testing.T) {
 		c.Close()
 	}
 	// The connections' descriptors come back as the server sees them close.
-	for deadline := time.Now().Add(wait); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(wait.Timeout); ; time.Sleep(100 * time.Millisecond) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+"/v1/rooms/r1/join", strings.NewReader(string(body)))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 const loadSecret = "load-test-secret-0123456789abcdef"
@@ -94,7 +96,7 @@ func runLoadCmd(t *testing.T, ctx context.Context, base string, args ...string) 
 }
 
 func TestLoadShortRun(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
 	defer cancel()
 	base := serveForLoad(t, ctx)
 	plot := filepath.Join(t.TempDir(), "plot.png")
@@ -140,7 +142,7 @@ func TestLoadShortRun(t *testing.T) {
 }
 
 func TestLoadChurn(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
 	defer cancel()
 	base := serveForLoad(t, ctx)
 	rep, status := runLoadCmd(t, ctx, base, "--secret", loadSecret, "--rooms", "1", "--callers", "3", "--duration", "5s", "--churn")
@@ -161,7 +163,7 @@ func TestLoadChurn(t *testing.T) {
 }
 
 func TestLoadRelayOnly(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
 	defer cancel()
 	base := serveForLoad(t, ctx)
 	rep, status := runLoadCmd(t, ctx, base, "--secret", loadSecret, "--rooms", "1", "--callers", "2", "--duration", "3s", "--relay-only")
@@ -177,7 +179,7 @@ func TestLoadRelayOnly(t *testing.T) {
 }
 
 func TestLoadFailsWhenCallersCannotJoin(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 6*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
 	defer cancel()
 	base := serveForLoad(t, ctx)
 	rep, status := runLoadCmd(t, ctx, base, "--secret", "not-the-server-secret-0123456789", "--rooms", "1", "--callers", "2", "--duration", "1s")

@@ -21,10 +21,9 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/internal/loopback"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/token"
 )
-
-const wait = 20 * time.Second
 
 // sottoBin builds the binary once per test run.
 var sottoBin = sync.OnceValues(func() (string, error) {
@@ -122,8 +121,8 @@ func (s *served) waitExit(t *testing.T, stopAt time.Time) {
 			t.Fatalf("exit after SIGTERM: %v; stderr:\n%s", s.err, s.stderr.String())
 		}
 		t.Logf("exited %v after SIGTERM", time.Since(stopAt).Round(time.Millisecond))
-	case <-time.After(wait):
-		t.Fatalf("still running %v after SIGTERM", wait)
+	case <-time.After(wait.Timeout):
+		t.Fatalf("still running %v after SIGTERM", wait.Timeout)
 	}
 }
 
@@ -157,7 +156,7 @@ func startServeCmd(t *testing.T, cmd *exec.Cmd) *served {
 		<-s.exited
 	})
 	// stderr is copied by another goroutine: the line may lag behind.
-	for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(wait.Timeout); ; time.Sleep(10 * time.Millisecond) {
 		if m := servingLine.FindStringSubmatch(s.stderr.String()); m != nil {
 			s.url, s.ports = m[1], m[2:]
 			return s
@@ -174,7 +173,7 @@ func startServeCmd(t *testing.T, cmd *exec.Cmd) *served {
 }
 
 func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	config := t.TempDir()
 	env := []string{"XDG_CONFIG_HOME=" + config}
@@ -260,23 +259,19 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 // stream, welcome read.
 func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.Conn {
 	t.Helper()
-	pc, offer := newOffer(t)
-	body, _ := json.Marshal(api.JoinRequest{SDP: offer})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/rooms/r1/join", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	pc, err := loopback.NewPeerConnection()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var jr api.JoinResponse
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&jr) != nil {
-		t.Fatalf("join: %d", resp.StatusCode)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
 		t.Fatal(err)
 	}
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+jr.EventsURL+"?session="+jr.Session, nil)
+	jr, err := loopback.Join(ctx, pc, base, "r1", token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := loopback.Events(ctx, base, jr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +312,7 @@ func newOffer(t *testing.T) (*webrtc.PeerConnection, string) {
 }
 
 func TestToken(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	secret := "0123456789abcdef-secret"
 	out, err := command(t, ctx, nil, "token", "--secret", secret, "--room", "r1", "--identity", "alice", "--ttl", "2h").Output()

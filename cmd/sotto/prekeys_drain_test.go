@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // drainTries is more fetches than any per-requester allowance, so a
@@ -104,7 +105,7 @@ func putPrekeys(t *testing.T, ctx context.Context, base, token string, n int) in
 // identity's bundle until its one-time prekeys were gone, and 200 against
 // 404 told which identities exist.
 func TestServePrekeyDrain(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	const secret = "drain-test-secret-0123456789abcdef"
 	base := startServe(t, ctx, nil, "--tcp-port", "-1", "--secret", secret, "--log-level", "error").url

@@ -18,6 +18,7 @@ import (
 	pionturn "github.com/pion/turn/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/server"
 	"github.com/sotto-voice/sotto/token"
 	"github.com/sotto-voice/sotto/turn"
@@ -101,13 +102,13 @@ var turnURL = regexp.MustCompile(`^turn:127\.0\.0\.1:(\d+)\?transport=udp$`)
 // participant credentials that the running TURN server accepts, and stops
 // it on SIGTERM.
 func TestServeStartsTURN(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	secret := "serve-turn-test-secret-0123456789"
 	srv := startServe(t, ctx, []string{"SOTTO_SECRET=" + secret})
 	stderr, base := srv.stderr, srv.url
 	// stderr is copied by another goroutine: the log line may lag behind.
-	for deadline := time.Now().Add(wait); !strings.Contains(stderr.String(), "turn: serving"); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(wait.Timeout); !strings.Contains(stderr.String(), "turn: serving"); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no TURN log line; stderr:\n%s", stderr.String())
 		}

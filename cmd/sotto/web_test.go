@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key as PEM files
@@ -105,7 +107,7 @@ func checkServesApp(t *testing.T, client *http.Client, base string) {
 }
 
 func TestServeWebClient(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	base := startServe(t, ctx, nil).url
 	if !strings.HasPrefix(base, "http://") {
@@ -115,7 +117,7 @@ func TestServeWebClient(t *testing.T) {
 }
 
 func TestServeTLS(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	certFile, keyFile, cert := selfSigned(t)
 	base := startServe(t, ctx, nil, "--tls-cert", certFile, "--tls-key", keyFile).url
@@ -138,7 +140,7 @@ func TestServeTLS(t *testing.T) {
 }
 
 func TestServeTLSFlags(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	certFile, _, _ := selfSigned(t)
 	for _, args := range [][]string{

@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 func TestToneWAVHeader(t *testing.T) {
@@ -81,7 +82,7 @@ func TestBrowserRunsWithFakeMicrophone(t *testing.T) {
 		t.Fatalf("page says %q, want %q", got, want)
 	}
 
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(wait.Timeout)
 	for {
 		mu.Lock()
 		var log, exc, worker bool

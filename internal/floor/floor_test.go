@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // The test binary doubles as the relay process: run with SOTTO_FLOOR_RELAY
@@ -32,7 +34,7 @@ func relayCmd() *exec.Cmd {
 }
 
 func TestMeasureForwardsEveryPacket(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	res, err := Measure(ctx, relayCmd(), Spec{Publishers: 8, FanOut: 3, Warmup: 200 * time.Millisecond, Duration: time.Second})
 	if err != nil {
@@ -46,7 +48,7 @@ func TestMeasureForwardsEveryPacket(t *testing.T) {
 }
 
 func TestRelayDropsForgedPackets(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 	defer cancel()
 	r, err := Start(relayCmd(), 2)
 	if err != nil {
@@ -63,7 +65,7 @@ func TestRelayDropsForgedPackets(t *testing.T) {
 	if err := r.Drive(ctx, 1, time.Millisecond, 50, 5); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(wait.Timeout)
 	for {
 		st, err := r.Stats()
 		if err != nil {

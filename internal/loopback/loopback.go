@@ -1,5 +1,3 @@
-// Package loopback builds pion WebRTC APIs whose ICE stays on loopback
-// addresses, for tests in which every peer and the relay run on 127.0.0.1.
 package loopback
 
 import (
@@ -26,4 +24,14 @@ func SettingEngine(networks ...webrtc.NetworkType) webrtc.SettingEngine {
 // API is a pion API with me's codecs and SettingEngine's candidates.
 func API(me *webrtc.MediaEngine, networks ...webrtc.NetworkType) *webrtc.API {
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(SettingEngine(networks...)))
+}
+
+// NewPeerConnection is a PeerConnection with pion's default codecs, Opus
+// among them, on loopback UDP.
+func NewPeerConnection() (*webrtc.PeerConnection, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	return API(me).NewPeerConnection(webrtc.Configuration{})
 }
