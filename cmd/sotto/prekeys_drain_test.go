@@ -108,7 +108,7 @@ func TestServePrekeyDrain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	const secret = "drain-test-secret-0123456789abcdef"
-	base := startServe(t, ctx, nil, "--tcp-port", "-1", "--secret", secret, "--log-level", "error").url
+	base := startServe(t, ctx, nil, "--tcp-port", "-1", "--secret", secret).url
 
 	aliceTok := mintToken(t, ctx, secret, "r1", "alice")
 	joinCall(t, ctx, base, aliceTok)
