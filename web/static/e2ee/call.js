@@ -54,8 +54,8 @@
 //   decrypt_stats    {stats} the worker's counters: encrypted,
 //                    unencrypted_dropped (no key yet: never sent in clear),
 //                    decrypted, and drops by reason: malformed, unknown_kid,
-//                    auth_failed, replayed, expired_key, awaiting_key,
-//                    identity_unverified; byParticipant {id: {...}}
+//                    auth_failed, replayed, expired_key, wrong_sender,
+//                    awaiting_key, identity_unverified; byParticipant {id: {...}}
 //   error            {participantId?, code, message}
 //
 // The worker gets: {type: 'sendKey', key}, {type: 'recvKey', participantId,
