@@ -43,12 +43,22 @@ func startCallServer(t *testing.T) *callServer {
 
 func startCallServerWith(t *testing.T, opts *testserver.Options) *callServer {
 	t.Helper()
+	return startCallServerVia(t, opts, nil)
+}
+
+// startCallServerVia is startCallServerWith with the event streams served
+// by events (given the server), when not nil: a proxy in between.
+func startCallServerVia(t *testing.T, opts *testserver.Options, events func(*testserver.Server) http.Handler) *callServer {
+	t.Helper()
 	if opts.DropTimeout == 0 {
 		opts.DropTimeout = 10 * time.Second
 	}
 	ts := testserver.Start(t, opts)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", ts.Signaling)
+	if events != nil {
+		mux.Handle("GET /v1/rooms/{room}/participants/{id}/events", events(ts))
+	}
 	mux.Handle("/healthz", ts.Signaling)
 	mux.Handle("/", web.Handler())
 	hs := httptest.NewServer(mux)
@@ -110,8 +120,10 @@ type pageStats struct {
 		Replayed      int `json:"replayed"`
 		ExpiredKey    int `json:"expired_key"`
 		AwaitingKey   int `json:"awaiting_key"`
+		WrongSender   int `json:"wrong_sender"`
 		ByParticipant map[string]struct {
-			Decrypted int `json:"decrypted"`
+			Decrypted   int `json:"decrypted"`
+			WrongSender int `json:"wrong_sender"`
 		} `json:"byParticipant"`
 	} `json:"decrypt"`
 	Inbound map[string]struct {
@@ -126,7 +138,7 @@ func (s pageStats) failures() int {
 	if d == nil {
 		return 0
 	}
-	return d.Malformed + d.UnknownKID + d.AuthFailed + d.Replayed + d.ExpiredKey
+	return d.Malformed + d.UnknownKID + d.AuthFailed + d.Replayed + d.ExpiredKey + d.WrongSender
 }
 
 // page is one browser tab running the client.

@@ -13,7 +13,7 @@ import { StorageTrustStore, loadOrCreateIdentity } from './e2ee/truststore.js';
 const KEY_TIMEOUT_S = 20;
 /** Receive-side drop reasons that mean "this peer's audio cannot be
  *  decrypted" (awaiting_key is normal until its key arrives). */
-const FAILURE_REASONS = ['auth_failed', 'malformed', 'unknown_kid', 'replayed', 'expired_key'];
+const FAILURE_REASONS = ['auth_failed', 'malformed', 'unknown_kid', 'replayed', 'expired_key', 'wrong_sender'];
 
 const $ = (id) => document.getElementById(id);
 
@@ -435,7 +435,10 @@ function checkKeys() {
     const s = by[p.id];
     const failures = s ? FAILURE_REASONS.reduce((n, r) => n + (s[r] || 0), 0) : 0;
     if (failures > 0 && (!s.decrypted || failures > s.decrypted / 10)) {
-      failing = `Audio from ${displayName(p.identity)} cannot be decrypted (${failures} frames dropped). They may need to rejoin.`;
+      failing =
+        s.wrong_sender > failures / 2
+          ? `Audio arriving as ${displayName(p.identity)} is sealed with another participant's key, and is not played (${s.wrong_sender} frames dropped). The server may be tampering with the call.`
+          : `Audio from ${displayName(p.identity)} cannot be decrypted (${failures} frames dropped). They may need to rejoin.`;
     } else if (!p.encrypted && !p.changed && (Date.now() - p.since) / 1000 > KEY_TIMEOUT_S) {
       failing = `No encryption keys from ${displayName(p.identity)} after ${KEY_TIMEOUT_S} s: their audio is not played. Their app may be incompatible, or the connection is failing.`;
     }

@@ -37,6 +37,16 @@ function gathered(pc) {
   });
 }
 
+/** The parts of an SDP: the session part, then each m-section with its
+ *  mid and the first SSRC it signals (a number, or undefined). */
+function mediaSections(sdp) {
+  return sdp.split(/(?=\r?\nm=)/).map((text) => {
+    const mid = text.match(/\na=mid:(\S+)/);
+    const ssrc = text.match(/\na=ssrc:(\d+) /);
+    return { text, mid: mid ? mid[1] : undefined, ssrc: ssrc ? Number(ssrc[1]) : undefined };
+  });
+}
+
 /** Opus only, so the browser neither offers nor accepts RED (or anything
  *  but the codec the frames are encrypted for). */
 function preferOpus(transceiver) {
@@ -88,6 +98,7 @@ export class CallSession extends EventTarget {
     this._nextEnvelopeId = 1;
     this._eventsPath = '';
     this._reconnects = 0;
+    this._mlines = new Map(); // mid -> {ssrc, active} in the last offer applied
   }
 
   _emit(type, detail) {
@@ -219,7 +230,17 @@ export class CallSession extends EventTarget {
     this._negotiation = this._negotiation.then(async () => {
       if (this.closed) return;
       try {
+        const copy = this._reactivatedCopy(sdp);
+        if (copy) {
+          try {
+            await this.pc.setRemoteDescription({ type: 'offer', sdp: copy });
+            await this.pc.setLocalDescription(await this.pc.createAnswer());
+          } catch (err) {
+            console.error('renegotiation: setting up a reused receiver anew failed:', err);
+          }
+        }
         await this.pc.setRemoteDescription({ type: 'offer', sdp });
+        this._noteMediaSections(sdp);
         for (const t of this.pc.getTransceivers()) {
           if (t.receiver && !this._transformed.has(t.receiver)) preferOpus(t);
         }
@@ -231,17 +252,47 @@ export class CallSession extends EventTarget {
     });
   }
 
+  /** Chromium sets a receiver up anew, frame transform included, only
+   *  when its SSRC changes: an m-line that comes back from inactive with
+   *  the SSRC it had before (the relay reuses transceivers so) would feed
+   *  its frames to the decoder without decrypting them, or play what a
+   *  hostile relay sends in the clear. For such an offer this returns a
+   *  copy with other SSRCs on those m-lines, to apply and answer locally
+   *  first; otherwise null. */
+  _reactivatedCopy(sdp) {
+    let changed = false;
+    const text = mediaSections(sdp).map((m) => {
+      const last = this._mlines.get(m.mid);
+      if (m.ssrc === undefined || !last || last.active || last.ssrc !== m.ssrc) return m.text;
+      changed = true;
+      let other = (m.ssrc + 1) >>> 0;
+      while (sdp.includes(`a=ssrc:${other} `)) other = (other + 1) >>> 0;
+      return m.text.replaceAll(`a=ssrc:${m.ssrc} `, `a=ssrc:${other} `);
+    });
+    return changed ? text.join('') : null;
+  }
+
+  /** Remembers each m-line's SSRC (also while inactive) and whether it
+   *  carries a track, after an offer is applied. */
+  _noteMediaSections(sdp) {
+    for (const m of mediaSections(sdp)) {
+      if (m.mid === undefined) continue;
+      const last = this._mlines.get(m.mid);
+      const active = m.ssrc !== undefined;
+      this._mlines.set(m.mid, { ssrc: active ? m.ssrc : last && last.ssrc, active });
+    }
+  }
+
   _onTrack(e) {
     const stream = e.streams[0];
     if (!stream) return;
     const participantId = stream.id;
-    // A transceiver may be reused for another publisher; its receiver is
-    // transformed once (createEncodedStreams allows no more), and the
-    // worker tells senders apart by the SFrame key id, not the receiver.
-    if (!this._transformed.has(e.receiver)) {
-      this.transforms.receiver(e.receiver, participantId);
-      this._transformed.add(e.receiver);
-    }
+    // A transceiver may be reused for another publisher: its receiver is
+    // transformed once (createEncodedStreams allows no more) and relabeled
+    // here, since the worker plays only frames sealed with the keys of the
+    // track's publisher.
+    this.transforms.receiver(e.receiver, participantId);
+    this._transformed.add(e.receiver);
     this._receivers.set(participantId, e.receiver);
     this._emit('track', { participantId, stream, receiver: e.receiver });
   }
