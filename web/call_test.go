@@ -86,6 +86,11 @@ type pageState struct {
 	ClosedReason string `json:"closedReason"`
 	Banner       string `json:"banner"`
 	InviteLink   string `json:"inviteLink"`
+	SendKey      *struct {
+		SenderIndex uint32 `json:"senderIndex"`
+		Generation  uint32 `json:"generation"`
+		Step        int    `json:"step"`
+	} `json:"sendKey"`
 	Participants []struct {
 		ID           string `json:"id"`
 		Identity     string `json:"identity"`

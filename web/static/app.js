@@ -287,7 +287,10 @@ async function joinCall() {
       started = true;
       cc.start(others).catch((err) => console.error('e2ee start:', err));
     } else {
+      // A stream that replaces a lost one; whoever it no longer lists has
+      // already been reported left by the session.
       for (const p of others) cc.onJoined(p);
+      cc.onReconnected();
     }
   });
   session.addEventListener('joined', (e) => {
@@ -653,6 +656,14 @@ function fail(err) {
 
 // ---- the test hook: read-only state for the browser tests ----
 
+/** Where this caller's frames are sealed now, without the key itself. */
+function sendKeyCoordinates() {
+  const k = app.crypto && app.crypto.sendKeyState();
+  if (!k) return null;
+  k.baseKey.fill(0); // a copy, not needed here
+  return { senderIndex: k.senderIndex, generation: k.generation, step: k.step };
+}
+
 window.sottoTest = {
   state() {
     return {
@@ -665,6 +676,7 @@ window.sottoTest = {
       closedReason: app.closedReason,
       banner: $('banner').hidden ? '' : $('banner').textContent,
       inviteLink: $('invite-link').value,
+      sendKey: sendKeyCoordinates(),
       participants: [...app.participants.values()].map((p) => ({
         id: p.id,
         identity: p.identity,

@@ -60,8 +60,11 @@ function preferOpus(transceiver) {
  * CallSession joins one room and runs it until it ends.
  *
  * Events (CustomEvent detail):
- *  - 'welcome' {participantId, participants}
- *  - 'joined' {participant}, 'left' {participant, reason}
+ *  - 'welcome' {participantId, participants, reconnected}: reconnected is
+ *    true for the welcome of a stream that replaces a lost one
+ *  - 'joined' {participant}, 'left' {participant, reason}: reason 'absent'
+ *    for someone the welcome after a reconnect no longer lists (its own
+ *    'left' was lost with the old stream)
  *  - 'speaking' {participantId, speaking}
  *  - 'track' {participantId, stream, receiver}
  *  - 'envelope' {from, data: Uint8Array}
@@ -98,6 +101,7 @@ export class CallSession extends EventTarget {
     this._nextEnvelopeId = 1;
     this._eventsPath = '';
     this._reconnects = 0;
+    this._roster = null; // participant id -> participant, from the event stream; null before the first welcome
     this._mlines = new Map(); // mid -> {ssrc, active} in the last offer applied
   }
 
@@ -181,16 +185,26 @@ export class CallSession extends EventTarget {
       return;
     }
     switch (m.type) {
-      case 'welcome':
+      case 'welcome': {
         this._reconnects = 0;
-        this._emit('welcome', { participantId: m.participant_id, participants: m.participants || [] });
+        const participants = (m.participants || []).filter((p) => p.id !== this.participantId);
+        const reconnected = this._roster !== null;
+        if (reconnected) {
+          // Messages written to the lost stream never arrived, a "left"
+          // among them: whoever this welcome no longer lists has left.
+          const present = new Set(participants.map((p) => p.id));
+          for (const p of [...this._roster.values()]) if (!present.has(p.id)) this._left(p, 'absent');
+        }
+        this._roster = new Map(participants.map((p) => [p.id, p]));
+        this._emit('welcome', { participantId: m.participant_id, participants, reconnected });
         break;
+      }
       case 'joined':
+        if (this._roster) this._roster.set(m.participant.id, m.participant);
         this._emit('joined', { participant: m.participant });
         break;
       case 'left':
-        this._receivers.delete(m.participant.id);
-        this._emit('left', { participant: m.participant, reason: m.reason });
+        this._left(m.participant, m.reason);
         break;
       case 'speaking':
         this._emit('speaking', { participantId: m.participant_id, speaking: m.speaking });
@@ -223,6 +237,12 @@ export class CallSession extends EventTarget {
       default:
       // Unknown types are ignored, as the API asks.
     }
+  }
+
+  _left(participant, reason) {
+    if (this._roster) this._roster.delete(participant.id);
+    this._receivers.delete(participant.id);
+    this._emit('left', { participant, reason });
   }
 
   /** Applies a server offer and answers it, one at a time. */
