@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
@@ -219,6 +220,30 @@ func (p *page) waitState(what string, ok func(pageState) bool) pageState {
 	}
 	p.t.Fatalf("%s: waiting for %s; last state %+v", p.name, what, s)
 	return s
+}
+
+// waitFailing waits until the page flags participant's audio as failing.
+func (p *page) waitFailing(participant, what string) pageState {
+	p.t.Helper()
+	return p.waitState(what, func(s pageState) bool {
+		for _, q := range s.Participants {
+			if q.ID == participant && q.Failing != "" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// onNewDocument runs script in every document the page loads from now
+// on, before the page's own scripts.
+func (p *page) onNewDocument(script, what string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, patience)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: script}); err != nil {
+		p.t.Fatalf("%s: install %s: %v", p.name, what, err)
+	}
 }
 
 func (p *page) waitStats(what string, ok func(pageStats) bool) pageStats {

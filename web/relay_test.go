@@ -1,12 +1,8 @@
 package web_test
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	cdppage "github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
 	"github.com/sotto-voice/sotto/internal/testserver"
@@ -59,12 +55,7 @@ func TestBrowserRelayCall(t *testing.T) {
 	wav := browsertest.WriteToneWAV(t, 10*time.Second)
 	alice := openPage(t, "alice", wav)
 	bob := openPage(t, "bob", wav)
-	ctx, cancel := context.WithTimeout(bob.ctx, patience)
-	_, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: forceRelayScript})
-	cancel()
-	if err != nil {
-		t.Fatalf("bob: install relay-only policy: %v", err)
-	}
+	bob.onNewDocument(forceRelayScript, "the relay-only policy")
 
 	started := alice.startCall(srv, "Alice")
 	bob.acceptInvite(started.InviteLink, "Alice", "Bob")

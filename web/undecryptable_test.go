@@ -110,16 +110,7 @@ func joinPlain(t *testing.T, srv *callServer, room, token string) string {
 		frame := make([]byte, 81)
 		frame[0] = 0xf8
 		rand.Read(frame[1:])
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				_ = track.WriteSample(media.Sample{Data: frame, Duration: 20 * time.Millisecond})
-			}
-		}
+		everyFrame(ctx, func() { _ = track.WriteSample(media.Sample{Data: frame, Duration: 20 * time.Millisecond}) })
 	}()
 	return jr.ParticipantID
 }
@@ -135,14 +126,7 @@ func TestBrowserUndecryptablePeer(t *testing.T) {
 	rr := redeem(t, srv, invite, "Mallory")
 	malloryID := joinPlain(t, srv, rr.Room, rr.Token)
 
-	s := alice.waitState("the undecryptable peer flagged", func(s pageState) bool {
-		for _, p := range s.Participants {
-			if p.ID == malloryID && p.Failing != "" {
-				return true
-			}
-		}
-		return false
-	})
+	s := alice.waitFailing(malloryID, "the undecryptable peer flagged")
 	if !strings.Contains(s.Banner, "cannot be decrypted") {
 		t.Errorf("banner %q; want the cannot-be-decrypted message", s.Banner)
 	}

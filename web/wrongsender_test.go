@@ -9,16 +9,13 @@ import (
 	"testing"
 	"time"
 
-	cdppage "github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
-
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/internal/browsertest"
 )
 
 // speak makes a Go caller send a valid Opus frame (20 ms of CELT silence)
-// every 20 ms until the test ends or the call does.
+// every 20 ms until the test ends (frames after a leave are refused).
 func speak(t *testing.T, g *goCaller) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -29,22 +26,28 @@ func speak(t *testing.T, g *goCaller) {
 	})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-g.call.Done():
-				return
-			case <-tick.C:
-				err := g.call.WriteFrame([]byte{0xf8, 0xff, 0xfe}, 20*time.Millisecond)
-				if err != nil && !errors.Is(err, client.ErrClosed) {
-					g.t.Logf("speak: %v", err)
-				}
+		everyFrame(ctx, func() {
+			err := g.call.WriteFrame([]byte{0xf8, 0xff, 0xfe}, 20*time.Millisecond)
+			if err != nil && !errors.Is(err, client.ErrClosed) {
+				g.t.Logf("speak: %v", err)
 			}
-		}
+		})
 	}()
+}
+
+// everyFrame calls send every 20 ms, an Opus frame's duration, until ctx
+// ends.
+func everyFrame(ctx context.Context, send func()) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			send()
+		}
+	}
 }
 
 var msidPattern = regexp.MustCompile(`msid:\S+ `)
@@ -114,14 +117,7 @@ func TestBrowserFramesUnderAnotherName(t *testing.T) {
 		t.Errorf("the page played %d frames as Ben's, who has no track of his own here", n)
 	}
 
-	s := pat.waitState("Ann's track flagged", func(s pageState) bool {
-		for _, p := range s.Participants {
-			if p.ID == annID && p.Failing != "" {
-				return true
-			}
-		}
-		return false
-	})
+	s := pat.waitFailing(annID, "Ann's track flagged")
 	if !strings.Contains(s.Banner, "another participant's key") {
 		t.Errorf("banner %q: want the warning about another participant's key", s.Banner)
 	}
@@ -150,12 +146,7 @@ const rememberPeerConnectionsScript = `(() => {
 func TestBrowserReusedTrackNewPublisher(t *testing.T) {
 	srv := startCallServer(t)
 	pat := openPage(t, "pat", browsertest.WriteToneWAV(t, 10*time.Second))
-	ctx, cancel := context.WithTimeout(pat.ctx, patience)
-	_, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: rememberPeerConnectionsScript})
-	cancel()
-	if err != nil {
-		t.Fatalf("pat: install the peer connection hook: %v", err)
-	}
+	pat.onNewDocument(rememberPeerConnectionsScript, "the peer connection hook")
 	started := pat.startCall(srv, "Pat")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
 
