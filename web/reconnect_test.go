@@ -32,13 +32,19 @@ func TestBrowserEventStreamReconnect(t *testing.T) {
 	speak(t, ann)
 	pat.waitEncrypted(2)
 	waitFor(t, "Ann to decrypt Pat", func() bool { return ann.framesFrom(patID) > 50 })
+	pat.waitStats("Pat to decrypt Ann", func(st pageStats) bool {
+		return st.Decrypt != nil && st.Decrypt.ByParticipant[annID].Decrypted > 50
+	})
 	before := pat.state().SendKey
 	if before == nil {
 		t.Fatal("the page reports no send key")
 	}
 
-	// Cy leaves; the "left" sent to Pat goes down with his stream.
+	// Cy leaves; the "left" sent to Pat goes down with his stream. What
+	// else his leave brings Pat (the relay's offer, Ann's fresh chain) is
+	// through before the stream is cut: this test loses nothing else.
 	var lostLeft atomic.Bool
+	var answers atomic.Int32
 	proxy.filter(func(typ string, msg []byte) []byte {
 		var l api.Left
 		if typ == api.TypeLeft && json.Unmarshal(msg, &l) == nil && l.Participant.ID == cyID {
@@ -46,11 +52,25 @@ func TestBrowserEventStreamReconnect(t *testing.T) {
 			return nil
 		}
 		return msg
-	}, nil)
+	}, func(typ string, msg []byte) []byte {
+		if typ == api.TypeAnswer {
+			answers.Add(1)
+		}
+		return msg
+	})
+	rekeys := ann.call.Stats().Rekeys
 	if err := cy.call.Leave(); err != nil {
 		t.Fatalf("Cy leave: %v", err)
 	}
-	waitFor(t, "Cy's left to be lost", lostLeft.Load)
+	waitFor(t, "Cy's left to be lost, the relay's offer answered and Ann to rekey", func() bool {
+		return lostLeft.Load() && answers.Load() > 0 && ann.call.Stats().Rekeys > rekeys
+	})
+	// Two seconds of Ann's audio: more than her switch delay, so Pat
+	// decrypts her fresh chain.
+	heardAnn := pat.stats().Decrypt.ByParticipant[annID].Decrypted
+	pat.waitStats("Pat decrypting Ann's fresh chain", func(st pageStats) bool {
+		return st.Decrypt.ByParticipant[annID].Decrypted > heardAnn+100
+	})
 	if s := pat.state(); !slices.Contains(s.peers(), cyID) {
 		t.Fatalf("the page dropped Cy though his left was lost: %+v", s.Participants)
 	}
@@ -90,8 +110,9 @@ func TestBrowserEventStreamReconnect(t *testing.T) {
 	if n := proxy.opened(); n <= streams {
 		t.Errorf("the page opened %d event streams, want more than %d", n, streams)
 	}
+	heardAnn = pat.stats().Decrypt.ByParticipant[annID].Decrypted
 	pat.waitStats("Pat still decrypting Ann", func(st pageStats) bool {
-		return st.Decrypt != nil && st.Decrypt.ByParticipant[annID].Decrypted > 100
+		return st.Decrypt.ByParticipant[annID].Decrypted > heardAnn+50
 	})
 	if st := pat.stats(); st.failures() != 0 {
 		b, _ := json.Marshal(st.Decrypt)
