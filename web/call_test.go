@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
@@ -40,12 +41,22 @@ func startCallServer(t *testing.T) *callServer {
 
 func startCallServerWith(t *testing.T, opts *testserver.Options) *callServer {
 	t.Helper()
+	return startCallServerVia(t, opts, nil)
+}
+
+// startCallServerVia is startCallServerWith with the event streams served
+// by events (given the server), when not nil: a proxy in between.
+func startCallServerVia(t *testing.T, opts *testserver.Options, events func(*testserver.Server) http.Handler) *callServer {
+	t.Helper()
 	if opts.DropTimeout == 0 {
 		opts.DropTimeout = 10 * time.Second
 	}
 	ts := testserver.Start(t, opts)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", ts.Signaling)
+	if events != nil {
+		mux.Handle("GET /v1/rooms/{room}/participants/{id}/events", events(ts))
+	}
 	mux.Handle("/healthz", ts.Signaling)
 	mux.Handle("/", web.Handler())
 	hs := httptest.NewServer(mux)
@@ -73,6 +84,11 @@ type pageState struct {
 	ClosedReason string `json:"closedReason"`
 	Banner       string `json:"banner"`
 	InviteLink   string `json:"inviteLink"`
+	SendKey      *struct {
+		SenderIndex uint32 `json:"senderIndex"`
+		Generation  uint32 `json:"generation"`
+		Step        int    `json:"step"`
+	} `json:"sendKey"`
 	Participants []struct {
 		ID           string `json:"id"`
 		Identity     string `json:"identity"`
@@ -107,8 +123,10 @@ type pageStats struct {
 		Replayed      int `json:"replayed"`
 		ExpiredKey    int `json:"expired_key"`
 		AwaitingKey   int `json:"awaiting_key"`
+		WrongSender   int `json:"wrong_sender"`
 		ByParticipant map[string]struct {
-			Decrypted int `json:"decrypted"`
+			Decrypted   int `json:"decrypted"`
+			WrongSender int `json:"wrong_sender"`
 		} `json:"byParticipant"`
 	} `json:"decrypt"`
 	Inbound map[string]struct {
@@ -123,7 +141,7 @@ func (s pageStats) failures() int {
 	if d == nil {
 		return 0
 	}
-	return d.Malformed + d.UnknownKID + d.AuthFailed + d.Replayed + d.ExpiredKey
+	return d.Malformed + d.UnknownKID + d.AuthFailed + d.Replayed + d.ExpiredKey + d.WrongSender
 }
 
 // page is one browser tab running the client.
@@ -199,6 +217,30 @@ func (p *page) waitState(what string, ok func(pageState) bool) pageState {
 	}
 	p.t.Fatalf("%s: waiting for %s; last state %+v", p.name, what, s)
 	return s
+}
+
+// waitFailing waits until the page flags participant's audio as failing.
+func (p *page) waitFailing(participant, what string) pageState {
+	p.t.Helper()
+	return p.waitState(what, func(s pageState) bool {
+		for _, q := range s.Participants {
+			if q.ID == participant && q.Failing != "" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// onNewDocument runs script in every document the page loads from now
+// on, before the page's own scripts.
+func (p *page) onNewDocument(script, what string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 2*wait.Timeout)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: script}); err != nil {
+		p.t.Fatalf("%s: install %s: %v", p.name, what, err)
+	}
 }
 
 func (p *page) waitStats(what string, ok func(pageStats) bool) pageStats {

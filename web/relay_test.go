@@ -1,16 +1,11 @@
 package web_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	cdppage "github.com/chromedp/cdproto/page"
-	"github.com/chromedp/chromedp"
-
 	"github.com/sotto-voice/sotto/internal/browsertest"
 	"github.com/sotto-voice/sotto/internal/testserver"
-	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // forceRelayScript runs before the page's own scripts: every peer
@@ -60,12 +55,7 @@ func TestBrowserRelayCall(t *testing.T) {
 	wav := browsertest.WriteToneWAV(t, 10*time.Second)
 	alice := openPage(t, "alice", wav)
 	bob := openPage(t, "bob", wav)
-	ctx, cancel := context.WithTimeout(bob.ctx, 2*wait.Timeout)
-	_, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: forceRelayScript})
-	cancel()
-	if err != nil {
-		t.Fatalf("bob: install relay-only policy: %v", err)
-	}
+	bob.onNewDocument(forceRelayScript, "the relay-only policy")
 
 	started := alice.startCall(srv, "Alice")
 	bob.acceptInvite(started.InviteLink, "Alice", "Bob")

@@ -93,14 +93,7 @@ func TestBrowserUndecryptablePeer(t *testing.T) {
 	rr := redeem(t, srv, invite, "Mallory")
 	malloryID := joinPlain(t, srv, rr.Room, rr.Token)
 
-	s := alice.waitState("the undecryptable peer flagged", func(s pageState) bool {
-		for _, p := range s.Participants {
-			if p.ID == malloryID && p.Failing != "" {
-				return true
-			}
-		}
-		return false
-	})
+	s := alice.waitFailing(malloryID, "the undecryptable peer flagged")
 	if !strings.Contains(s.Banner, "cannot be decrypted") {
 		t.Errorf("banner %q; want the cannot-be-decrypted message", s.Banner)
 	}

@@ -89,15 +89,22 @@ func Events(ctx context.Context, base string, jr api.JoinResponse) (*websocket.C
 // Talk writes frame on track every 20 ms, as a microphone would, until ctx
 // ends.
 func Talk(ctx context.Context, track *webrtc.TrackLocalStaticSample, frame []byte) {
-	const ptime = 20 * time.Millisecond
-	tick := time.NewTicker(ptime)
+	EveryFrame(ctx, func() { _ = track.WriteSample(media.Sample{Data: frame, Duration: FrameDuration}) })
+}
+
+// FrameDuration is the duration of one Opus frame as test callers send it.
+const FrameDuration = 20 * time.Millisecond
+
+// EveryFrame calls send every FrameDuration until ctx ends.
+func EveryFrame(ctx context.Context, send func()) {
+	tick := time.NewTicker(FrameDuration)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			_ = track.WriteSample(media.Sample{Data: frame, Duration: ptime})
+			send()
 		}
 	}
 }

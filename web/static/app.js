@@ -13,7 +13,7 @@ import { StorageTrustStore, loadOrCreateIdentity } from './e2ee/truststore.js';
 const KEY_TIMEOUT_S = 20;
 /** Receive-side drop reasons that mean "this peer's audio cannot be
  *  decrypted" (awaiting_key is normal until its key arrives). */
-const FAILURE_REASONS = ['auth_failed', 'malformed', 'unknown_kid', 'replayed', 'expired_key'];
+const FAILURE_REASONS = ['auth_failed', 'malformed', 'unknown_kid', 'replayed', 'expired_key', 'wrong_sender'];
 
 const $ = (id) => document.getElementById(id);
 
@@ -287,7 +287,10 @@ async function joinCall() {
       started = true;
       cc.start(others).catch((err) => console.error('e2ee start:', err));
     } else {
+      // A stream that replaces a lost one; whoever it no longer lists has
+      // already been reported left by the session.
       for (const p of others) cc.onJoined(p);
+      cc.onReconnected();
     }
   });
   session.addEventListener('joined', (e) => {
@@ -435,7 +438,10 @@ function checkKeys() {
     const s = by[p.id];
     const failures = s ? FAILURE_REASONS.reduce((n, r) => n + (s[r] || 0), 0) : 0;
     if (failures > 0 && (!s.decrypted || failures > s.decrypted / 10)) {
-      failing = `Audio from ${displayName(p.identity)} cannot be decrypted (${failures} frames dropped). They may need to rejoin.`;
+      failing =
+        s.wrong_sender > failures / 2
+          ? `Audio arriving as ${displayName(p.identity)} is sealed with another participant's key, and is not played (${s.wrong_sender} frames dropped). The server may be tampering with the call.`
+          : `Audio from ${displayName(p.identity)} cannot be decrypted (${failures} frames dropped). They may need to rejoin.`;
     } else if (!p.encrypted && !p.changed && (Date.now() - p.since) / 1000 > KEY_TIMEOUT_S) {
       failing = `No encryption keys from ${displayName(p.identity)} after ${KEY_TIMEOUT_S} s: their audio is not played. Their app may be incompatible, or the connection is failing.`;
     }
@@ -650,6 +656,14 @@ function fail(err) {
 
 // ---- the test hook: read-only state for the browser tests ----
 
+/** Where this caller's frames are sealed now, without the key itself. */
+function sendKeyCoordinates() {
+  const k = app.crypto && app.crypto.sendKeyState();
+  if (!k) return null;
+  k.baseKey.fill(0); // a copy, not needed here
+  return { senderIndex: k.senderIndex, generation: k.generation, step: k.step };
+}
+
 window.sottoTest = {
   state() {
     return {
@@ -662,6 +676,7 @@ window.sottoTest = {
       closedReason: app.closedReason,
       banner: $('banner').hidden ? '' : $('banner').textContent,
       inviteLink: $('invite-link').value,
+      sendKey: sendKeyCoordinates(),
       participants: [...app.participants.values()].map((p) => ({
         id: p.id,
         identity: p.identity,

@@ -37,6 +37,16 @@ function gathered(pc) {
   });
 }
 
+/** The parts of an SDP: the session part, then each m-section with its
+ *  mid and the first SSRC it signals (a number, or undefined). */
+function mediaSections(sdp) {
+  return sdp.split(/(?=\r?\nm=)/).map((text) => {
+    const mid = text.match(/\na=mid:(\S+)/);
+    const ssrc = text.match(/\na=ssrc:(\d+) /);
+    return { text, mid: mid ? mid[1] : undefined, ssrc: ssrc ? Number(ssrc[1]) : undefined };
+  });
+}
+
 /** Opus only, so the browser neither offers nor accepts RED (or anything
  *  but the codec the frames are encrypted for). */
 function preferOpus(transceiver) {
@@ -50,8 +60,11 @@ function preferOpus(transceiver) {
  * CallSession joins one room and runs it until it ends.
  *
  * Events (CustomEvent detail):
- *  - 'welcome' {participantId, participants}
- *  - 'joined' {participant}, 'left' {participant, reason}
+ *  - 'welcome' {participantId, participants, reconnected}: reconnected is
+ *    true for the welcome of a stream that replaces a lost one
+ *  - 'joined' {participant}, 'left' {participant, reason}: reason 'absent'
+ *    for someone the welcome after a reconnect no longer lists (its own
+ *    'left' was lost with the old stream)
  *  - 'speaking' {participantId, speaking}
  *  - 'track' {participantId, stream, receiver}
  *  - 'envelope' {from, data: Uint8Array}
@@ -88,6 +101,8 @@ export class CallSession extends EventTarget {
     this._nextEnvelopeId = 1;
     this._eventsPath = '';
     this._reconnects = 0;
+    this._roster = null; // participant id -> participant, from the event stream; null before the first welcome
+    this._mlines = new Map(); // mid -> {ssrc, active} in the last offer applied
   }
 
   _emit(type, detail) {
@@ -170,16 +185,26 @@ export class CallSession extends EventTarget {
       return;
     }
     switch (m.type) {
-      case 'welcome':
+      case 'welcome': {
         this._reconnects = 0;
-        this._emit('welcome', { participantId: m.participant_id, participants: m.participants || [] });
+        const participants = (m.participants || []).filter((p) => p.id !== this.participantId);
+        const reconnected = this._roster !== null;
+        if (reconnected) {
+          // Messages written to the lost stream never arrived, a "left"
+          // among them: whoever this welcome no longer lists has left.
+          const present = new Set(participants.map((p) => p.id));
+          for (const p of [...this._roster.values()]) if (!present.has(p.id)) this._left(p, 'absent');
+        }
+        this._roster = new Map(participants.map((p) => [p.id, p]));
+        this._emit('welcome', { participantId: m.participant_id, participants, reconnected });
         break;
+      }
       case 'joined':
+        if (this._roster) this._roster.set(m.participant.id, m.participant);
         this._emit('joined', { participant: m.participant });
         break;
       case 'left':
-        this._receivers.delete(m.participant.id);
-        this._emit('left', { participant: m.participant, reason: m.reason });
+        this._left(m.participant, m.reason);
         break;
       case 'speaking':
         this._emit('speaking', { participantId: m.participant_id, speaking: m.speaking });
@@ -214,12 +239,28 @@ export class CallSession extends EventTarget {
     }
   }
 
+  _left(participant, reason) {
+    if (this._roster) this._roster.delete(participant.id);
+    this._receivers.delete(participant.id);
+    this._emit('left', { participant, reason });
+  }
+
   /** Applies a server offer and answers it, one at a time. */
   _negotiate(sdp) {
     this._negotiation = this._negotiation.then(async () => {
       if (this.closed) return;
       try {
+        const copy = this._reactivatedCopy(sdp);
+        if (copy) {
+          try {
+            await this.pc.setRemoteDescription({ type: 'offer', sdp: copy });
+            await this.pc.setLocalDescription(await this.pc.createAnswer());
+          } catch (err) {
+            console.error('renegotiation: setting up a reused receiver anew failed:', err);
+          }
+        }
         await this.pc.setRemoteDescription({ type: 'offer', sdp });
+        this._noteMediaSections(sdp);
         for (const t of this.pc.getTransceivers()) {
           if (t.receiver && !this._transformed.has(t.receiver)) preferOpus(t);
         }
@@ -231,17 +272,47 @@ export class CallSession extends EventTarget {
     });
   }
 
+  /** Chromium sets a receiver up anew, frame transform included, only
+   *  when its SSRC changes: an m-line that comes back from inactive with
+   *  the SSRC it had before (the relay reuses transceivers so) would feed
+   *  its frames to the decoder without decrypting them, or play what a
+   *  hostile relay sends in the clear. For such an offer this returns a
+   *  copy with other SSRCs on those m-lines, to apply and answer locally
+   *  first; otherwise null. */
+  _reactivatedCopy(sdp) {
+    let changed = false;
+    const text = mediaSections(sdp).map((m) => {
+      const last = this._mlines.get(m.mid);
+      if (m.ssrc === undefined || !last || last.active || last.ssrc !== m.ssrc) return m.text;
+      changed = true;
+      let other = (m.ssrc + 1) >>> 0;
+      while (sdp.includes(`a=ssrc:${other} `)) other = (other + 1) >>> 0;
+      return m.text.replaceAll(`a=ssrc:${m.ssrc} `, `a=ssrc:${other} `);
+    });
+    return changed ? text.join('') : null;
+  }
+
+  /** Remembers each m-line's SSRC (also while inactive) and whether it
+   *  carries a track, after an offer is applied. */
+  _noteMediaSections(sdp) {
+    for (const m of mediaSections(sdp)) {
+      if (m.mid === undefined) continue;
+      const last = this._mlines.get(m.mid);
+      const active = m.ssrc !== undefined;
+      this._mlines.set(m.mid, { ssrc: active ? m.ssrc : last && last.ssrc, active });
+    }
+  }
+
   _onTrack(e) {
     const stream = e.streams[0];
     if (!stream) return;
     const participantId = stream.id;
-    // A transceiver may be reused for another publisher; its receiver is
-    // transformed once (createEncodedStreams allows no more), and the
-    // worker tells senders apart by the SFrame key id, not the receiver.
-    if (!this._transformed.has(e.receiver)) {
-      this.transforms.receiver(e.receiver, participantId);
-      this._transformed.add(e.receiver);
-    }
+    // A transceiver may be reused for another publisher: its receiver is
+    // transformed once (createEncodedStreams allows no more) and relabeled
+    // here, since the worker plays only frames sealed with the keys of the
+    // track's publisher.
+    this.transforms.receiver(e.receiver, participantId);
+    this._transformed.add(e.receiver);
     this._receivers.set(participantId, e.receiver);
     this._emit('track', { participantId, stream, receiver: e.receiver });
   }

@@ -29,6 +29,8 @@
 //   await cc.start(participants, selfId); // after joining: those present at
 //                                   // the join ([{id, identity}]), own id
 //   cc.onJoined(p); cc.onLeft(p);   // roster events, idempotent by id
+//   cc.onReconnected();             // the event stream was lost and is back:
+//                                   // sends every peer our keys again
 //   await cc.onEnvelope(fromId, bytes);
 //   cc.onPrekeysLow(remaining);     // prekeys_low event: upload more
 //   cc.safetyNumber(participantId)  // '12345 67890 ...' (60 digits) | null
@@ -54,8 +56,8 @@
 //   decrypt_stats    {stats} the worker's counters: encrypted,
 //                    unencrypted_dropped (no key yet: never sent in clear),
 //                    decrypted, and drops by reason: malformed, unknown_kid,
-//                    auth_failed, replayed, expired_key, awaiting_key,
-//                    identity_unverified; byParticipant {id: {...}}
+//                    auth_failed, replayed, expired_key, wrong_sender,
+//                    awaiting_key, identity_unverified; byParticipant {id: {...}}
 //   error            {participantId?, code, message}
 //
 // The worker gets: {type: 'sendKey', key}, {type: 'recvKey', participantId,
@@ -267,6 +269,15 @@ export class CallCrypto {
       if (this._sender.forget(p.id)) this._postSendKey();
       this._rekey();
     });
+  }
+
+  /** The event stream was lost and is back (§9 step 10): a frame-key
+   *  message written to the old one may never have left, so every peer
+   *  with a session gets our keys again (the Double Ratchet decrypts past
+   *  the lost messages; a key installed twice is acknowledged again). */
+  onReconnected() {
+    if (this._closed) return;
+    for (const peer of this._peers.values()) this._serial(peer, () => this._sendKeys(peer, { again: true }));
   }
 
   /** Chain operation: fresh chain to every peer keyed so far. */
@@ -483,10 +494,11 @@ export class CallCrypto {
     return true;
   }
 
-  /** Sends our current keys (and a pending one) to peer, once. */
-  async _sendKeys(peer) {
+  /** Sends our current keys (and a pending one) to peer: once, or again
+   *  after a reconnect. */
+  async _sendKeys(peer, { again = false } = {}) {
     await this._chain; // take the keys after any advance or rekey in progress
-    if (peer.gone || !peer.session || !peer.session.canEncrypt || peer.keysSent) return;
+    if (peer.gone || peer.blocked || !peer.session || !peer.session.canEncrypt || (peer.keysSent && !again)) return;
     const keys = this._sender.keys();
     peer.keysSent = true; // from now on, rekeys include this peer
     for (const k of keys) await this._sendContent(peer, encodeFrameKey(k));

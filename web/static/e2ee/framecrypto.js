@@ -11,7 +11,8 @@
 //   {type: 'stream', direction, streamId, participantId, readable, writable}
 //        the createEncodedStreams fallback: transform this stream pair
 //   {type: 'label', streamId, participantId}    a receiver now carries
-//        another publisher (transceiver reuse)
+//        another publisher (transceiver reuse); a stream's frames must be
+//        sealed with its publisher's keys (else wrong_sender)
 //   {type: 'blocked', participantId, blocked}   drop that participant's
 //        frames as identity_unverified (its changed identity is not accepted)
 // key = {suite, senderIndex, generation, step, baseKey: Uint8Array}.

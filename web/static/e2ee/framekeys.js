@@ -23,13 +23,15 @@ export const REPLAY_WINDOW = 128;
 export const GENERATIONS_AHEAD = 8;
 const KEY_RING_SIZE = 4;
 
-/** Drop reasons of §6.5, plus awaiting_key: a frame from a sender whose
- *  key has not arrived yet (none of its keys, or a generation just after
- *  the newest held): the normal start of a stream, not a failure; and
- *  identity_unverified: from a participant whose changed identity the
- *  user has not accepted (FrameCrypto counts those). The Go SDK uses the
- *  same names. */
-export const DROP_REASONS = ['malformed', 'unknown_kid', 'auth_failed', 'replayed', 'expired_key', 'awaiting_key', 'identity_unverified'];
+/** Drop reasons of §6.5, plus wrong_sender: a frame that authenticates
+ *  under another participant's key than the one whose track carried it
+ *  (§9 step 5: someone re-sending another's frames); awaiting_key: a
+ *  frame from a sender whose key has not arrived yet (none of its keys,
+ *  or a generation just after the newest held): the normal start of a
+ *  stream, not a failure; and identity_unverified: from a participant
+ *  whose changed identity the user has not accepted (FrameCrypto counts
+ *  those). The Go SDK uses the same names. */
+export const DROP_REASONS = ['malformed', 'unknown_kid', 'auth_failed', 'replayed', 'expired_key', 'wrong_sender', 'awaiting_key', 'identity_unverified'];
 
 /** KID = sender_index << 16 | (generation mod 256) << 8 | step, as BigInt. */
 export function kidOf(senderIndex, generation, step) {
@@ -344,10 +346,12 @@ export class FrameReceiver {
   /** Authenticates and decrypts one SFrame frame at time now (ms).
    *  Resolves to {plaintext, participant} or {drop: reason}, counted in
    *  stats (and byParticipant under trackParticipant, the participant
-   *  whose track carried the frame, when given). The sender is found from
-   *  the KID; trackParticipant only tells awaiting_key (no key of that
-   *  participant yet) from unknown_kid for an unknown sender index. An
-   *  empty frame gives an empty plaintext and counts nothing. */
+   *  whose track carried the frame, when given). The key is found from the
+   *  KID; when trackParticipant is given, a frame that authenticates under
+   *  another participant's key is dropped as wrong_sender (§9 step 5), and
+   *  it tells awaiting_key (no key of that participant yet) from
+   *  unknown_kid for an unknown sender index. An empty frame gives an
+   *  empty plaintext and counts nothing. */
   async open(frame, now, trackParticipant) {
     if (frame.length === 0) return { plaintext: frame, participant: trackParticipant };
     const hdr = decodeHeader(frame);
@@ -358,6 +362,10 @@ export class FrameReceiver {
       const awaiting = hdr.kid >> 48n === 0n && (trackParticipant === undefined || !this._byParticipant.has(trackParticipant));
       return this._count(awaiting ? 'awaiting_key' : 'unknown_kid', trackParticipant);
     }
+    // Frames under another participant's key are authenticated (a forgery
+    // stays auth_failed) but leave that key's replay window and grace
+    // period alone: moved frames must not shadow the owner's own.
+    const foreign = trackParticipant !== undefined && s.participant !== trackParticipant;
     const gen8 = Number((hdr.kid >> 8n) & 0xffn);
     const step = Number(hdr.kid & 0xffn);
     s.expire(now);
@@ -382,9 +390,10 @@ export class FrameReceiver {
     let pt;
     if (key) {
       if (frame.length - hdr.length < key.sk.overhead) return this._count('malformed', trackParticipant);
-      if (!key.replay.check(hdr.ctr)) return this._count('replayed', trackParticipant);
+      if (!foreign && !key.replay.check(hdr.ctr)) return this._count('replayed', trackParticipant);
       pt = await key.sk.open(frame, hdr);
       if (pt === null) return this._count('auth_failed', trackParticipant);
+      if (foreign) return this._count('wrong_sender', trackParticipant);
     } else {
       if (frame.length - hdr.length < suiteParams(base.suite).nt) return this._count('malformed', trackParticipant);
       let baseKey = base.baseKey.slice();
@@ -395,9 +404,10 @@ export class FrameReceiver {
       }
       const sk = await SFrameKey.create(base.suite, hdr.kid, baseKey);
       pt = await sk.open(frame, hdr);
-      if (pt === null) {
+      if (pt === null || foreign) {
         wipe(baseKey);
-        return this._count('auth_failed', trackParticipant);
+        sk.destroy();
+        return this._count(pt === null ? 'auth_failed' : 'wrong_sender', trackParticipant);
       }
       // Another frame may have installed this step meanwhile: use that key.
       ({ key } = find());

@@ -10,10 +10,11 @@
 //   attachSender(pc.addTransceiver(track, {direction: 'sendonly'}).sender, worker);
 //   pc.ontrack = (e) => attachReceiver(e.receiver, worker, e.streams[0].id);
 //
-// The worker tells senders apart by the SFrame KID; the participant id
-// given for a receiver only labels its counters (and tells awaiting_key
-// from unknown_kid). Call attachReceiver again when a reused transceiver
-// carries another publisher: it relabels the same stream.
+// The worker finds a frame's key by the SFrame KID; the participant id
+// given for a receiver names the publisher whose keys its frames must be
+// sealed with (others are dropped as wrong_sender) and labels its
+// counters. Call attachReceiver again when a reused transceiver carries
+// another publisher: it relabels the same stream.
 
 let nextStreamId = 1;
 const attached = new WeakMap(); // sender/receiver -> streamId
@@ -67,8 +68,8 @@ export function attachSender(rtpSender, worker) {
   return attach(rtpSender, worker, 'send');
 }
 
-/** Decrypts everything rtpReceiver receives; participantId labels the
- *  counters. Returns the stream id. */
+/** Decrypts everything rtpReceiver receives from participantId, the
+ *  publisher of its track. Returns the stream id. */
 export function attachReceiver(rtpReceiver, worker, participantId) {
   return attach(rtpReceiver, worker, 'recv', participantId);
 }

@@ -295,6 +295,41 @@ async function frames() {
     await r.setKey('p', { ...key(), senderIndex: 99 }, T0);
     assert(r.participantOf(99) === 'p' && r.participantOf(k.senderIndex) === undefined, 'index replaced');
   });
+  await test('receiver: a frame on another participant\'s track is dropped as wrong_sender and leaves the owner\'s window alone', async () => {
+    const s = FrameSender.create();
+    const r = new FrameReceiver();
+    await r.setKey('alice', s.current(), T0);
+    await r.setKey('bob', { ...key(), senderIndex: 7 }, T0);
+    const sealer = new FrameSealer();
+    await sealer.setKey(s.current());
+    const f = await sealer.seal(utf8('alice speaks'));
+    assert((await r.open(f, T0, 'bob')).drop === 'wrong_sender', 'on bob\'s track');
+    const forged = f.slice();
+    forged[forged.length - 1] ^= 1;
+    assert((await r.open(forged, T0, 'bob')).drop === 'auth_failed', 'a forgery on bob\'s track stays auth_failed');
+    const own = await r.open(f, T0, 'alice');
+    assert(own.plaintext && td.decode(own.plaintext) === 'alice speaks' && own.participant === 'alice', `then on her own: ${own.drop}`);
+    assert((await r.open(f, T0, 'bob')).drop === 'wrong_sender', 'moved after it played: still wrong_sender');
+    await s.advance();
+    await sealer.setKey(s.current());
+    assert((await r.open(await sealer.seal(utf8('a step ahead')), T0, 'bob')).drop === 'wrong_sender', 'a later step on bob\'s track');
+    assert(r.stats.wrong_sender === 3 && r.stats.decrypted === 1 && r.byParticipant.get('bob').wrong_sender === 3, JSON.stringify(r.stats));
+  });
+  await test('FrameCrypto: a blocked participant\'s frames moved onto another\'s track are not played', async () => {
+    const fc = new FrameCrypto({ statsIntervalMs: 0 });
+    const carol = key();
+    fc.handleMessage({ type: 'recvKey', participantId: 'carol', key: carol });
+    fc.handleMessage({ type: 'recvKey', participantId: 'bob', key: { ...key(), senderIndex: 7 } });
+    await fc.handleMessage({ type: 'blocked', participantId: 'carol', blocked: true });
+    const sealer = new FrameSealer();
+    await sealer.setKey(carol);
+    const f = await sealer.seal(utf8('carol, unverified'));
+    assert((await fc.decryptFrame(f, 'carol')) === null, 'on her own track');
+    assert((await fc.decryptFrame(f, 'bob')) === null, 'on bob\'s track');
+    const st = fc.stats();
+    assert(st.identity_unverified === 1 && st.wrong_sender === 1 && st.decrypted === 0 && st.byParticipant.bob.wrong_sender === 1, JSON.stringify(st));
+    fc.close();
+  });
   await test('receiver: at most 4 keys per sender', async () => {
     const s = FrameSender.create();
     const r = new FrameReceiver();
