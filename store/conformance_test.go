@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sotto-voice/sotto/internal/redistest"
 )
 
 // pair returns two handles on one fresh state: for Redis two clients, as
@@ -48,12 +50,12 @@ func TestConformance(t *testing.T) {
 // redisPair starts one redis-server for every subtest; each gets two
 // fresh clients on an emptied database.
 func redisPair(t *testing.T) pair {
-	var rs *redisServer
+	var rs *redistest.Server
 	return func(st *testing.T) (Store, Store) {
 		if rs == nil {
-			rs = startRedis(t)
+			rs = redistest.Start(t)
 		}
-		a, b := openRedis(st, rs.url()), openRedis(st, rs.url())
+		a, b := openRedis(st, rs.URL()), openRedis(st, rs.URL())
 		if err := a.client.FlushDB(context.Background()).Err(); err != nil {
 			st.Fatal(err)
 		}

@@ -4,12 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestOpen(t *testing.T) {
 	ctx := context.Background()

@@ -3,22 +3,25 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sotto-voice/sotto/internal/redistest"
 )
 
 // TestRedisOutage: with Redis gone every operation fails with
 // ErrUnavailable, promptly; once it is back the same store works again.
 func TestRedisOutage(t *testing.T) {
-	rs := startRedis(t)
-	r := openRedis(t, rs.url())
+	rs := redistest.Start(t)
+	r := openRedis(t, rs.URL())
 	ctx := context.Background()
 	if err := r.CreateCall(ctx, "before", Call{Creator: "a"}, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 
-	rs.stop()
+	rs.Stop()
 	ops := map[string]func() error{
 		"ping":        func() error { return r.Ping(ctx) },
 		"call":        func() error { _, err := r.Call(ctx, "before"); return err },
@@ -53,7 +56,7 @@ func TestRedisOutage(t *testing.T) {
 	// Back, empty (it kept nothing): the store that saw the outage serves
 	// again without being reopened, once go-redis's probe (every second)
 	// has seen it.
-	rs.restart()
+	rs.Restart()
 	eventually(t, "the store answers again", func() bool { return r.Ping(ctx) == nil })
 	if err := r.CreateCall(ctx, "after", Call{Creator: "a"}, time.Hour); err != nil {
 		t.Fatalf("create call after Redis returned: %v", err)
@@ -73,7 +76,7 @@ func TestRedisOutage(t *testing.T) {
 // ErrUnavailable from Open, not a store that fails later.
 func TestOpenRedisUnreachable(t *testing.T) {
 	start := time.Now()
-	_, err := Open(context.Background(), Options{RedisURL: "redis://127.0.0.1:" + itoa(freePort(t)) + "/0"})
+	_, err := Open(context.Background(), Options{RedisURL: "redis://127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) + "/0"})
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Open of an unreachable Redis: %v, want ErrUnavailable", err)
 	}
@@ -89,8 +92,8 @@ func TestOpenRedisUnreachable(t *testing.T) {
 // Redis never holds what nobody will read again; and the keys are the ones
 // docs/CLUSTER.md lists.
 func TestRedisKeysExpire(t *testing.T) {
-	rs := startRedis(t)
-	r := openRedis(t, rs.url())
+	rs := redistest.Start(t)
+	r := openRedis(t, rs.URL())
 	ctx := context.Background()
 	if err := r.CreateCall(ctx, "room1", Call{Creator: "alice"}, time.Hour); err != nil {
 		t.Fatal(err)

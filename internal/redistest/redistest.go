@@ -1,4 +1,9 @@
-package store
+// Package redistest runs a redis-server of a test's own, for the tests of
+// everything that uses Redis: a loopback port, no persistence, files in a
+// temporary directory, killed by its PID when the test ends. It skips the
+// test when redis-server is not installed, and fails it under CI=true,
+// where .ci/run installs Debian's redis-server.
+package redistest
 
 import (
 	"bufio"
@@ -11,10 +16,8 @@ import (
 	"time"
 )
 
-// redisServer is a redis-server process of the test's own: a loopback
-// port, no persistence, its files in a temporary directory; killed by PID
-// when the test ends.
-type redisServer struct {
+// Server is a running redis-server.
+type Server struct {
 	t      *testing.T
 	path   string
 	dir    string
@@ -23,9 +26,8 @@ type redisServer struct {
 	exited chan struct{}
 }
 
-// startRedis starts a redis-server, or skips the test if none is
-// installed (fails it under CI=true, where .ci/run installs one).
-func startRedis(t *testing.T) *redisServer {
+// Start starts a redis-server that lives as long as t.
+func Start(t *testing.T) *Server {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -34,12 +36,12 @@ func startRedis(t *testing.T) *redisServer {
 		}
 		t.Skip("redis-server is not installed")
 	}
-	rs := &redisServer{t: t, path: path, dir: t.TempDir()}
-	t.Cleanup(rs.stop)
+	rs := &Server{t: t, path: path, dir: t.TempDir()}
+	t.Cleanup(rs.Stop)
 	// A port found free may be taken before redis-server binds it; then
 	// try another.
 	for attempt := 1; ; attempt++ {
-		rs.port = freePort(t)
+		rs.port = FreePort(t)
 		if rs.start() {
 			return rs
 		}
@@ -50,7 +52,9 @@ func startRedis(t *testing.T) *redisServer {
 	}
 }
 
-func freePort(t *testing.T) int {
+// FreePort returns a loopback TCP port that was free a moment ago: for a
+// server to start on, or an address where nothing answers.
+func FreePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,14 +64,16 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func (rs *redisServer) url() string  { return "redis://127.0.0.1:" + strconv.Itoa(rs.port) + "/0" }
-func (rs *redisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(rs.port)) }
+// URL is the server's address for go-redis and for --redis.
+func (rs *Server) URL() string { return "redis://" + rs.addr() + "/0" }
 
-func (rs *redisServer) logFile() string { return filepath.Join(rs.dir, "redis.log") }
+func (rs *Server) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(rs.port)) }
+
+func (rs *Server) logFile() string { return filepath.Join(rs.dir, "redis.log") }
 
 // start runs redis-server on rs.port and waits until it answers PING; it
 // reports false if the process exited instead.
-func (rs *redisServer) start() bool {
+func (rs *Server) start() bool {
 	rs.t.Helper()
 	cmd := exec.Command(rs.path,
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(rs.port),
@@ -98,7 +104,7 @@ func (rs *redisServer) start() bool {
 }
 
 // pong reports whether the server answers PING.
-func (rs *redisServer) pong() bool {
+func (rs *Server) pong() bool {
 	conn, err := net.DialTimeout("tcp", rs.addr(), time.Second)
 	if err != nil {
 		return false
@@ -112,8 +118,9 @@ func (rs *redisServer) pong() bool {
 	return err == nil && line == "+PONG\r\n"
 }
 
-// stop kills the server by its PID and waits for it to exit.
-func (rs *redisServer) stop() {
+// Stop kills the server by its PID, as a crash would, and waits for it to
+// exit.
+func (rs *Server) Stop() {
 	if rs.proc == nil {
 		return
 	}
@@ -122,8 +129,8 @@ func (rs *redisServer) stop() {
 	rs.proc = nil
 }
 
-// restart starts the server again on the same port, empty.
-func (rs *redisServer) restart() {
+// Restart starts the server again on the same port, empty.
+func (rs *Server) Restart() {
 	rs.t.Helper()
 	if !rs.start() {
 		log, _ := os.ReadFile(rs.logFile())
