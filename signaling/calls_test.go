@@ -281,8 +281,8 @@ func TestCreateCallLimits(t *testing.T) {
 		s.expectError(status, b, http.StatusServiceUnavailable, api.CodeTooManyRooms)
 		// Until its creator has been away too long.
 		s.srv.mu.Lock()
-		for _, c := range s.srv.calls.byRoom {
-			c.created = c.created.Add(-pendingCallTTL - time.Second)
+		for room, created := range s.srv.calls.pending {
+			s.srv.calls.pending[room] = created.Add(-pendingCallTTL - time.Second)
 		}
 		s.srv.mu.Unlock()
 		cr := s.createCall("c")

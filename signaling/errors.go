@@ -33,6 +33,7 @@ var httpStatus = map[api.ErrorCode]int{
 	api.CodeInviteExpired:    http.StatusGone,
 	api.CodeCallEnded:        http.StatusGone,
 	api.CodeForbidden:        http.StatusForbidden,
+	api.CodeStoreUnavailable: http.StatusServiceUnavailable,
 }
 
 // errorf builds an *api.Error with a formatted message.
