@@ -313,6 +313,10 @@ func (s *Server) endRoomLocked(roomName string) cleanup {
 func (s *Server) refuseEnded(join http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		roomName := r.PathValue("room")
+		if !token.ValidRoom(roomName) {
+			join(w, r) // which refuses it, without asking the store
+			return
+		}
 		ended, apiErr := s.callEnded(r.Context(), roomName)
 		if apiErr != nil {
 			s.refuseJoin(w, apiErr)

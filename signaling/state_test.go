@@ -108,13 +108,8 @@ func TestStoreUnavailable(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	s := newTestServer(t, func(c *Config) { c.Store = st; c.CallsPerMinute = 1000 })
-	cr := s.createCall("alice")
-	alice := s.mustJoinWithToken(cr.Room, cr.Token)
-	ea := s.connect(alice)
-	rr := s.redeem(cr.Invite, "bob")
-	bob := s.mustJoinWithToken(rr.Room, rr.Token)
-	eb := s.connect(bob)
-	ea.expectJoined(bob.ParticipantID)
+	c := s.startCallOfTwo()
+	cr, rr, alice, bob, ea, eb := c.cr, c.rr, c.aliceJoin, c.bobJoin, c.alice, c.bob
 	if status, b := s.putPrekeys(cr.Identity, upload(2, 1, 10)); status != http.StatusOK {
 		t.Fatalf("upload: %d %s", status, b)
 	}

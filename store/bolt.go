@@ -140,25 +140,39 @@ func putTimed(bk *bolt.Bucket, key string, payload []byte, expires time.Time) er
 // expiryOf returns the expiry stored in an entry's value.
 func expiryOf(v []byte) time.Time { return time.Unix(0, int64(binary.BigEndian.Uint64(v))) }
 
+// getCall reads room's call; ErrNotFound if it has none.
+func getCall(bk *bolt.Bucket, room string, now time.Time) (Call, error) {
+	payload, ok := getLive(bk, room, now)
+	if !ok {
+		return Call{}, ErrNotFound
+	}
+	var c Call
+	err := json.Unmarshal(payload, &c)
+	return c, err
+}
+
+func putCall(bk *bolt.Bucket, room string, c Call, expires time.Time) error {
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return putTimed(bk, room, payload, expires)
+}
+
 // CreateCall implements Calls.
 func (b *Bolt) CreateCall(_ context.Context, room string, c Call, ttl time.Duration) error {
 	return b.update("create call "+room, func(tx *bolt.Tx, now time.Time) error {
 		bk := tx.Bucket(callsBucket)
-		if payload, ok := getLive(bk, room, now); ok {
-			var old Call
-			if err := json.Unmarshal(payload, &old); err != nil {
-				return err
-			}
-			if old.Creator == c.Creator {
-				return nil
-			}
+		old, err := getCall(bk, room, now)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return putCall(bk, room, c, now.Add(ttl))
+		case err != nil:
+			return err
+		case old.Creator != c.Creator:
 			return ErrExists
 		}
-		payload, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		return putTimed(bk, room, payload, now.Add(ttl))
+		return nil
 	})
 }
 
@@ -166,11 +180,9 @@ func (b *Bolt) CreateCall(_ context.Context, room string, c Call, ttl time.Durat
 func (b *Bolt) Call(_ context.Context, room string) (Call, error) {
 	var c Call
 	err := b.view("call "+room, func(tx *bolt.Tx, now time.Time) error {
-		payload, ok := getLive(tx.Bucket(callsBucket), room, now)
-		if !ok {
-			return ErrNotFound
-		}
-		return json.Unmarshal(payload, &c)
+		var err error
+		c, err = getCall(tx.Bucket(callsBucket), room, now)
+		return err
 	})
 	return c, err
 }
@@ -179,20 +191,12 @@ func (b *Bolt) Call(_ context.Context, room string) (Call, error) {
 func (b *Bolt) EndCall(_ context.Context, room string) error {
 	return b.update("end call "+room, func(tx *bolt.Tx, now time.Time) error {
 		bk := tx.Bucket(callsBucket)
-		payload, ok := getLive(bk, room, now)
-		if !ok {
-			return ErrNotFound
-		}
-		var c Call
-		if err := json.Unmarshal(payload, &c); err != nil {
-			return err
-		}
-		c.Ended = true
-		ended, err := json.Marshal(c)
+		c, err := getCall(bk, room, now)
 		if err != nil {
 			return err
 		}
-		return putTimed(bk, room, ended, expiryOf(bk.Get([]byte(room))))
+		c.Ended = true
+		return putCall(bk, room, c, expiryOf(bk.Get([]byte(room))))
 	})
 }
 

@@ -124,8 +124,10 @@ func (m *Memory) PutPrekeys(_ context.Context, identity string, u PrekeyUpload) 
 	now := m.lock()
 	defer m.mu.Unlock()
 	var old *prekeyEntry
-	if e := m.prekeys[identity]; e.live(now) {
+	if e, ok := m.prekeys[identity]; ok && e.live(now) {
 		old = e.v
+	} else if ok {
+		e.v.zero()
 	}
 	next, remaining, err := old.put(u)
 	if err != nil {
