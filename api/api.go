@@ -50,6 +50,12 @@ const (
 	CodeRequestTimeout ErrorCode = "request_timeout"
 )
 
+// CodeStoreUnavailable answers a request that needs the server's state
+// store (status 503) while the store cannot be reached: creating, ending
+// or joining a call, invites, the prekey directory. Retry with backoff;
+// calls in progress are not affected.
+const CodeStoreUnavailable ErrorCode = "store_unavailable"
+
 // CodeMethodNotAllowed answers a known route called with the wrong HTTP
 // method (status 405).
 const CodeMethodNotAllowed ErrorCode = "method_not_allowed"

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/store"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -26,8 +28,8 @@ const (
 	// callTokenTTL is the life of tokens handed out for private calls: long
 	// enough for a long call, whose prekey fetches still need the token.
 	callTokenTTL = 12 * time.Hour
-	// pendingCallTTL is how long a created call waits for its creator to
-	// join before it is forgotten and stops counting against MaxRooms.
+	// pendingCallTTL is how long a created call holds a room slot on its
+	// node while waiting for its creator to join.
 	pendingCallTTL = 2 * time.Minute
 	// nameSuffixLen random base32 characters end every call identity, so
 	// nobody can pick a name that replaces another participant.
@@ -57,60 +59,83 @@ func callIdentity(name string) (string, *api.Error) {
 	return name + "-" + randomID()[:nameSuffixLen], nil
 }
 
-// call is a room created through POST /v1/calls. Guarded by Server.mu.
-type call struct {
-	creator string
-	created time.Time
-	started bool      // its room has existed
-	ended   bool      // the creator ended it; joins are refused
-	forget  time.Time // when the entry (or the tombstone of an ended call) is dropped
-}
-
-// calls is the registry of private calls plus the per-IP limiter of the
-// routes that mint tokens without one.
+// calls is the node's part of the private calls: the calls themselves
+// (creator, ended) are in the state store, so that an ended call stays
+// ended across restarts and nodes.
 type calls struct {
 	ttl     time.Duration // invite life
-	byRoom  map[string]*call
 	limiter *ipLimiter
+
+	// Guarded by Server.mu:
+
+	// pending holds when each call created here whose creator has not
+	// joined yet was created: it holds one of this node's room slots until
+	// its room exists or pendingCallTTL passes.
+	pending map[string]time.Time
+	// ended holds, until their records expire, the calls known to have
+	// ended: a join that raced with an end is caught without asking the
+	// store again, even while it is unreachable.
+	ended map[string]time.Time
 }
 
 func newCalls(inviteTTL time.Duration, perMinute int) *calls {
 	return &calls{
 		ttl:     inviteTTL,
-		byRoom:  make(map[string]*call),
 		limiter: newIPLimiter(float64(perMinute)/60, float64(perMinute)),
+		pending: make(map[string]time.Time),
+		ended:   make(map[string]time.Time),
 	}
 }
 
-// sweepCallsLocked forgets calls whose creator never joined in time and entries
-// whose every token and invite has expired.
+// recordTTL is how long a call's record is kept: tokens redeemed at the
+// last moment of the invite live callTokenTTL more, and the record
+// outlives them so that an ended call stays ended.
+func (c *calls) recordTTL() time.Duration { return c.ttl + callTokenTTL }
+
+// sweepCallsLocked drops pending calls whose room exists (they started)
+// or whose creator never joined in time, and ended calls whose records
+// have expired.
 func (s *Server) sweepCallsLocked(now time.Time) {
-	for name, c := range s.calls.byRoom {
-		if !c.started && s.rooms[name] != nil {
-			c.started = true
+	for name, created := range s.calls.pending {
+		if s.rooms[name] != nil || now.Sub(created) > pendingCallTTL {
+			delete(s.calls.pending, name)
 		}
-		if now.After(c.forget) || (!c.started && !c.ended && now.Sub(c.created) > pendingCallTTL) {
-			delete(s.calls.byRoom, name)
+	}
+	for name, until := range s.calls.ended {
+		if now.After(until) {
+			delete(s.calls.ended, name)
 		}
 	}
 }
 
-// pendingCallsLocked counts created calls whose creator has not joined
-// yet; they hold a room slot. (A started call counts as a room while it
-// has one.)
-func (s *Server) pendingCallsLocked() int {
-	n := 0
-	for name, c := range s.calls.byRoom {
-		if !c.started && !c.ended && s.rooms[name] == nil {
-			n++
-		}
-	}
-	return n
+// markEndedLocked remembers that room's call ended.
+func (s *Server) markEndedLocked(room string) {
+	s.calls.ended[room] = s.now().Add(s.calls.recordTTL())
+	delete(s.calls.pending, room)
 }
 
-func (s *Server) callEndedLocked(room string) bool {
-	c := s.calls.byRoom[room]
-	return c != nil && c.ended
+// callEnded reports whether room is a call that has ended, asking the
+// store unless this node knows already.
+func (s *Server) callEnded(ctx context.Context, room string) (bool, *api.Error) {
+	s.mu.Lock()
+	_, ended := s.calls.ended[room]
+	s.mu.Unlock()
+	if ended {
+		return true, nil
+	}
+	c, err := s.store.Call(ctx, room)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil // not a private call, or its record expired with its tokens
+	}
+	if err != nil {
+		return false, s.storeError(err)
+	}
+	if c.Ended {
+		s.mu.Lock()
+		s.markEndedLocked(room)
+		s.mu.Unlock()
+	}
+	return c.Ended, nil
 }
 
 // handleCreateCall serves POST /v1/calls.
@@ -147,16 +172,21 @@ func (s *Server) handleCreateCall(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.closing:
 		apiErr = errorf(api.CodeShuttingDown, "server is shutting down")
-	case len(s.rooms)+s.pendingCallsLocked() >= s.cfg.MaxRooms:
+	case len(s.rooms)+len(s.calls.pending) >= s.cfg.MaxRooms:
 		apiErr = errorf(api.CodeTooManyRooms, "server has %d rooms, its limit", s.cfg.MaxRooms)
 	default:
-		// Tokens redeemed at the last moment of the invite live callTokenTTL
-		// more; the entry outlives them so an ended call stays ended.
-		s.calls.byRoom[room] = &call{creator: identity, created: now, forget: expiry.Add(callTokenTTL)}
+		s.calls.pending[room] = now // the slot is held while the store writes
 	}
 	s.mu.Unlock()
 	if apiErr != nil {
 		writeError(w, apiErr)
+		return
+	}
+	if err := s.store.CreateCall(r.Context(), room, store.Call{Creator: identity}, s.calls.recordTTL()); err != nil {
+		s.mu.Lock()
+		delete(s.calls.pending, room)
+		s.mu.Unlock()
+		writeError(w, s.storeError(err))
 		return
 	}
 	s.log.Info("call created", "room", room, "creator", identity)
@@ -166,14 +196,15 @@ func (s *Server) handleCreateCall(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkInvite verifies an invite and that its call still runs.
-func (s *Server) checkInvite(invite string) (token.InviteClaims, *api.Error) {
+func (s *Server) checkInvite(ctx context.Context, invite string) (token.InviteClaims, *api.Error) {
 	c, err := token.VerifyInvite(s.cfg.Secret, invite, s.now())
 	if err != nil {
 		return c, inviteError(err)
 	}
-	s.mu.Lock()
-	ended := s.callEndedLocked(c.Room)
-	s.mu.Unlock()
+	ended, apiErr := s.callEnded(ctx, c.Room)
+	if apiErr != nil {
+		return c, apiErr
+	}
 	if ended {
 		return c, errorf(api.CodeCallEnded, "this call has ended")
 	}
@@ -188,7 +219,7 @@ func (s *Server) handleInspectInvite(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr)
 		return
 	}
-	c, apiErr := s.checkInvite(req.Invite)
+	c, apiErr := s.checkInvite(r.Context(), req.Invite)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return
@@ -206,7 +237,7 @@ func (s *Server) handleRedeemInvite(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr)
 		return
 	}
-	c, apiErr := s.checkInvite(req.Invite)
+	c, apiErr := s.checkInvite(r.Context(), req.Invite)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return
@@ -237,14 +268,21 @@ func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr)
 		return
 	}
-	s.mu.Lock()
-	c := s.calls.byRoom[roomName]
-	if c == nil || c.creator != claims.Identity {
-		s.mu.Unlock()
-		writeError(w, errorf(api.CodeForbidden, "only the creator of a call can end it"))
+	notCreator := errorf(api.CodeForbidden, "only the creator of a call can end it")
+	c, err := s.store.Call(r.Context(), roomName)
+	if err == nil && c.Creator == claims.Identity && !c.Ended {
+		err = s.store.EndCall(r.Context(), roomName)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && c.Creator != claims.Identity:
+		writeError(w, notCreator)
+		return
+	case err != nil:
+		writeError(w, s.storeError(err))
 		return
 	}
-	c.ended = true
+	s.mu.Lock()
+	s.markEndedLocked(roomName)
 	cl := s.endRoomLocked(roomName)
 	s.mu.Unlock()
 	cl.run(s.log)
@@ -267,15 +305,23 @@ func (s *Server) endRoomLocked(roomName string) cleanup {
 }
 
 // refuseEnded guards the join route of ended calls. It checks before the
-// join, and again after it: a join that raced with the end (admitted before
-// the call was marked ended, its room created after the end emptied it) is
-// removed then. A call whose room now exists has started.
+// join, in the store, and again after it, in what this node knows: a join
+// that raced with an end here (admitted before the call was marked ended,
+// its room created after the end emptied it) is removed then. (In a
+// cluster a room's joins and its end reach the node that runs it.) A call
+// whose room now exists has started and no longer holds a pending slot.
 func (s *Server) refuseEnded(join http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		roomName := r.PathValue("room")
-		s.mu.Lock()
-		ended := s.callEndedLocked(roomName)
-		s.mu.Unlock()
+		if !token.ValidRoom(roomName) {
+			join(w, r) // which refuses it, without asking the store
+			return
+		}
+		ended, apiErr := s.callEnded(r.Context(), roomName)
+		if apiErr != nil {
+			s.refuseJoin(w, apiErr)
+			return
+		}
 		if ended {
 			writeError(w, errorf(api.CodeCallEnded, "this call has ended"))
 			return
@@ -283,10 +329,10 @@ func (s *Server) refuseEnded(join http.HandlerFunc) http.HandlerFunc {
 		join(w, r)
 		s.mu.Lock()
 		var c cleanup
-		if s.callEndedLocked(roomName) {
+		if _, ended := s.calls.ended[roomName]; ended {
 			c = s.endRoomLocked(roomName)
-		} else if cl := s.calls.byRoom[roomName]; cl != nil && s.rooms[roomName] != nil {
-			cl.started = true
+		} else if s.rooms[roomName] != nil {
+			delete(s.calls.pending, roomName)
 		}
 		s.mu.Unlock()
 		c.run(s.log)

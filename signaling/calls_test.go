@@ -202,15 +202,32 @@ func TestInspectLeavesNoTrace(t *testing.T) {
 	alice.expectJoined(carol.ParticipantID)
 }
 
+// callOfTwo is a private call its creator (alice) and a guest (bob) have
+// joined, with their event streams.
+type callOfTwo struct {
+	cr                 api.CreateCallResponse
+	rr                 api.RedeemInviteResponse
+	aliceJoin, bobJoin api.JoinResponse
+	alice, bob         *events
+}
+
+func (s *testServer) startCallOfTwo() callOfTwo {
+	s.t.Helper()
+	var c callOfTwo
+	c.cr = s.createCall("alice")
+	c.aliceJoin = s.mustJoinWithToken(c.cr.Room, c.cr.Token)
+	c.alice = s.connect(c.aliceJoin)
+	c.rr = s.redeem(c.cr.Invite, "bob")
+	c.bobJoin = s.mustJoinWithToken(c.rr.Room, c.rr.Token)
+	c.bob = s.connect(c.bobJoin)
+	c.alice.expectJoined(c.bobJoin.ParticipantID)
+	return c
+}
+
 func TestEndCall(t *testing.T) {
 	s := newTestServer(t, nil)
-	cr := s.createCall("alice")
-	aliceJoin := s.mustJoinWithToken(cr.Room, cr.Token)
-	alice := s.connect(aliceJoin)
-	rr := s.redeem(cr.Invite, "bob")
-	bobJoin := s.mustJoinWithToken(rr.Room, rr.Token)
-	bob := s.connect(bobJoin)
-	alice.expectJoined(bobJoin.ParticipantID)
+	c := s.startCallOfTwo()
+	cr, rr, alice, bob := c.cr, c.rr, c.alice, c.bob
 
 	end := "/v1/rooms/" + cr.Room + "/end"
 	status, b := s.do(http.MethodPost, end, "Bearer "+rr.Token, nil)
@@ -281,8 +298,8 @@ func TestCreateCallLimits(t *testing.T) {
 		s.expectError(status, b, http.StatusServiceUnavailable, api.CodeTooManyRooms)
 		// Until its creator has been away too long.
 		s.srv.mu.Lock()
-		for _, c := range s.srv.calls.byRoom {
-			c.created = c.created.Add(-pendingCallTTL - time.Second)
+		for room, created := range s.srv.calls.pending {
+			s.srv.calls.pending[room] = created.Add(-pendingCallTTL - time.Second)
 		}
 		s.srv.mu.Unlock()
 		cr := s.createCall("c")

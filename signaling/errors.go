@@ -36,6 +36,7 @@ var httpStatus = map[api.ErrorCode]int{
 	api.CodeForbidden:        http.StatusForbidden,
 	api.CodeRetry:            http.StatusServiceUnavailable,
 	api.CodeRequestTimeout:   http.StatusRequestTimeout,
+	api.CodeStoreUnavailable: http.StatusServiceUnavailable,
 }
 
 // errorf builds an *api.Error with a formatted message.

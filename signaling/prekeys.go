@@ -1,13 +1,17 @@
 package signaling
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/store"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -25,21 +29,24 @@ const (
 	PrekeysLowWater = 5
 )
 
-// prekeyDirectory stores each identity's X3DH bundle in memory.
-type prekeyDirectory struct {
-	max     int
-	mu      sync.Mutex
-	bundles map[string]*storedBundle
-}
+// The directory lives in the state store. This file says what it keeps
+// there: the bundle's long-lived part, opaque to the store, and the
+// one-time prekeys in a pool of their own (PQXDH's ML-KEM prekeys will be
+// a second pool, its signed last-resort KEM prekey part of the bundle).
+const (
+	// oneTimePool names the X25519 one-time prekeys in the store.
+	oneTimePool = "x25519"
+	// PrekeyTTL is how long the directory keeps a bundle after its last
+	// upload or fetch. A bundle is only handed out while its owner is in a
+	// room, and clients upload as they join; this bounds what a store
+	// that survives restarts holds of identities never seen again.
+	PrekeyTTL = 7 * 24 * time.Hour
+)
 
+// storedBundle is the long-lived part of a bundle as the store keeps it.
 type storedBundle struct {
-	identityKey []byte
-	signed      api.SignedPrekey
-	oneTime     []api.OneTimePrekey // handed out from the front
-}
-
-func newPrekeyDirectory(max int) *prekeyDirectory {
-	return &prekeyDirectory{max: max, bundles: make(map[string]*storedBundle)}
+	IdentityKey  []byte           `json:"identity_key"`
+	SignedPrekey api.SignedPrekey `json:"signed_prekey"`
 }
 
 // validate checks sizes and counts of an upload.
@@ -67,57 +74,63 @@ func validateUpload(u *api.PrekeyUpload) *api.Error {
 	return nil
 }
 
-// put stores an upload for identity and returns the one-time prekeys held.
-func (d *prekeyDirectory) put(identity string, u *api.PrekeyUpload) (int, *api.Error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	b := d.bundles[identity]
-	switch {
-	case b == nil || string(b.identityKey) != string(u.IdentityKey):
-		// A new identity key makes every stored prekey meaningless.
-		b = &storedBundle{}
-	case string(b.signed.Key) != string(u.SignedPrekey.Key):
-		// A new signed prekey comes from a restarted device, which may no
+// putPrekeys stores an upload for identity and returns the one-time
+// prekeys held.
+func (s *Server) putPrekeys(ctx context.Context, identity string, u *api.PrekeyUpload) (int, *api.Error) {
+	bundle, err := json.Marshal(storedBundle{IdentityKey: u.IdentityKey, SignedPrekey: u.SignedPrekey})
+	if err != nil {
+		return 0, errorf(api.CodeInternal, "encode bundle: %v", err)
+	}
+	oneTime := make([]store.OneTimePrekey, len(u.OneTimePrekeys))
+	for i, k := range u.OneTimePrekeys {
+		oneTime[i] = store.OneTimePrekey{ID: k.ID, Key: k.Key}
+	}
+	remaining, err := s.store.PutPrekeys(ctx, identity, store.PrekeyUpload{
+		// A new identity key makes every stored prekey meaningless, and a
+		// new signed prekey comes from a restarted device, which may no
 		// longer hold the private halves of the one-time prekeys stored
 		// before: handing them out would start sessions it cannot accept.
-		b = &storedBundle{}
+		// Either replaces the stored one-time prekeys. (Both have fixed
+		// sizes, so their concatenation is unambiguous.)
+		Epoch:   append(clone(u.IdentityKey), u.SignedPrekey.Key...),
+		Bundle:  bundle,
+		OneTime: map[string][]store.OneTimePrekey{oneTimePool: oneTime},
+		Max:     s.cfg.MaxPrekeys,
+		TTL:     PrekeyTTL,
+	})
+	switch {
+	case errors.Is(err, store.ErrDuplicatePrekey):
+		return 0, errorf(api.CodeBadRequest, "a one-time prekey id of this upload is already stored")
+	case errors.Is(err, store.ErrTooManyPrekeys):
+		return 0, errorf(api.CodeBadRequest, "at most %d one-time prekeys may be stored", s.cfg.MaxPrekeys)
+	case err != nil:
+		return 0, s.storeError(err)
 	}
-	for _, k := range u.OneTimePrekeys {
-		for _, old := range b.oneTime {
-			if old.ID == k.ID {
-				return 0, errorf(api.CodeBadRequest, "one-time prekey id %d is already stored", k.ID)
-			}
-		}
-	}
-	if len(b.oneTime)+len(u.OneTimePrekeys) > d.max {
-		return 0, errorf(api.CodeBadRequest, "at most %d one-time prekeys may be stored; %d are", d.max, len(b.oneTime))
-	}
-	b.identityKey = clone(u.IdentityKey)
-	b.signed = api.SignedPrekey{ID: u.SignedPrekey.ID, Key: clone(u.SignedPrekey.Key), Signature: clone(u.SignedPrekey.Signature)}
-	for _, k := range u.OneTimePrekeys {
-		b.oneTime = append(b.oneTime, api.OneTimePrekey{ID: k.ID, Key: clone(k.Key)})
-	}
-	d.bundles[identity] = b
-	return len(b.oneTime), nil
+	return remaining[oneTimePool], nil
 }
 
-// take returns identity's bundle and how many one-time prekeys remain. With
-// oneTime, the bundle carries the oldest one-time prekey, if any is left,
-// removed from the store.
-func (d *prekeyDirectory) take(identity string, oneTime bool) (api.PrekeyBundle, int, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	b := d.bundles[identity]
-	if b == nil {
-		return api.PrekeyBundle{}, 0, false
+// takeBundle returns identity's bundle and how many one-time prekeys
+// remain. With oneTime, the bundle carries the oldest one-time prekey, if
+// any is left, removed from the store. store.ErrNotFound if identity has
+// no bundle.
+func (s *Server) takeBundle(ctx context.Context, identity string, oneTime bool) (api.PrekeyBundle, int, error) {
+	var pools []string
+	if oneTime {
+		pools = []string{oneTimePool}
 	}
-	out := api.PrekeyBundle{Identity: identity, IdentityKey: b.identityKey, SignedPrekey: b.signed}
-	if oneTime && len(b.oneTime) > 0 {
-		k := b.oneTime[0]
-		b.oneTime = b.oneTime[1:]
-		out.OneTimePrekey = &k
+	f, err := s.store.TakePrekeys(ctx, identity, pools, PrekeyTTL)
+	if err != nil {
+		return api.PrekeyBundle{}, 0, err
 	}
-	return out, len(b.oneTime), true
+	var b storedBundle
+	if err := json.Unmarshal(f.Bundle, &b); err != nil {
+		return api.PrekeyBundle{}, 0, fmt.Errorf("decode the stored bundle of %s: %w", identity, err)
+	}
+	out := api.PrekeyBundle{Identity: identity, IdentityKey: b.IdentityKey, SignedPrekey: b.SignedPrekey}
+	if k, ok := f.OneTime[oneTimePool]; ok {
+		out.OneTimePrekey = &api.OneTimePrekey{ID: k.ID, Key: k.Key}
+	}
+	return out, f.Remaining[oneTimePool], nil
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
@@ -138,7 +151,7 @@ func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr)
 		return
 	}
-	n, apiErr := s.prekeys.put(claims.Identity, &u)
+	n, apiErr := s.putPrekeys(r.Context(), claims.Identity, &u)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return
@@ -176,13 +189,28 @@ func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
 		s.refusePrekeyFetch(w, wait, errorf(api.CodeRateLimited, "too many prekey fetches of this identity"))
 		return
 	}
-	oneTime := s.access.grants.claim(claims.Identity, target, now)
-	bundle, remaining, ok := s.prekeys.take(target, oneTime)
-	if oneTime && bundle.OneTimePrekey == nil {
-		s.access.grants.release(claims.Identity, target)
+	ctx := r.Context()
+	grant := grantKey(claims.Identity, target)
+	oneTime, err := s.store.Mark(ctx, grant, OneTimePrekeyWindow)
+	if err != nil {
+		s.refusePrekeyFetch(w, 0, s.storeError(err))
+		return
 	}
-	if !ok {
+	bundle, remaining, err := s.takeBundle(ctx, target, oneTime)
+	if oneTime && bundle.OneTimePrekey == nil {
+		// Nothing was handed out: the requester gets one after a refill.
+		// Should this fail, the requester gets none this window: fewer
+		// one-time prekeys, never more.
+		if err := s.store.Unmark(context.WithoutCancel(ctx), grant); err != nil {
+			s.log.Warn("withdraw a one-time prekey grant", "err", err)
+		}
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		s.refusePrekeyFetch(w, 0, errNoBundle())
+		return
+	case err != nil:
+		s.refusePrekeyFetch(w, 0, s.storeError(err))
 		return
 	}
 	if remaining < PrekeysLowWater {

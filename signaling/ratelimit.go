@@ -12,7 +12,9 @@ import (
 )
 
 // Routes that mint tokens without one (creating a call, redeeming an
-// invite) are limited per client address with a token bucket.
+// invite) are limited per client address with a token bucket. The buckets
+// are this node's: they bound the load on it, so behind N nodes a client
+// may get up to N times the allowance (see the store package's doc).
 
 // limit answers false, after writing a rate_limited error, when the
 // client's IP has used up its allowance.

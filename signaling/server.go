@@ -12,6 +12,7 @@ import (
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/media"
+	"github.com/sotto-voice/sotto/store"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -77,19 +78,25 @@ type Config struct {
 	// client address.
 	CallsPerMinute int
 
+	// Store keeps what must outlive the process: private calls and their
+	// end, the prekey directory and its one-time grants. Nil keeps them in
+	// memory, lost when the process exits. The caller closes it, after
+	// Shutdown.
+	Store store.Store
+
 	Logger *slog.Logger
 }
 
 // Server is the signaling HTTP API (see docs/API.md). It is an http.Handler
 // for the /v1/ routes and /healthz; anything else is answered 404.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	mux     *http.ServeMux
-	prekeys *prekeyDirectory
-	access  *prekeyAccess
-	now     func() time.Time
-	calls   *calls // guarded by mu, except its limiter
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	store  store.Store
+	access *prekeyAccess
+	now    func() time.Time
+	calls  *calls // guarded by mu, except its limiter
 
 	mu      sync.Mutex
 	rooms   map[string]*room
@@ -129,12 +136,16 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		prekeys: newPrekeyDirectory(cfg.MaxPrekeys),
+		store:   cfg.Store,
 		access:  newPrekeyAccess(cfg.MaxParticipants),
 		calls:   newCalls(cfg.InviteTTL, cfg.CallsPerMinute),
 		now:     time.Now,
 		rooms:   make(map[string]*room),
 		streams: make(map[*stream]struct{}),
+	}
+	if s.store == nil {
+		// Its expiries follow s.now, which tests move.
+		s.store = store.NewMemory(func() time.Time { return s.now() })
 	}
 	s.routes()
 	return s, nil
