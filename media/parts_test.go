@@ -61,7 +61,7 @@ func TestReceptionReport(t *testing.T) {
 		h.SequenceNumber = seq
 		h.Timestamp += uint32(step) * 960
 		now = now.Add(time.Duration(step) * 20 * time.Millisecond)
-		r.update(now, h)
+		r.update(now, h, true)
 	}
 	// 65530..65535 then 0..9 across the wrap, with 3 and 4 lost.
 	for s := uint16(65530); s != 10; s++ {
