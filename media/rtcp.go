@@ -146,7 +146,6 @@ func (pub *publisher) askRepairs(now time.Time, ssrc uint32) {
 		return
 	}
 	c.upstreamNACKs.Add(uint64(len(seqs)))
-
 }
 
 // appendNACKPairs packs ascending sequence numbers (modulo 2^16) into
