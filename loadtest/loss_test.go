@@ -2,14 +2,9 @@ package loadtest
 
 import (
 	"context"
-	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sotto-voice/sotto/internal/testserver"
-	"github.com/sotto-voice/sotto/metrics"
 )
 
 // TestUplinkLossRepaired: every caller's socket drops 5 % of the packets it
@@ -23,25 +18,15 @@ func TestUplinkLossRepaired(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 20 s run")
 	}
-	srv := testserver.Start(t, nil)
-	reg := metrics.NewRegistry(metrics.Sources{Media: srv.Media.Stats, Signaling: srv.Signaling.Stats})
-	ms := httptest.NewServer(metrics.Handler(reg, "tok"))
-	defer ms.Close()
-
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rep, err := Run(ctx, Config{
-		URL:          srv.URL,
-		Secret:       srv.Secret,
-		Rooms:        1,
-		Callers:      3,
-		Duration:     20 * time.Second,
-		Ramp:         20,
-		LossUp:       0.05,
-		MetricsURL:   ms.URL,
-		MetricsToken: "tok",
-		Logger:       slog.New(slog.DiscardHandler),
-	})
+	rep, err := Run(ctx, serverConfig(t, Config{
+		Rooms:    1,
+		Callers:  3,
+		Duration: 20 * time.Second,
+		Ramp:     20,
+		LossUp:   0.05,
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,26 @@ func (p *Peer) readLegRTCP(l *leg) {
 // report block (RFC 3550 section 6.4) in the sender and receiver reports of
 // a compound RTCP packet.
 func forEachReportDelay(b []byte, f func(lsr, dlsr uint32)) {
+	forEachRTCP(b, func(h rtcp.Header, pkt []byte) {
+		// Report blocks follow the sender SSRC (RR) or the sender info (SR).
+		start := 0
+		switch h.Type {
+		case rtcp.TypeReceiverReport:
+			start = 8
+		case rtcp.TypeSenderReport:
+			start = 28
+		default:
+			return
+		}
+		for i, blk := 0, pkt[min(start, len(pkt)):]; i < int(h.Count) && len(blk) >= 24; i, blk = i+1, blk[24:] {
+			f(binary.BigEndian.Uint32(blk[16:20]), binary.BigEndian.Uint32(blk[20:24]))
+		}
+	})
+}
+
+// forEachRTCP calls f with the header and the bytes of each packet of a
+// compound RTCP packet, up to the first that is malformed.
+func forEachRTCP(b []byte, f func(h rtcp.Header, pkt []byte)) {
 	for len(b) >= 4 {
 		var h rtcp.Header
 		if err := h.Unmarshal(b); err != nil {
@@ -68,19 +88,7 @@ func forEachReportDelay(b []byte, f func(lsr, dlsr uint32)) {
 		if size > len(b) {
 			return
 		}
-		// Report blocks follow the sender SSRC (RR) or the sender info (SR).
-		start := 0
-		switch h.Type {
-		case rtcp.TypeReceiverReport:
-			start = 8
-		case rtcp.TypeSenderReport:
-			start = 28
-		}
-		if start > 0 {
-			for i, blk := 0, b[min(start, size):size]; i < int(h.Count) && len(blk) >= 24; i, blk = i+1, blk[24:] {
-				f(binary.BigEndian.Uint32(blk[16:20]), binary.BigEndian.Uint32(blk[20:24]))
-			}
-		}
+		f(h, b[:size])
 		b = b[size:]
 	}
 }
@@ -167,31 +175,23 @@ func appendNACKPairs(dst []rtcp.NackPair, seqs []uint16) []rtcp.NackPair {
 // forEachNACK calls f for every sequence number of every generic NACK
 // (RFC 4585 section 6.2.1) in a compound RTCP packet, and ignores the rest.
 func forEachNACK(b []byte, f func(mediaSSRC uint32, seq uint16)) {
-	for len(b) >= 4 {
-		var h rtcp.Header
-		if err := h.Unmarshal(b); err != nil {
-			return
-		}
-		size := (int(h.Length) + 1) * 4
-		if size > len(b) {
-			return
-		}
+	forEachRTCP(b, func(h rtcp.Header, pkt []byte) {
 		// Header, sender SSRC, media SSRC, then 4-byte (PID, BLP) pairs.
-		if h.Type == rtcp.TypeTransportSpecificFeedback && h.Count == rtcp.FormatTLN && size >= 12 {
-			media := binary.BigEndian.Uint32(b[8:12])
-			for fci := b[12:size]; len(fci) >= 4; fci = fci[4:] {
-				pid := binary.BigEndian.Uint16(fci)
-				blp := binary.BigEndian.Uint16(fci[2:])
-				f(media, pid)
-				for i := range uint16(16) {
-					if blp&(1<<i) != 0 {
-						f(media, pid+i+1)
-					}
+		if h.Type != rtcp.TypeTransportSpecificFeedback || h.Count != rtcp.FormatTLN || len(pkt) < 12 {
+			return
+		}
+		media := binary.BigEndian.Uint32(pkt[8:12])
+		for fci := pkt[12:]; len(fci) >= 4; fci = fci[4:] {
+			pid := binary.BigEndian.Uint16(fci)
+			blp := binary.BigEndian.Uint16(fci[2:])
+			f(media, pid)
+			for i := range uint16(16) {
+				if blp&(1<<i) != 0 {
+					f(media, pid+i+1)
 				}
 			}
 		}
-		b = b[size:]
-	}
+	})
 }
 
 // answerNACK resends one packet of the leg, legSeq in the leg's numbering,
@@ -253,21 +253,12 @@ func (p *Peer) readPublisherRTCP(r *webrtc.RTPReceiver) {
 // senderReportNTP returns the NTP timestamp of the last sender report in a
 // compound RTCP packet.
 func senderReportNTP(b []byte) (ntp uint64, ok bool) {
-	for len(b) >= 4 {
-		var h rtcp.Header
-		if err := h.Unmarshal(b); err != nil {
-			return ntp, ok
-		}
-		size := (int(h.Length) + 1) * 4
-		if size > len(b) {
-			return ntp, ok
-		}
+	forEachRTCP(b, func(h rtcp.Header, pkt []byte) {
 		// Header, sender SSRC, then the 64-bit NTP timestamp.
-		if h.Type == rtcp.TypeSenderReport && size >= 16 {
-			ntp, ok = binary.BigEndian.Uint64(b[8:16]), true
+		if h.Type == rtcp.TypeSenderReport && len(pkt) >= 16 {
+			ntp, ok = binary.BigEndian.Uint64(pkt[8:16]), true
 		}
-		b = b[size:]
-	}
+	})
 	return ntp, ok
 }
 
