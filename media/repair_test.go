@@ -35,19 +35,25 @@ func TestUpstreamLossRepaired(t *testing.T) {
 
 	packets, _, _ := bob.snapshot("alice")
 	seen := map[int]bool{}
-	newest := -1
+	newest, twice := -1, 0
 	for _, p := range packets {
 		id, track, i, ok := parsePayload(p.payload)
 		if !ok || id != "alice" || track != 0 {
 			t.Fatalf("bob got foreign payload %q", p.payload)
 		}
 		if seen[i] {
-			t.Fatalf("bob got packet %d twice", i)
+			twice++
 		}
 		seen[i] = true
 		newest = max(newest, i)
 	}
 	s := e.Stats()
+	// Bob's own NACKs (pion's generator) may ask for a packet the relay is
+	// still repairing; answered once it is, bob has it twice. Nothing else
+	// sends a packet twice.
+	if uint64(twice) > s.NACKsAnswered {
+		t.Errorf("bob got %d packets twice, the relay answered %d NACKs", twice, s.NACKsAnswered)
+	}
 	up := sock.Stats()
 	t.Logf("alice's socket dropped %d of %d datagrams; the relay asked %d times, recovered %d, gave up %d",
 		up.DroppedUp, up.DroppedUp+up.Sent, s.UpstreamNACKs, s.UpstreamRecovered, s.UpstreamGivenUp)
