@@ -75,6 +75,15 @@ type Options struct {
 	//	IPFilter: func(ip net.IP) bool { return ip.IsLoopback() }
 	IPFilter func(net.IP) bool
 
+	// ListenMedia, if set, opens the UDP socket that carries the call's
+	// media, in place of those ICE opens on each local address: the
+	// call's host candidate is this socket's address (server-reflexive
+	// and relay candidates keep sockets of their own, and a loopback
+	// address needs IPFilter to keep it). The call closes the socket when
+	// its media connection ends. The load tester hands out sockets that
+	// lose packets on purpose.
+	ListenMedia func() (net.PacketConn, error)
+
 	// HTTPClient makes the API requests and the event-stream connection.
 	// Nil means http.DefaultClient.
 	HTTPClient *http.Client

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -91,6 +92,7 @@ type conn struct {
 	session   string
 	eventsURL string
 	pc        *webrtc.PeerConnection
+	sock      net.PacketConn // from Options.ListenMedia, or nil
 	track     *webrtc.TrackLocalStaticRTP
 
 	ctx    context.Context // canceled on shutdown
@@ -144,7 +146,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	}
 	servers := append(ice.ICEServers[:len(ice.ICEServers):len(ice.ICEServers)], opts.ICEServers...)
 
-	wapi, err := newWebRTCAPI(opts)
+	wapi, sock, err := newWebRTCAPI(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +159,9 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	}
 	pc, err := wapi.NewPeerConnection(cfg)
 	if err != nil {
+		if sock != nil {
+			sock.Close()
+		}
 		return nil, fmt.Errorf("create peer connection: %w", err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
@@ -168,6 +173,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 		self:      api.Participant{Identity: claims.Identity},
 		roster:    newRoster(),
 		pc:        pc,
+		sock:      sock,
 		ctx:       cctx,
 		cancel:    cancel,
 		done:      make(chan struct{}),
@@ -287,40 +293,58 @@ var opusCodec = webrtc.RTPCodecCapability{
 // to be played anyway.
 const maxNACKsPerPacket = 3
 
+// responderSize is how many sent packets are kept to answer the relay's
+// NACKs: 2.5 s of 20 ms frames, five times the relay's last request.
+const responderSize = 128
+
 // newWebRTCAPI builds a pion API that speaks Opus only, with the RFC 6464
-// audio level extension, RTCP reports and NACK.
-func newWebRTCAPI(opts *Options) (*webrtc.API, error) {
+// audio level extension, RTCP reports and NACK, and opens the media socket
+// if Options.ListenMedia asks for one (the caller closes it after the
+// PeerConnection).
+func newWebRTCAPI(opts *Options) (*webrtc.API, net.PacketConn, error) {
 	m := &webrtc.MediaEngine{}
 	codec := opusCodec
 	codec.RTCPFeedback = []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBNACK}}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("register Opus: %w", err)
+		return nil, nil, fmt.Errorf("register Opus: %w", err)
 	}
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("register audio level extension: %w", err)
+		return nil, nil, fmt.Errorf("register audio level extension: %w", err)
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, fmt.Errorf("configure RTCP reports: %w", err)
+		return nil, nil, fmt.Errorf("configure RTCP reports: %w", err)
 	}
 	// NACKs ask the relay to resend what the network lost on its way to
-	// us. No responder: the relay does not ask publishers to resend, and a
-	// responder would copy every packet sent.
+	// us, and the responder resends what the relay asks for, lost on its
+	// way from us.
 	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorMaxNacksPerPacket(maxNACKsPerPacket))
 	if err != nil {
-		return nil, fmt.Errorf("configure NACK: %w", err)
+		return nil, nil, fmt.Errorf("configure NACK: %w", err)
 	}
 	ir.Add(gen)
+	resp, err := nack.NewResponderInterceptor(nack.ResponderSize(responderSize))
+	if err != nil {
+		return nil, nil, fmt.Errorf("configure NACK responder: %w", err)
+	}
+	ir.Add(resp)
 	se := webrtc.SettingEngine{LoggerFactory: pionlog.Factory(opts.logger())}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if opts.IPFilter != nil {
 		se.SetIPFilter(opts.IPFilter)
 		se.SetIncludeLoopbackCandidate(true)
 	}
+	var sock net.PacketConn
+	if opts.ListenMedia != nil {
+		if sock, err = opts.ListenMedia(); err != nil {
+			return nil, nil, fmt.Errorf("open media socket: %w", err)
+		}
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(pionlog.Factory(opts.logger()).NewLogger("ice-udp-mux"), sock))
+	}
 	if opts.settings != nil {
 		opts.settings(&se)
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), sock, nil
 }
 
 func webrtcICEServers(in []api.ICEServer) []webrtc.ICEServer {
@@ -342,12 +366,15 @@ func audioLevelID(sender *webrtc.RTPSender) uint8 {
 	return 0
 }
 
-// drainRTCP reads the RTCP the relay sends about our stream, which runs it
-// through the interceptors, until the sender stops.
-func drainRTCP(s *webrtc.RTPSender) {
+// drainRTCP reads the RTCP the relay sends on a sender (about our stream:
+// reports, NACKs) or a receiver (its sender reports), which runs it through
+// the interceptors, until it stops.
+func drainRTCP(r interface {
+	Read([]byte) (int, interceptor.Attributes, error)
+}) {
 	buf := make([]byte, 1500)
 	for {
-		if _, _, err := s.Read(buf); err != nil {
+		if _, _, err := r.Read(buf); err != nil {
 			return
 		}
 	}
@@ -393,6 +420,9 @@ func (c *conn) shutdown(err error) {
 		}
 		if cerr := c.pc.Close(); cerr != nil {
 			c.log.Debug("close peer connection", "err", cerr)
+		}
+		if c.sock != nil {
+			c.sock.Close()
 		}
 		c.wg.Wait()
 		close(c.done)
@@ -480,9 +510,12 @@ func (c *conn) onICECandidate(cand *webrtc.ICECandidate) {
 
 // onTrack starts reading a publisher's audio. The relay names the stream
 // after the publisher's participant ID.
-func (c *conn) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+func (c *conn) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	id := t.StreamID()
 	c.goRun(func() { c.readTrack(id, t) })
+	// The relay's sender reports, echoed in our receiver reports, give it
+	// the round-trip time it paces its NACKs to us with.
+	c.goRun(func() { drainRTCP(r) })
 }
 
 func (c *conn) readTrack(id string, t *webrtc.TrackRemote) {

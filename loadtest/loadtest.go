@@ -24,6 +24,7 @@ import (
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/floor"
+	"github.com/sotto-voice/sotto/internal/impair"
 	"github.com/sotto-voice/sotto/metrics/scrape"
 	"github.com/sotto-voice/sotto/token"
 )
@@ -59,6 +60,11 @@ type Config struct {
 	Ramp float64
 	// RelayOnly sends all media through the server's TURN relay.
 	RelayOnly bool
+	// LossUp and LossDown are the fractions of the packets each caller's
+	// media socket drops on sending and on receiving (internal/impair),
+	// for runs that measure how calls ride out a lossy path.
+	LossUp, LossDown float64
+	lossIP           net.IP // where the lossy sockets listen
 	// Churn makes callers leave and rejoin during the run, one every
 	// ChurnInterval (default 2 s), which makes every sender rekey.
 	Churn         bool
@@ -148,7 +154,7 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c.checkLoss()
 }
 
 // loadRun is the state of one load run.
@@ -181,6 +187,9 @@ type loadRun struct {
 	roomActive   []atomic.Int64
 
 	timeline []Sample
+
+	lossSeed atomic.Uint64  // seeds of the lossy sockets
+	lossy    []*impair.Conn // every lossy socket handed out, under mu
 
 	// From the callers' event streams.
 	keyTimes        []time.Duration // later join of a pair to PeerEncrypted
@@ -401,10 +410,11 @@ func (c *caller) join(ctx context.Context) bool {
 	defer cancel()
 	t0 := time.Now()
 	call, err := client.Join(jctx, r.cfg.URL, tok, &client.Options{
-		RelayOnly: r.cfg.RelayOnly,
-		IPFilter:  r.cfg.IPFilter,
-		Logger:    r.cfg.Logger.With("caller", c.identity),
-		Identity:  c.key,
+		RelayOnly:   r.cfg.RelayOnly,
+		IPFilter:    r.cfg.IPFilter,
+		ListenMedia: r.listenMedia(),
+		Logger:      r.cfg.Logger.With("caller", c.identity),
+		Identity:    c.key,
 	})
 	took := time.Since(t0)
 	if err != nil {

@@ -70,7 +70,17 @@ type Report struct {
 	// ServerTURNAllocations are the TURN allocations the server created
 	// during the run, joins included.
 	ServerTURNAllocations uint64 `json:"server_turn_allocations"`
-	ServerMetricsErr      string `json:"server_metrics_error,omitempty"`
+	// Injected loss (Config.LossUp, LossDown), in percent, the packets the
+	// callers' sockets dropped each way, and the relay's repair of the
+	// uplink's: packets asked of publishers again, recovered, given up.
+	LossUpPct               float64 `json:"loss_up_pct,omitempty"`
+	LossDownPct             float64 `json:"loss_down_pct,omitempty"`
+	InjectedDroppedUp       uint64  `json:"injected_dropped_up,omitempty"`
+	InjectedDroppedDown     uint64  `json:"injected_dropped_down,omitempty"`
+	ServerUpstreamNACKs     uint64  `json:"server_upstream_nacks"`
+	ServerUpstreamRecovered uint64  `json:"server_upstream_recovered"`
+	ServerUpstreamGivenUp   uint64  `json:"server_upstream_given_up"`
+	ServerMetricsErr        string  `json:"server_metrics_error,omitempty"`
 	// E2EECounters is false when the SDK does not count decrypt failures
 	// and rekeys, in which case DecryptFailures and Rekeys are 0 by
 	// absence, not by measurement.
@@ -232,6 +242,7 @@ func (r *loadRun) report(before, after scrape.Snapshot, scrapeErr error) *Report
 		rep.JitterMS = round3(jitterSum / float64(jitterN))
 	}
 
+	r.reportLoss(rep, before, after, scrapeErr)
 	if scrapeErr != nil {
 		rep.ServerMetricsErr = scrapeErr.Error()
 	} else {
@@ -263,6 +274,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if rep.Churn {
 		mode += ", churn"
 	}
+	if rep.LossUpPct > 0 || rep.LossDownPct > 0 {
+		mode += fmt.Sprintf(", loss %.1f %% up %.1f %% down", rep.LossUpPct, rep.LossDownPct)
+	}
 	row("load", "%d rooms x %d callers, %.0f s steady (%s)", rep.Rooms, rep.CallersPerRoom, rep.DurationS, mode)
 	row("callers joined", "%d (failed %d%s)", rep.CallersJoined, rep.CallersFailed, joinErrors(rep.JoinErrors))
 	row("join ms", "%s", pct(rep.JoinMS))
@@ -284,6 +298,10 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	} else {
 		row("server cpu", "%.2f s for %d forwarded packets: %.2f µs per forwarded packet", rep.ServerCPUSeconds, rep.ForwardedPackets, rep.ServerCPUUsPerForwardedPacket)
 		row("server drops", "%d packets dropped, %d NACKs answered", rep.ServerDropped, rep.ServerNACKs)
+		if rep.LossUpPct > 0 || rep.LossDownPct > 0 || rep.ServerUpstreamNACKs > 0 {
+			row("upstream repair", "%d packets dropped up, %d down by the callers' sockets; the relay asked %d times, recovered %d, gave up %d",
+				rep.InjectedDroppedUp, rep.InjectedDroppedDown, rep.ServerUpstreamNACKs, rep.ServerUpstreamRecovered, rep.ServerUpstreamGivenUp)
+		}
 		if rep.RelayOnly {
 			row("server turn", "%d allocations", rep.ServerTURNAllocations)
 		}

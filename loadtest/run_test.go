@@ -14,26 +14,16 @@ import (
 // TestRunWithChurn runs callers in process (so the race detector sees the
 // load tester's own concurrency) against a real server with /metrics.
 func TestRunWithChurn(t *testing.T) {
-	srv := testserver.Start(t, nil)
-	reg := metrics.NewRegistry(metrics.Sources{Media: srv.Media.Stats, Signaling: srv.Signaling.Stats})
-	ms := httptest.NewServer(metrics.Handler(reg, "tok"))
-	defer ms.Close()
-
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rep, err := Run(ctx, Config{
-		URL:           srv.URL,
-		Secret:        srv.Secret,
+	rep, err := Run(ctx, serverConfig(t, Config{
 		Rooms:         1,
 		Callers:       3,
 		Duration:      4 * time.Second,
 		Ramp:          20,
 		Churn:         true,
 		ChurnInterval: time.Second,
-		MetricsURL:    ms.URL,
-		MetricsToken:  "tok",
-		Logger:        slog.New(slog.DiscardHandler),
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +45,19 @@ func TestRunWithChurn(t *testing.T) {
 	if rep.IdentityChanges != 0 {
 		t.Errorf("%d identity changes: callers must keep their key across rejoins", rep.IdentityChanges)
 	}
+}
+
+// serverConfig completes cfg to run against a real server, started for the
+// test, with its /metrics.
+func serverConfig(t *testing.T, cfg Config) Config {
+	srv := testserver.Start(t, nil)
+	reg := metrics.NewRegistry(metrics.Sources{Media: srv.Media.Stats, Signaling: srv.Signaling.Stats})
+	ms := httptest.NewServer(metrics.Handler(reg, "tok"))
+	t.Cleanup(ms.Close)
+	cfg.URL, cfg.Secret = srv.URL, srv.Secret
+	cfg.MetricsURL, cfg.MetricsToken = ms.URL, "tok"
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	return cfg
 }
 
 func TestConfigErrors(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/impair"
 	"github.com/sotto-voice/sotto/internal/loopback"
 	"github.com/sotto-voice/sotto/internal/wait"
 )
@@ -46,6 +47,10 @@ type clientOptions struct {
 	tcpOnly       bool // reach the server over ICE-TCP only
 	holdOffers    bool // keep server offers until answerHeld (a slow client)
 	codec         webrtc.RTPCodecCapability
+	// uplink, if set, is the socket the client's media goes through (one
+	// that loses packets); such a client reads the RTCP on its sender, so
+	// that pion's NACK responder answers the relay's NACKs.
+	uplink *impair.Conn
 }
 
 // received is one packet a client got from one publisher.
@@ -132,6 +137,11 @@ func newClientAPI(opts clientOptions) (*webrtc.API, error) {
 	if opts.noReplayCheck {
 		se.DisableSRTPReplayProtection(true)
 	}
+	if opts.uplink != nil {
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, opts.uplink))
+	}
+	// pion's default interceptors: RTCP reports, NACK generator and
+	// responder among them.
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)), nil
 }
 
@@ -166,8 +176,20 @@ func newClient(t testing.TB, id string, opts clientOptions) (*client, string) {
 			t.Fatal(err)
 		}
 		ct := &capturingTrack{TrackLocalStaticRTP: tr}
-		if _, err := pc.AddTransceiverFromTrack(ct, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+		trx, err := pc.AddTransceiverFromTrack(ct, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if opts.uplink != nil {
+			// The NACK responder sees the relay's NACKs as they are read.
+			go func() {
+				buf := make([]byte, maxPacketSize)
+				for {
+					if _, _, err := trx.Sender().Read(buf); err != nil {
+						return
+					}
+				}
+			}()
 		}
 		c.tracks = append(c.tracks, tr)
 		if i == 0 {
@@ -272,11 +294,22 @@ func parsePayload(b []byte) (id string, track, i int, ok bool) {
 	return parts[1], track, i, true
 }
 
-func (c *client) onTrack(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+func (c *client) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
 	c.mu.Lock()
 	rt := &remoteTrack{track: track}
 	c.remote[track.StreamID()] = rt
 	c.mu.Unlock()
+	// Reading the relay's RTCP runs it through the interceptors: the
+	// client echoes the relay's sender reports in its receiver reports,
+	// from which the relay takes the round-trip time.
+	go func() {
+		buf := make([]byte, maxPacketSize)
+		for {
+			if _, _, err := receiver.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
 	go func() {
 		levelID := uint8(0)
 		for {

@@ -55,6 +55,17 @@
 // relay sends its own sender reports to subscribers and receiver reports to
 // publishers. Nothing is forwarded end to end.
 //
+// Loss on the way from a publisher is repaired by the relay itself: it
+// keeps a receive window per published stream and sends the publisher a
+// generic NACK (RFC 4585) as soon as a gap shows, repeated after one and a
+// half round trips (measured from the participant's receiver reports,
+// 100 ms until known) at most three times; a run of more than 16 lost
+// packets is an outage and is not asked for. A repaired packet is forwarded
+// when it comes, late, and kept in the history like any other; a packet
+// received twice is dropped (duplicate). Stats counts the requests and
+// their outcome (Upstream*). Opus in-band FEC stays negotiated, so a
+// receiver can still conceal a single loss that was not repaired in time.
+//
 // # Network
 //
 // All media share one UDP port (pion's UDP mux) and one ICE-TCP port. The

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -24,6 +25,13 @@ type publisher struct {
 	speech  speechDetector
 	recv    reception
 
+	// Upstream loss repair, owned by the forwarding loop: the receive
+	// window, and the NACK it sends, reused.
+	gaps     gapTracker
+	nackSeqs []uint16
+	nack     rtcp.TransportLayerNack
+	nackPkts [1]rtcp.Packet
+
 	// downs is the copy-on-write list of subscribers the forwarding loop
 	// writes to; mu serializes its writers.
 	mu     sync.Mutex
@@ -38,6 +46,7 @@ func newPublisher(p *Peer, historySize int) *publisher {
 		trackID: "audio-" + p.id,
 		history: newHistory(historySize),
 	}
+	pub.nackPkts[0] = &pub.nack
 	pub.downs.Store(&[]*downTrack{})
 	return pub
 }
@@ -71,6 +80,11 @@ const maxReadFailures = 1000
 // forward is the hot path: it reads the publisher's RTP into one reused
 // buffer and writes it to every subscriber. Nothing here allocates per
 // packet.
+//
+// Packets come in any order. A packet lost on the way from the publisher
+// is asked for again (askRepairs); when it comes, late, it goes to the
+// subscribers and into the history like any other, so a subscriber that
+// asks the relay for it is answered too.
 func (pub *publisher) forward(track *webrtc.TrackRemote) {
 	c := &pub.peer.e.counters
 	levelID := uint8(pub.levelID.Load())
@@ -98,10 +112,18 @@ func (pub *publisher) forward(track *webrtc.TrackRemote) {
 			c.drop(dropMalformed)
 			continue
 		}
+		now := time.Now()
+		arr := pub.gaps.receive(pkt.SequenceNumber, now)
+		if arr == arrivalDuplicate {
+			c.drop(dropDuplicate)
+			continue
+		}
+		if arr == arrivalRecovered {
+			c.upstreamRecovered.Add(1)
+		}
 		c.packetsReceived.Add(1)
 		c.bytesReceived.Add(uint64(n))
-		now := time.Now()
-		pub.recv.update(now, &pkt.Header)
+		pub.recv.update(now, &pkt.Header, arr == arrivalNew)
 
 		var level []byte
 		if levelID != 0 {
@@ -112,6 +134,7 @@ func (pub *publisher) forward(track *webrtc.TrackRemote) {
 			}
 		}
 		pub.history.store(pkt.SequenceNumber, buf[:n])
+		ssrc := pkt.SSRC // the writes below rewrite it per leg
 
 		// Counted once per packet: the counters are shared by every
 		// publisher goroutine.
@@ -122,6 +145,7 @@ func (pub *publisher) forward(track *webrtc.TrackRemote) {
 				bytes += uint64(size)
 			}
 		}
+		pub.askRepairs(now, ssrc)
 		if sent == 0 {
 			c.drop(dropNoSubscriber)
 			continue
@@ -223,19 +247,29 @@ func (d *downTrack) write(h *rtp.Header, payload, level []byte, now time.Time) i
 		off = d.startOffsets(h, now)
 	}
 	pubSeq, pubTS := h.SequenceNumber, h.Timestamp
-	h.SequenceNumber += off.seq
+	legSeq := pubSeq + off.seq
+	if int16(legSeq-off.firstLeg) < 0 {
+		// A late packet from before this track's first on the leg: its
+		// number belongs to the previous publisher there.
+		return 0
+	}
+	h.SequenceNumber = legSeq
 	h.Timestamp += off.ts
 	err := d.send(b, h, payload, level)
-	legSeq, legTS := h.SequenceNumber, h.Timestamp
+	legTS := h.Timestamp
 	h.SequenceNumber, h.Timestamp = pubSeq, pubTS
 
 	if err != nil {
 		d.pub.peer.e.counters.drop(dropWriteError)
 		return 0
 	}
-	d.leg.lastSeq.Store(uint32(legSeq))
-	d.leg.lastTS.Store(legTS)
-	d.leg.lastAt.Store(now.UnixNano())
+	// A late packet does not move the leg's end back: the next publisher
+	// on it continues after the newest.
+	if last := d.leg.lastAt.Load(); last == 0 || int16(legSeq-uint16(d.leg.lastSeq.Load())) > 0 {
+		d.leg.lastSeq.Store(uint32(legSeq))
+		d.leg.lastTS.Store(legTS)
+		d.leg.lastAt.Store(now.UnixNano())
+	}
 	return h.MarshalSize() + len(payload)
 }
 

@@ -96,7 +96,8 @@ func TestOnlyOpusNegotiated(t *testing.T) {
 			t.Errorf("answer contains %s:\n%s", bad, answer)
 		}
 	}
-	for _, want := range []string{"opus/48000/2", "ssrc-audio-level", "a=recvonly", "nack"} {
+	// In-band FEC stays on, so a receiver can conceal a loss nobody repaired.
+	for _, want := range []string{"opus/48000/2", "useinbandfec=1", "ssrc-audio-level", "a=recvonly", "nack"} {
 		if !strings.Contains(answer, want) {
 			t.Errorf("answer lacks %s:\n%s", want, answer)
 		}

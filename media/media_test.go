@@ -238,7 +238,13 @@ func TestNACKAnsweredFromHistory(t *testing.T) {
 func nackAndExpectResend(t *testing.T, e *Engine, c *client, pub string) {
 	t.Helper()
 	packets, _, _ := c.snapshot(pub)
-	want := packets[len(packets)-5]
+	nackPacketAndExpectResend(t, e, c, pub, packets[len(packets)-5])
+}
+
+// nackPacketAndExpectResend has c NACK packet want from pub and waits for it
+// to arrive again.
+func nackPacketAndExpectResend(t *testing.T, e *Engine, c *client, pub string, want received) {
+	t.Helper()
 	c.mu.Lock()
 	ssrc := uint32(c.remote[pub].track.SSRC())
 	c.mu.Unlock()

@@ -61,7 +61,7 @@ func TestReceptionReport(t *testing.T) {
 		h.SequenceNumber = seq
 		h.Timestamp += uint32(step) * 960
 		now = now.Add(time.Duration(step) * 20 * time.Millisecond)
-		r.update(now, h)
+		r.update(now, h, true)
 	}
 	// 65530..65535 then 0..9 across the wrap, with 3 and 4 lost.
 	for s := uint16(65530); s != 10; s++ {
@@ -179,7 +179,47 @@ func TestRTCPParsing(t *testing.T) {
 	if allocs := testing.AllocsPerRun(100, func() {
 		forEachNACK(compound, func(uint32, uint16) {})
 		senderReportNTP(compound)
+		forEachReportDelay(compound, func(uint32, uint32) {})
 	}); allocs != 0 {
 		t.Errorf("RTCP parsing allocates %v times", allocs)
+	}
+}
+
+// TestRoundTripTime: the relay's sender report leaves at sent; the client
+// holds it for 10 ms and reports it back, arriving 30 ms after sent. The
+// round trip is the 20 ms on the wire, taken from the report blocks of
+// receiver and sender reports alike.
+func TestRoundTripTime(t *testing.T) {
+	sent := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
+	arrived := sent.Add(30 * time.Millisecond)
+	lsr := ntpMiddle(sent)
+	dlsr := uint32(10 * 65536 / 1000) // 10 ms in 1/65536 s
+	compound, err := rtcp.Marshal([]rtcp.Packet{
+		&rtcp.SenderReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 7, LastSenderReport: lsr, Delay: dlsr}}},
+		&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{
+			{SSRC: 8}, // no sender report received yet: no sample
+			{SSRC: 9, LastSenderReport: lsr, Delay: dlsr},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Peer{}
+	var blocks int
+	forEachReportDelay(compound, func(lsr, dlsr uint32) {
+		blocks++
+		p.observeRTT(arrived, lsr, dlsr)
+	})
+	if blocks != 3 {
+		t.Errorf("%d report blocks, want 3", blocks)
+	}
+	if rtt := time.Duration(p.rtt.Load()); rtt < 19*time.Millisecond || rtt > 21*time.Millisecond {
+		t.Errorf("round trip %v, want 20ms", rtt)
+	}
+	// A sample from the future or from minutes ago is not believed.
+	p.observeRTT(sent, lsr, dlsr)
+	p.observeRTT(sent.Add(time.Minute), lsr, dlsr)
+	if rtt := time.Duration(p.rtt.Load()); rtt < 19*time.Millisecond || rtt > 21*time.Millisecond {
+		t.Errorf("round trip %v after bogus samples, want 20ms", rtt)
 	}
 }

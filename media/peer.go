@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -48,8 +49,11 @@ type Peer struct {
 	log      *slog.Logger
 	pub      *publisher
 	pubMid   string // mid of the m-line carrying the participant's audio
-	rtcpSSRC uint32 // sender SSRC of our receiver reports
+	rtcpSSRC uint32 // sender SSRC of our receiver reports and NACKs
 	events   *eventQueue
+	// rtt is the smoothed round-trip time to the client in nanoseconds,
+	// from its receiver reports on our streams; 0 until one arrives.
+	rtt atomic.Int64
 
 	mu            sync.Mutex
 	answered      bool // the initial answer exists; later candidates trickle

@@ -33,7 +33,10 @@ type reception struct {
 	lastSRAt time.Time
 }
 
-func (r *reception) update(now time.Time, h *rtp.Header) {
+// update accounts one packet; inOrder is false for a packet older than the
+// newest, which is left out of the jitter as libwebrtc does: a repaired
+// packet's lateness is the repair, not the network's jitter.
+func (r *reception) update(now time.Time, h *rtp.Header, inOrder bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.started || h.SSRC != r.ssrc {
@@ -49,6 +52,9 @@ func (r *reception) update(now time.Time, h *rtp.Header) {
 			r.cycles += 1 << 16
 		}
 		r.maxSeq = h.SequenceNumber
+	}
+	if !inOrder {
+		return
 	}
 	// Interarrival jitter in timestamp units (RFC 3550 section 6.4.1).
 	d := now.Sub(r.lastArrival).Seconds()*opusClockRate - float64(int32(h.Timestamp-r.lastTS))

@@ -8,9 +8,10 @@ const (
 	DropNoSubscriber = "no_subscriber" // nobody to forward to (alone in the room, or not negotiated yet)
 	DropWriteError   = "write_error"   // writing to a subscriber failed (counted per subscriber)
 	DropMalformed    = "malformed"     // not a parsable RTP packet
+	DropDuplicate    = "duplicate"     // a publisher's packet received twice
 )
 
-var dropReasons = [...]string{DropUnknownSSRC, DropNoSubscriber, DropWriteError, DropMalformed}
+var dropReasons = [...]string{DropUnknownSSRC, DropNoSubscriber, DropWriteError, DropMalformed, DropDuplicate}
 
 type dropReason int
 
@@ -19,6 +20,7 @@ const (
 	dropNoSubscriber
 	dropWriteError
 	dropMalformed
+	dropDuplicate
 )
 
 // Stats is a snapshot of the engine's counters. Rooms, Peers and Tracks are
@@ -35,6 +37,11 @@ type Stats struct {
 	NACKsAnswered    uint64 // packets resent from history after a subscriber's NACK
 	NACKsMissed      uint64 // NACKed packets no longer (or never) in history
 
+	// Upstream loss repair: packets lost between a publisher and the relay.
+	UpstreamNACKs     uint64 // requests to publishers to resend a packet (one per packet per request)
+	UpstreamRecovered uint64 // lost packets that arrived after being asked for
+	UpstreamGivenUp   uint64 // lost packets asked for and never received in time
+
 	Dropped map[string]uint64 // reason -> packets; keys are the Drop* constants
 }
 
@@ -44,6 +51,9 @@ type counters struct {
 	packetsReceived, bytesReceived   atomic.Uint64
 	packetsForwarded, bytesForwarded atomic.Uint64
 	nacksAnswered, nacksMissed       atomic.Uint64
+	upstreamNACKs                    atomic.Uint64
+	upstreamRecovered                atomic.Uint64
+	upstreamGivenUp                  atomic.Uint64
 	dropped                          [len(dropReasons)]atomic.Uint64
 }
 
@@ -62,7 +72,11 @@ func (e *Engine) Stats() Stats {
 		BytesForwarded:   c.bytesForwarded.Load(),
 		NACKsAnswered:    c.nacksAnswered.Load(),
 		NACKsMissed:      c.nacksMissed.Load(),
-		Dropped:          make(map[string]uint64, len(dropReasons)),
+
+		UpstreamNACKs:     c.upstreamNACKs.Load(),
+		UpstreamRecovered: c.upstreamRecovered.Load(),
+		UpstreamGivenUp:   c.upstreamGivenUp.Load(),
+		Dropped:           make(map[string]uint64, len(dropReasons)),
 	}
 	for i, name := range dropReasons {
 		s.Dropped[name] = c.dropped[i].Load()

@@ -7,8 +7,12 @@
 //	sotto_rtp_bytes_received_total
 //	sotto_rtp_packets_forwarded_total                     one per subscriber
 //	sotto_rtp_bytes_forwarded_total
-//	sotto_rtp_packets_dropped_total{reason}               unknown_ssrc, no_subscriber, write_error, malformed
-//	sotto_nacks_answered_total, sotto_nacks_missed_total
+//	sotto_rtp_packets_dropped_total{reason}               unknown_ssrc, no_subscriber, write_error, malformed,
+//	                                                      duplicate
+//	sotto_nacks_answered_total, sotto_nacks_missed_total  subscribers' NACKs, from history
+//	sotto_upstream_nacks_total                            packets asked of publishers again
+//	sotto_upstream_recovered_total                        ... that arrived
+//	sotto_upstream_given_up_total                         ... that did not
 //	sotto_joins_total
 //	sotto_join_failures_total{reason}                     API error codes (room_full, unauthorized, ...)
 //	sotto_envelopes_relayed_total

@@ -141,9 +141,12 @@ func mediaCollector(stats func() media.Stats) prometheus.Collector {
 		dropped      = desc("rtp_packets_dropped_total", "RTP packets dropped, by reason.", "reason")
 		nacks        = desc("nacks_answered_total", "Packets resent from history after a subscriber's NACK.")
 		nacksMissed  = desc("nacks_missed_total", "NACKed packets no longer in history.")
+		upNACKs      = desc("upstream_nacks_total", "Requests to publishers to resend a lost packet, one per packet per request.")
+		upRecovered  = desc("upstream_recovered_total", "Packets lost on the way from a publisher that arrived after being asked for.")
+		upGivenUp    = desc("upstream_given_up_total", "Packets lost on the way from a publisher, asked for and never received in time.")
 	)
 	return &collector{
-		descs: []*prometheus.Desc{rooms, participants, tracks, pktsIn, bytesIn, pktsOut, bytesOut, dropped, nacks, nacksMissed},
+		descs: []*prometheus.Desc{rooms, participants, tracks, pktsIn, bytesIn, pktsOut, bytesOut, dropped, nacks, nacksMissed, upNACKs, upRecovered, upGivenUp},
 		collect: func(emit func(*prometheus.Desc, prometheus.ValueType, float64, ...string)) {
 			s := stats()
 			emit(rooms, gauge, float64(s.Rooms))
@@ -158,6 +161,9 @@ func mediaCollector(stats func() media.Stats) prometheus.Collector {
 			}
 			emit(nacks, counter, float64(s.NACKsAnswered))
 			emit(nacksMissed, counter, float64(s.NACKsMissed))
+			emit(upNACKs, counter, float64(s.UpstreamNACKs))
+			emit(upRecovered, counter, float64(s.UpstreamRecovered))
+			emit(upGivenUp, counter, float64(s.UpstreamGivenUp))
 		},
 	}
 }

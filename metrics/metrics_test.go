@@ -71,6 +71,8 @@ func TestMetricsMoveDuringACall(t *testing.T) {
 		`sotto_rtp_packets_dropped_total{reason="no_subscriber"}`,
 		`sotto_rtp_packets_dropped_total{reason="write_error"}`,
 		"sotto_nacks_answered_total",
+		`sotto_rtp_packets_dropped_total{reason="duplicate"}`,
+		"sotto_upstream_nacks_total", "sotto_upstream_recovered_total", "sotto_upstream_given_up_total",
 		"sotto_joins_total", `sotto_join_failures_total{reason="unauthorized"}`,
 		"sotto_envelopes_relayed_total", `sotto_envelopes_refused_total{reason="unknown_recipient"}`,
 		"sotto_turn_allocations", "sotto_turn_allocations_created_total",

@@ -43,6 +43,8 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	fs.DurationVar(&o.cfg.Duration, "duration", loadtest.DefaultDuration, "steady part of the run, after every caller has joined")
 	fs.Float64Var(&o.cfg.Ramp, "ramp", loadtest.DefaultRamp, "joins started per second")
 	fs.BoolVar(&o.cfg.RelayOnly, "relay-only", false, "send all media through the server's TURN relay")
+	fs.Float64Var(&o.cfg.LossUp, "loss-up", 0, "fraction of packets (0 to 1) each caller's media socket drops on sending: injected uplink loss")
+	fs.Float64Var(&o.cfg.LossDown, "loss-down", 0, "fraction of packets (0 to 1) each caller's media socket drops on receiving: injected downlink loss")
 	fs.BoolVar(&o.cfg.Churn, "churn", false, "callers leave and rejoin during the run (one every 2 s), exercising rekeys")
 	fs.StringVar(&o.audio, "audio", "", "Ogg Opus file of 20 ms packets to play (default: the clip in loadtest/audio)")
 	fs.StringVar(&o.jsonPath, "json", "", "write the report as JSON to this file")

@@ -217,4 +217,11 @@ func TestLoadFlags(t *testing.T) {
 	if string(o.cfg.Secret) != loadSecret || o.cfg.Rooms != 3 || o.cfg.Callers != 5 || !o.cfg.RelayOnly || !o.cfg.Churn || o.cfg.Duration != time.Minute {
 		t.Errorf("parsed %+v", o.cfg)
 	}
+	t.Setenv("SOTTO_LOSS_DOWN", "0.02")
+	if o, err = parseLoad([]string{"--loss-up", "0.05"}, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.LossUp != 0.05 || o.cfg.LossDown != 0.02 {
+		t.Errorf("loss up %v, down %v; want 0.05, 0.02", o.cfg.LossUp, o.cfg.LossDown)
+	}
 }
