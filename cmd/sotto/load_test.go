@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"os"
 	"os/exec"
@@ -260,6 +261,29 @@ func TestLoadFlags(t *testing.T) {
 	}
 }
 
+// waitForCallers returns once n callers are connected to the server at
+// base (so the load run's steady part has begun) and it has forwarded
+// about a second of their audio.
+func waitForCallers(t *testing.T, ctx context.Context, base string, n int) {
+	t.Helper()
+	metric := func(name string) float64 {
+		snap, err := scrape.Fetch(ctx, nil, base+"/metrics", "")
+		if err != nil {
+			return -1
+		}
+		return snap.Sum(name)
+	}
+	var forwarded float64
+	wait.Until(ctx, t, fmt.Sprintf("%d callers in", n), func() bool {
+		forwarded = metric("sotto_rtp_packets_forwarded_total")
+		return metric("sotto_participants") == float64(n)
+	})
+	// Each caller's frames go to the n-1 others, 50 a second.
+	wait.Until(ctx, t, "a second of audio", func() bool {
+		return metric("sotto_rtp_packets_forwarded_total") >= forwarded+float64(50*n*(n-1))
+	})
+}
+
 // TestLoadAcrossServerRestart kills the server (SIGKILL) mid-run and starts
 // a new one on the same ports. The SDK ends its calls when the new server
 // does not know them; without --rejoin they are lost for good and the run
@@ -284,10 +308,7 @@ func TestLoadAcrossServerRestart(t *testing.T) {
 
 			// Once the three callers talk to each other, kill the server
 			// and start another on its ports.
-			wait.Until(ctx, t, "audio through the server", func() bool {
-				snap, err := scrape.Fetch(ctx, nil, srv.url+"/metrics", "")
-				return err == nil && snap.Sum("sotto_rtp_packets_forwarded_total") > 500
-			})
+			waitForCallers(t, ctx, srv.url, 3)
 			if err := srv.cmd.Process.Kill(); err != nil {
 				t.Fatal(err)
 			}
@@ -341,10 +362,7 @@ func TestLoadThroughServerFreeze(t *testing.T) {
 	defer cancel()
 	srv := startServe(t, ctx, nil, "--tcp-port", "-1", "--secret", loadSecret)
 	load := startLoadCmd(t, ctx, srv.url, "--secret", loadSecret, "--rooms", "1", "--callers", "3", "--duration", "8s", "--ramp", "20", "--stall-after", "1s")
-	wait.Until(ctx, t, "audio through the server", func() bool {
-		snap, err := scrape.Fetch(ctx, nil, srv.url+"/metrics", "")
-		return err == nil && snap.Sum("sotto_rtp_packets_forwarded_total") > 500
-	})
+	waitForCallers(t, ctx, srv.url, 3)
 	const frozen = 2500 * time.Millisecond
 	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
