@@ -8,7 +8,6 @@ import (
 	"net/url"
 
 	"github.com/sotto-voice/sotto/internal/impair"
-	"github.com/sotto-voice/sotto/metrics/scrape"
 )
 
 // Injected loss (Config.LossUp, Config.LossDown): each caller's media
@@ -66,9 +65,9 @@ func (r *loadRun) listenMedia() func() (net.PacketConn, error) {
 	}
 }
 
-// reportLoss adds what was injected, as measured at the callers' sockets,
-// and what the relay did about the uplink's share. Called with r.mu held.
-func (r *loadRun) reportLoss(rep *Report, before, after scrape.Snapshot, scrapeErr error) {
+// reportLoss fills in the injected loss and the relay's repair of it, from
+// the growth of the server's counters between before and after.
+func (r *loadRun) reportLoss(rep *Report, before, after map[string]float64) {
 	rep.LossUpPct, rep.LossDownPct = round3(100*r.cfg.LossUp), round3(100*r.cfg.LossDown)
 	var st impair.Stats
 	for _, c := range r.lossy {
@@ -79,10 +78,8 @@ func (r *loadRun) reportLoss(rep *Report, before, after scrape.Snapshot, scrapeE
 		st.DroppedDown += s.DroppedDown
 	}
 	rep.InjectedDroppedUp, rep.InjectedDroppedDown = st.DroppedUp, st.DroppedDown
-	if scrapeErr == nil {
-		delta := func(name string) uint64 { return uint64(max(0, after.Sum(name)-before.Sum(name))) }
-		rep.ServerUpstreamNACKs = delta("sotto_upstream_nacks_total")
-		rep.ServerUpstreamRecovered = delta("sotto_upstream_recovered_total")
-		rep.ServerUpstreamGivenUp = delta("sotto_upstream_given_up_total")
-	}
+	grew := func(name string) uint64 { return uint64(max(0, after[name]-before[name])) }
+	rep.ServerUpstreamNACKs = grew(upstreamNACKs)
+	rep.ServerUpstreamRecovered = grew(upstreamRepaired)
+	rep.ServerUpstreamGivenUp = grew(upstreamGivenUp)
 }

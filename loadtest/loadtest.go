@@ -25,7 +25,6 @@ import (
 	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/floor"
 	"github.com/sotto-voice/sotto/internal/impair"
-	"github.com/sotto-voice/sotto/metrics/scrape"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -69,6 +68,15 @@ type Config struct {
 	// ChurnInterval (default 2 s), which makes every sender rekey.
 	Churn         bool
 	ChurnInterval time.Duration
+	// StallAfter is how long a caller's incoming frames may stop, while
+	// another publisher is in its room, before the caller counts as
+	// interrupted (default DefaultStallAfter). A caller whose call ended
+	// counts at once.
+	StallAfter time.Duration
+	// Rejoin makes the load tester join a caller again, with backoff,
+	// when its call ends on its own, as an application would. Without it
+	// such a call is lost for good, unless the SDK rejoins by itself.
+	Rejoin bool
 	// Audio is an Ogg Opus file of 20 ms packets; nil plays DefaultClip.
 	Audio []byte
 
@@ -134,12 +142,15 @@ func (c *Config) setDefaults() error {
 	if c.ChurnInterval == 0 {
 		c.ChurnInterval = 2 * time.Second
 	}
+	if c.StallAfter == 0 {
+		c.StallAfter = DefaultStallAfter
+	}
 	if c.ProgressEvery == 0 {
 		c.ProgressEvery = 5 * time.Second
 	}
 	switch {
-	case c.Rooms < 0, c.Callers < 0, c.Duration < 0, c.Ramp < 0, c.ChurnInterval < 0:
-		return errors.New("loadtest: rooms, callers, duration, ramp and churn interval must be positive")
+	case c.Rooms < 0, c.Callers < 0, c.Duration < 0, c.Ramp < 0, c.ChurnInterval < 0, c.StallAfter < 0:
+		return errors.New("loadtest: rooms, callers, duration, ramp, churn interval and stall time must be positive")
 	case c.Callers < 2:
 		return errors.New("loadtest: at least 2 callers per room, or nobody hears anybody")
 	}
@@ -190,6 +201,15 @@ type loadRun struct {
 
 	lossSeed atomic.Uint64  // seeds of the lossy sockets
 	lossy    []*impair.Conn // every lossy socket handed out, under mu
+	// Interruptions of callers' calls, and the load tester's rejoins.
+	interruptions  []*interruption // under mu
+	interruptedNow atomic.Int64
+	rejoins        atomic.Uint64
+	rejoinFailures atomic.Uint64
+	rejoinMu       sync.Mutex // orders startRejoin and stopRejoins
+	rejoinCtx      context.Context
+	stopRejoin     context.CancelFunc
+	rejoinWG       sync.WaitGroup
 
 	// From the callers' event streams.
 	keyTimes        []time.Duration // later join of a pair to PeerEncrypted
@@ -204,11 +224,17 @@ type participation struct {
 	call     *client.Call
 	snd      *sender
 	joinedAt int64 // unix ns
-	leaving  int64 // when it began to leave: peers' frames are expected until then
+	// leaving is when it began to leave, or its call ended: peers'
+	// frames are expected until then.
+	leaving  int64
 	pairs    map[string]*pair
 	recvDone chan struct{}
 	evDone   chan struct{}
 	stats    client.Stats
+
+	lastFrame   atomic.Int64 // when a frame was last received, unix ns
+	expectSince atomic.Int64 // since when another publisher is in the room; 0 = none
+	over        atomic.Bool  // the call has ended
 }
 
 // caller is one synthetic participant, who may join several times (churn).
@@ -227,6 +253,10 @@ type caller struct {
 	due     uint64    // frames due by the last tick; 0 = not started
 	start   time.Time // when frame 0 was due, moved on when frames are skipped
 	clipPos int
+
+	mu          sync.Mutex
+	outage      *interruption // the open interruption, under mu
+	interrupted atomic.Bool   // outage != nil, read on every received frame
 }
 
 // Run performs a load run and returns its report. The error is for runs
@@ -260,6 +290,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		failed:     make(map[*caller]bool),
 		roomActive: make([]atomic.Int64, cfg.Rooms),
 	}
+	r.rejoinCtx, r.stopRejoin = context.WithCancel(ctx)
 	for _, p := range packets {
 		r.hashes = append(r.hashes, hashFrame(p))
 	}
@@ -293,10 +324,16 @@ func (r *loadRun) perform() (*Report, error) {
 		go func() { defer tickWG.Done(); s.run(tickCtx) }()
 	}
 	progress := r.startProgress(start)
-	var startTURN float64
-	if snap, err := r.scrape(); err == nil {
-		startTURN = snap.Sum("sotto_turn_allocations_created_total")
-	}
+	// The server is scraped from the start, so that TURN allocations,
+	// which callers make while joining, are counted, and through the run,
+	// so that a restart is seen.
+	server := &serverWatch{r: r}
+	server.poll()
+	stopWatching := make(chan struct{})
+	var watchWG sync.WaitGroup
+	watchWG.Add(2)
+	go func() { defer watchWG.Done(); server.run(stopWatching) }()
+	go func() { defer watchWG.Done(); r.watchCalls(stopWatching) }()
 
 	// Ramp: one join every 1/Ramp seconds, each in its own goroutine.
 	var joinWG sync.WaitGroup
@@ -320,11 +357,9 @@ ramp:
 
 	// Steady state: every caller that could join is in; the server's
 	// counters are taken over exactly this window, except TURN
-	// allocations, which callers make while joining.
-	before, scrapeErr := r.scrape()
-	if scrapeErr == nil {
-		before["sotto_turn_allocations_created_total"] = startTURN
-	}
+	// allocations.
+	server.poll()
+	before := server.totals()
 	cpuStart := time.Now()
 	steadyEnd := time.After(cfg.Duration)
 	r.steadyEnd.Store(cpuStart.Add(cfg.Duration).UnixNano())
@@ -346,10 +381,11 @@ ramp:
 	}
 	close(churnStop)
 	churnWG.Wait()
-	after, err := r.scrape()
-	if scrapeErr == nil {
-		scrapeErr = err
-	}
+	r.stopRejoins()
+	close(stopWatching)
+	watchWG.Wait()
+	server.poll()
+	after := server.totals()
 	steady := time.Since(cpuStart)
 	profileErr := <-profiled
 	loadAvg := loadAverage()
@@ -374,9 +410,18 @@ ramp:
 		go func() { defer leaveWG.Done(); c.leave() }()
 	}
 	leaveWG.Wait()
+	// Calls that ended on their own were not left: wait for them too.
+	r.mu.Lock()
+	parts := r.parts
+	r.mu.Unlock()
+	for _, p := range parts {
+		<-p.recvDone
+		<-p.evDone
+	}
 	progress.stop()
 
-	rep := r.report(before, after, scrapeErr)
+	rep := r.report()
+	r.serverFigures(rep, server, before, after)
 	rep.DurationS = round3(steady.Seconds())
 	rep.ElapsedS = round3(time.Since(start).Seconds())
 	rep.LoadCPUSeconds = round3((ownCPU() - startCPU).Seconds())
@@ -400,11 +445,19 @@ func (c *caller) token() (string, error) {
 // join joins the room and starts sending and receiving. Failures are
 // counted, not returned.
 func (c *caller) join(ctx context.Context) bool {
+	if err := c.connect(ctx); err != nil {
+		c.r.joinFailed(c, err)
+		return false
+	}
+	return true
+}
+
+// connect joins the room and starts sending and receiving.
+func (c *caller) connect(ctx context.Context) error {
 	r := c.r
 	tok, err := c.token()
 	if err != nil {
-		r.joinFailed(c, err)
-		return false
+		return err
 	}
 	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
@@ -418,8 +471,7 @@ func (c *caller) join(ctx context.Context) bool {
 	})
 	took := time.Since(t0)
 	if err != nil {
-		r.joinFailed(c, err)
-		return false
+		return err
 	}
 	now := time.Now().UnixNano()
 	p := &participation{
@@ -432,19 +484,25 @@ func (c *caller) join(ctx context.Context) bool {
 		recvDone: make(chan struct{}),
 		evDone:   make(chan struct{}),
 	}
-	r.sendersMu.Lock()
-	r.senders[p.id] = p.snd
-	r.sendersMu.Unlock()
+	r.addSender(p.id, p.snd)
 	r.mu.Lock()
 	r.parts = append(r.parts, p)
 	r.joinTimes = append(r.joinTimes, took)
 	r.mu.Unlock()
 	r.joined.Add(1)
 	r.roomActive[c.room].Add(1)
-	go p.receive(r)
-	go p.watch(r)
+	// In the shard before its call can be seen to end (see ended).
 	c.shard.add(c, p)
-	return true
+	go p.receive()
+	go p.watch()
+	return nil
+}
+
+// addSender makes the frames of participant id known as those of s.
+func (r *loadRun) addSender(id string, s *sender) {
+	r.sendersMu.Lock()
+	r.senders[id] = s
+	r.sendersMu.Unlock()
 }
 
 func (r *loadRun) joinFailed(c *caller, err error) {
@@ -463,12 +521,12 @@ func (r *loadRun) joinFailed(c *caller, err error) {
 	r.mu.Unlock()
 }
 
-// leave ends the caller's current participation, if any.
-func (c *caller) leave() {
+// leave ends the caller's current participation, if it has one.
+func (c *caller) leave() bool {
 	leaving := time.Now().UnixNano()
 	p := c.shard.remove(c)
 	if p == nil {
-		return
+		return false
 	}
 	p.leaving = leaving
 	p.stats = p.call.Stats()
@@ -477,16 +535,20 @@ func (c *caller) leave() {
 	}
 	<-p.recvDone
 	<-p.evDone
-	c.r.joined.Add(-1)
-	c.r.roomActive[c.room].Add(-1)
+	return true
 }
 
 // receive accounts every frame the participation gets until its call ends.
-func (p *participation) receive(r *loadRun) {
+func (p *participation) receive() {
 	defer close(p.recvDone)
+	r := p.caller.r
 	for f := range p.call.Frames() {
 		now := time.Now().UnixNano()
 		r.received.Add(1)
+		p.lastFrame.Store(now)
+		if p.caller.interrupted.Load() {
+			p.caller.resume(now)
+		}
 		pr := p.pairs[f.From.ID]
 		if pr == nil {
 			r.sendersMu.RLock()
@@ -503,13 +565,18 @@ func (p *participation) receive(r *loadRun) {
 			r.latency.add(d)
 		}
 	}
+	p.ended()
 }
 
 // watch follows the participation's events: how long each peer's frame
 // key takes to arrive, and identity changes (which a caller keeping its
-// key across rejoins should never cause).
-func (p *participation) watch(r *loadRun) {
+// key across rejoins should never cause). When the SDK rejoins by itself
+// (issue 11), its Reconnected event belongs here: it calls
+// p.caller.rejoined and, if the participant ID changed, r.addSender with
+// the call's new ID; a stall while it reconnects is seen by checkStall.
+func (p *participation) watch() {
 	defer close(p.evDone)
+	r := p.caller.r
 	for ev := range p.call.Events() {
 		switch e := ev.(type) {
 		case client.PeerEncrypted:
@@ -542,7 +609,9 @@ func (r *loadRun) churn(callers []*caller, stop <-chan struct{}) {
 		room := i % r.cfg.Rooms
 		member := (i / r.cfg.Rooms) % r.cfg.Callers
 		c := callers[member*r.cfg.Rooms+room]
-		c.leave()
+		if !c.leave() {
+			continue // not in a call: its join failed, or it is being rejoined
+		}
 		select {
 		case <-stop:
 			return
@@ -550,12 +619,6 @@ func (r *loadRun) churn(callers []*caller, stop <-chan struct{}) {
 		}
 		c.join(r.ctx)
 	}
-}
-
-func (r *loadRun) scrape() (scrape.Snapshot, error) {
-	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
-	defer cancel()
-	return scrape.Fetch(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
 }
 
 // measureFloor runs the floor relay with the run's traffic shape and

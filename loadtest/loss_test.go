@@ -20,13 +20,10 @@ func TestUplinkLossRepaired(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	rep, err := Run(ctx, serverConfig(t, Config{
-		Rooms:    1,
-		Callers:  3,
-		Duration: 20 * time.Second,
-		Ramp:     20,
-		LossUp:   0.05,
-	}))
+	_, cfg := serverWithMetrics(t, "tok")
+	cfg.Rooms, cfg.Callers, cfg.Duration, cfg.Ramp = 1, 3, 20*time.Second, 20
+	cfg.LossUp = 0.05
+	rep, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/client"
-	"github.com/sotto-voice/sotto/metrics/scrape"
 )
 
 // Report is the outcome of a run. The JSON field names are a stable
@@ -31,8 +31,29 @@ type Report struct {
 	DecryptFailures uint64 `json:"decrypt_failures"`
 	Rekeys          uint64 `json:"rekeys"`
 
-	// Server figures: differences of its /metrics between the moment every
-	// caller had joined and the end of the run's steady part.
+	// CallsInterrupted counts interruptions of callers' calls: a call that
+	// ended without the load tester ending it, or whose incoming frames
+	// stopped for longer than StallAfterMS while another publisher was in
+	// the room. A caller interrupted twice counts twice.
+	CallsInterrupted int `json:"calls_interrupted"`
+	// CallsLost counts callers whose last interruption never recovered by
+	// the end of the run: their call was lost for good, and the run fails.
+	CallsLost int `json:"calls_lost"`
+	// Rejoins counts callers joined again after their call ended (Rejoin),
+	// and RejoinFailures the attempts that failed on the way.
+	Rejoins        uint64 `json:"rejoins"`
+	RejoinFailures uint64 `json:"rejoin_failures"`
+	// RecoveryMS is the length of each recovered interruption: from the
+	// last frame received before it (or the call's end, for a caller
+	// expecting none) to the first frame received after it (or being back
+	// in a call).
+	RecoveryMS   Percentiles `json:"recovery_ms"`
+	StallAfterMS float64     `json:"stall_after_ms"`
+	Rejoin       bool        `json:"rejoin"`
+
+	// Server figures: growth of its /metrics counters between the moment
+	// every caller had joined and the end of the run's steady part, added
+	// up over every server process (see ServerRestarts).
 	ServerCPUSeconds              float64 `json:"server_cpu_seconds"`
 	ForwardedPackets              uint64  `json:"forwarded_packets"`
 	ServerCPUUsPerForwardedPacket float64 `json:"server_cpu_us_per_forwarded_packet"`
@@ -80,7 +101,17 @@ type Report struct {
 	ServerUpstreamNACKs     uint64  `json:"server_upstream_nacks"`
 	ServerUpstreamRecovered uint64  `json:"server_upstream_recovered"`
 	ServerUpstreamGivenUp   uint64  `json:"server_upstream_given_up"`
-	ServerMetricsErr        string  `json:"server_metrics_error,omitempty"`
+	// ServerRestarts counts the times the server's counters went backwards
+	// or its process start time changed between two scrapes (one a second):
+	// a new server process, whose counts are added from zero. What a dead
+	// process counted after its last scrape is missing from the figures.
+	ServerRestarts int `json:"server_restarts"`
+	// ServerScrapesFailed counts scrapes of /metrics that failed during
+	// the run (the server down or not answering).
+	ServerScrapesFailed int `json:"server_scrapes_failed"`
+	// ServerMetricsErr says why the server figures are missing: fewer than
+	// two scrapes succeeded.
+	ServerMetricsErr string `json:"server_metrics_error,omitempty"`
 	// E2EECounters is false when the SDK does not count decrypt failures
 	// and rekeys, in which case DecryptFailures and Rekeys are 0 by
 	// absence, not by measurement.
@@ -124,13 +155,16 @@ type Sample struct {
 	Joined         int64   `json:"joined"`
 	FramesSent     uint64  `json:"frames_sent_per_s"`
 	FramesReceived uint64  `json:"frames_received_per_s"`
+	Interrupted    int64   `json:"interrupted"` // callers interrupted then
 }
 
 // Failed reports whether the run missed its basic bar: a caller could not
-// join, or a frame could not be decrypted.
-func (rep *Report) Failed() bool { return rep.CallersFailed > 0 || rep.DecryptFailures > 0 }
+// join, a frame could not be decrypted, or a call was lost for good.
+func (rep *Report) Failed() bool {
+	return rep.CallersFailed > 0 || rep.DecryptFailures > 0 || rep.CallsLost > 0
+}
 
-func (r *loadRun) report(before, after scrape.Snapshot, scrapeErr error) *Report {
+func (r *loadRun) report() *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cfg := r.cfg
@@ -146,6 +180,10 @@ func (r *loadRun) report(before, after scrape.Snapshot, scrapeErr error) *Report
 		Joins:          len(r.parts),
 		JoinErrors:     r.joinErrs,
 		WriteErrors:    r.writeErrors.Load(),
+		Rejoins:        r.rejoins.Load(),
+		RejoinFailures: r.rejoinFailures.Load(),
+		StallAfterMS:   ms(cfg.StallAfter),
+		Rejoin:         cfg.Rejoin,
 	}
 	if len(rep.JoinErrors) == 0 {
 		rep.JoinErrors = nil
@@ -242,20 +280,45 @@ func (r *loadRun) report(before, after scrape.Snapshot, scrapeErr error) *Report
 		rep.JitterMS = round3(jitterSum / float64(jitterN))
 	}
 
-	r.reportLoss(rep, before, after, scrapeErr)
-	if scrapeErr != nil {
-		rep.ServerMetricsErr = scrapeErr.Error()
-	} else {
-		rep.ServerCPUSeconds = round3(after.Sum("process_cpu_seconds_total") - before.Sum("process_cpu_seconds_total"))
-		rep.ForwardedPackets = uint64(after.Sum("sotto_rtp_packets_forwarded_total") - before.Sum("sotto_rtp_packets_forwarded_total"))
-		rep.ServerDropped = uint64(after.Sum("sotto_rtp_packets_dropped_total") - before.Sum("sotto_rtp_packets_dropped_total"))
-		rep.ServerNACKs = uint64(after.Sum("sotto_nacks_answered_total") - before.Sum("sotto_nacks_answered_total"))
-		rep.ServerTURNAllocations = uint64(after.Sum("sotto_turn_allocations_created_total") - before.Sum("sotto_turn_allocations_created_total"))
-		if rep.ForwardedPackets > 0 {
-			rep.ServerCPUUsPerForwardedPacket = round3(rep.ServerCPUSeconds * 1e6 / float64(rep.ForwardedPackets))
+	var recovery []time.Duration
+	for _, in := range r.interruptions {
+		rep.CallsInterrupted++
+		if in.end == 0 {
+			rep.CallsLost++
+		} else {
+			recovery = append(recovery, time.Duration(in.end-in.start))
 		}
 	}
+	rep.RecoveryMS = percentilesOf(recovery)
 	return rep
+}
+
+// serverFigures fills in the server's figures: the growth of its counters
+// from before (totals when every caller had joined) to after (at the end
+// of the steady part), TURN allocations from the first scrape.
+func (r *loadRun) serverFigures(rep *Report, w *serverWatch, before, after map[string]float64) {
+	r.reportLoss(rep, before, after)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rep.ServerRestarts = w.counters.restarts
+	rep.ServerScrapesFailed = w.failed
+	if w.ok < 2 {
+		err := w.lastErr
+		if err == nil {
+			err = errors.New("no scrape of /metrics")
+		}
+		rep.ServerMetricsErr = err.Error()
+		return
+	}
+	grew := func(name string) float64 { return after[name] - before[name] }
+	rep.ServerCPUSeconds = round3(grew(cpuSeconds))
+	rep.ForwardedPackets = uint64(grew(forwardedPackets))
+	rep.ServerDropped = uint64(grew(droppedPackets))
+	rep.ServerNACKs = uint64(grew(nacksAnswered))
+	rep.ServerTURNAllocations = uint64(after[turnAllocations])
+	if rep.ForwardedPackets > 0 {
+		rep.ServerCPUUsPerForwardedPacket = round3(rep.ServerCPUSeconds * 1e6 / float64(rep.ForwardedPackets))
+	}
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
@@ -284,6 +347,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	row("loss", "%.3f %%  (%d of %d expected, %d silent pairs)", rep.LossPct, rep.FramesLost, rep.FramesExpected, rep.SilentPairs)
 	row("jitter ms", "%.2f", rep.JitterMS)
 	row("frames", "sent %d (%.1f %% of real-time pace), received %d", rep.FramesSent, rep.SendPacePct, rep.FramesReceived)
+	row("interruptions", "%s", interruptions(rep))
 	if rep.E2EECounters {
 		row("e2ee", "decrypt failures %d, rekeys %d, %d frames awaiting key, %d identity changes", rep.DecryptFailures, rep.Rekeys, rep.AwaitingKey, rep.IdentityChanges)
 		if rep.DecryptFailures > 0 {
@@ -297,6 +361,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		row("server", "no figures: %s", rep.ServerMetricsErr)
 	} else {
 		row("server cpu", "%.2f s for %d forwarded packets: %.2f µs per forwarded packet", rep.ServerCPUSeconds, rep.ForwardedPackets, rep.ServerCPUUsPerForwardedPacket)
+		if rep.ServerRestarts > 0 || rep.ServerScrapesFailed > 0 {
+			row("server restarts", "%d seen, %d scrapes failed: figures add up every process, less what a dead one counted after its last scrape", rep.ServerRestarts, rep.ServerScrapesFailed)
+		}
 		row("server drops", "%d packets dropped, %d NACKs answered", rep.ServerDropped, rep.ServerNACKs)
 		if rep.LossUpPct > 0 || rep.LossDownPct > 0 || rep.ServerUpstreamNACKs > 0 {
 			row("upstream repair", "%d packets dropped up, %d down by the callers' sockets; the relay asked %d times, recovered %d, gave up %d",
@@ -320,6 +387,19 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		row("warnings", "%d frames dropped by slow readers, %d write errors, %d unmatched frames", rep.SDKFramesDropped, rep.WriteErrors, rep.FramesUnmatched)
 	}
 	return tw.Flush()
+}
+
+func interruptions(rep *Report) string {
+	if rep.CallsInterrupted == 0 {
+		return fmt.Sprintf("none (no call ended, no frames stopped for %.1f s)", rep.StallAfterMS/1000)
+	}
+	s := fmt.Sprintf("%d, %d recovered, %d lost for good; %d rejoins (%d failed attempts)",
+		rep.CallsInterrupted, rep.CallsInterrupted-rep.CallsLost, rep.CallsLost, rep.Rejoins, rep.RejoinFailures)
+	if rep.CallsLost < rep.CallsInterrupted {
+		p := rep.RecoveryMS
+		s += fmt.Sprintf("; recovery ms p50 %.0f  p95 %.0f  max %.0f", p.P50, p.P95, p.Max)
+	}
+	return s
 }
 
 func dropReasons(m map[string]uint64) string {
@@ -352,64 +432,4 @@ type e2eeCounters struct {
 // e2eeCountersOf reads the SDK's end-to-end encryption counters.
 func e2eeCountersOf(s client.Stats) e2eeCounters {
 	return e2eeCounters{decryptFailures: s.DecryptFailures(), rekeys: s.Rekeys, ok: true}
-}
-
-// progress prints the live status line.
-type progress struct {
-	stopc chan struct{}
-	done  chan struct{}
-}
-
-func (p *progress) stop() {
-	close(p.stopc)
-	<-p.done
-}
-
-func (r *loadRun) startProgress(start time.Time) *progress {
-	p := &progress{stopc: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		var lastSent, lastRecv uint64
-		lastPrint := time.Now()
-		total := r.cfg.Rooms * r.cfg.Callers
-		for {
-			select {
-			case <-p.stopc:
-				if r.cfg.Progress != nil && r.cfg.Terminal {
-					fmt.Fprintln(r.cfg.Progress)
-				}
-				return
-			case <-t.C:
-			}
-			sent, recv := r.sent.Load(), r.received.Load()
-			s := Sample{T: round3(time.Since(start).Seconds()), Joined: r.joined.Load(), FramesSent: sent - lastSent, FramesReceived: recv - lastRecv}
-			lastSent, lastRecv = sent, recv
-			r.mu.Lock()
-			r.timeline = append(r.timeline, s)
-			failed := len(r.failed)
-			r.mu.Unlock()
-			if r.cfg.Progress == nil {
-				continue
-			}
-			loss := 0.0
-			if exp := r.expectApprox.Load(); exp > 0 && recv < exp {
-				loss = 100 * float64(exp-recv) / float64(exp)
-			}
-			remaining := "ramping"
-			if end := r.steadyEnd.Load(); end != 0 {
-				remaining = fmt.Sprintf("%.0fs left", max(0, time.Until(time.Unix(0, end)).Seconds()))
-			}
-			line := fmt.Sprintf("%5.0fs (%s)  joined %d/%d, failed %d  %6d frames/s in  loss≈%.2f%%",
-				s.T, remaining, s.Joined, total, failed, s.FramesReceived, loss)
-			if r.cfg.Terminal {
-				fmt.Fprintf(r.cfg.Progress, "\r\033[K%s", line)
-			} else if time.Since(lastPrint) >= r.cfg.ProgressEvery {
-				fmt.Fprintln(r.cfg.Progress, line)
-				lastPrint = time.Now()
-			}
-		}
-	}()
-	return p
 }

@@ -28,22 +28,39 @@ func (s *shard) remove(c *caller) *participation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := c.part
-	if p == nil {
-		return nil
+	if p != nil {
+		s.take(c)
 	}
+	return p
+}
+
+// release takes c out of the shard if p is still its participation, and
+// reports whether it was: of leave and a call's own end, only one gets it.
+func (s *shard) release(c *caller, p *participation) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.part != p {
+		return false
+	}
+	s.take(c)
+	return true
+}
+
+// take removes c, which is in the shard, with s.mu held.
+func (s *shard) take(c *caller) {
 	for i, x := range s.callers {
 		if x == c {
 			s.callers = append(s.callers[:i], s.callers[i+1:]...)
 			break
 		}
 	}
+	p := c.part
 	c.part = nil
 	p.snd.mu.Lock()
 	if p.snd.left == 0 { // the end of the run may have set it already
 		p.snd.left = time.Now().UnixNano()
 	}
 	p.snd.mu.Unlock()
-	return p
 }
 
 func (s *shard) run(ctx context.Context) {

@@ -16,9 +16,10 @@ import (
 	"github.com/sotto-voice/sotto/loadtest"
 )
 
-// errLoadFailed is returned when callers failed to join or frames failed
-// to decrypt: the run happened, and its exit status says it missed.
-var errLoadFailed = errors.New("load run failed: callers did not join or frames did not decrypt")
+// errLoadFailed is returned when callers failed to join, frames failed to
+// decrypt or calls were lost for good: the run happened, and its exit
+// status says it missed.
+var errLoadFailed = errors.New("load run failed: callers did not join, frames did not decrypt or calls were lost")
 
 type loadOptions struct {
 	cfg      loadtest.Config
@@ -46,6 +47,8 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	fs.Float64Var(&o.cfg.LossUp, "loss-up", 0, "fraction of packets (0 to 1) each caller's media socket drops on sending: injected uplink loss")
 	fs.Float64Var(&o.cfg.LossDown, "loss-down", 0, "fraction of packets (0 to 1) each caller's media socket drops on receiving: injected downlink loss")
 	fs.BoolVar(&o.cfg.Churn, "churn", false, "callers leave and rejoin during the run (one every 2 s), exercising rekeys")
+	fs.DurationVar(&o.cfg.StallAfter, "stall-after", loadtest.DefaultStallAfter, "a caller whose frames stop for longer, while another caller talks in its room, counts as interrupted")
+	fs.BoolVar(&o.cfg.Rejoin, "rejoin", false, "join a caller again, with backoff, when its call ends on its own (as an application would); without it that call is lost")
 	fs.StringVar(&o.audio, "audio", "", "Ogg Opus file of 20 ms packets to play (default: the clip in loadtest/audio)")
 	fs.StringVar(&o.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&o.plotPath, "plot", "", "draw the latency histogram and frames/s over time to this .png or .svg file")

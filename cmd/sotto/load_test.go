@@ -1,17 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sotto-voice/sotto/internal/wait"
+	"github.com/sotto-voice/sotto/loadtest"
+	"github.com/sotto-voice/sotto/metrics/scrape"
 )
 
 const loadSecret = "load-test-secret-0123456789abcdef"
@@ -44,28 +50,57 @@ type loadReport struct {
 	TURNAllocations uint64              `json:"server_turn_allocations"`
 	CPUPerPacket    *float64            `json:"server_cpu_us_per_forwarded_packet"`
 	E2EECounters    bool                `json:"e2ee_counters"`
+	Interrupted     *int                `json:"calls_interrupted"`
+	Lost            *int                `json:"calls_lost"`
+	Rejoins         *uint64             `json:"rejoins"`
+	RecoveryMS      *map[string]float64 `json:"recovery_ms"`
+	ServerRestarts  *int                `json:"server_restarts"`
 }
 
 // runLoadCmd runs "sotto load" against base and returns its report and
 // exit status.
 func runLoadCmd(t *testing.T, ctx context.Context, base string, args ...string) (loadReport, int) {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "report.json")
-	cmd := command(t, ctx, nil, append([]string{"load", "--url", base, "--json", out}, args...)...)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	table, err := cmd.Output()
+	return startLoadCmd(t, ctx, base, args...).report(t)
+}
+
+// loadProc is a "sotto load" started by startLoadCmd.
+type loadProc struct {
+	cmd    *exec.Cmd
+	args   []string
+	json   string
+	stdout bytes.Buffer
+	stderr lockedBuffer
+}
+
+// startLoadCmd starts "sotto load" against base, writing its JSON report
+// to a file of the test's.
+func startLoadCmd(t *testing.T, ctx context.Context, base string, args ...string) *loadProc {
+	t.Helper()
+	l := &loadProc{args: args, json: filepath.Join(t.TempDir(), "report.json")}
+	l.cmd = command(t, ctx, nil, append([]string{"load", "--url", base, "--json", l.json}, args...)...)
+	l.cmd.Stdout, l.cmd.Stderr = &l.stdout, &l.stderr
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// report waits for the run to end and returns its report and exit status.
+func (l *loadProc) report(t *testing.T) (loadReport, int) {
+	t.Helper()
+	err := l.cmd.Wait()
 	status := 0
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		status = exit.ExitCode()
 	} else if err != nil {
-		t.Fatalf("sotto load: %v; stderr:\n%s", err, stderr.String())
+		t.Fatalf("sotto load: %v; stderr:\n%s", err, l.stderr.String())
 	}
-	t.Logf("sotto load %v: exit %d\n%s", args, status, table)
-	b, err := os.ReadFile(out)
+	t.Logf("sotto load %v: exit %d\n%s", l.args, status, l.stdout.String())
+	b, err := os.ReadFile(l.json)
 	if err != nil {
-		t.Fatalf("no JSON report: %v; stderr:\n%s", err, stderr.String())
+		t.Fatalf("no JSON report: %v; stderr:\n%s", err, l.stderr.String())
 	}
 	var rep loadReport
 	if err := json.Unmarshal(b, &rep); err != nil {
@@ -75,12 +110,12 @@ func runLoadCmd(t *testing.T, ctx context.Context, base string, args ...string) 
 	json.Unmarshal(b, &all)
 	for _, f := range []string{"callers_joined", "callers_failed", "join_ms", "latency_ms", "loss_pct", "jitter_ms",
 		"frames_sent", "frames_received", "decrypt_failures", "rekeys", "server_cpu_seconds", "forwarded_packets",
-		"server_cpu_us_per_forwarded_packet"} {
+		"server_cpu_us_per_forwarded_packet", "calls_interrupted", "calls_lost", "rejoins", "recovery_ms", "server_restarts"} {
 		if _, ok := all[f]; !ok {
 			t.Errorf("report lacks %q", f)
 		}
 	}
-	for _, f := range []string{"join_ms", "latency_ms"} {
+	for _, f := range []string{"join_ms", "latency_ms", "recovery_ms"} {
 		var p map[string]float64
 		json.Unmarshal(all[f], &p)
 		for _, k := range []string{"p50", "p95", "p99", "max"} {
@@ -223,5 +258,133 @@ func TestLoadFlags(t *testing.T) {
 	}
 	if o.cfg.LossUp != 0.05 || o.cfg.LossDown != 0.02 {
 		t.Errorf("loss up %v, down %v; want 0.05, 0.02", o.cfg.LossUp, o.cfg.LossDown)
+	}
+	if o.cfg.StallAfter != loadtest.DefaultStallAfter || o.cfg.Rejoin {
+		t.Errorf("interruption defaults: stall after %v, rejoin %v", o.cfg.StallAfter, o.cfg.Rejoin)
+	}
+	t.Setenv("SOTTO_STALL_AFTER", "3s")
+	if o, err = parseLoad([]string{"--rejoin"}, &stderr); err != nil || o.cfg.StallAfter != 3*time.Second || !o.cfg.Rejoin {
+		t.Errorf("--rejoin, SOTTO_STALL_AFTER=3s: stall after %v, rejoin %v, %v", o.cfg.StallAfter, o.cfg.Rejoin, err)
+	}
+}
+
+// waitForCallers returns once n callers are connected to the server at
+// base (so the load run's steady part has begun) and it has forwarded
+// about a second of their audio.
+func waitForCallers(t *testing.T, ctx context.Context, base string, n int) {
+	t.Helper()
+	metric := func(name string) float64 {
+		snap, err := scrape.Fetch(ctx, nil, base+"/metrics", "")
+		if err != nil {
+			return -1
+		}
+		return snap.Sum(name)
+	}
+	var forwarded float64
+	wait.Until(ctx, t, fmt.Sprintf("%d callers in", n), func() bool {
+		forwarded = metric("sotto_rtp_packets_forwarded_total")
+		return metric("sotto_participants") == float64(n)
+	})
+	// Each caller's frames go to the n-1 others, 50 a second.
+	wait.Until(ctx, t, "a second of audio", func() bool {
+		return metric("sotto_rtp_packets_forwarded_total") >= forwarded+float64(50*n*(n-1))
+	})
+}
+
+// TestLoadAcrossServerRestart kills the server (SIGKILL) mid-run and starts
+// a new one on the same ports. The SDK ends its calls when the new server
+// does not know them; without --rejoin they are lost for good and the run
+// fails, with --rejoin the load tester joins its callers again and they
+// recover. Either way the server's figures add up both processes, with the
+// restart reported, and are never negative or wrapped around.
+func TestLoadAcrossServerRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		rejoin bool
+	}{{"lost", false}, {"rejoined", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
+			defer cancel()
+			serve := []string{"--tcp-port", "-1", "--secret", loadSecret}
+			srv := startServe(t, ctx, nil, serve...)
+			args := []string{"--secret", loadSecret, "--rooms", "1", "--callers", "3", "--duration", "10s", "--ramp", "20"}
+			if tc.rejoin {
+				args = append(args, "--rejoin")
+			}
+			load := startLoadCmd(t, ctx, srv.url, args...)
+
+			// Once the three callers talk to each other, kill the server
+			// and start another on its ports.
+			waitForCallers(t, ctx, srv.url, 3)
+			if err := srv.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			<-srv.exited
+			killed := time.Now()
+			startServe(t, ctx, nil, append(serve, "--http", strings.TrimPrefix(srv.url, "http://"), "--udp-port", srv.ports[0])...)
+			t.Logf("server back on the same ports %v after SIGKILL", time.Since(killed).Round(time.Millisecond))
+
+			rep, status := load.report(t)
+			if *rep.CallersJoined != 3 || *rep.CallersFailed != 0 {
+				t.Errorf("callers joined %d, failed %d; want 3, 0", *rep.CallersJoined, *rep.CallersFailed)
+			}
+			if *rep.Interrupted != 3 {
+				t.Errorf("%d calls interrupted, want 3", *rep.Interrupted)
+			}
+			if *rep.ServerRestarts != 1 {
+				t.Errorf("%d server restarts seen, want 1", *rep.ServerRestarts)
+			}
+			// Before the kill the old process forwarded each frame to the 2
+			// other callers at most; the new one forwarded what came after.
+			if *rep.ServerCPU <= 0 || *rep.Forwarded == 0 || *rep.Forwarded > 2**rep.FramesSent || *rep.CPUPerPacket <= 0 {
+				t.Errorf("server figures: %.3f s CPU for %d forwarded packets (%.1f µs each) of %d frames sent",
+					*rep.ServerCPU, *rep.Forwarded, *rep.CPUPerPacket, *rep.FramesSent)
+			}
+			recovery := *rep.RecoveryMS
+			if !tc.rejoin {
+				// The SDK does not rejoin by itself: every call is lost.
+				if status != 1 || *rep.Lost != 3 || *rep.Rejoins != 0 {
+					t.Errorf("exit %d, %d calls lost, %d rejoins; want 1, 3, 0", status, *rep.Lost, *rep.Rejoins)
+				}
+				return
+			}
+			if status != 0 || *rep.Lost != 0 || *rep.Rejoins != 3 {
+				t.Errorf("exit %d, %d calls lost, %d rejoins; want 0, 0, 3", status, *rep.Lost, *rep.Rejoins)
+			}
+			// From the last frame before the kill to the first after the
+			// rejoin: the time the SDK takes to give up on the old server
+			// and a join, at the least, and within the run.
+			if recovery["p50"] <= 0 || recovery["max"] < recovery["p50"] || recovery["max"] > 10000 {
+				t.Errorf("recovery ms %v", recovery)
+			}
+		})
+	}
+}
+
+// TestLoadThroughServerFreeze stops the server (SIGSTOP) for longer than
+// --stall-after, then lets it go on: the calls survive, and every caller
+// counts as interrupted and recovered, with the gap as its recovery time.
+func TestLoadThroughServerFreeze(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
+	defer cancel()
+	srv := startServe(t, ctx, nil, "--tcp-port", "-1", "--secret", loadSecret)
+	load := startLoadCmd(t, ctx, srv.url, "--secret", loadSecret, "--rooms", "1", "--callers", "3", "--duration", "8s", "--ramp", "20", "--stall-after", "1s")
+	waitForCallers(t, ctx, srv.url, 3)
+	const frozen = 2500 * time.Millisecond
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(frozen)
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	rep, status := load.report(t)
+	if status != 0 || *rep.Interrupted != 3 || *rep.Lost != 0 || *rep.Rejoins != 0 || *rep.ServerRestarts != 0 {
+		t.Errorf("exit %d, %d calls interrupted, %d lost, %d rejoins, %d server restarts; want 0, 3, 0, 0, 0",
+			status, *rep.Interrupted, *rep.Lost, *rep.Rejoins, *rep.ServerRestarts)
+	}
+	// The gap is the freeze, and a little more while the relay catches up.
+	if r := *rep.RecoveryMS; r["p50"] < 0.8*float64(frozen/time.Millisecond) || r["max"] > 3*float64(frozen/time.Millisecond) {
+		t.Errorf("recovery ms %v for a %v freeze", r, frozen)
 	}
 }
