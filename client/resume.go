@@ -277,8 +277,14 @@ func (s *session) joined(p api.Participant, returning bool) {
 }
 
 func (s *session) left(p api.Participant, reason string) {
-	s.call.event(ParticipantLeft{Participant: p, Reason: reason})
 	s.e2e.participantLeft(p)
+	if reason == api.ReasonShutdown {
+		// The server is stopping and tells everyone in turn: the others
+		// rejoin as this call does.
+		s.call.back.expect([]api.Participant{p})
+		return
+	}
+	s.call.event(ParticipantLeft{Participant: p, Reason: reason})
 }
 
 func (s *session) prekeysLow() { s.e2e.prekeysLow() }

@@ -55,9 +55,10 @@ type Config struct {
 	DropTimeout      time.Duration // a participant without event stream this long is dropped
 	// SilenceTimeout bounds how long a caller whose media and event
 	// stream both fell silent (a frozen or vanished process) stays in its
-	// room; 0 is DefaultSilenceTimeout. Half of it without a packet makes
-	// the media silent; the event stream then has a fifth of it to answer
-	// a ping.
+	// room; 0 is DefaultSilenceTimeout. Two fifths of it without a packet
+	// make the media silent; the event stream then has a fifth of it to
+	// answer a ping. Media silent for one and two fifths of it while the
+	// stream answers has failed (ice_failed).
 	SilenceTimeout time.Duration
 	InviteTTL      time.Duration // life of a private-call invite
 	// AllowOrigins are extra browser origin host patterns allowed to open

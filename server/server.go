@@ -74,7 +74,7 @@ func New(cfg Config) (*Server, error) {
 		// Silent media is told to signaling, which probes the event
 		// stream; media that stays silent with a live stream fails later,
 		// leaving the caller time to restart ICE.
-		ICEDisconnectedTimeout: cfg.SilenceTimeout / 2,
+		ICEDisconnectedTimeout: cfg.SilenceTimeout * 2 / 5,
 		ICEFailedTimeout:       cfg.SilenceTimeout,
 	})
 	if err != nil {
