@@ -446,12 +446,20 @@ func (c *Call) writeFrame(frame []byte, duration time.Duration, level AudioLevel
 // unsent counts a frame written while no join carries it, or returns
 // ErrClosed once the call has ended.
 func (c *Call) unsent() error {
+	if c.ended() {
+		return ErrClosed
+	}
+	c.framesUnsent.Add(1)
+	return nil
+}
+
+// ended reports whether the call has ended.
+func (c *Call) ended() bool {
 	select {
 	case <-c.done:
-		return ErrClosed
+		return true
 	default:
-		c.framesUnsent.Add(1)
-		return nil
+		return false
 	}
 }
 
@@ -490,12 +498,10 @@ func (c *Call) SendEnvelope(ctx context.Context, to string, data []byte) error {
 // reconnecting is the error of a call without a join: ErrReconnecting, or
 // ErrClosed once the call has ended.
 func (c *Call) reconnecting() error {
-	select {
-	case <-c.done:
+	if c.ended() {
 		return ErrClosed
-	default:
-		return ErrReconnecting
 	}
+	return ErrReconnecting
 }
 
 // Envelopes delivers the envelopes other participants send to this call
@@ -530,12 +536,10 @@ func (c *Call) Done() <-chan struct{} { return c.done }
 // server's refusal, such as an *api.Error with api.CodeCallEnded or
 // api.CodeTokenExpired, when there was one).
 func (c *Call) Err() error {
-	select {
-	case <-c.done:
+	if c.ended() {
 		return c.err
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Stats returns the call's counters, summed over its joins.
