@@ -30,7 +30,8 @@ const (
 	CodeEnvelopeTooLarge   ErrorCode = "envelope_too_large" // envelope payload over the limit
 	CodeRecipientBusy      ErrorCode = "recipient_busy"     // recipient's queue is full; envelope not delivered
 	CodeUnknownMessageType ErrorCode = "unknown_message_type"
-	CodeNegotiation        ErrorCode = "negotiation_failed" // answer or candidate could not be applied
+	CodeNegotiation        ErrorCode = "negotiation_failed" // offer, answer or candidate could not be applied
+	CodeOfferCollision     ErrorCode = "offer_collision"    // client offer crossed the server's: answer that, then offer again
 	CodeRateLimited        ErrorCode = "rate_limited"
 	CodeShuttingDown       ErrorCode = "shutting_down"
 	CodeInternal           ErrorCode = "internal"
@@ -130,16 +131,16 @@ const (
 	TypeJoined     = "joined"      // Joined: a participant entered the room
 	TypeLeft       = "left"        // Left: a participant left or was dropped
 	TypeSpeaking   = "speaking"    // Speaking: a participant started or stopped speaking
-	TypeOffer      = "offer"       // SDP: server-initiated renegotiation; reply with "answer"
+	TypeOffer      = "offer"       // SDP: renegotiation offer, both directions; reply with "answer"
 	TypeError      = "error"       // ErrorEvent
 	TypeClosed     = "closed"      // Closed: the server ends this participant's session
 	TypePrekeysLow = "prekeys_low" // PrekeysLow: upload more one-time prekeys
 
 	// Client to server.
-	TypeAnswer = "answer" // SDP: answer to the server's offer
-	TypeLeave  = "leave"  // no fields
+	TypeLeave = "leave" // no fields
 
 	// Both directions.
+	TypeAnswer    = "answer"    // SDP: answer to the other side's offer
 	TypeCandidate = "candidate" // Candidate
 	TypeEnvelope  = "envelope"  // Envelope
 )
@@ -183,6 +184,7 @@ const (
 	ReasonDropped        = "dropped"         // event stream gone past the drop timeout, or too far behind
 	ReasonConnectionLost = "connection_lost" // media ended while the event stream was gone
 	ReasonICEFailed      = "ice_failed"      // media connection failed while the event stream was up
+	ReasonTimeout        = "timeout"         // media silent and the event stream unresponsive: the caller froze or vanished
 	ReasonShutdown       = "server_shutdown" // the server is stopping
 	ReasonRoomEnded      = "room_ended"      // the room was ended for everyone
 	ReasonReplaced       = "replaced"        // the same identity joined again
@@ -236,9 +238,13 @@ type ErrorEvent struct {
 }
 
 // Closed is the last message before the server closes the event stream.
+// RetryAfterMs comes with ReasonShutdown: the server expects to be back
+// (or another node to take over) after about this many milliseconds, when
+// clients rejoin; 0 means at once.
 type Closed struct {
-	Type   string `json:"type"`
-	Reason string `json:"reason"`
+	Type         string `json:"type"`
+	Reason       string `json:"reason"`
+	RetryAfterMs int64  `json:"retry_after_ms,omitempty"`
 }
 
 // PrekeysLow tells a device its one-time prekeys are running out.

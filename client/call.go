@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,13 +47,20 @@ var (
 	ErrClosed = errors.New("client: call has ended")
 	// ErrLeft is Call.Err after Call.Leave.
 	ErrLeft = errors.New("client: left the call")
+	// ErrReconnecting is returned by methods that need the server while
+	// the call rejoins (between Reconnecting and Reconnected).
+	ErrReconnecting = errors.New("client: call is reconnecting")
 )
 
 // ClosedError is Call.Err when the server ended the call. Reason is one of
 // the api.Reason* values, such as api.ReasonReplaced when the same identity
-// joined again elsewhere or api.ReasonShutdown.
+// joined again elsewhere or api.ReasonRoomEnded. Reasons that a rejoin
+// cures (api.ReasonShutdown, api.ReasonDropped and the other losses) end a
+// call only when its resume window runs out; then Call.Err wraps it.
+// RetryAfter is the server's hint of when to rejoin after a shutdown.
 type ClosedError struct {
-	Reason string
+	Reason     string
+	RetryAfter time.Duration
 }
 
 func (e *ClosedError) Error() string { return "client: call closed by server: " + e.Reason }
@@ -91,9 +99,16 @@ type Options struct {
 	// Logger receives diagnostics. Nil means slog.Default().
 	Logger *slog.Logger
 
+	// ResumeWindow is how long a call that lost its place on the server
+	// (the server crashed, restarted, was redeployed or dropped the
+	// caller) keeps trying to rejoin the room, with its token, before it
+	// ends. 0 means DefaultResumeWindow; a negative window never rejoins.
+	ResumeWindow time.Duration
+
 	// Identity is the device's long-term identity key, which the other
 	// participants see as its safety number. Nil means a fresh identity
-	// for every Join, so that safety numbers change from call to call;
+	// for every Join (kept across the call's rejoins), so that safety
+	// numbers change from call to call;
 	// applications persist theirs (Identity.MarshalBinary, e2ee.ParseIdentity)
 	// and use one Identity in one call at a time.
 	//
@@ -116,6 +131,9 @@ type Options struct {
 	// call's UDP socket.
 	settings func(*webrtc.SettingEngine)
 }
+
+// DefaultResumeWindow is the ResumeWindow of Options that leave it 0.
+const DefaultResumeWindow = 60 * time.Second
 
 func (o *Options) logger() *slog.Logger {
 	if o.Logger != nil {
@@ -182,6 +200,39 @@ type Stats struct {
 	// which send one when a session starts, when their chain changes for
 	// a leave, and when an accepted identity lets them in.
 	KeysReceived uint64
+
+	// FramesUnsent counts frames written while the call was reconnecting,
+	// which went nowhere.
+	FramesUnsent uint64
+	// ICERestarts counts the ICE restarts the call made when its media
+	// path failed; Rejoins the times it joined the room again when the
+	// server had lost it.
+	ICERestarts uint64
+	Rejoins     uint64
+}
+
+// add returns the sum of two calls' counters.
+func (s Stats) add(o Stats) Stats {
+	dropped := make(map[string]uint64, len(dropReasons))
+	for _, d := range dropReasons {
+		dropped[d.name] = s.Dropped[d.name] + o.Dropped[d.name]
+	}
+	return Stats{
+		FramesSent:       s.FramesSent + o.FramesSent,
+		FramesReceived:   s.FramesReceived + o.FramesReceived,
+		FramesDropped:    s.FramesDropped + o.FramesDropped,
+		EventsDropped:    s.EventsDropped + o.EventsDropped,
+		EnvelopesDropped: s.EnvelopesDropped + o.EnvelopesDropped,
+		InvalidPackets:   s.InvalidPackets + o.InvalidPackets,
+		FramesEncrypted:  s.FramesEncrypted + o.FramesEncrypted,
+		FramesDecrypted:  s.FramesDecrypted + o.FramesDecrypted,
+		Dropped:          dropped,
+		Rekeys:           s.Rekeys + o.Rekeys,
+		KeysReceived:     s.KeysReceived + o.KeysReceived,
+		FramesUnsent:     s.FramesUnsent + o.FramesUnsent,
+		ICERestarts:      s.ICERestarts + o.ICERestarts,
+		Rejoins:          s.Rejoins + o.Rejoins,
+	}
 }
 
 // DecryptFailures is the number of received frames dropped as malformed,
@@ -202,9 +253,30 @@ func (s Stats) DecryptFailures() uint64 {
 
 // Call is one participant's presence in a room: it publishes frames and
 // receives everyone else's. Its methods are safe for concurrent use.
+//
+// A call outlives the server's knowledge of it: when the server crashes,
+// restarts, is redeployed or drops the caller, the call joins the room
+// again by itself (a Reconnecting event, then Reconnected), with new media
+// and new end-to-end sessions with everyone, for up to
+// Options.ResumeWindow. The application keeps one Call throughout; see
+// Call.ID for how participants are named across rejoins.
 type Call struct {
-	conn      *conn
-	e2e       *e2eeState
+	log    *slog.Logger
+	api    *apiClient
+	token  string
+	claims token.Claims
+	opts   Options            // Identity and TrustStore set: the same for every join
+	store  *e2ee.PrekeyStore  // one key-exchange worker at a time uses it
+	self   api.Participant    // the caller as the call names it
+	back   *returning         // participants expected back after a rejoin
+	ctx    context.Context    // canceled by Leave
+	cancel context.CancelFunc // stops a rejoin under way
+
+	mu      sync.Mutex
+	sess    *session // the current join; nil while reconnecting
+	leaving bool
+	retired Stats // counters of the joins that ended
+
 	frames    chan Frame
 	events    chan Event
 	envelopes chan Envelope
@@ -215,6 +287,8 @@ type Call struct {
 	framesDropped    atomic.Uint64
 	eventsDropped    atomic.Uint64
 	envelopesDropped atomic.Uint64
+	framesUnsent     atomic.Uint64
+	rejoins          atomic.Uint64
 
 	sealMu  sync.Mutex
 	sealBuf []byte // reused for every sealed frame
@@ -240,7 +314,7 @@ type Call struct {
 // api.CodeRoomFull or api.CodeTokenExpired).
 //
 // ctx bounds joining only; the call lasts until Leave or until it ends on
-// its own (see Done).
+// its own (see Done), rejoining by itself on the way if it must.
 func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -254,56 +328,78 @@ func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, err
 		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
 	}
 	c := &Call{
+		log:       opts.logger().With("room", claims.Room, "identity", claims.Identity),
+		api:       a,
+		token:     tok,
+		claims:    claims,
+		opts:      *opts,
+		self:      api.Participant{Identity: claims.Identity},
+		back:      newReturning(),
 		frames:    make(chan Frame, FrameBuffer),
 		events:    make(chan Event, EventBuffer),
 		envelopes: make(chan Envelope, EnvelopeBuffer),
 		done:      make(chan struct{}),
 		sealBuf:   make([]byte, 0, MaxFrameSize+sealOverhead),
 	}
-	log := opts.logger().With("room", claims.Room, "identity", claims.Identity)
-	c.e2e, err = newE2EE(ctx, a, tok, opts, log)
+	if c.opts.Identity == nil {
+		if c.opts.Identity, err = e2ee.NewIdentity(nil); err != nil {
+			return nil, fmt.Errorf("join room %q: create identity: %w", claims.Room, err)
+		}
+	}
+	if c.opts.TrustStore == nil {
+		c.opts.TrustStore = NewMemoryTrustStore()
+	}
+	if c.store, err = e2ee.NewPrekeyStore(c.opts.Identity, nil); err != nil {
+		return nil, fmt.Errorf("join room %q: create prekeys: %w", claims.Room, err)
+	}
+	s, err := c.join(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
 	}
-	c.e2e.call = c
-	c.conn, err = dial(ctx, a, tok, claims, opts, c)
-	if err != nil {
-		c.e2e.close()
-		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
-	}
-	c.conn.goRun(func() { c.e2e.run(c.conn.ctx) })
-	go c.finish()
+	c.self = s.conn.me
+	c.sess = s
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	go c.run(s)
 	return c, nil
 }
 
-// finish closes the channels once the transport has stopped, so that no
-// send can race with a close.
-func (c *Call) finish() {
-	<-c.conn.done
-	c.e2e.close()
-	c.err = c.conn.endErr()
-	select {
-	case c.events <- Closed{Err: c.err}:
-	default:
-		c.eventsDropped.Add(1)
-	}
-	close(c.frames)
-	close(c.events)
-	close(c.envelopes)
-	close(c.done)
+// session returns the current join, nil while the call reconnects.
+func (c *Call) session() *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess
 }
 
-// ID returns the participant ID the server assigned to this call.
-func (c *Call) ID() string { return c.conn.self.ID }
+// ID returns the participant ID the server assigned to the caller's first
+// join of this call.
+//
+// Participants keep the ID this call first knew them by for as long as it
+// knows them: when the call rejoins, the server assigns everyone new IDs,
+// and the call goes on naming those it knew before by their old ones, in
+// Events, Frames, Envelopes and Participants and in the methods that take
+// an ID. They are not reported as joining again. A participant who joins
+// for the first time after a rejoin has the ID the server gave it; another
+// caller may know it by another one. Identity names a participant the same
+// way for everyone.
+func (c *Call) ID() string { return c.self.ID }
 
 // Identity returns the caller's identity, as the token grants it.
-func (c *Call) Identity() string { return c.conn.self.Identity }
+func (c *Call) Identity() string { return c.self.Identity }
 
 // Room returns the room's name.
-func (c *Call) Room() string { return c.conn.room }
+func (c *Call) Room() string { return c.claims.Room }
 
-// Participants returns the other participants now in the room, by ID.
-func (c *Call) Participants() []api.Participant { return c.conn.roster.present() }
+// Participants returns the other participants in the call, by ID: those in
+// the room now and, after a rejoin, those the call expects back.
+func (c *Call) Participants() []api.Participant {
+	var out []api.Participant
+	if s := c.session(); s != nil {
+		out = s.conn.roster.present()
+	}
+	out = append(out, c.back.list()...)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
 
 // WriteFrame publishes one Opus frame covering duration of audio (such as
 // 20 ms). The frame is encrypted end to end (SFrame) before it leaves; the
@@ -313,7 +409,9 @@ func (c *Call) Participants() []api.Participant { return c.conn.roster.present()
 // order and at the pace they are produced. frame is not retained.
 //
 // A frame written before the relay forwards to a participant is not
-// delivered to that participant; frames are never queued.
+// delivered to that participant; frames are never queued. While the call
+// reconnects, frames go nowhere: WriteFrame counts them (FramesUnsent) and
+// returns nil.
 func (c *Call) WriteFrame(frame []byte, duration time.Duration) error {
 	return c.writeFrame(frame, duration, AudioLevel{}, false)
 }
@@ -333,18 +431,45 @@ func (c *Call) writeFrame(frame []byte, duration time.Duration, level AudioLevel
 	if samples < 1 || duration > MaxFrameDuration {
 		return fmt.Errorf("client: frame duration %v, want up to %v", duration, MaxFrameDuration)
 	}
+	s := c.session()
+	if s == nil {
+		return c.unsent()
+	}
 	c.sealMu.Lock()
 	defer c.sealMu.Unlock()
-	sealed, err := c.e2e.seal(c.sealBuf[:0], frame, time.Now())
+	sealed, err := s.e2e.seal(c.sealBuf[:0], frame, time.Now())
+	if err == nil {
+		c.sealBuf = sealed[:0]
+		err = s.conn.writeFrame(sealed, uint32(samples), level, hasLevel)
+	}
+	if errors.Is(err, ErrClosed) {
+		return c.unsent()
+	}
 	if err != nil {
 		return err
 	}
-	c.sealBuf = sealed[:0]
-	if err := c.conn.writeFrame(sealed, uint32(samples), level, hasLevel); err != nil {
-		return err
-	}
-	c.e2e.encrypted.Add(1)
+	s.e2e.encrypted.Add(1)
 	return nil
+}
+
+// unsent counts a frame written while no join carries it, or returns
+// ErrClosed once the call has ended.
+func (c *Call) unsent() error {
+	if c.ended() {
+		return ErrClosed
+	}
+	c.framesUnsent.Add(1)
+	return nil
+}
+
+// ended reports whether the call has ended.
+func (c *Call) ended() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Frames delivers the frames of every other participant, decrypted, each
@@ -362,11 +487,30 @@ func (c *Call) Events() <-chan Event { return c.events }
 // (unknown recipient, full queue) arrives later as a ServerError event.
 // Data starting with the bytes 0x01 0x01 or 0x01 0x02 is reserved for the
 // call's own key exchange and refused with ErrReservedEnvelope.
+//
+// While the call reconnects it fails with ErrReconnecting.
 func (c *Call) SendEnvelope(ctx context.Context, to string, data []byte) error {
 	if e2ee.IsPayload(data) {
 		return ErrReservedEnvelope
 	}
-	return c.conn.sendEnvelope(ctx, to, data)
+	s := c.session()
+	if s == nil {
+		return c.reconnecting()
+	}
+	err := s.conn.sendEnvelope(ctx, to, data)
+	if errors.Is(err, ErrClosed) {
+		return c.reconnecting()
+	}
+	return err
+}
+
+// reconnecting is the error of a call without a join: ErrReconnecting, or
+// ErrClosed once the call has ended.
+func (c *Call) reconnecting() error {
+	if c.ended() {
+		return ErrClosed
+	}
+	return ErrReconnecting
 }
 
 // Envelopes delivers the envelopes other participants send to this call
@@ -379,7 +523,15 @@ func (c *Call) Envelopes() <-chan Envelope { return c.envelopes }
 // is safe to call more than once and after the call has ended; only the
 // call that ended a live call can return an error.
 func (c *Call) Leave() error {
-	err := c.conn.leave()
+	c.mu.Lock()
+	c.leaving = true
+	s := c.sess
+	c.mu.Unlock()
+	c.cancel()
+	var err error
+	if s != nil {
+		err = s.conn.leave()
+	}
 	<-c.done
 	return err
 }
@@ -389,85 +541,34 @@ func (c *Call) Done() <-chan struct{} { return c.done }
 
 // Err returns nil while the call is up and why it ended afterwards: ErrLeft
 // after Leave, a *ClosedError when the server ended it, or the error that
-// broke the connection.
+// broke the connection and that rejoining did not cure (wrapping the
+// server's refusal, such as an *api.Error with api.CodeCallEnded or
+// api.CodeTokenExpired, when there was one).
 func (c *Call) Err() error {
-	select {
-	case <-c.done:
+	if c.ended() {
 		return c.err
-	default:
-		return nil
 	}
+	return nil
 }
 
-// Stats returns the call's counters.
+// Stats returns the call's counters, summed over its joins.
 func (c *Call) Stats() Stats {
-	return Stats{
-		FramesSent:       c.conn.framesSent.Load(),
+	own := Stats{
 		FramesReceived:   c.framesReceived.Load(),
 		FramesDropped:    c.framesDropped.Load(),
 		EventsDropped:    c.eventsDropped.Load(),
 		EnvelopesDropped: c.envelopesDropped.Load(),
-		InvalidPackets:   c.conn.invalidPackets.Load(),
-		FramesEncrypted:  c.e2e.encrypted.Load(),
-		FramesDecrypted:  c.e2e.decrypted.Load(),
-		Dropped:          c.e2e.droppedByReason(),
-		Rekeys:           c.e2e.rekeys.Load(),
-		KeysReceived:     c.e2e.keysReceived.Load(),
+		FramesUnsent:     c.framesUnsent.Load(),
+		Rejoins:          c.rejoins.Load(),
 	}
-}
-
-// The methods below receive from the transport (they implement sink). This
-// is where received frames and envelopes enter the public API.
-
-func (c *Call) frame(from api.Participant, seq uint16, ts uint32, payload []byte, received time.Time) {
-	data, ok := c.e2e.open(from, payload, received)
-	if !ok {
-		return
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	own = own.add(c.retired)
+	if c.sess != nil {
+		own = own.add(c.sess.stats())
 	}
-	f := Frame{From: from, Data: data, Seq: seq, Timestamp: ts, Received: received}
-	select {
-	case c.frames <- f:
-		c.framesReceived.Add(1)
-	default:
-		c.framesDropped.Add(1)
-	}
+	return own
 }
-
-func (c *Call) envelope(from api.Participant, data []byte) {
-	if e2ee.IsPayload(data) {
-		c.e2e.envelopeReceived(from, data)
-		return
-	}
-	select {
-	case c.envelopes <- Envelope{From: from, Data: data}:
-	default:
-		c.envelopesDropped.Add(1)
-	}
-}
-
-func (c *Call) admitted(present []api.Participant) { c.e2e.noteAdmitted(present) }
-
-// The application hears of a participant before any encryption event
-// about it, which the worker may emit as soon as the work is queued.
-func (c *Call) joined(p api.Participant) {
-	c.event(ParticipantJoined{Participant: p})
-	c.e2e.participantJoined(p)
-}
-
-func (c *Call) left(p api.Participant, reason string) {
-	c.event(ParticipantLeft{Participant: p, Reason: reason})
-	c.e2e.participantLeft(p)
-}
-
-func (c *Call) prekeysLow() { c.e2e.prekeysLow() }
-
-func (c *Call) reconnected() { c.e2e.resendKeys() }
-
-func (c *Call) speaking(p api.Participant, on bool) {
-	c.event(Speaking{Participant: p, Speaking: on})
-}
-
-func (c *Call) serverError(e *api.Error) { c.event(ServerError{Err: e}) }
 
 func (c *Call) event(e Event) {
 	select {

@@ -210,9 +210,10 @@ func checkStream(t *testing.T, listener, talker *peer, from, to int) {
 	prev := -1
 	var prevSeq uint16
 	have := make(map[int]bool)
+	want := nameOf(listener, talker)
 	for _, f := range fs {
-		if f.From.ID != talker.call.ID() || f.From.Identity != talker.name {
-			t.Fatalf("%s: frame from %+v in %s's stream, want {%s %s}", listener.name, f.From, talker.name, talker.call.ID(), talker.name)
+		if f.From.ID != want || f.From.Identity != talker.name {
+			t.Fatalf("%s: frame from %+v in %s's stream, want {%s %s}", listener.name, f.From, talker.name, want, talker.name)
 		}
 		who, i, ok := frameIndex(f.Data)
 		if !ok || who != talker.name {
@@ -235,6 +236,27 @@ func checkStream(t *testing.T, listener, talker *peer, from, to int) {
 			t.Fatalf("%s: frame %d of %s's frames %d..%d missing (got %d frames)", listener.name, i, talker.name, from, to-1, len(fs))
 		}
 	}
+}
+
+// nameOf returns the ID under which listener knows talker: the one talker
+// got from the server, unless talker rejoined while listener stayed (the
+// server then named talker anew).
+func nameOf(listener, talker *peer) string {
+	for _, p := range listener.call.Participants() {
+		if p.Identity == talker.name {
+			return p.ID
+		}
+	}
+	return talker.call.ID()
+}
+
+// forget drops the frames and events recorded so far, for checks of what
+// comes after.
+func (p *peer) forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frames = make(map[string][]Frame)
+	p.events = nil
 }
 
 // talkAndCheck lets every peer talk until each hears all the others, then
@@ -362,7 +384,7 @@ func TestCallThreeThenFourThenLeave(t *testing.T) {
 		if l := e.(ParticipantLeft); l.Reason != api.ReasonLeft || l.Participant.Identity != "carol" {
 			t.Errorf("%s: %+v, want carol left with reason %q", p.name, l, api.ReasonLeft)
 		}
-		wait.Until(ctx, t, p.name+" stops carol's track", func() bool { return p.call.conn.remoteTracks(carolID) == 0 })
+		wait.Until(ctx, t, p.name+" stops carol's track", func() bool { return p.call.tconn().remoteTracks(carolID) == 0 })
 		for _, q := range p.call.Participants() {
 			if q.ID == carolID {
 				t.Errorf("%s: carol still in Participants()", p.name)
@@ -383,15 +405,16 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 	srv := testserver.Start(t, &testserver.Options{DropTimeout: 2 * time.Second})
 
 	alice := joinPeer(ctx, t, srv, "room-1", "alice")
-	// Bob's media goes through a socket the test owns, so that he can fall
-	// silent at once, as a crashed process does, without the DTLS close
-	// that closing a PeerConnection sends.
 	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sock.Close()
-	bob := joinPeerWith(ctx, t, srv, "room-1", "bob", &Options{IPFilter: loopback, Logger: slog.New(slog.DiscardHandler), settings: func(se *webrtc.SettingEngine) {
+	// Bob's media goes through a socket the test owns, so that he can fall
+	// silent at once, as a crashed process does, without the DTLS close
+	// that closing a PeerConnection sends. A crashed process does not
+	// rejoin either.
+	bob := joinPeerWith(ctx, t, srv, "room-1", "bob", &Options{IPFilter: loopback, ResumeWindow: -1, Logger: slog.New(slog.DiscardHandler), settings: func(se *webrtc.SettingEngine) {
 		se.SetICEUDPMux(webrtc.NewICEUDPMux(pionlog.Factory(slog.New(slog.DiscardHandler)).NewLogger("mux"), sock))
 	}})
 	carol := joinPeer(ctx, t, srv, "room-1", "carol")
@@ -400,7 +423,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 	bobID := bob.call.ID()
 	start := time.Now()
 	sock.Close()
-	bob.call.conn.closeAbruptly()
+	bob.call.tconn().closeAbruptly()
 	for _, p := range []*peer{alice, carol} {
 		wait.Until(ctx, t, p.name+" hears bob was dropped", func() bool {
 			_, ok := p.findEvent(isLeft(bobID))
@@ -410,7 +433,7 @@ func TestCallVanishedParticipantIsDropped(t *testing.T) {
 		if l := e.(ParticipantLeft); l.Reason != api.ReasonDropped || l.Participant.Identity != "bob" {
 			t.Errorf("%s: %+v, want bob with reason %q", p.name, l, api.ReasonDropped)
 		}
-		wait.Until(ctx, t, p.name+" stops bob's track", func() bool { return p.call.conn.remoteTracks(bobID) == 0 })
+		wait.Until(ctx, t, p.name+" stops bob's track", func() bool { return p.call.tconn().remoteTracks(bobID) == 0 })
 	}
 	t.Logf("dropped after %v (drop timeout 2s)", time.Since(start).Round(time.Millisecond))
 }
@@ -564,9 +587,9 @@ func TestCallSurvivesEventStreamLoss(t *testing.T) {
 	alice := joinPeer(ctx, t, srv, "room-7", "alice")
 	bob := joinPeer(ctx, t, srv, "room-7", "bob")
 
-	old := alice.call.conn.currentWS()
+	old := alice.call.tconn().currentWS()
 	old.CloseNow()
-	wait.Until(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
+	wait.Until(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.tconn().currentWS() != old })
 
 	// Envelopes flow both ways on the new stream, and media still flows.
 	if err := bob.call.SendEnvelope(ctx, alice.call.ID(), []byte("after")); err != nil {

@@ -40,6 +40,17 @@
 // the application falls behind, items are dropped and counted (Call.Stats).
 // Call.Done and Call.Err tell when and why a call ended.
 //
+// A call survives what it can: a dropped event stream is reconnected; a
+// failed media path (the network changed) is restarted with an ICE restart
+// through the event stream, the same PeerConnection and keys; and when the
+// server loses the call (it crashed, restarted, was redeployed or dropped
+// the caller), the call joins the room again by itself with its token, for
+// up to Options.ResumeWindow, with new media and new end-to-end sessions
+// with everyone. The application keeps its one Call and sees Reconnecting
+// and Reconnected events; participants it knew keep their IDs (see
+// Call.ID). The call ends only when leaving, when the window runs out, the
+// token expires, or the server refuses the room for good (ended, 410).
+//
 // Under the Call, an unexported transport speaks the API (docs/API.md): an
 // HTTP join carrying a complete SDP offer, the WebSocket event stream with
 // server-initiated renegotiation (reconnected if it drops), and one

@@ -39,7 +39,7 @@ func (t *tap) frame(from api.Participant, _ uint16, _ uint32, payload []byte, _ 
 	t.frames[from.ID] = append(t.frames[from.ID], append([]byte(nil), payload...))
 }
 
-func (*tap) joined(api.Participant)         {}
+func (*tap) joined(api.Participant, bool)   {}
 func (*tap) left(api.Participant, string)   {}
 func (*tap) speaking(api.Participant, bool) {}
 func (t *tap) envelope(from api.Participant, data []byte) {
@@ -78,7 +78,7 @@ func joinTapAs(ctx context.Context, t *testing.T, srv *testserver.Server, room, 
 		t.Fatal(err)
 	}
 	tp := &tap{frames: make(map[string][][]byte), envelopes: make(map[string][][]byte)}
-	tp.conn, err = dial(ctx, a, tok, claims, &Options{IPFilter: loopback}, tp)
+	tp.conn, err = dial(ctx, a, tok, claims, &Options{IPFilter: loopback}, tp, naming{})
 	if err != nil {
 		t.Fatalf("tap: join: %v", err)
 	}
@@ -225,7 +225,7 @@ func checkCiphertext(t *testing.T, tp *tap, talker *peer) {
 	if len(frames) < 50 {
 		t.Fatalf("tap recorded %d frames of %s, want at least 50", len(frames), talker.name)
 	}
-	index := uint64(talker.call.e2e.sender.SenderIndex())
+	index := uint64(talker.call.te2e().sender.SenderIndex())
 	sent := int(talker.sent.Load())
 	marker := []byte(talker.name + "#")
 	for i, f := range frames {
@@ -499,13 +499,13 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 	m := mallory.call
 	raw := func(frame []byte) {
 		t.Helper()
-		if err := m.conn.writeFrame(frame, 960, AudioLevel{}, false); err != nil {
+		if err := m.tconn().writeFrame(frame, 960, AudioLevel{}, false); err != nil {
 			t.Fatalf("mallory: raw write: %v", err)
 		}
 	}
 	seal := func(i int) []byte {
 		t.Helper()
-		f, err := m.e2e.sender.Seal(nil, payload("mallory", i), time.Now())
+		f, err := m.te2e().sender.Seal(nil, payload("mallory", i), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -539,12 +539,12 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 		raw(f)
 	}
 	// Under mallory's own key id but another key, with counters above hers.
-	forger, err := e2ee.NewFrameSender(e2ee.FrameSenderConfig{Random: indexedRandom(m.e2e.sender.SenderIndex())})
+	forger, err := e2ee.NewFrameSender(e2ee.FrameSenderConfig{Random: indexedRandom(m.te2e().sender.SenderIndex())})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer forger.Close()
-	if g, s := m.e2e.sender.Current(time.Now()); g != 0 || s != 0 {
+	if g, s := m.te2e().sender.Current(time.Now()); g != 0 || s != 0 {
 		t.Fatalf("mallory's chain at generation %d step %d, want 0 0 (she joined last)", g, s)
 	}
 	for range m.Stats().FramesEncrypted + 1000 {
@@ -613,13 +613,13 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 	// message first. Bob installs both.
 	keysBefore := bob.call.Stats().KeysReceived
 	sent := make(chan error, 1)
-	m.e2e.queue(func(ctx context.Context) {
-		m.e2e.mu.Lock()
-		r := m.e2e.remotes[bob.call.ID()]
-		m.e2e.mu.Unlock()
+	m.te2e().queue(func(ctx context.Context) {
+		m.te2e().mu.Lock()
+		r := m.te2e().remotes[bob.call.ID()]
+		m.te2e().mu.Unlock()
 		var msgs [][]byte
 		for range 2 {
-			k := m.e2e.sender.Keys()[0]
+			k := m.te2e().sender.Keys()[0]
 			pt, _ := k.MarshalBinary()
 			k.Destroy()
 			msg, err := r.sess.Encrypt(pt)
@@ -630,7 +630,7 @@ func TestE2EEBadFramesAreDroppedAndCounted(t *testing.T) {
 			msgs = append(msgs, msg)
 		}
 		for _, i := range []int{1, 0} {
-			if err := m.conn.sendEnvelope(ctx, bob.call.ID(), msgs[i]); err != nil {
+			if err := m.tconn().sendEnvelope(ctx, bob.call.ID(), msgs[i]); err != nil {
 				sent <- err
 				return
 			}
@@ -767,7 +767,7 @@ func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
 
 	// Eve's participant starts another session, under key C.
 	var b api.PrekeyBundle
-	e := eve2.call.e2e
+	e := eve2.call.te2e()
 	if err := e.api.do(ctx, http.MethodGet, api.Version+"/prekeys/alice", "Bearer "+e.token, nil, &b); err != nil {
 		t.Fatal(err)
 	}
@@ -782,12 +782,12 @@ func TestE2EEAcceptingOneKeyNeverAcceptsAnother(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := eve2.call.conn.sendEnvelope(ctx, alice.call.ID(), initC); err != nil {
+	if err := eve2.call.tconn().sendEnvelope(ctx, alice.call.ID(), initC); err != nil {
 		t.Fatal(err)
 	}
 	wait.Until(ctx, t, "alice holds eve's session under key C", func() bool {
-		return onWorker(ctx, alice.call.e2e, func() int {
-			if r := alice.call.e2e.remote(eveID); r != nil {
+		return onWorker(ctx, alice.call.te2e(), func() int {
+			if r := alice.call.te2e().remote(eveID); r != nil {
 				return len(r.held)
 			}
 			return 0
@@ -971,7 +971,7 @@ func TestE2EEPrekeysRefilled(t *testing.T) {
 		}
 	}
 	stored := func() int {
-		return onWorker(ctx, alice.call.e2e, func() int { return alice.call.e2e.store.OneTimePrekeys() })
+		return onWorker(ctx, alice.call.te2e(), func() int { return alice.call.te2e().store.OneTimePrekeys() })
 	}
 	wait.Until(ctx, t, "alice uploads another batch", func() bool { return stored() >= 2*prekeyBatch })
 	for range 8 {
@@ -994,9 +994,9 @@ func TestE2EEKeysResentAfterReconnect(t *testing.T) {
 	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
 	before := bob.call.Stats().KeysReceived
 
-	old := alice.call.conn.currentWS()
+	old := alice.call.tconn().currentWS()
 	old.CloseNow()
-	wait.Until(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.conn.currentWS() != old })
+	wait.Until(ctx, t, "alice's event stream reconnects", func() bool { return alice.call.tconn().currentWS() != old })
 	wait.Until(ctx, t, "bob receives alice's keys again", func() bool { return bob.call.Stats().KeysReceived > before })
 	alice.talk()
 	bob.talk()
@@ -1013,8 +1013,8 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 	late := joinTap(ctx, t, srv, "retry")
 	alice := joinPeer(ctx, t, srv, "retry", "alice")
 	fetches := func() int {
-		return onWorker(ctx, alice.call.e2e, func() int {
-			if r := alice.call.e2e.remote(late.conn.self.ID); r != nil {
+		return onWorker(ctx, alice.call.te2e(), func() int {
+			if r := alice.call.te2e().remote(late.conn.self.ID); r != nil {
 				return r.fetches
 			}
 			return 0

@@ -1,10 +1,15 @@
 package client
 
-import "github.com/sotto-voice/sotto/api"
+import (
+	"time"
+
+	"github.com/sotto-voice/sotto/api"
+)
 
 // Event is something that happened in the call, delivered on Call.Events.
 // It is one of ParticipantJoined, ParticipantLeft, Speaking, PeerEncrypted,
-// IdentityChanged, ServerError or Closed; switch on the type:
+// IdentityChanged, ServerError, Reconnecting, Reconnected or Closed;
+// switch on the type:
 //
 //	switch e := ev.(type) {
 //	case client.ParticipantJoined:
@@ -36,7 +41,8 @@ type ParticipantLeft struct {
 // ReasonUnknown is the Reason of a ParticipantLeft that the call noticed
 // when its event stream came back after a loss: the participant was no
 // longer in the room, and the event that said why went down with the old
-// stream.
+// stream. It is also the reason of a participant the call knew before it
+// rejoined that did not come back within a few seconds of the rejoin.
 const ReasonUnknown = "unknown"
 
 // Speaking reports that a participant, possibly the caller itself, started
@@ -49,7 +55,8 @@ type Speaking struct {
 
 // PeerEncrypted reports that a participant's frame key is in place: its
 // frames decrypt and are delivered from now on. It comes once per
-// participant, shortly after its ParticipantJoined.
+// participant, shortly after its ParticipantJoined, and once more after
+// each rejoin (Reconnected), when the new keys are in place.
 type PeerEncrypted struct {
 	Participant api.Participant
 }
@@ -72,6 +79,23 @@ type ServerError struct {
 	Err *api.Error
 }
 
+// Reconnecting reports that the server lost the call (it crashed,
+// restarted, was redeployed, or dropped the caller) and that the call is
+// joining the room again, with new media and new end-to-end sessions.
+// Frames written meanwhile go nowhere; the others' frames resume after
+// Reconnected, as each of them is back. Cause is why the join was lost.
+type Reconnecting struct {
+	Cause error
+}
+
+// Reconnected reports that the call is in the room again, After the loss.
+// The participants it knew are named as before, and are not reported as
+// joining again when they come back; one that is not back a few seconds
+// after the call is gets a ParticipantLeft with ReasonUnknown.
+type Reconnected struct {
+	After time.Duration
+}
+
 // Closed is the last event of a call, sent (when the channel has room)
 // just before Events is closed. Err is the reason, as returned by Call.Err.
 type Closed struct {
@@ -84,4 +108,6 @@ func (Speaking) event()          {}
 func (PeerEncrypted) event()     {}
 func (IdentityChanged) event()   {}
 func (ServerError) event()       {}
+func (Reconnecting) event()      {}
+func (Reconnected) event()       {}
 func (Closed) event()            {}

@@ -8,7 +8,26 @@ import (
 
 // IdentityKey returns the caller's public identity key, whose fingerprint
 // and safety numbers the other participants see.
-func (c *Call) IdentityKey() e2ee.PublicIdentity { return c.e2e.public }
+func (c *Call) IdentityKey() e2ee.PublicIdentity { return c.opts.Identity.Public() }
+
+// keys returns the current join's end-to-end state; while the call
+// reconnects, nobody's key is known.
+func (c *Call) keys() (*e2eeState, error) {
+	if s := c.session(); s != nil {
+		return s.e2e, nil
+	}
+	return nil, c.reconnecting()
+}
+
+// peerKey returns what the current join knows of a participant's key.
+func (c *Call) peerKey(participantID string) (*e2eeState, peerKey, error) {
+	e, err := c.keys()
+	if err != nil {
+		return nil, peerKey{}, err
+	}
+	pk, err := e.peerKey(participantID)
+	return e, pk, err
+}
 
 // Fingerprint returns the fingerprint of a participant's identity key (64
 // hex digits, docs/PROTOCOL.md §1.1), or the caller's own for its own ID.
@@ -16,9 +35,9 @@ func (c *Call) IdentityKey() e2ee.PublicIdentity { return c.e2e.public }
 // is set up, ErrNoSession.
 func (c *Call) Fingerprint(participantID string) (string, error) {
 	if participantID == c.ID() {
-		return c.e2e.public.Fingerprint(), nil
+		return c.IdentityKey().Fingerprint(), nil
 	}
-	pk, err := c.e2e.peerKey(participantID)
+	_, pk, err := c.peerKey(participantID)
 	if err != nil {
 		return "", err
 	}
@@ -32,11 +51,11 @@ func (c *Call) Fingerprint(participantID string) (string, error) {
 // with ErrUnknownParticipant or, until the participant's session is set up,
 // ErrNoSession.
 func (c *Call) SafetyNumber(participantID string) (string, error) {
-	pk, err := c.e2e.peerKey(participantID)
+	_, pk, err := c.peerKey(participantID)
 	if err != nil {
 		return "", err
 	}
-	return e2ee.SafetyNumber(c.e2e.public, pk.key), nil
+	return e2ee.SafetyNumber(c.IdentityKey(), pk.key), nil
 }
 
 // SetVerified records in the TrustStore whether the user verified a
@@ -44,14 +63,14 @@ func (c *Call) SafetyNumber(participantID string) (string, error) {
 // the key: a changed key is unverified again. It fails for a participant
 // whose changed key is not accepted (ErrIdentityNotAccepted).
 func (c *Call) SetVerified(participantID string, verified bool) error {
-	pk, err := c.e2e.peerKey(participantID)
+	_, pk, err := c.peerKey(participantID)
 	if err != nil {
 		return err
 	}
 	if pk.blocked {
 		return ErrIdentityNotAccepted
 	}
-	if err := c.e2e.trust.Remember(pk.r.p.Identity, TrustedIdentity{Key: pk.key, Verified: verified}); err != nil {
+	if err := c.opts.TrustStore.Remember(pk.r.p.Identity, TrustedIdentity{Key: pk.key, Verified: verified}); err != nil {
 		return fmt.Errorf("client: set verified %s: %w", pk.r.p.Identity, err)
 	}
 	return nil
@@ -60,11 +79,11 @@ func (c *Call) SetVerified(participantID string, verified bool) error {
 // Verified reports whether the user verified the identity key the
 // participant presents in this call.
 func (c *Call) Verified(participantID string) (bool, error) {
-	pk, err := c.e2e.peerKey(participantID)
+	_, pk, err := c.peerKey(participantID)
 	if err != nil {
 		return false, err
 	}
-	t, err := c.e2e.trust.Lookup(pk.r.p.Identity)
+	t, err := c.opts.TrustStore.Lookup(pk.r.p.Identity)
 	if err != nil {
 		return false, fmt.Errorf("client: verified %s: %w", pk.r.p.Identity, err)
 	}
@@ -84,5 +103,9 @@ func (c *Call) Verified(participantID string) (bool, error) {
 // change is reported by its own IdentityChanged. AcceptIdentity does
 // nothing for a participant whose key did not change.
 func (c *Call) AcceptIdentity(participantID, fingerprint string) error {
-	return c.e2e.accept(participantID, fingerprint)
+	e, err := c.keys()
+	if err != nil {
+		return err
+	}
+	return e.accept(participantID, fingerprint)
 }

@@ -61,7 +61,7 @@ const (
 // e2eeState is the end-to-end state of one call.
 type e2eeState struct {
 	log      *slog.Logger
-	call     *Call
+	sess     *session
 	api      *apiClient
 	token    string
 	identity *e2ee.Identity
@@ -112,27 +112,15 @@ type remote struct {
 	keyed   atomic.Bool // at least one of its frame keys is installed
 }
 
-// newE2EE creates the call's identity state and publishes its prekeys,
-// before the call joins so that participants joining later find them.
-func newE2EE(ctx context.Context, a *apiClient, token string, opts *Options, log *slog.Logger) (*e2eeState, error) {
-	id := opts.Identity
-	if id == nil {
-		var err error
-		if id, err = e2ee.NewIdentity(nil); err != nil {
-			return nil, fmt.Errorf("create identity: %w", err)
-		}
-	}
-	store, err := e2ee.NewPrekeyStore(id, nil)
-	if err != nil {
-		return nil, fmt.Errorf("create prekeys: %w", err)
-	}
+// newE2EE creates the end-to-end state of one join, for the identity, trust
+// store and prekey store the call keeps across its joins, and publishes
+// prekeys before the join so that participants joining later find them.
+// Every join starts a fresh frame-key chain.
+func newE2EE(ctx context.Context, a *apiClient, token string, opts *Options, store *e2ee.PrekeyStore, log *slog.Logger) (*e2eeState, error) {
+	id, trust := opts.Identity, opts.TrustStore
 	sender, err := e2ee.NewFrameSender(e2ee.FrameSenderConfig{})
 	if err != nil {
 		return nil, err
-	}
-	trust := opts.TrustStore
-	if trust == nil {
-		trust = NewMemoryTrustStore()
 	}
 	e := &e2eeState{
 		log:      log,
@@ -511,7 +499,7 @@ func (e *e2eeState) announce(r *remote) {
 	r.announced = true
 	e.mu.Unlock()
 	if first {
-		e.call.event(PeerEncrypted{Participant: r.p})
+		e.sess.event(PeerEncrypted{Participant: r.p})
 	}
 }
 
@@ -532,7 +520,7 @@ func (e *e2eeState) bind(r *remote, id e2ee.PublicIdentity) bool {
 		e.log.Error("trust store lookup", "peer", r.p.Identity, "err", err)
 		return false
 	case changed:
-		e.call.event(IdentityChanged{Participant: r.p, Old: known.Key.Fingerprint(), New: id.Fingerprint()})
+		e.sess.event(IdentityChanged{Participant: r.p, Old: known.Key.Fingerprint(), New: id.Fingerprint()})
 		return false
 	case known.Key.IsZero():
 		if err := e.trust.Remember(r.p.Identity, TrustedIdentity{Key: id}); err != nil {
@@ -566,7 +554,7 @@ func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) {
 		e.log.Error("encrypt end-to-end message", "participant", r.p.ID, "err", err)
 		return
 	}
-	if err := e.call.conn.sendEnvelope(ctx, r.p.ID, payload); err != nil && !errors.Is(err, ErrClosed) {
+	if err := e.sess.conn.sendEnvelope(ctx, r.p.ID, payload); err != nil && !errors.Is(err, ErrClosed) {
 		e.log.Warn("send end-to-end message", "participant", r.p.ID, "err", err)
 	}
 }

@@ -24,7 +24,7 @@ func TestNACKGivesUp(t *testing.T) {
 	hears(ctx, t, bob, alice)
 
 	before := srv.Media.Stats().NACKsMissed
-	c := alice.call.conn
+	c := alice.call.tconn()
 	c.wmu.Lock()
 	c.pkt.SequenceNumber++ // the packet that never was
 	c.wmu.Unlock()

@@ -69,7 +69,7 @@ func isPeerEncrypted(id string) func(Event) bool {
 // relayPath returns the local candidate of c's selected ICE pair and, for a
 // relay candidate, the transport its TURN leg uses ("udp", "tcp" or "tls").
 func relayPath(c *Call) (*webrtc.ICECandidate, string, error) {
-	senders := c.conn.pc.GetSenders()
+	senders := c.tconn().pc.GetSenders()
 	if len(senders) == 0 || senders[0].Transport() == nil {
 		return nil, "", fmt.Errorf("no transport")
 	}
@@ -77,7 +77,7 @@ func relayPath(c *Call) (*webrtc.ICECandidate, string, error) {
 	if err != nil || pair == nil {
 		return nil, "", fmt.Errorf("no selected candidate pair: %v", err)
 	}
-	for _, s := range c.conn.pc.GetStats() {
+	for _, s := range c.tconn().pc.GetStats() {
 		cs, ok := s.(webrtc.ICECandidateStats)
 		if ok && cs.Type == webrtc.StatsTypeLocalCandidate && cs.IP == pair.Local.Address && cs.Port == int32(pair.Local.Port) {
 			return pair.Local, cs.RelayProtocol, nil

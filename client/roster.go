@@ -9,24 +9,34 @@ import (
 	"github.com/sotto-voice/sotto/api"
 )
 
-// roster is the set of other participants in the room, keyed by participant
-// ID. A remote track names only the publisher's ID; the roster resolves it
-// to an identity, and lets a track that arrives before its "joined" event
-// wait for it.
+// roster is the set of other participants in the room during one join,
+// keyed by the participant ID the server gave them for that join. It names
+// each one as the call does (its call ID, see Call.ID): the server's ID,
+// or, for someone the call knew before it rejoined, the ID it had then. A
+// remote track names only the publisher's server ID; the roster resolves
+// it, and lets a track that arrives before its "joined" event wait for it.
 type roster struct {
 	mu      sync.Mutex
-	members map[string]*member
+	members map[string]*member // by server ID
+	byCall  map[string]string  // call ID -> server ID, present members only
+
+	// claim returns the call's name for an identity the call knew before
+	// it rejoined, once; nil names everyone by its server ID.
+	claim func(identity string) (api.Participant, bool)
 }
 
 type member struct {
-	p       api.Participant
-	present bool          // announced by the server and not yet left
-	known   chan struct{} // closed once p.Identity is known
+	p       api.Participant // as the call names it
+	present bool            // announced by the server and not yet left
+	known   chan struct{}   // closed once p.Identity is known
 }
 
-func newRoster() *roster { return &roster{members: make(map[string]*member)} }
+func newRoster(claim func(identity string) (api.Participant, bool)) *roster {
+	return &roster{members: make(map[string]*member), byCall: make(map[string]string), claim: claim}
+}
 
-// entry returns the member for id, creating a placeholder. Caller holds mu.
+// entry returns the member for server ID id, creating a placeholder.
+// Caller holds mu.
 func (r *roster) entry(id string) *member {
 	m := r.members[id]
 	if m == nil {
@@ -36,25 +46,33 @@ func (r *roster) entry(id string) *member {
 	return m
 }
 
-// add records p as present and reports whether it was not already.
-func (r *roster) add(p api.Participant) bool {
+// add records p, as the server names it, as present. It returns p as the
+// call names it, whether p was not present already, and whether p is
+// someone the call knew before it rejoined, back.
+func (r *roster) add(p api.Participant) (named api.Participant, added, returning bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.entry(p.ID)
 	if m.present {
-		return false
+		return m.p, false, false
 	}
 	m.present = true
 	if m.p.Identity == "" {
-		m.p.Identity = p.Identity
+		m.p = p
+		if r.claim != nil {
+			if back, ok := r.claim(p.Identity); ok {
+				m.p, returning = back, true
+			}
+		}
 		close(m.known)
 	}
-	return true
+	r.byCall[m.p.ID] = p.ID
+	return m.p, true, returning
 }
 
-// remove forgets p, returns what was known about it and reports whether it
-// was present. Track readers keep the identity they resolved, so late
-// frames still carry it.
+// remove forgets p (server-named), returns it as the call names it and
+// reports whether it was present. Track readers keep the participant they
+// resolved, so late frames still carry it.
 func (r *roster) remove(p api.Participant) (api.Participant, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -67,11 +85,15 @@ func (r *roster) remove(p api.Participant) (api.Participant, bool) {
 		m.p.Identity = p.Identity
 		close(m.known)
 	}
+	if m.present {
+		delete(r.byCall, m.p.ID)
+	}
 	return m.p, m.present
 }
 
 // retain removes the present members that are not in the room any more,
-// as present lists it, and returns them ordered by ID.
+// as present (server-named) lists it, and returns them as the call names
+// them, ordered by ID.
 func (r *roster) retain(present []api.Participant) []api.Participant {
 	in := make(map[string]bool, len(present))
 	for _, p := range present {
@@ -83,6 +105,7 @@ func (r *roster) retain(present []api.Participant) []api.Participant {
 	for id, m := range r.members {
 		if m.present && !in[id] {
 			delete(r.members, id)
+			delete(r.byCall, m.p.ID)
 			gone = append(gone, m.p)
 		}
 	}
@@ -90,7 +113,8 @@ func (r *roster) retain(present []api.Participant) []api.Participant {
 	return gone
 }
 
-// lookup returns what is known about id; Identity is empty if nothing is.
+// lookup returns what is known about server ID id; Identity is empty if
+// nothing is.
 func (r *roster) lookup(id string) api.Participant {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -100,8 +124,18 @@ func (r *roster) lookup(id string) api.Participant {
 	return api.Participant{ID: id}
 }
 
-// await waits up to timeout for id's identity to become known, for a track
-// that arrived before the event announcing its publisher.
+// serverID returns the server's ID of the present member the call names
+// callID.
+func (r *roster) serverID(callID string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id, ok := r.byCall[callID]
+	return id, ok
+}
+
+// await waits up to timeout for the identity of server ID id to become
+// known, for a track that arrived before the event announcing its
+// publisher.
 func (r *roster) await(ctx context.Context, id string, timeout time.Duration) api.Participant {
 	r.mu.Lock()
 	m := r.entry(id)
@@ -118,7 +152,8 @@ func (r *roster) await(ctx context.Context, id string, timeout time.Duration) ap
 	return m.p
 }
 
-// present lists the participants present, ordered by ID.
+// present lists the participants present, as the call names them, ordered
+// by ID.
 func (r *roster) present() []api.Participant {
 	r.mu.Lock()
 	defer r.mu.Unlock()

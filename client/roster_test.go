@@ -12,11 +12,11 @@ import (
 // A track can arrive before the event that names its publisher: its reader
 // waits for the identity, whichever comes first.
 func TestRosterAwaitsIdentity(t *testing.T) {
-	r := newRoster()
+	r := newRoster(nil)
 	got := make(chan api.Participant, 1)
 	go func() { got <- r.await(context.Background(), "p_1", time.Minute) }()
 	time.Sleep(10 * time.Millisecond) // usually lets await register first; either order must work
-	if !r.add(api.Participant{ID: "p_1", Identity: "alice"}) {
+	if _, added, _ := r.add(api.Participant{ID: "p_1", Identity: "alice"}); !added {
 		t.Fatal("add of a new participant reported it known")
 	}
 	select {
@@ -31,13 +31,13 @@ func TestRosterAwaitsIdentity(t *testing.T) {
 	if p := r.await(context.Background(), "p_1", time.Minute); p.Identity != "alice" {
 		t.Errorf("await of a known participant = %+v", p)
 	}
-	if r.add(api.Participant{ID: "p_1", Identity: "alice"}) {
+	if _, added, _ := r.add(api.Participant{ID: "p_1", Identity: "alice"}); added {
 		t.Error("second add reported a new participant")
 	}
 }
 
 func TestRosterAwaitGivesUp(t *testing.T) {
-	r := newRoster()
+	r := newRoster(nil)
 	if p := r.await(context.Background(), "p_2", time.Millisecond); p.ID != "p_2" || p.Identity != "" {
 		t.Errorf("await of an unknown participant = %+v, want ID only", p)
 	}
@@ -56,7 +56,7 @@ func TestRosterAwaitGivesUp(t *testing.T) {
 }
 
 func TestRosterPresentAndRemove(t *testing.T) {
-	r := newRoster()
+	r := newRoster(nil)
 	r.add(api.Participant{ID: "p_b", Identity: "bob"})
 	r.add(api.Participant{ID: "p_a", Identity: "alice"})
 	ps := r.present()
@@ -78,7 +78,7 @@ func TestRosterPresentAndRemove(t *testing.T) {
 // retain removes exactly the present members a welcome no longer lists,
 // and leaves placeholders of tracks still waiting for their publisher.
 func TestRosterRetain(t *testing.T) {
-	r := newRoster()
+	r := newRoster(nil)
 	a := api.Participant{ID: "p_a", Identity: "alice"}
 	b := api.Participant{ID: "p_b", Identity: "bob"}
 	c := api.Participant{ID: "p_c", Identity: "carol"}
@@ -98,5 +98,41 @@ func TestRosterRetain(t *testing.T) {
 	}
 	if _, ok := r.remove(a); ok {
 		t.Fatal("a removed member was still present")
+	}
+}
+
+// After a rejoin the server names everyone anew; someone the call knew
+// before keeps the name the call gave it, both ways, and only once.
+func TestRosterNamesReturningParticipants(t *testing.T) {
+	before := map[string]api.Participant{"bob": {ID: "p_old_bob", Identity: "bob"}}
+	r := newRoster(func(identity string) (api.Participant, bool) {
+		p, ok := before[identity]
+		delete(before, identity)
+		return p, ok
+	})
+	got := make(chan api.Participant, 1)
+	go func() { got <- r.await(context.Background(), "p_new_bob", time.Minute) }()
+	named, added, returning := r.add(api.Participant{ID: "p_new_bob", Identity: "bob"})
+	if named.ID != "p_old_bob" || !added || !returning {
+		t.Fatalf("add(bob) = %+v, %v, %v; want p_old_bob, added, returning", named, added, returning)
+	}
+	if p := <-got; p.ID != "p_old_bob" {
+		t.Errorf("bob's track resolves to %+v, want the old name", p)
+	}
+	if id, ok := r.serverID("p_old_bob"); !ok || id != "p_new_bob" {
+		t.Errorf("serverID(p_old_bob) = %q, %v", id, ok)
+	}
+	if p := r.lookup("p_new_bob"); p.ID != "p_old_bob" {
+		t.Errorf("lookup = %+v", p)
+	}
+	named, _, returning = r.add(api.Participant{ID: "p_carol", Identity: "carol"})
+	if named.ID != "p_carol" || returning {
+		t.Errorf("add(carol) = %+v, returning %v; want her server name, new", named, returning)
+	}
+	if p, ok := r.remove(api.Participant{ID: "p_new_bob"}); !ok || p.ID != "p_old_bob" {
+		t.Errorf("remove(bob) = %+v, %v", p, ok)
+	}
+	if _, ok := r.serverID("p_old_bob"); ok {
+		t.Error("bob is still named after he left")
 	}
 }

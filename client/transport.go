@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -54,6 +55,20 @@ const (
 	// closedGrace is how long a call whose media the relay closed waits
 	// for the server to say why before it ends anyway.
 	closedGrace = 5 * time.Second
+
+	// ICE liveness: the relay answers a consent check (RFC 7675) every
+	// iceKeepalive; a path silent for iceDisconnected is disconnected, and
+	// one still disconnected iceRestartGrace later is restarted (new ICE
+	// credentials, same PeerConnection, DTLS session and keys), then again
+	// every iceRestartRetry until it is back. A path not back within
+	// iceGiveUp of the first restart ends the connection, and the call
+	// rejoins.
+	iceKeepalive    = 500 * time.Millisecond
+	iceDisconnected = time.Second
+	iceFailed       = 5 * time.Second
+	iceRestartGrace = 500 * time.Millisecond
+	iceRestartRetry = 2 * time.Second
+	iceGiveUp       = 10 * time.Second
 )
 
 // sink receives what the transport delivers. Methods are called from the
@@ -63,7 +78,9 @@ type sink interface {
 	// frame delivers one received RTP payload. payload is valid only until
 	// frame returns.
 	frame(from api.Participant, seq uint16, ts uint32, payload []byte, received time.Time)
-	joined(p api.Participant)
+	// joined reports a participant present; returning tells one the call
+	// knew before it rejoined, under the same name.
+	joined(p api.Participant, returning bool)
 	left(p api.Participant, reason string)
 	speaking(p api.Participant, speaking bool)
 	envelope(from api.Participant, data []byte)
@@ -79,14 +96,17 @@ type sink interface {
 	reconnected()
 }
 
-// conn is one participant's connection to the server: its event stream and
-// its PeerConnection to the media relay.
+// conn is one participant's connection to the server, one join: its event
+// stream and its PeerConnection to the media relay. It names participants
+// as the call does (see roster): the sink sees call names, and the server
+// its own IDs.
 type conn struct {
 	log    *slog.Logger
 	api    *apiClient
 	sink   sink
 	room   string
-	self   api.Participant
+	self   api.Participant // as the server names the caller in this join
+	me     api.Participant // as the call names the caller
 	roster *roster
 
 	session   string
@@ -111,8 +131,18 @@ type conn struct {
 
 	connected     chan struct{}
 	connectedOnce sync.Once
-	trickle       atomic.Bool // local candidates go over the event stream
-	leaving       atomic.Bool // Leave has begun: whatever ends the call, it is ErrLeft
+	iceStates     chan webrtc.ICEConnectionState // to watchICE, latest last
+	iceRestarts   atomic.Uint64
+
+	// negMu orders the negotiations of the PeerConnection: the relay's
+	// offers and the caller's own ICE restart offer. pendingOffer is the
+	// restart offer sent and not yet answered; it is applied only with its
+	// answer, so that an offer of the relay's crossing it can still be
+	// answered (pion cannot roll back).
+	negMu        sync.Mutex
+	pendingOffer *webrtc.SessionDescription
+	trickle      atomic.Bool // local candidates go over the event stream
+	leaving      atomic.Bool // Leave has begun: whatever ends the call, it is ErrLeft
 
 	tracksMu sync.Mutex
 	tracks   map[string]int // live remote track readers per publisher ID
@@ -130,15 +160,25 @@ type conn struct {
 	framesSent     atomic.Uint64
 }
 
-// Errors that end a call from the media side.
+// Errors that end a connection from the media side, and the one that says
+// the server no longer knows it.
 var (
 	errICEFailed   = errors.New("media connection failed")
 	errMediaClosed = errors.New("media connection closed by the relay")
+	errSessionLost = errors.New("the server no longer knows this session")
 )
+
+// naming tells dial how the call names the caller and the others: me is
+// the caller's call name (its ID empty: the join's own), claim as in
+// roster.
+type naming struct {
+	me    api.Participant
+	claim func(identity string) (api.Participant, bool)
+}
 
 // dial joins the room named by claims and returns once the media
 // connection is up, or fails and leaves no trace behind.
-func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, opts *Options, s sink) (_ *conn, err error) {
+func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, opts *Options, s sink, names naming) (_ *conn, err error) {
 	log := opts.logger().With("room", claims.Room, "identity", claims.Identity)
 	var ice api.ICEServersResponse
 	if err := a.do(ctx, http.MethodGet, api.Version+"/ice-servers", "Bearer "+tok, nil, &ice); err != nil {
@@ -171,13 +211,14 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 		sink:      s,
 		room:      claims.Room,
 		self:      api.Participant{Identity: claims.Identity},
-		roster:    newRoster(),
+		roster:    newRoster(names.claim),
 		pc:        pc,
 		sock:      sock,
 		ctx:       cctx,
 		cancel:    cancel,
 		done:      make(chan struct{}),
 		connected: make(chan struct{}),
+		iceStates: make(chan webrtc.ICEConnectionState, 16),
 		tracks:    make(map[string]int),
 	}
 	defer func() {
@@ -201,6 +242,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	c.goRun(func() { drainRTCP(tr.Sender()) })
 	pc.OnTrack(c.onTrack)
 	pc.OnConnectionStateChange(c.onConnectionState)
+	pc.OnICEConnectionStateChange(c.onICEState)
 	pc.OnICECandidate(c.onICECandidate)
 
 	// The offer travels in an HTTP request, so it carries every host, srflx
@@ -225,6 +267,10 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 		return nil, err
 	}
 	c.self = api.Participant{ID: jr.ParticipantID, Identity: jr.Identity}
+	c.me = c.self
+	if names.me.ID != "" {
+		c.me = names.me
+	}
 	c.session = jr.Session
 	if jr.Room != "" {
 		c.room = jr.Room
@@ -242,9 +288,22 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 		return nil, fmt.Errorf("apply answer: %w", err)
 	}
 	c.levelID = audioLevelID(tr.Sender())
-	s.admitted(jr.Participants)
+	present := make([]api.Participant, 0, len(jr.Participants))
+	var news []api.Participant
+	var back []bool
 	for _, p := range jr.Participants {
-		c.addParticipant(p)
+		if p.ID == "" || p.ID == c.self.ID {
+			continue
+		}
+		named, added, returning := c.roster.add(p)
+		present = append(present, named)
+		if added {
+			news, back = append(news, named), append(back, returning)
+		}
+	}
+	s.admitted(present)
+	for i, p := range news {
+		s.joined(p, back[i])
 	}
 
 	c.eventsURL, err = a.eventsURL(jr.EventsURL, jr.Session)
@@ -265,7 +324,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	c.ws = ws
 	c.mu.Unlock()
 	c.trickle.Store(true)
-	if !c.goRun(c.readEvents) {
+	if !c.goRun(c.readEvents) || !c.goRun(c.watchICE) {
 		return nil, c.endErr()
 	}
 
@@ -330,6 +389,7 @@ func newWebRTCAPI(opts *Options) (*webrtc.API, net.PacketConn, error) {
 	ir.Add(resp)
 	se := webrtc.SettingEngine{LoggerFactory: pionlog.Factory(opts.logger())}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
 	if opts.IPFilter != nil {
 		se.SetIPFilter(opts.IPFilter)
 		se.SetIncludeLoopbackCandidate(true)
@@ -475,7 +535,11 @@ func (c *conn) onConnectionState(s webrtc.PeerConnectionState) {
 	case webrtc.PeerConnectionStateConnected:
 		c.connectedOnce.Do(func() { close(c.connected) })
 	case webrtc.PeerConnectionStateFailed:
-		c.shutdown(errICEFailed)
+		// A failed ICE path is restarted (watchICE); DTLS failing over a
+		// working path cannot be.
+		if c.pc.ICEConnectionState() == webrtc.ICEConnectionStateConnected {
+			c.shutdown(errICEFailed)
+		}
 	case webrtc.PeerConnectionStateClosed:
 		// The relay closed DTLS (pion then closes the PeerConnection). The
 		// server's "closed" message, which says why, is on its way; end
@@ -490,6 +554,114 @@ func (c *conn) onConnectionState(s webrtc.PeerConnectionState) {
 			}
 		})
 	}
+}
+
+func (c *conn) onICEState(s webrtc.ICEConnectionState) {
+	c.log.Debug("ICE", "state", s.String())
+	select {
+	case c.iceStates <- s:
+	default:
+		// watchICE is behind; it reads the PeerConnection's state anyway.
+	}
+}
+
+// watchICE restarts ICE when the media path fails: disconnected for
+// iceRestartGrace, or failed. It retries every iceRestartRetry and gives
+// up, ending the connection so that the call rejoins, after iceGiveUp.
+func (c *conn) watchICE() {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var down time.Time // when the path failed and restarts began; zero while up
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case s := <-c.iceStates:
+			switch s {
+			case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+				if !down.IsZero() {
+					c.log.Info("media path back", "after", time.Since(down).Round(time.Millisecond))
+				}
+				down = time.Time{}
+				timer.Stop()
+			case webrtc.ICEConnectionStateDisconnected:
+				if down.IsZero() {
+					timer.Reset(iceRestartGrace)
+				}
+			case webrtc.ICEConnectionStateFailed:
+				if down.IsZero() {
+					timer.Reset(0)
+				}
+			}
+			continue
+		case <-timer.C:
+		}
+		switch c.pc.ICEConnectionState() {
+		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+			down = time.Time{}
+			continue
+		}
+		if down.IsZero() {
+			down = time.Now()
+		} else if time.Since(down) > iceGiveUp {
+			c.shutdown(errICEFailed)
+			return
+		}
+		c.restartICE()
+		timer.Reset(iceRestartRetry)
+	}
+}
+
+// restartICE sends the relay an offer with new ICE credentials. The offer
+// is applied when its answer comes (handle); until then the connection
+// stays stable.
+func (c *conn) restartICE() {
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	if c.pc.SignalingState() != webrtc.SignalingStateStable {
+		return
+	}
+	offer, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		c.log.Debug("ICE restart offer", "err", err)
+		return
+	}
+	c.pendingOffer = &offer
+	c.iceRestarts.Add(1)
+	c.log.Info("media path lost; restarting ICE")
+	if err := c.send(c.ctx, api.SDP{Type: api.TypeOffer, SDP: offer.SDP}); err != nil {
+		// The event stream is down: the next try goes once it is back.
+		c.log.Debug("send ICE restart offer", "err", err)
+		c.pendingOffer = nil
+	}
+}
+
+// restartAnswered applies the relay's answer to the pending restart offer.
+func (c *conn) restartAnswered(answer string) error {
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	offer := c.pendingOffer
+	c.pendingOffer = nil
+	if offer == nil {
+		c.log.Debug("answer without an offer")
+		return nil
+	}
+	if err := c.pc.SetLocalDescription(*offer); err != nil {
+		return fmt.Errorf("apply ICE restart offer: %w", err)
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("apply ICE restart answer: %w", err)
+	}
+	return nil
+}
+
+// restartRefused forgets a restart offer the relay did not take; watchICE
+// tries again if the path is still down.
+func (c *conn) restartRefused() {
+	c.negMu.Lock()
+	defer c.negMu.Unlock()
+	c.pendingOffer = nil
 }
 
 func (c *conn) onICECandidate(cand *webrtc.ICECandidate) {
@@ -625,8 +797,15 @@ func (c *conn) reconnect(cause error) *websocket.Conn {
 			return ws
 		}
 		if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
-			// Unknown participant or session: the server has dropped us.
-			c.shutdown(fmt.Errorf("event stream lost (%v); reconnect refused: %w", cause, err))
+			// Unknown participant or session: the server has dropped us,
+			// or is a new process that never knew us.
+			c.shutdown(fmt.Errorf("%w: event stream lost (%v); reconnect refused: %w", errSessionLost, cause, err))
+			return nil
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// Nothing listens where the server was: it is gone, and with
+			// it the session.
+			c.shutdown(fmt.Errorf("%w: event stream lost (%v); server unreachable: %w", errSessionLost, cause, err))
 			return nil
 		}
 		if time.Now().Add(delay).After(deadline) {
@@ -672,6 +851,13 @@ func (c *conn) handle(m api.Message) error {
 		if c.decode(m, &j) {
 			c.addParticipant(j.Participant)
 		}
+	case api.TypeAnswer:
+		var a api.SDP
+		if c.decode(m, &a) {
+			if err := c.restartAnswered(a.SDP); err != nil {
+				return err
+			}
+		}
 	case api.TypeLeft:
 		var l api.Left
 		if c.decode(m, &l) && l.Participant.ID != c.self.ID {
@@ -689,7 +875,10 @@ func (c *conn) handle(m api.Message) error {
 	case api.TypeOffer:
 		var o api.SDP
 		if c.decode(m, &o) {
-			if err := c.renegotiate(o.SDP); err != nil {
+			c.negMu.Lock()
+			err := c.renegotiate(o.SDP)
+			c.negMu.Unlock()
+			if err != nil {
 				if errors.Is(err, webrtc.ErrConnectionClosed) {
 					// An offer overtaken by the relay closing us; the
 					// reason follows.
@@ -721,6 +910,12 @@ func (c *conn) handle(m api.Message) error {
 		var e api.ErrorEvent
 		if c.decode(m, &e) {
 			c.log.Debug("server error", "code", e.Error.Code, "message", e.Error.Message, "ref", e.Ref)
+			if e.Error.Code == api.CodeOfferCollision {
+				// The relay's offer crossed our ICE restart: it is answered
+				// as any other, and the restart tried again.
+				c.restartRefused()
+				return nil
+			}
 			c.sink.serverError(&e.Error)
 		}
 	case api.TypePrekeysLow:
@@ -728,7 +923,7 @@ func (c *conn) handle(m api.Message) error {
 	case api.TypeClosed:
 		var cl api.Closed
 		c.decode(m, &cl)
-		return &ClosedError{Reason: cl.Reason}
+		return &ClosedError{Reason: cl.Reason, RetryAfter: time.Duration(max(0, cl.RetryAfterMs)) * time.Millisecond}
 	default:
 		c.log.Debug("ignored event", "type", m.Type)
 	}
@@ -747,17 +942,31 @@ func (c *conn) addParticipant(p api.Participant) {
 	if p.ID == "" || p.ID == c.self.ID {
 		return
 	}
-	if c.roster.add(p) {
-		c.sink.joined(p)
+	if named, added, returning := c.roster.add(p); added {
+		c.sink.joined(named, returning)
 	}
 }
 
-// participant names id, which may be the caller itself.
+// participant returns the call's name of server ID id, which may be the
+// caller itself.
 func (c *conn) participant(id string) api.Participant {
 	if id == c.self.ID {
-		return c.self
+		return c.me
 	}
 	return c.roster.lookup(id)
+}
+
+// serverID returns the server's ID of the participant the call names
+// callID, the caller included; an unknown name goes as it is, for the
+// server to refuse.
+func (c *conn) serverID(callID string) string {
+	if callID == c.me.ID {
+		return c.self.ID
+	}
+	if id, ok := c.roster.serverID(callID); ok {
+		return id
+	}
+	return callID
 }
 
 // renegotiate answers the relay's offer, which adds or removes the tracks
@@ -798,7 +1007,7 @@ func (c *conn) sendEnvelope(ctx context.Context, to string, data []byte) error {
 	// to the connection's lifetime as well as to the caller's ctx.
 	unlink := context.AfterFunc(c.ctx, stop)
 	defer unlink()
-	msg := api.Envelope{Type: api.TypeEnvelope, To: to, Data: data, ID: c.envelopeID.Add(1)}
+	msg := api.Envelope{Type: api.TypeEnvelope, To: c.serverID(to), Data: data, ID: c.envelopeID.Add(1)}
 	if err := c.send(ctx, msg); err != nil {
 		if c.ctx.Err() != nil {
 			return ErrClosed

@@ -117,6 +117,8 @@ func (h *benchHandler) Offer(sdp string) {
 	<-h.joined
 	_ = h.w.send(benchMsg{Op: "offer", ID: h.id, SDP: sdp})
 }
+func (h *benchHandler) Answer(string)              {}
+func (h *benchHandler) Connectivity(bool)          {}
 func (h *benchHandler) Candidate(api.ICECandidate) {}
 func (h *benchHandler) Failed(string)              {}
 

@@ -85,14 +85,16 @@ type client struct {
 	sendDone  chan struct{}
 	sentCount atomic.Int64
 
-	mu         sync.Mutex
-	holdOffers bool
-	held       []string
-	offerSDPs  []string
-	remote     map[string]*remoteTrack // by stream ID
-	offers     int
-	failures   []string
-	answerErrs []error
+	mu           sync.Mutex
+	holdOffers   bool
+	held         []string
+	offerSDPs    []string
+	remote       map[string]*remoteTrack // by stream ID
+	offers       int
+	failures     []string
+	answerErrs   []error
+	answers      int    // answers to the client's own offers
+	connectivity []bool // Connectivity reports, in order
 }
 
 func clientAPI(t testing.TB, opts clientOptions) *webrtc.API {
@@ -388,6 +390,23 @@ func (c *client) answer(offer string) {
 }
 
 func (c *client) Candidate(api.ICECandidate) {}
+
+// Answer applies the server's answer to the client's own offer.
+func (c *client) Answer(answer string) {
+	err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.answers++
+	if err != nil {
+		c.answerErrs = append(c.answerErrs, err)
+	}
+}
+
+func (c *client) Connectivity(connected bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.connectivity = append(c.connectivity, connected)
+}
 
 func (c *client) Failed(reason string) {
 	c.mu.Lock()

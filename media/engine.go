@@ -34,6 +34,9 @@ var (
 	// ErrNoOfferPending is returned by SetAnswer when no server offer awaits
 	// an answer.
 	ErrNoOfferPending = errors.New("no offer pending")
+	// ErrOfferCollision is returned by AnswerOffer for a client offer that
+	// crossed one of the server's ("glare"): the server's offer goes first.
+	ErrOfferCollision = errors.New("offer collides with the server's offer awaiting an answer")
 )
 
 // DefaultNACKHistory is the number of packets kept per published track to

@@ -285,9 +285,14 @@ func TestFailedWhenICEFails(t *testing.T) {
 	})
 	bob.mu.Lock()
 	reason := bob.failures[0]
+	silent := bob.connectivity
 	bob.mu.Unlock()
 	if reason != "ICE failed" && reason != "peer connection failed" {
 		t.Errorf("Failed(%q): want an ICE failure", reason)
+	}
+	// Signaling hears that bob fell silent before he is given up.
+	if len(silent) != 1 || silent[0] {
+		t.Errorf("Connectivity reports %v, want [false]", silent)
 	}
 	wait.For(t, "alice to lose bob's track", func() bool {
 		_, ended, _ := alice.snapshot("bob")
@@ -395,4 +400,89 @@ func TestAddCandidate(t *testing.T) {
 	if err := alice.peer.AddCandidate(api.ICECandidate{Candidate: line, SDPMid: &mid}); !errors.Is(err, ErrClosed) {
 		t.Errorf("after close: err = %v, want ErrClosed", err)
 	}
+}
+
+// TestClientOfferRestartsICE: a client offer with new ICE credentials gets
+// an answer with new server credentials and candidates; media goes on over
+// the same PeerConnection and DTLS session. A client offer that crosses
+// the server's own is refused as a collision, and one that changes the
+// media is refused as invalid.
+func TestClientOfferRestartsICE(t *testing.T) {
+	e := newTestEngine(t)
+	r := e.NewRoom("restart", nil)
+	alice := joinClient(t, r, "alice", clientOptions{holdOffers: true})
+	bob := joinClient(t, r, "bob", clientOptions{})
+	bob.waitReceiving(t, 10, "alice")
+	wait.For(t, "alice's offer held", func() bool {
+		alice.mu.Lock()
+		defer alice.mu.Unlock()
+		return len(alice.held) == 1
+	})
+	restartOffer := func(c *client) string {
+		t.Helper()
+		offer, err := c.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gathered := webrtc.GatheringCompletePromise(c.pc)
+		if err := c.pc.SetLocalDescription(offer); err != nil {
+			t.Fatal(err)
+		}
+		<-gathered
+		return c.pc.LocalDescription().SDP
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
+	defer cancel()
+	if err := alice.peer.AnswerOffer(ctx, "v=0\r\n"); !errors.Is(err, ErrOfferCollision) {
+		t.Errorf("alice's offer while the server's awaits her answer: err = %v, want ErrOfferCollision", err)
+	}
+	alice.answerHeld()
+	bob.waitReceiving(t, 10, "alice")
+
+	oldUfrag := iceUfrag(t, bob.pc.RemoteDescription().SDP)
+	before, _, _ := alice.snapshot("bob")
+	if err := bob.peer.AnswerOffer(ctx, restartOffer(bob)); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, "bob's answer", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		return bob.answers == 1
+	})
+	bob.mu.Lock()
+	errs := bob.answerErrs
+	bob.mu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("applying the server's answer: %v", errs)
+	}
+	if newUfrag := iceUfrag(t, bob.pc.RemoteDescription().SDP); newUfrag == oldUfrag {
+		t.Errorf("the server kept its ICE ufrag %q across the restart", oldUfrag)
+	}
+	if !strings.Contains(bob.pc.RemoteDescription().SDP, "a=candidate:") {
+		t.Error("the answer to the restart carries no candidate")
+	}
+	alice.waitReceiving(t, len(before)+25, "bob")
+	bob.waitReceiving(t, 10, "alice")
+
+	// Dropping an m-line is not an ICE restart.
+	offer := restartOffer(alice)
+	if i := strings.Index(offer, "m=audio"); i >= 0 {
+		if j := strings.Index(offer[i+1:], "m=audio"); j >= 0 {
+			offer = offer[:i+1+j]
+		}
+	}
+	if err := alice.peer.AnswerOffer(ctx, offer); !errors.Is(err, ErrInvalidSDP) {
+		t.Errorf("offer without the server's m-line: err = %v, want ErrInvalidSDP", err)
+	}
+}
+
+func iceUfrag(t *testing.T, sdp string) string {
+	t.Helper()
+	for _, line := range strings.Split(sdp, "\r\n") {
+		if u, ok := strings.CutPrefix(line, "a=ice-ufrag:"); ok {
+			return u
+		}
+	}
+	t.Fatalf("no ice-ufrag in\n%s", sdp)
+	return ""
 }

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +21,17 @@ type PeerHandler interface {
 	// Offer is a server-initiated renegotiation: deliver it to the client,
 	// whose answer comes back through Peer.SetAnswer.
 	Offer(sdp string)
+	// Answer is the answer to a client's offer (Peer.AnswerOffer), such
+	// as an ICE restart: deliver it to the client.
+	Answer(sdp string)
 	// Candidate is a local ICE candidate gathered after the answer was made
 	// (the answer and offers already carry the candidates known then).
 	Candidate(c api.ICECandidate)
+	// Connectivity reports that the client fell silent (false: nothing,
+	// not even an ICE consent check, arrived for
+	// Config.ICEDisconnectedTimeout) or is heard again (true, also after
+	// an ICE restart).
+	Connectivity(connected bool)
 	// Failed reports that ICE or the peer connection failed or closed
 	// unexpectedly ("ICE failed", "peer connection failed", "peer
 	// connection closed", "renegotiation failed"; for logs). It is the last
@@ -58,6 +67,8 @@ type Peer struct {
 	mu            sync.Mutex
 	answered      bool // the initial answer exists; later candidates trickle
 	offerInFlight bool
+	answering     bool // a client offer is being answered; its answer carries the candidates
+	silent        bool // Connectivity(false) was the last report
 	ops           []subOp
 	subs          map[*publisher]*leg
 	legs          []*leg       // every leg ever added, to stop their senders on close
@@ -90,7 +101,7 @@ func (p *Peer) wire() {
 			return
 		}
 		p.mu.Lock()
-		trickle := p.answered && !p.closed
+		trickle := p.answered && !p.closed && !p.answering
 		p.mu.Unlock()
 		if !trickle {
 			return
@@ -106,8 +117,13 @@ func (p *Peer) wire() {
 		})
 	})
 	p.pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
-		if s == webrtc.ICEConnectionStateFailed {
+		switch s {
+		case webrtc.ICEConnectionStateFailed:
 			p.fail("ICE failed")
+		case webrtc.ICEConnectionStateDisconnected:
+			p.reportConnectivity(false)
+		case webrtc.ICEConnectionStateConnected:
+			p.reportConnectivity(true)
 		}
 	})
 	p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
@@ -118,6 +134,18 @@ func (p *Peer) wire() {
 			p.fail("peer connection closed")
 		}
 	})
+}
+
+// reportConnectivity tells the handler when the client falls silent or is
+// heard again; the first connection is not news.
+func (p *Peer) reportConnectivity(connected bool) {
+	p.mu.Lock()
+	changed := !p.closed && p.silent == connected
+	p.silent = !connected
+	p.mu.Unlock()
+	if changed {
+		p.events.push(func(h PeerHandler) { h.Connectivity(connected) })
+	}
 }
 
 // fail closes the peer and reports reason to its handler. Pion calls it from
@@ -197,7 +225,7 @@ func (p *Peer) queue(pub *publisher, add bool) {
 func (p *Peer) negotiate() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.offerInFlight || len(p.ops) == 0 {
+	if p.closed || p.offerInFlight || p.answering || len(p.ops) == 0 {
 		return
 	}
 	if !p.applyOps() {
@@ -327,6 +355,71 @@ func (p *Peer) SetAnswer(answer string) error {
 	p.mu.Unlock()
 	p.negotiate()
 	return nil
+}
+
+// AnswerOffer applies an offer from the client, such as an ICE restart
+// (new ICE credentials, same m-lines; the DTLS session and the keys stay),
+// and delivers the answer through PeerHandler.Answer once ICE gathering is
+// complete, so that it carries the server's candidates. The offer must
+// keep every m-line of the session, in order: the client cannot add or
+// remove media this way. It fails with ErrOfferCollision while an offer
+// of the server's awaits the client's answer (the client answers it, then
+// offers again), and with ErrInvalidSDP for an offer that cannot be used.
+func (p *Peer) AnswerOffer(ctx context.Context, offer string) error {
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return fmt.Errorf("peer %q: %w", p.id, ErrClosed)
+	case p.offerInFlight || p.answering:
+		p.mu.Unlock()
+		return fmt.Errorf("peer %q: %w", p.id, ErrOfferCollision)
+	}
+	if err := sameMLines(p.pc.CurrentRemoteDescription(), offer); err != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("peer %q: %w", p.id, err)
+	}
+	// No server offer may start while the client's is answered; candidates
+	// gathered meanwhile go out in the answer rather than ahead of it.
+	p.answering = true
+	p.mu.Unlock()
+	sdp, err := p.answerClientOffer(ctx, offer)
+	p.mu.Lock()
+	p.answering = false
+	if err == nil && !p.closed {
+		p.events.push(func(h PeerHandler) { h.Answer(sdp) })
+	}
+	p.mu.Unlock()
+	p.negotiate()
+	if err != nil {
+		return fmt.Errorf("peer %q: %w", p.id, err)
+	}
+	return nil
+}
+
+// answerClientOffer applies a client's offer and returns the answer once a
+// restarted ICE agent has gathered its candidates.
+func (p *Peer) answerClientOffer(ctx context.Context, offer string) (string, error) {
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", offerError(err)
+	}
+	// An ICE restart has begun gathering in SetRemoteDescription; otherwise
+	// gathering is long complete and this is closed already.
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	answer, err := p.pc.CreateAnswer(nil)
+	if err == nil {
+		err = p.pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		// The offer is applied: a failure here is the PeerConnection's.
+		return "", fmt.Errorf("answer: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", fmt.Errorf("gather candidates: %w", ctx.Err())
+	}
+	return p.pc.LocalDescription().SDP, nil
 }
 
 // AddCandidate adds a remote trickled candidate. An empty candidate marks

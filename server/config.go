@@ -22,6 +22,8 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultBodyTimeout       = 10 * time.Second
 	DefaultIdleTimeout       = 30 * time.Second
+	// DefaultSilenceTimeout drops a frozen caller within 10 s.
+	DefaultSilenceTimeout = 10 * time.Second
 	// DefaultMaxConns is the cap on HTTP connections, unless half the
 	// process's open-file limit is lower: the other half is left to media,
 	// TURN relays and the process itself.
@@ -51,7 +53,14 @@ type Config struct {
 	MaxMessageBytes  int           // HTTP body or event-stream message
 	MaxEnvelopeBytes int           // decoded envelope payload
 	DropTimeout      time.Duration // a participant without event stream this long is dropped
-	InviteTTL        time.Duration // life of a private-call invite
+	// SilenceTimeout bounds how long a caller whose media and event
+	// stream both fell silent (a frozen or vanished process) stays in its
+	// room; 0 is DefaultSilenceTimeout. Two fifths of it without a packet
+	// make the media silent; the event stream then has a fifth of it to
+	// answer a ping. Media silent for one and two fifths of it while the
+	// stream answers has failed (ice_failed).
+	SilenceTimeout time.Duration
+	InviteTTL      time.Duration // life of a private-call invite
 	// AllowOrigins are extra browser origin host patterns allowed to open
 	// event streams (signaling.Config.OriginPatterns).
 	AllowOrigins []string
@@ -173,7 +182,7 @@ func (c *Config) Validate() error {
 		"HTTP.MaxConnsPerIP": int64(c.HTTP.MaxConnsPerIP),
 		"MaxParticipants":    int64(c.MaxParticipants), "MaxRooms": int64(c.MaxRooms),
 		"MaxMessageBytes": int64(c.MaxMessageBytes), "MaxEnvelopeBytes": int64(c.MaxEnvelopeBytes),
-		"DropTimeout": int64(c.DropTimeout), "InviteTTL": int64(c.InviteTTL),
+		"DropTimeout": int64(c.DropTimeout), "SilenceTimeout": int64(c.SilenceTimeout), "InviteTTL": int64(c.InviteTTL),
 		"TURN.MaxAllocationsPerUser": int64(c.TURN.MaxAllocationsPerUser), "TURN.MaxAllocations": int64(c.TURN.MaxAllocations),
 	}
 	for _, field := range slices.Sorted(maps.Keys(nonNegative)) {
@@ -301,6 +310,7 @@ func (c Config) withDefaults(fileLimit uint64) Config {
 	}
 	setDefault(&c.HTTP.MaxConns, maxConns)
 	setDefault(&c.HTTP.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	setDefault(&c.SilenceTimeout, DefaultSilenceTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

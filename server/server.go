@@ -71,6 +71,11 @@ func New(cfg Config) (*Server, error) {
 		TCPPort:   cfg.Media.TCPPort,
 		PublicIPs: cfg.Media.PublicIPs,
 		Logger:    log.With("component", "media"),
+		// Silent media is told to signaling, which probes the event
+		// stream; media that stays silent with a live stream fails later,
+		// leaving the caller time to restart ICE.
+		ICEDisconnectedTimeout: cfg.SilenceTimeout * 2 / 5,
+		ICEFailedTimeout:       cfg.SilenceTimeout,
 	})
 	if err != nil {
 		ln.Close()
@@ -89,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 		MaxMessageBytes:  cfg.MaxMessageBytes,
 		MaxEnvelopeBytes: cfg.MaxEnvelopeBytes,
 		DropTimeout:      cfg.DropTimeout,
+		ProbeTimeout:     cfg.SilenceTimeout / 5,
 		OriginPatterns:   cfg.AllowOrigins,
 		InviteTTL:        cfg.InviteTTL,
 		ICEServers:       s.turn.iceServers(),

@@ -11,11 +11,16 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/media"
 )
 
 // writeTimeout bounds one WebSocket write; a client that cannot take a
 // message in this time is treated as disconnected.
 const writeTimeout = 10 * time.Second
+
+// offerTimeout bounds the answer to a client's offer, ICE gathering
+// included.
+const offerTimeout = 5 * time.Second
 
 // hardReadFactor: messages up to MaxMessageBytes*hardReadFactor are read and
 // discarded with a message_too_large error; longer ones close the stream
@@ -95,6 +100,9 @@ func (s *Server) attach(p *participant, st *stream) (welcome []byte, prev *strea
 	if p.dropTimer != nil {
 		p.dropTimer.Stop()
 	}
+	if p.lostTimer != nil {
+		p.lostTimer.Stop()
+	}
 	s.streams[st] = struct{}{}
 	s.wg.Add(1)
 	w := api.Welcome{Type: api.TypeWelcome, ParticipantID: p.id, Participants: p.room.activeOthers(p)}
@@ -109,6 +117,9 @@ func (s *Server) detach(p *participant, st *stream) {
 		p.stream = nil
 		if !p.removed {
 			p.armDropTimerLocked()
+			if p.silent {
+				p.armLostTimerLocked()
+			}
 		}
 	}
 	delete(s.streams, st)
@@ -199,6 +210,24 @@ func (s *Server) handleMessage(p *participant, data []byte) {
 		return
 	}
 	switch m.Type {
+	case api.TypeOffer:
+		var o api.SDP
+		if !decodeMessage(p, m.Raw, &o) {
+			return
+		}
+		if o.SDP == "" {
+			p.sendError(api.CodeBadRequest, "offer without sdp", 0)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), offerTimeout)
+		err := p.peer.AnswerOffer(ctx, o.SDP)
+		cancel()
+		switch {
+		case errors.Is(err, media.ErrOfferCollision):
+			p.sendError(api.CodeOfferCollision, "the server's offer awaits your answer: answer it, then offer again", 0)
+		case err != nil:
+			p.sendError(api.CodeNegotiation, "offer rejected: "+err.Error(), 0)
+		}
 	case api.TypeAnswer:
 		var a api.SDP
 		if !decodeMessage(p, m.Raw, &a) {

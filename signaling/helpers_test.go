@@ -33,11 +33,19 @@ type testServer struct {
 // newTestServer runs a Server with a real media engine on loopback.
 func newTestServer(t *testing.T, configure func(*Config)) *testServer {
 	t.Helper()
+	return newTestServerWithMedia(t, media.Config{}, configure)
+}
+
+// newTestServerWithMedia is newTestServer with the media engine's ICE
+// timeouts taken from mc.
+func newTestServerWithMedia(t *testing.T, mc media.Config, configure func(*Config)) *testServer {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	engine, err := media.NewEngine(media.Config{ListenIP: "127.0.0.1", UDPPort: 0, TCPPort: -1, Logger: log})
+	engine, err := media.NewEngine(media.Config{ListenIP: "127.0.0.1", UDPPort: 0, TCPPort: -1, Logger: log,
+		ICEDisconnectedTimeout: mc.ICEDisconnectedTimeout, ICEFailedTimeout: mc.ICEFailedTimeout})
 	if err != nil {
 		t.Fatalf("media engine: %v", err)
 	}
@@ -343,8 +351,9 @@ func (e *events) expectLeft(id, reason string) {
 }
 
 // expectClosed waits for closed with reason, skipping messages of the
-// types in skip, and then for the end of the stream.
-func (e *events) expectClosed(reason string, skip ...string) {
+// types in skip, and then for the end of the stream. It returns the closed
+// message.
+func (e *events) expectClosed(reason string, skip ...string) api.Closed {
 	e.t.Helper()
 	m := e.expectAny(append(skip, api.TypeClosed)...)
 	for m.Type != api.TypeClosed {
@@ -361,7 +370,7 @@ func (e *events) expectClosed(reason string, skip ...string) {
 			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
 				e.t.Fatalf("stream ended with %v, want normal closure", err)
 			}
-			return
+			return c
 		}
 		if !noise[m.Type] {
 			e.t.Fatalf("message after closed: %s", m.Raw)

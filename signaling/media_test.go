@@ -10,6 +10,7 @@ import (
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/internal/loopback"
 	"github.com/sotto-voice/sotto/internal/wait"
+	"github.com/sotto-voice/sotto/media"
 )
 
 // TestRenegotiationDeliversAudio runs the documented sequence end to end
@@ -61,8 +62,11 @@ func TestRenegotiationDeliversAudio(t *testing.T) {
 		defer scancel()
 		shutdown <- s.srv.Shutdown(sctx)
 	}()
-	// Bob may be removed, and announced, before Alice.
-	ea.expectClosed(api.ReasonShutdown, api.TypeLeft)
+	// Bob may be removed, and announced, before Alice. Clients are told
+	// when to rejoin.
+	if c := ea.expectClosed(api.ReasonShutdown, api.TypeLeft); c.RetryAfterMs != DefaultShutdownRetry.Milliseconds() {
+		t.Errorf("server_shutdown with retry_after_ms %d, want %d", c.RetryAfterMs, DefaultShutdownRetry.Milliseconds())
+	}
 	if err := <-shutdown; err != nil {
 		t.Fatal(err)
 	}
@@ -126,4 +130,89 @@ func waitConnected(t *testing.T, p *peer) {
 	case <-time.After(wait.Timeout):
 		t.Fatal("media never connected")
 	}
+}
+
+// TestClientOfferRestartsICE: a client restarts ICE with an offer on its
+// event stream and gets the answer there, without leaving the call. An
+// offer that crosses the server's own is refused as a collision.
+func TestClientOfferRestartsICE(t *testing.T) {
+	s := newTestServer(t, nil)
+	_, b, pb, eb := s.aliceAndBob()
+	// Bob's first server offer (alice's track) awaits his answer.
+	var offer api.SDP
+	eb.decode(eb.expect(api.TypeOffer), &offer)
+	// Bob offers the way the SDK does: the offer restarts his ICE agent
+	// but is applied only with the answer, so that a crossing server offer
+	// can still be answered (pion cannot roll back).
+	restart := func(p *peer) webrtc.SessionDescription {
+		o, err := p.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	eb.send(api.SDP{Type: api.TypeOffer, SDP: restart(pb).SDP})
+	eb.expectError(api.CodeOfferCollision)
+	eb.send(api.SDP{Type: api.TypeAnswer, SDP: pb.answer(t, offer.SDP)})
+	pending := restart(pb)
+	eb.send(api.SDP{Type: api.TypeOffer, SDP: pending.SDP})
+	var answer api.SDP
+	eb.decode(eb.expect(api.TypeAnswer), &answer)
+	if err := pb.pc.SetLocalDescription(pending); err != nil {
+		t.Fatal(err)
+	}
+	if err := pb.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer.SDP}); err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, pb)
+	eb.send(api.SDP{Type: api.TypeOffer, SDP: "v=0\r\n"})
+	eb.expectError(api.CodeNegotiation)
+	s.srv.mu.Lock()
+	_, stayed := s.srv.rooms["r1"].participants[b.ParticipantID]
+	s.srv.mu.Unlock()
+	if !stayed {
+		t.Fatal("bob left the room over his ICE restart")
+	}
+}
+
+// TestFrozenCallerTimesOut: a caller whose media falls silent and whose
+// event stream does not answer a ping is dropped with reason timeout,
+// within the media's disconnected timeout plus the probe timeout. One that
+// still answers on its stream is not: it may be restarting ICE.
+func TestFrozenCallerTimesOut(t *testing.T) {
+	s := newTestServerWithMedia(t, media.Config{ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: wait.Timeout},
+		func(c *Config) { c.ProbeTimeout = 500 * time.Millisecond })
+	ea, b, pb, _ := s.aliceAndBob()
+	// Bob stops reading his stream, so that he answers no ping (a stopped
+	// process), and his ICE agent stops.
+	start := time.Now()
+	if err := pb.pc.SCTP().Transport().ICETransport().Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ea.expectLeft(b.ParticipantID, api.ReasonTimeout)
+	took := time.Since(start)
+	t.Logf("frozen caller dropped after %v", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("dropped after %v, want about 1.5 s", took)
+	}
+}
+
+// TestSilentMediaWithLiveStreamStays: a caller whose media falls silent
+// but whose event stream answers is kept (it may be restarting ICE) until
+// its ICE fails.
+func TestSilentMediaWithLiveStreamStays(t *testing.T) {
+	s := newTestServerWithMedia(t, media.Config{ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: 2 * time.Second},
+		func(c *Config) { c.ProbeTimeout = 500 * time.Millisecond })
+	ea, b, pb, eb := s.aliceAndBob()
+	go func() {
+		for {
+			if _, err := eb.next(); err != nil {
+				return
+			}
+		}
+	}()
+	if err := pb.pc.SCTP().Transport().ICETransport().Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ea.expectLeft(b.ParticipantID, api.ReasonICEFailed)
 }

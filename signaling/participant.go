@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"time"
 
 	"github.com/sotto-voice/sotto/api"
@@ -25,6 +26,11 @@ type participant struct {
 	stream    *stream // current event stream, nil when disconnected
 	dropTimer *time.Timer
 	dropGen   uint64 // invalidates timers armed for an earlier disconnection
+
+	// silent: its media fell silent (Connectivity) and has not come back.
+	// While it is, the event stream must prove the caller alive.
+	silent    bool
+	lostTimer *time.Timer // silent media and no stream: runs out after ProbeTimeout
 }
 
 func (p *participant) info() api.Participant {
@@ -73,6 +79,76 @@ func (p *participant) armDropTimerLocked() {
 // Offer implements media.PeerHandler: a server-initiated renegotiation.
 func (p *participant) Offer(sdp string) {
 	p.srv.send(p, encode(api.SDP{Type: api.TypeOffer, SDP: sdp}))
+}
+
+// Answer implements media.PeerHandler: the answer to the client's offer.
+func (p *participant) Answer(sdp string) {
+	p.srv.send(p, encode(api.SDP{Type: api.TypeAnswer, SDP: sdp}))
+}
+
+// Connectivity implements media.PeerHandler: the client's media fell
+// silent or is heard again. A silent caller with an event stream is asked
+// to answer a ping; one without has ProbeTimeout to reconnect it. A caller
+// that does neither froze or vanished, and is dropped.
+func (p *participant) Connectivity(connected bool) {
+	s := p.srv
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.removed {
+		return
+	}
+	p.silent = !connected
+	switch {
+	case connected:
+		if p.lostTimer != nil {
+			p.lostTimer.Stop()
+		}
+	case p.stream == nil:
+		p.armLostTimerLocked()
+	default:
+		st := p.stream
+		go s.probe(p, st)
+	}
+}
+
+// probe pings a silent caller's event stream; a caller that does not
+// answer within ProbeTimeout is dropped with reason timeout.
+func (s *Server) probe(p *participant, st *stream) {
+	ctx, cancel := context.WithTimeout(st.ctx, s.cfg.ProbeTimeout)
+	err := st.conn.Ping(ctx)
+	cancel()
+	if err == nil || st.ctx.Err() != nil {
+		// Alive, or this stream ended on its own: detach takes over.
+		return
+	}
+	s.mu.Lock()
+	var c cleanup
+	if p.silent && p.stream == st && !p.removed {
+		s.log.Info("caller silent on media and event stream", "room", p.room.name, "participant", p.id)
+		c = s.removeLocked(p, api.ReasonTimeout)
+	}
+	s.mu.Unlock()
+	c.run(s.log)
+	st.cancel()
+	_ = st.conn.CloseNow()
+}
+
+// armLostTimerLocked starts the countdown after which p, with silent media
+// and no event stream, is dropped with reason connection_lost.
+func (p *participant) armLostTimerLocked() {
+	if p.lostTimer != nil {
+		p.lostTimer.Stop()
+	}
+	p.lostTimer = time.AfterFunc(p.srv.cfg.ProbeTimeout, func() {
+		s := p.srv
+		s.mu.Lock()
+		var c cleanup
+		if p.silent && p.stream == nil && !p.removed {
+			c = s.removeLocked(p, api.ReasonConnectionLost)
+		}
+		s.mu.Unlock()
+		c.run(s.log)
+	})
 }
 
 // Candidate implements media.PeerHandler: a trickled server candidate.

@@ -139,11 +139,18 @@ func (s *Server) removeLocked(p *participant, reason string) cleanup {
 	if p.dropTimer != nil {
 		p.dropTimer.Stop()
 	}
+	if p.lostTimer != nil {
+		p.lostTimer.Stop()
+	}
 	rm := p.room
 	delete(rm.participants, p.id)
 	if p.active {
 		s.broadcastLocked(rm, p, encode(api.Left{Type: api.TypeLeft, Participant: p.info(), Reason: reason}))
-		p.out.close(encode(api.Closed{Type: api.TypeClosed, Reason: reason}))
+		closed := api.Closed{Type: api.TypeClosed, Reason: reason}
+		if reason == api.ReasonShutdown {
+			closed.RetryAfterMs = s.cfg.ShutdownRetry.Milliseconds()
+		}
+		p.out.close(encode(closed))
 		s.log.Info("participant left", "room", rm.name, "participant", p.id, "identity", p.identity, "reason", reason)
 	} else {
 		p.out.close(nil)

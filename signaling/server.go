@@ -24,6 +24,8 @@ const (
 	DefaultMaxEnvelopeBytes = 16 << 10
 	DefaultDropTimeout      = 10 * time.Second
 	DefaultPingInterval     = 15 * time.Second
+	DefaultProbeTimeout     = 2 * time.Second
+	DefaultShutdownRetry    = time.Second
 	DefaultQueueLength      = 1024
 	DefaultMaxPrekeys       = 500
 	// A sender's envelopes: ample for key agreement and rekeys in a full
@@ -60,6 +62,17 @@ type Config struct {
 	// PingInterval paces WebSocket keepalive pings; a missed pong within the
 	// same interval closes the stream.
 	PingInterval time.Duration
+	// ProbeTimeout is how long a participant whose media fell silent
+	// (media.PeerHandler.Connectivity) has to show that it is alive on its
+	// event stream: its stream is pinged and must answer within it, or,
+	// without a stream, must reconnect within it. Otherwise it is dropped,
+	// with reason timeout or connection_lost: a frozen or vanished caller
+	// goes after the media's disconnected timeout plus this.
+	ProbeTimeout time.Duration
+	// ShutdownRetry is the retry hint sent with server_shutdown: how long
+	// clients wait before they rejoin, as a restarted server should be
+	// back by then.
+	ShutdownRetry time.Duration
 
 	// OriginPatterns lists extra browser origins allowed to open event
 	// streams (path.Match patterns on the origin host). The server's own
@@ -125,6 +138,8 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.EnvelopeBytesPerSecond, DefaultEnvelopeBytesPerSecond)
 	setDefault(&cfg.DropTimeout, DefaultDropTimeout)
 	setDefault(&cfg.PingInterval, DefaultPingInterval)
+	setDefault(&cfg.ProbeTimeout, DefaultProbeTimeout)
+	setDefault(&cfg.ShutdownRetry, DefaultShutdownRetry)
 	setDefault(&cfg.InviteTTL, DefaultInviteTTL)
 	setDefault(&cfg.CallsPerMinute, DefaultCallsPerMinute)
 	if cfg.QueueLength < 2 {

@@ -40,6 +40,10 @@ var sottoBin = sync.OnceValues(func() (string, error) {
 })
 
 func TestMain(m *testing.M) {
+	if os.Getenv(callerEnv) != "" {
+		// A caller process of the fault tests.
+		os.Exit(runTestCaller())
+	}
 	code := m.Run()
 	if bin, err := sottoBin(); err == nil {
 		os.RemoveAll(filepath.Dir(bin))

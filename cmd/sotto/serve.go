@@ -42,6 +42,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", signaling.DefaultMaxMessageBytes, "largest HTTP body or event-stream message")
 	fs.IntVar(&c.MaxEnvelopeBytes, "max-envelope-bytes", signaling.DefaultMaxEnvelopeBytes, "largest envelope payload (decoded)")
 	fs.DurationVar(&c.DropTimeout, "drop-timeout", signaling.DefaultDropTimeout, "drop a participant whose event stream is gone this long")
+	fs.DurationVar(&c.SilenceTimeout, "silence-timeout", server.DefaultSilenceTimeout, "drop a caller whose media and event stream are both silent within this (a frozen or vanished caller)")
 	fs.DurationVar(&c.HTTP.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "time a client has to send a request body; slower ones get 408 and are disconnected")
 	fs.DurationVar(&c.HTTP.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a keep-alive HTTP connection idle this long")
 	fs.IntVar(&c.HTTP.MaxConns, "max-conns", 0, fmt.Sprintf("HTTP connections at once, event streams included (0: %d or half the open-file limit, whichever is lower)", server.DefaultMaxConns))
@@ -68,7 +69,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	errs = append(errs, o.turn.apply(&c.TURN))
 	// The server takes 0 for its default; given as a flag it is a mistake.
 	for _, name := range []string{"max-participants", "max-rooms", "max-message-bytes", "max-envelope-bytes",
-		"drop-timeout", "invite-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
+		"drop-timeout", "silence-timeout", "invite-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
 		"turn-max-allocations-per-user", "turn-max-allocations", "turn-credential-ttl"} {
 		switch v := fs.Lookup(name).Value.(flag.Getter).Get().(type) {
 		case int:
@@ -105,6 +106,7 @@ var configFlags = map[string]string{
 	"MaxMessageBytes":            "--max-message-bytes",
 	"MaxEnvelopeBytes":           "--max-envelope-bytes",
 	"DropTimeout":                "--drop-timeout",
+	"SilenceTimeout":             "--silence-timeout",
 	"InviteTTL":                  "--invite-ttl",
 	"TURN.Off":                   "--turn=false",
 	"TURN.URLs":                  "--turn-url",
