@@ -173,6 +173,13 @@ type Stats struct {
 	// which send one when a session starts, when their chain changes for
 	// a leave, and when an accepted identity lets them in.
 	KeysReceived uint64
+	// SessionsOneTimeKEM and SessionsLastResortKEM count the end-to-end
+	// sessions set up with other participants, all of them PQXDH, by the
+	// ML-KEM-768 prekey they used: a one-time one, or the responder's
+	// last-resort one when the directory had no one-time prekey for the
+	// initiator (none left, or one handed out to it a moment before).
+	SessionsOneTimeKEM    uint64
+	SessionsLastResortKEM uint64
 }
 
 // DecryptFailures is the number of received frames dropped as malformed,
@@ -404,6 +411,9 @@ func (c *Call) Stats() Stats {
 		Dropped:          c.e2e.droppedByReason(),
 		Rekeys:           c.e2e.rekeys.Load(),
 		KeysReceived:     c.e2e.keysReceived.Load(),
+
+		SessionsOneTimeKEM:    c.e2e.sessionsOneTimeKEM.Load(),
+		SessionsLastResortKEM: c.e2e.sessionsLastResortKEM.Load(),
 	}
 }
 

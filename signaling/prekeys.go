@@ -36,6 +36,8 @@ type storedBundle struct {
 	identityKey []byte
 	signed      api.SignedPrekey
 	oneTime     []api.OneTimePrekey // handed out from the front
+	kem         api.KEMPrekey
+	oneTimeKEM  []api.KEMPrekey // handed out from the front
 }
 
 func newPrekeyDirectory(max int) *prekeyDirectory {
@@ -97,6 +99,10 @@ func (d *prekeyDirectory) put(identity string, u *api.PrekeyUpload) (int, *api.E
 	for _, k := range u.OneTimePrekeys {
 		b.oneTime = append(b.oneTime, api.OneTimePrekey{ID: k.ID, Key: clone(k.Key)})
 	}
+	b.kem = cloneKEM(u.KEMPrekey)
+	for _, k := range u.OneTimeKEMPrekeys {
+		b.oneTimeKEM = append(b.oneTimeKEM, cloneKEM(k))
+	}
 	d.bundles[identity] = b
 	return len(b.oneTime), nil
 }
@@ -111,16 +117,25 @@ func (d *prekeyDirectory) take(identity string, oneTime bool) (api.PrekeyBundle,
 	if b == nil {
 		return api.PrekeyBundle{}, 0, false
 	}
-	out := api.PrekeyBundle{Identity: identity, IdentityKey: b.identityKey, SignedPrekey: b.signed}
+	out := api.PrekeyBundle{Identity: identity, IdentityKey: b.identityKey, SignedPrekey: b.signed, KEMPrekey: b.kem}
 	if oneTime && len(b.oneTime) > 0 {
 		k := b.oneTime[0]
 		b.oneTime = b.oneTime[1:]
 		out.OneTimePrekey = &k
 	}
+	if oneTime && len(b.oneTimeKEM) > 0 {
+		k := b.oneTimeKEM[0]
+		b.oneTimeKEM = b.oneTimeKEM[1:]
+		out.OneTimeKEMPrekey = &k
+	}
 	return out, len(b.oneTime), true
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+func cloneKEM(k api.KEMPrekey) api.KEMPrekey {
+	return api.KEMPrekey{ID: k.ID, Key: clone(k.Key), Signature: clone(k.Signature)}
+}
 
 // handlePrekeyUpload serves PUT /v1/prekeys.
 func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
@@ -178,7 +193,7 @@ func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	oneTime := s.access.grants.claim(claims.Identity, target, now)
 	bundle, remaining, ok := s.prekeys.take(target, oneTime)
-	if oneTime && bundle.OneTimePrekey == nil {
+	if oneTime && bundle.OneTimePrekey == nil && bundle.OneTimeKEMPrekey == nil {
 		s.access.grants.release(claims.Identity, target)
 	}
 	if !ok {
