@@ -237,13 +237,10 @@ func TestE2EETransformInBrowser(t *testing.T) {
 	}
 }
 
-// BenchmarkE2EEFramesInBrowser measures sealing and opening one 120-byte
-// frame in Chromium (the worker's per-frame work) for the default suite
-// and an AES-CTR-HMAC one. A call needs 50 frames a second per
-// participant heard.
-func BenchmarkE2EEFramesInBrowser(b *testing.B) {
+// openBenchPage opens test/bench.html in a fresh Chromium.
+func openBenchPage(b *testing.B) context.Context {
 	srv := httptest.NewServer(http.FileServer(http.Dir("static")))
-	defer srv.Close()
+	b.Cleanup(srv.Close)
 	ctx := browsertest.New(b, browsertest.Options{Name: "bench"})
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/e2ee/test/bench.html")); err != nil {
 		b.Fatal(err)
@@ -251,6 +248,15 @@ func BenchmarkE2EEFramesInBrowser(b *testing.B) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`window.benchReady === true`)); err != nil {
 		b.Fatal(err)
 	}
+	return ctx
+}
+
+// BenchmarkE2EEFramesInBrowser measures sealing and opening one 120-byte
+// frame in Chromium (the worker's per-frame work) for the default suite
+// and an AES-CTR-HMAC one. A call needs 50 frames a second per
+// participant heard.
+func BenchmarkE2EEFramesInBrowser(b *testing.B) {
+	ctx := openBenchPage(b)
 	for _, suite := range []int{4, 1} {
 		b.Run(fmt.Sprintf("suite=%d", suite), func(b *testing.B) {
 			b.ResetTimer()
@@ -270,15 +276,7 @@ func BenchmarkE2EEFramesInBrowser(b *testing.B) {
 // the prekeys of an upload, per pair of one-time prekeys (X25519 and
 // ML-KEM-768, signed).
 func BenchmarkPQXDHInBrowser(b *testing.B) {
-	srv := httptest.NewServer(http.FileServer(http.Dir("static")))
-	defer srv.Close()
-	ctx := browsertest.New(b, browsertest.Options{Name: "bench"})
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/e2ee/test/bench.html")); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`window.benchReady === true`)); err != nil {
-		b.Fatal(err)
-	}
+	ctx := openBenchPage(b)
 	for _, backend := range []string{"webcrypto", "noble"} {
 		b.Run(backend, func(b *testing.B) {
 			b.ResetTimer()
