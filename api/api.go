@@ -251,44 +251,65 @@ type Closed struct {
 type PrekeysLow struct {
 	Type      string `json:"type"`
 	Remaining int    `json:"remaining"`
+	// RemainingKEM counts the one-time ML-KEM prekeys left; the event
+	// comes when either kind runs low.
+	RemainingKEM int `json:"remaining_kem"`
 }
 
-// SignedPrekey is a medium-term X3DH prekey with its signature by the
-// identity key. The server stores it without interpreting it.
+// SignedPrekey is a medium-term X25519 prekey of PQXDH with its signature
+// by the identity key. The server stores it without interpreting it.
 type SignedPrekey struct {
 	ID        uint32 `json:"id"`
 	Key       []byte `json:"key"`
 	Signature []byte `json:"signature"`
 }
 
-// OneTimePrekey is a single-use X3DH prekey.
+// OneTimePrekey is a single-use X25519 prekey of PQXDH.
 type OneTimePrekey struct {
 	ID  uint32 `json:"id"`
 	Key []byte `json:"key"`
 }
 
+// KEMPrekey is an ML-KEM-768 prekey of PQXDH, last-resort or one-time,
+// with its signature by the identity key: Key is the 1184-byte
+// encapsulation key, Signature 64 bytes (docs/PROTOCOL.md §2). The server
+// stores it without interpreting it.
+type KEMPrekey struct {
+	ID        uint32 `json:"id"`
+	Key       []byte `json:"key"`
+	Signature []byte `json:"signature"`
+}
+
 // PrekeyUpload is the body of PUT /v1/prekeys: the uploading device's
 // bundle. The identity it belongs to is the token's, never a field here.
-// One-time prekeys add to those already stored; a new identity key replaces
-// the stored bundle whole.
+// One-time prekeys (of both kinds) add to those already stored; a new
+// identity key replaces the stored bundle whole. KEMPrekey is the
+// last-resort KEM prekey, required: clients refuse bundles without one.
 type PrekeyUpload struct {
-	IdentityKey    []byte          `json:"identity_key"`
-	SignedPrekey   SignedPrekey    `json:"signed_prekey"`
-	OneTimePrekeys []OneTimePrekey `json:"one_time_prekeys"`
+	IdentityKey       []byte          `json:"identity_key"`
+	SignedPrekey      SignedPrekey    `json:"signed_prekey"`
+	OneTimePrekeys    []OneTimePrekey `json:"one_time_prekeys"`
+	KEMPrekey         KEMPrekey       `json:"kem_prekey"`
+	OneTimeKEMPrekeys []KEMPrekey     `json:"one_time_kem_prekeys"`
 }
 
 // PrekeyStatus answers an upload with the number of stored one-time prekeys.
 type PrekeyStatus struct {
-	Remaining int `json:"remaining"`
+	Remaining    int `json:"remaining"`     // one-time X25519 prekeys stored
+	RemainingKEM int `json:"remaining_kem"` // one-time ML-KEM-768 prekeys stored
 }
 
-// PrekeyBundle is the body of GET /v1/prekeys/{identity}. OneTimePrekey is
-// nil when the identity has none left; each one is handed out once.
+// PrekeyBundle is the body of GET /v1/prekeys/{identity}. OneTimePrekey and
+// OneTimeKEMPrekey are nil when the identity has none left (or the caller
+// got one within the anti-draining window); each one is handed out once.
+// KEMPrekey, the last-resort KEM prekey, is always there.
 type PrekeyBundle struct {
-	Identity      string         `json:"identity"`
-	IdentityKey   []byte         `json:"identity_key"`
-	SignedPrekey  SignedPrekey   `json:"signed_prekey"`
-	OneTimePrekey *OneTimePrekey `json:"one_time_prekey,omitempty"`
+	Identity         string         `json:"identity"`
+	IdentityKey      []byte         `json:"identity_key"`
+	SignedPrekey     SignedPrekey   `json:"signed_prekey"`
+	OneTimePrekey    *OneTimePrekey `json:"one_time_prekey,omitempty"`
+	KEMPrekey        KEMPrekey      `json:"kem_prekey"`
+	OneTimeKEMPrekey *KEMPrekey     `json:"one_time_kem_prekey,omitempty"`
 }
 
 // Error codes of the private-call routes (POST /v1/calls, the invite routes

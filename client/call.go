@@ -209,6 +209,13 @@ type Stats struct {
 	// server had lost it.
 	ICERestarts uint64
 	Rejoins     uint64
+	// SessionsOneTimeKEM and SessionsLastResortKEM count the end-to-end
+	// sessions set up with other participants, all of them PQXDH, by the
+	// ML-KEM-768 prekey they used: a one-time one, or the responder's
+	// last-resort one when the directory had no one-time prekey for the
+	// initiator (none left, or one handed out to it a moment before).
+	SessionsOneTimeKEM    uint64
+	SessionsLastResortKEM uint64
 }
 
 // add returns the sum of two calls' counters.
@@ -232,6 +239,9 @@ func (s Stats) add(o Stats) Stats {
 		FramesUnsent:     s.FramesUnsent + o.FramesUnsent,
 		ICERestarts:      s.ICERestarts + o.ICERestarts,
 		Rejoins:          s.Rejoins + o.Rejoins,
+
+		SessionsOneTimeKEM:    s.SessionsOneTimeKEM + o.SessionsOneTimeKEM,
+		SessionsLastResortKEM: s.SessionsLastResortKEM + o.SessionsLastResortKEM,
 	}
 }
 

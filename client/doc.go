@@ -3,9 +3,11 @@
 // and delivers the frames of every other participant, end-to-end encrypted.
 //
 // Every call is encrypted; there is no option to turn it off. Joining
-// uploads the device's prekeys, runs X3DH and a Double Ratchet session with
-// every other participant through the server's envelope relay, and
-// exchanges per-sender frame keys. Every published frame is sealed with
+// uploads the device's prekeys (X25519 and ML-KEM-768), runs PQXDH and a
+// Double Ratchet session with every other participant through the server's
+// envelope relay, and exchanges per-sender frame keys. Key agreement is
+// post-quantum for every session: a peer's bundle without a valid signed
+// ML-KEM-768 prekey is refused, never used without it. Every published frame is sealed with
 // SFrame (RFC 9605) before it leaves, every received one is opened before
 // it reaches Call.Frames, and keys move on by themselves when someone joins
 // or leaves (docs/PROTOCOL.md). Call.SafetyNumber and Call.SetVerified let

@@ -1034,6 +1034,7 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 	up := api.PrekeyUpload{
 		IdentityKey:  id.Public().Bytes(),
 		SignedPrekey: api.SignedPrekey{ID: spk.ID, Key: spk.Key, Signature: spk.Signature},
+		KEMPrekey:    apiKEMPrekey(store.KEMPrekey()),
 	}
 	a, err := newAPIClient(srv.URL, nil)
 	if err != nil {
@@ -1043,7 +1044,7 @@ func TestE2EEBundleFetchRetried(t *testing.T) {
 	if err := a.do(ctx, http.MethodPut, api.Version+"/prekeys", "Bearer "+srv.Token("retry", "tap"), up, &status); err != nil {
 		t.Fatal(err)
 	}
-	wait.Until(ctx, t, "alice's x3dh-init to the late participant", func() bool {
+	wait.Until(ctx, t, "alice's pqxdh-init to the late participant", func() bool {
 		late.mu.Lock()
 		defer late.mu.Unlock()
 		for _, env := range late.envelopes[alice.call.ID()] {

@@ -42,7 +42,8 @@ var (
 )
 
 const (
-	// prekeyBatch is how many one-time prekeys are uploaded at a time.
+	// prekeyBatch is how many one-time prekeys of each kind (X25519 and
+	// ML-KEM-768) are uploaded at a time.
 	prekeyBatch = 20
 	// refillInterval coalesces the prekeys_low events of a burst of fetches
 	// into one upload.
@@ -82,18 +83,21 @@ type e2eeState struct {
 
 	lastRefill time.Time // worker only
 
-	encrypted    atomic.Uint64
-	decrypted    atomic.Uint64
-	rekeys       atomic.Uint64
-	keysReceived atomic.Uint64
-	dropped      [len(dropReasons)]atomic.Uint64
+	encrypted atomic.Uint64
+	decrypted atomic.Uint64
+	// Sessions set up, by the KEM prekey their PQXDH used.
+	sessionsOneTimeKEM    atomic.Uint64
+	sessionsLastResortKEM atomic.Uint64
+	rekeys                atomic.Uint64
+	keysReceived          atomic.Uint64
+	dropped               [len(dropReasons)]atomic.Uint64
 }
 
 // remote is what a call knows about another participant's end of the
 // encryption.
 type remote struct {
 	p         api.Participant
-	initiator bool          // we start the session (X3DH)
+	initiator bool          // we start the session (PQXDH)
 	sess      *e2ee.Session // worker only
 	fetches   int           // bundle fetches tried; worker only
 	// held are the messages that arrived while the participant was
@@ -144,20 +148,30 @@ func newE2EE(ctx context.Context, a *apiClient, token string, opts *Options, sto
 	return e, nil
 }
 
-// uploadPrekeys publishes the signed prekey and a batch of one-time prekeys.
+// uploadPrekeys publishes the signed prekey, the last-resort KEM prekey and
+// a batch of one-time prekeys of each kind.
 func (e *e2eeState) uploadPrekeys(ctx context.Context) error {
-	otks, err := e.store.NewOneTimePrekeys(prekeyBatch)
+	opks, err := e.store.NewOneTimePrekeys(prekeyBatch)
 	if err != nil {
 		return fmt.Errorf("create one-time prekeys: %w", err)
 	}
+	kems, err := e.store.NewOneTimeKEMPrekeys(prekeyBatch)
+	if err != nil {
+		return fmt.Errorf("create one-time KEM prekeys: %w", err)
+	}
 	spk := e.store.SignedPrekey()
 	up := api.PrekeyUpload{
-		IdentityKey:    e.public.Bytes(),
-		SignedPrekey:   api.SignedPrekey{ID: spk.ID, Key: spk.Key, Signature: spk.Signature},
-		OneTimePrekeys: make([]api.OneTimePrekey, len(otks)),
+		IdentityKey:       e.public.Bytes(),
+		SignedPrekey:      api.SignedPrekey{ID: spk.ID, Key: spk.Key, Signature: spk.Signature},
+		OneTimePrekeys:    make([]api.OneTimePrekey, len(opks)),
+		KEMPrekey:         apiKEMPrekey(e.store.KEMPrekey()),
+		OneTimeKEMPrekeys: make([]api.KEMPrekey, len(kems)),
 	}
-	for i, k := range otks {
+	for i, k := range opks {
 		up.OneTimePrekeys[i] = api.OneTimePrekey{ID: k.ID, Key: k.Key}
+	}
+	for i, k := range kems {
+		up.OneTimeKEMPrekeys[i] = apiKEMPrekey(k)
 	}
 	var status api.PrekeyStatus
 	if err := e.api.do(ctx, http.MethodPut, api.Version+"/prekeys", "Bearer "+e.token, up, &status); err != nil {
@@ -166,9 +180,14 @@ func (e *e2eeState) uploadPrekeys(ctx context.Context) error {
 	return nil
 }
 
+func apiKEMPrekey(k e2ee.KEMPrekey) api.KEMPrekey {
+	return api.KEMPrekey{ID: k.ID, Key: k.Key, Signature: k.Signature}
+}
+
 // close zeroes every key once the call has ended and nothing uses them.
 func (e *e2eeState) close() {
 	e.sender.Close()
+	e.store.Destroy()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for id := range e.remotes {
@@ -343,8 +362,10 @@ func (e *e2eeState) rekey(ctx context.Context) {
 	}
 }
 
-// initiate runs X3DH towards r with its published bundle, then sends our
-// frame keys unless r's identity key changed.
+// initiate runs PQXDH towards r with its published bundle, then sends our
+// frame keys unless r's identity key changed. A bundle without a valid
+// signed KEM prekey is refused (e2ee.ErrNoKEMPrekey): no session is set up
+// without post-quantum protection.
 func (e *e2eeState) initiate(ctx context.Context, r *remote) {
 	var b api.PrekeyBundle
 	path := api.Version + "/prekeys/" + url.PathEscape(r.p.Identity)
@@ -368,6 +389,7 @@ func (e *e2eeState) initiate(ctx context.Context, r *remote) {
 		return
 	}
 	r.sess = sess
+	e.countSession(sess)
 	if e.bind(r, sess.PeerIdentity()) {
 		e.sendKeys(ctx, r)
 	}
@@ -382,7 +404,20 @@ func bundleOf(b api.PrekeyBundle) e2ee.PrekeyBundle {
 	if b.OneTimePrekey != nil {
 		bundle.OneTimePrekey = &e2ee.OneTimePrekey{ID: b.OneTimePrekey.ID, Key: b.OneTimePrekey.Key}
 	}
+	bundle.KEMPrekey = e2ee.KEMPrekey{ID: b.KEMPrekey.ID, Key: b.KEMPrekey.Key, Signature: b.KEMPrekey.Signature}
+	if k := b.OneTimeKEMPrekey; k != nil {
+		bundle.OneTimeKEMPrekey = &e2ee.KEMPrekey{ID: k.ID, Key: k.Key, Signature: k.Signature}
+	}
 	return bundle
+}
+
+// countSession counts a new session by the KEM prekey its PQXDH used.
+func (e *e2eeState) countSession(s *e2ee.Session) {
+	if s.LastResortKEM() {
+		e.sessionsLastResortKEM.Add(1)
+	} else {
+		e.sessionsOneTimeKEM.Add(1)
+	}
 }
 
 // retryInitiate fetches r's bundle again unless r left or its session
@@ -439,6 +474,7 @@ func (e *e2eeState) openEnvelope(ctx context.Context, from api.Participant, data
 			return
 		}
 		r.sess = sess
+		e.countSession(sess)
 	}
 	defer clear(pt)
 	allowed := !r.blocked.Load()
@@ -559,7 +595,8 @@ func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) {
 	}
 }
 
-// refill uploads more one-time prekeys after the server said they run low.
+// refill uploads more one-time prekeys of both kinds after the server said
+// they run low.
 func (e *e2eeState) refill(ctx context.Context) {
 	if time.Since(e.lastRefill) < refillInterval {
 		return

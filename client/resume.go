@@ -74,6 +74,9 @@ func (s *session) stats() Stats {
 		Rekeys:          s.e2e.rekeys.Load(),
 		KeysReceived:    s.e2e.keysReceived.Load(),
 		ICERestarts:     s.conn.iceRestarts.Load(),
+
+		SessionsOneTimeKEM:    s.e2e.sessionsOneTimeKEM.Load(),
+		SessionsLastResortKEM: s.e2e.sessionsLastResortKEM.Load(),
 	}
 }
 

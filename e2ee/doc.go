@@ -1,22 +1,24 @@
 // Package e2ee implements Sotto's end-to-end encryption: device identities
-// and safety numbers, X3DH key agreement, the Double Ratchet, per-sender
-// frame-key chains and SFrame (RFC 9605). It is a pure library with no
-// network or file I/O and no goroutines; only clients use it.
-// docs/PROTOCOL.md gives every byte it produces, and testdata/ holds the
-// vectors another implementation must reproduce.
+// and safety numbers, PQXDH key agreement (X25519 with ML-KEM-768), the
+// Double Ratchet, per-sender frame-key chains and SFrame (RFC 9605). It is
+// a pure library with no network or file I/O and no goroutines; only
+// clients use it. docs/PROTOCOL.md gives every byte it produces, and
+// testdata/ holds the vectors another implementation must reproduce.
 //
 // # Sessions
 //
 // A device has one Identity (NewIdentity; persist MarshalBinary, restore
-// with ParseIdentity) and a PrekeyStore whose signed and one-time prekeys
-// it uploads to the directory. To talk to a peer, the initiator fetches
-// the peer's PrekeyBundle and calls InitiateSession; every
-// Session.Encrypt returns an envelope payload for api.Envelope.Data. The
-// responder passes the first payload to AcceptSession and later ones to
-// Session.Decrypt (which returns ErrOtherSession for an initial message of
-// a new session: give that to AcceptSession). Compare
-// Session.PeerIdentity with what you knew of the peer (CheckIdentity) and
-// show SafetyNumber to the user.
+// with ParseIdentity) and a PrekeyStore whose signed and one-time prekeys,
+// and signed ML-KEM-768 prekeys (a last-resort one and one-time ones), it
+// uploads to the directory. To talk to a peer, the initiator fetches the
+// peer's PrekeyBundle and calls InitiateSession, which refuses a bundle
+// without a valid KEM prekey (ErrNoKEMPrekey): every session is
+// post-quantum. Every Session.Encrypt returns an envelope payload for
+// api.Envelope.Data. The responder passes the first payload to
+// AcceptSession and later ones to Session.Decrypt (which returns
+// ErrOtherSession for an initial message of a new session: give that to
+// AcceptSession). Compare Session.PeerIdentity with what you knew of the
+// peer (CheckIdentity) and show SafetyNumber to the user.
 //
 // # Frames
 //

@@ -20,8 +20,8 @@ var (
 	// ErrIdentityChanged reports that a peer presents a different identity
 	// from the one known for it. Clients must show it, never accept it silently.
 	ErrIdentityChanged = errors.New("e2ee: peer identity changed")
-	// ErrBadSignature reports a public identity or signed prekey whose
-	// signature does not verify.
+	// ErrBadSignature reports a public identity, signed prekey or KEM
+	// prekey whose signature does not verify.
 	ErrBadSignature = errors.New("e2ee: bad signature")
 	// ErrInvalidMessage reports an envelope payload or plaintext content that
 	// does not parse.
@@ -31,15 +31,19 @@ var (
 	// ErrTooManySkipped reports a ratchet message that would skip more than
 	// MaxSkip message keys.
 	ErrTooManySkipped = errors.New("e2ee: too many skipped messages")
-	// ErrOtherSession reports an x3dh-init payload that starts a different
+	// ErrOtherSession reports a pqxdh-init payload that starts a different
 	// session from this one; give it to AcceptSession.
 	ErrOtherSession = errors.New("e2ee: message belongs to another session")
-	// ErrUnknownPrekey reports an x3dh-init naming a prekey the store does
-	// not hold (never issued, or a one-time prekey already used).
+	// ErrUnknownPrekey reports a pqxdh-init naming a prekey the store does
+	// not hold (never issued, retired, or a one-time prekey already used).
 	ErrUnknownPrekey = errors.New("e2ee: unknown prekey")
-	// ErrReplayedInit reports an x3dh-init whose ephemeral key already
+	// ErrReplayedInit reports a pqxdh-init whose ephemeral key already
 	// started a session: route it to that session instead.
-	ErrReplayedInit = errors.New("e2ee: x3dh-init already accepted")
+	ErrReplayedInit = errors.New("e2ee: pqxdh-init already accepted")
+	// ErrNoKEMPrekey reports a prekey bundle without a valid signed
+	// ML-KEM-768 prekey (missing, malformed or badly signed). PQXDH needs
+	// one: a session is never set up without post-quantum protection.
+	ErrNoKEMPrekey = errors.New("e2ee: prekey bundle has no valid signed ML-KEM-768 prekey; refusing a session without post-quantum protection")
 	// ErrSenderIndexInUse reports a frame key whose sender index another
 	// participant already holds.
 	ErrSenderIndexInUse = errors.New("e2ee: sender index held by another participant")

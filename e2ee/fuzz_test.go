@@ -94,7 +94,56 @@ func FuzzSessionDecrypt(f *testing.F) {
 			t.Fatalf("forged payload decrypted: %x", payload)
 		}
 		if _, _, err := AcceptSession(store, payload, t0.Add(time.Second)); err == nil && !bytes.Equal(payload, im) {
-			t.Fatalf("forged x3dh-init accepted: %x", payload)
+			t.Fatalf("forged pqxdh-init accepted: %x", payload)
+		}
+	})
+}
+
+// FuzzParseInit: a pqxdh-init body either fails to parse with
+// ErrInvalidMessage or splits into fields that encode back to the same
+// bytes; AcceptSession refuses every body but those the initiators sent,
+// without panicking.
+func FuzzParseInit(f *testing.F) {
+	store, err := NewPrekeyStore(mustIdentity(f), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sent := map[string]bool{}
+	for _, withOPK := range []bool{true, false} {
+		s, err := InitiateSession(nil, mustIdentity(f), bundleOf(f, store, withOPK))
+		if err != nil {
+			f.Fatal(err)
+		}
+		m, _ := s.Encrypt([]byte("init"))
+		sent[string(m[2:])] = true
+		f.Add(m[2:])
+	}
+	f.Add([]byte{})
+	f.Add(make([]byte, initPrefixSize+minRatchetBytes))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := parseInit(body)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidMessage) {
+				t.Fatalf("parse error %v is not ErrInvalidMessage", err)
+			}
+			return
+		}
+		var opk *OneTimePrekey
+		if m.hasOPK {
+			opk = &OneTimePrekey{ID: m.opkID}
+		}
+		var ik PublicIdentity
+		copy(ik.b[:], m.identity)
+		back := appendInitPrefix(nil, ik, m.ephemeral[:], m.spkID, opk, m.kemID, m.kemCT)
+		if !bytes.Equal(back, m.prefix) || !bytes.Equal(append(back, m.message...), body) {
+			t.Fatalf("pqxdh-init %x re-encodes to %x", body, back)
+		}
+		if len(m.kemCT) != KEMCiphertextSize || len(m.message) < minRatchetBytes {
+			t.Fatalf("parsed a %d-byte ciphertext and a %d-byte message", len(m.kemCT), len(m.message))
+		}
+		payload := append([]byte{payloadVersion, typeInit}, body...)
+		if _, _, err := AcceptSession(store, payload, t0); err == nil && !sent[string(body)] {
+			t.Fatalf("forged pqxdh-init accepted: %x", body)
 		}
 	})
 }

@@ -18,10 +18,9 @@ import (
 // Envelope payload framing (docs/PROTOCOL.md §3).
 const (
 	payloadVersion  = 0x01
-	typeX3DHInit    = 0x01
+	typeInit        = 0x01 // pqxdh-init
 	typeRatchet     = 0x02
-	initPrefixSize  = PublicIdentitySize + 32 + 4 + 1 + 4 // IK_A, EK_A, spk_id, opk_flag, opk_id
-	headerSize      = 32 + 4 + 4                          // dh, pn, n
+	headerSize      = 32 + 4 + 4 // dh, pn, n
 	adSize          = 2 * PublicIdentitySize
 	messageTagSize  = 16
 	minRatchetBytes = headerSize + messageTagSize
@@ -38,7 +37,6 @@ const (
 )
 
 const (
-	x3dhInfo        = "Sotto X3DH v1"
 	ratchetInfo     = "Sotto ratchet v1"
 	messageKeysInfo = "Sotto message keys v1"
 )
@@ -46,14 +44,17 @@ const (
 var zeroSalt [32]byte
 
 // Session is a Double Ratchet session with one peer device, started by
-// X3DH. It turns plaintexts into envelope payloads and back. A session is
+// PQXDH (pqxdh.go). It turns plaintexts into envelope payloads and back. A session is
 // not safe for concurrent use.
 type Session struct {
 	random    io.Reader
 	peer      PublicIdentity
 	ad        [adSize]byte
 	initiator bool
-	// initPrefix is the x3dh-init body before the ratchet message: the
+	// lastResortKEM: PQXDH encapsulated to the responder's last-resort KEM
+	// prekey, not to a one-time one.
+	lastResortKEM bool
+	// initPrefix is the pqxdh-init body before the ratchet message: the
 	// initiator repeats it until the responder answers; the responder keeps
 	// it to recognise the repeats.
 	initPrefix []byte
@@ -70,160 +71,22 @@ type ratchetState struct {
 	skipped        skippedKeys
 }
 
-// InitiateSession runs the initiator's half of X3DH against a peer's
-// bundle. The bundle's signatures are checked; compare PeerIdentity with
-// what you knew of the peer (CheckIdentity). random nil means crypto/rand.
-func InitiateSession(random io.Reader, local *Identity, bundle PrekeyBundle) (*Session, error) {
-	random = randOrDefault(random)
-	peer, spk, opk, err := verifyBundle(bundle)
-	if err != nil {
-		return nil, fmt.Errorf("initiate session: %w", err)
-	}
-	ek, err := newX25519(random)
-	if err != nil {
-		return nil, fmt.Errorf("initiate session: %w", err)
-	}
-	dhs := []dhPair{{local.dhPriv, spk}, {ek, peer.dhPublic()}, {ek, spk}}
-	if opk != nil {
-		dhs = append(dhs, dhPair{ek, opk})
-	}
-	sk, err := x3dhSecret(dhs)
-	if err != nil {
-		return nil, fmt.Errorf("initiate session: %w", err)
-	}
-	defer clear(sk)
-	s := &Session{random: random, peer: peer, initiator: true}
-	s.setAD(local.Public(), peer)
-
-	prefix := make([]byte, 0, initPrefixSize)
-	prefix = append(prefix, local.pub.b[:]...)
-	prefix = append(prefix, ek.PublicKey().Bytes()...)
-	prefix = binary.BigEndian.AppendUint32(prefix, bundle.SignedPrekey.ID)
-	if bundle.OneTimePrekey != nil {
-		prefix = append(prefix, 1)
-		prefix = binary.BigEndian.AppendUint32(prefix, bundle.OneTimePrekey.ID)
-	} else {
-		prefix = append(prefix, 0, 0, 0, 0, 0)
-	}
-	s.initPrefix = prefix
-
-	// RatchetInitAlice.
-	if s.st.dhs, err = newX25519(random); err != nil {
-		return nil, fmt.Errorf("initiate session: %w", err)
-	}
-	s.st.dhr = spk.Bytes()
-	dh, err := x25519(s.st.dhs, spk)
-	if err != nil {
-		return nil, fmt.Errorf("initiate session: %w", err)
-	}
-	s.st.rk, s.st.cks = kdfRK(sk, dh)
-	s.st.hasCKs = true
-	s.st.skipped = newSkippedKeys()
-	return s, nil
-}
-
-type dhPair struct {
-	priv *ecdh.PrivateKey
-	pub  *ecdh.PublicKey
-}
-
-// x3dhSecret computes SK from the DH pairs, in order DH1..DH4.
-func x3dhSecret(pairs []dhPair) ([]byte, error) {
-	ikm := make([]byte, 32, 32*5)
-	for i := range ikm {
-		ikm[i] = 0xFF
-	}
-	defer clear(ikm)
-	for _, p := range pairs {
-		out, err := x25519(p.priv, p.pub)
-		if err != nil {
-			return nil, err
-		}
-		ikm = append(ikm, out...)
-		clear(out)
-	}
-	return hkdf.Key(sha256.New, ikm, zeroSalt[:], x3dhInfo, 32)
-}
-
 func (s *Session) setAD(initiator, responder PublicIdentity) {
 	copy(s.ad[:PublicIdentitySize], initiator.b[:])
 	copy(s.ad[PublicIdentitySize:], responder.b[:])
 }
 
-// AcceptSession runs the responder's half of X3DH on an x3dh-init payload
-// and decrypts the message it carries. On success the one-time prekey it
-// used is deleted from the store. Compare the session's PeerIdentity with
-// what you knew of the peer (CheckIdentity).
-func AcceptSession(store *PrekeyStore, payload []byte, now time.Time) (*Session, []byte, error) {
-	typ, body, err := parsePayload(payload)
-	if err != nil {
-		return nil, nil, fmt.Errorf("accept session: %w", err)
-	}
-	if typ != typeX3DHInit || len(body) < initPrefixSize+minRatchetBytes {
-		return nil, nil, fmt.Errorf("accept session: not an x3dh-init: %w", ErrInvalidMessage)
-	}
-	peer, err := ParsePublicIdentity(body[:PublicIdentitySize])
-	if err != nil {
-		return nil, nil, fmt.Errorf("accept session: %w", err)
-	}
-	var ekBytes [32]byte
-	copy(ekBytes[:], body[PublicIdentitySize:PublicIdentitySize+32])
-	ek, _ := ecdh.X25519().NewPublicKey(ekBytes[:])
-	spkID := binary.BigEndian.Uint32(body[160:164])
-	opkFlag, opkID := body[164], binary.BigEndian.Uint32(body[165:169])
-	spk := store.signedPrekey(spkID)
-	if spk == nil {
-		return nil, nil, fmt.Errorf("accept session: signed prekey %d: %w", spkID, ErrUnknownPrekey)
-	}
-	if store.accepted[spkID][ekBytes] {
-		return nil, nil, fmt.Errorf("accept session: %w", ErrReplayedInit)
-	}
-	local := store.identity
-	pairs := []dhPair{{spk, peer.dhPublic()}, {local.dhPriv, ek}, {spk, ek}}
-	switch opkFlag {
-	case 0:
-		if opkID != 0 {
-			return nil, nil, fmt.Errorf("accept session: %w", ErrInvalidMessage)
-		}
-	case 1:
-		opk := store.oneTime[opkID]
-		if opk == nil {
-			return nil, nil, fmt.Errorf("accept session: one-time prekey %d: %w", opkID, ErrUnknownPrekey)
-		}
-		pairs = append(pairs, dhPair{opk, ek})
-	default:
-		return nil, nil, fmt.Errorf("accept session: %w", ErrInvalidMessage)
-	}
-	sk, err := x3dhSecret(pairs)
-	if err != nil {
-		return nil, nil, fmt.Errorf("accept session: %w", err)
-	}
-	defer clear(sk)
-	s := &Session{random: store.random, peer: peer, initPrefix: append([]byte(nil), body[:initPrefixSize]...)}
-	s.setAD(peer, local.Public())
-	// RatchetInitBob.
-	s.st.dhs = spk
-	copy(s.st.rk[:], sk)
-	s.st.skipped = newSkippedKeys()
-	pt, err := s.decryptMessage(body[initPrefixSize:], now)
-	if err != nil {
-		return nil, nil, fmt.Errorf("accept session: %w", err)
-	}
-	if opkFlag == 1 {
-		delete(store.oneTime, opkID)
-	}
-	if store.accepted[spkID] == nil {
-		store.accepted[spkID] = map[[32]byte]bool{}
-	}
-	store.accepted[spkID][ekBytes] = true
-	return s, pt, nil
-}
-
 // PeerIdentity returns the identity of the session's peer.
 func (s *Session) PeerIdentity() PublicIdentity { return s.peer }
 
-// Initiator reports whether this side started the session with X3DH.
+// Initiator reports whether this side started the session with PQXDH.
 func (s *Session) Initiator() bool { return s.initiator }
+
+// LastResortKEM reports whether the session's PQXDH encapsulated to the
+// responder's last-resort KEM prekey, because the directory had no
+// one-time KEM prekey for the initiator. Such a session is as private as
+// any; it shows a device whose one-time prekeys run out or are withheld.
+func (s *Session) LastResortKEM() bool { return s.lastResortKEM }
 
 // Encrypt encrypts plaintext for the peer and returns the envelope payload.
 func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
@@ -239,7 +102,7 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	out := make([]byte, 0, 2+initPrefixSize+headerSize+len(plaintext)+messageTagSize)
 	out = append(out, payloadVersion)
 	if s.initiator && !s.answered {
-		out = append(out, typeX3DHInit)
+		out = append(out, typeInit)
 		out = append(out, s.initPrefix...)
 	} else {
 		out = append(out, typeRatchet)
@@ -254,14 +117,14 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 
 // Decrypt authenticates and decrypts an envelope payload from the peer.
 // now dates skipped message keys and expires old ones. A payload that
-// fails leaves the session unchanged. An x3dh-init that starts a new
+// fails leaves the session unchanged. A pqxdh-init that starts a new
 // session returns ErrOtherSession: give it to AcceptSession.
 func (s *Session) Decrypt(payload []byte, now time.Time) ([]byte, error) {
 	typ, body, err := parsePayload(payload)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt: %w", err)
 	}
-	if typ == typeX3DHInit {
+	if typ == typeInit {
 		if len(body) < initPrefixSize || s.initiator || subtle.ConstantTimeCompare(body[:initPrefixSize], s.initPrefix) != 1 {
 			return nil, fmt.Errorf("decrypt: %w", ErrOtherSession)
 		}
@@ -276,7 +139,7 @@ func (s *Session) Decrypt(payload []byte, now time.Time) ([]byte, error) {
 }
 
 // IsPayload reports whether envelope data is framed as a payload of this
-// protocol (docs/PROTOCOL.md §3: version 0x01, then type x3dh-init or
+// protocol (docs/PROTOCOL.md §3: version 0x01, then type pqxdh-init or
 // ratchet), which clients give to their sessions. Applications must not
 // send data of their own that starts that way.
 func IsPayload(data []byte) bool {
@@ -285,7 +148,7 @@ func IsPayload(data []byte) bool {
 }
 
 func parsePayload(p []byte) (typ byte, body []byte, err error) {
-	if len(p) < 2 || p[0] != payloadVersion || (p[1] != typeX3DHInit && p[1] != typeRatchet) {
+	if len(p) < 2 || p[0] != payloadVersion || (p[1] != typeInit && p[1] != typeRatchet) {
 		return 0, nil, ErrInvalidMessage
 	}
 	return p[1], p[2:], nil

@@ -2,6 +2,7 @@ package e2ee
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,15 +21,22 @@ func mustIdentity(t testing.TB) *Identity {
 	return id
 }
 
+// bundleOf returns s's bundle, with a one-time prekey and a one-time KEM
+// prekey if withOPK.
 func bundleOf(t testing.TB, s *PrekeyStore, withOPK bool) PrekeyBundle {
 	t.Helper()
-	b := PrekeyBundle{IdentityKey: s.Identity().Public().Bytes(), SignedPrekey: s.SignedPrekey()}
+	b := PrekeyBundle{IdentityKey: s.Identity().Public().Bytes(), SignedPrekey: s.SignedPrekey(), KEMPrekey: s.KEMPrekey()}
 	if withOPK {
 		opks, err := s.NewOneTimePrekeys(1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b.OneTimePrekey = &opks[0]
+		kems, err := s.NewOneTimeKEMPrekeys(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.OneTimeKEMPrekey = &kems[0]
 	}
 	return b
 }
@@ -50,8 +58,8 @@ func pair(t testing.TB, withOPK bool) (alice, bob *Session) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg[1] != typeX3DHInit {
-		t.Fatalf("first message type %d, want x3dh-init", msg[1])
+	if msg[1] != typeInit || len(msg) != 2+initPrefixSize+headerSize+len("hello bob")+messageTagSize {
+		t.Fatalf("first message type %d of %d bytes, want a pqxdh-init", msg[1], len(msg))
 	}
 	bob, pt, err := AcceptSession(store, msg, t0)
 	if err != nil {
@@ -62,6 +70,9 @@ func pair(t testing.TB, withOPK bool) (alice, bob *Session) {
 	}
 	if !bob.PeerIdentity().Equal(a.Public()) || !alice.PeerIdentity().Equal(store.Identity().Public()) {
 		t.Fatal("peer identities do not match")
+	}
+	if alice.LastResortKEM() != !withOPK || bob.LastResortKEM() != !withOPK {
+		t.Fatalf("last-resort KEM: alice %v, bob %v; want %v", alice.LastResortKEM(), bob.LastResortKEM(), !withOPK)
 	}
 	return alice, bob
 }
@@ -90,16 +101,16 @@ func TestSessionConversation(t *testing.T) {
 	for _, withOPK := range []bool{true, false} {
 		t.Run(fmt.Sprintf("opk=%v", withOPK), func(t *testing.T) {
 			alice, bob := pair(t, withOPK)
-			// Until bob answers, alice repeats the X3DH header; bob routes it
-			// to the existing session.
+			// Until bob answers, alice repeats the PQXDH header; bob routes
+			// it to the existing session.
 			m := mustEncrypt(t, alice, "second")
-			if m[1] != typeX3DHInit {
-				t.Fatal("alice stopped sending x3dh-init before bob answered")
+			if m[1] != typeInit {
+				t.Fatal("alice stopped sending pqxdh-init before bob answered")
 			}
 			mustDecrypt(t, bob, m, "second")
 			mustDecrypt(t, alice, mustEncrypt(t, bob, "hi alice"), "hi alice")
 			if m := mustEncrypt(t, alice, "third"); m[1] != typeRatchet {
-				t.Fatal("alice still sends x3dh-init after bob answered")
+				t.Fatal("alice still sends pqxdh-init after bob answered")
 			} else {
 				mustDecrypt(t, bob, m, "third")
 			}
@@ -234,7 +245,7 @@ func TestSkippedKeysEvictedOldestFirst(t *testing.T) {
 	}
 }
 
-func TestSessionX3DHRouting(t *testing.T) {
+func TestSessionInitRouting(t *testing.T) {
 	a := mustIdentity(t)
 	store, err := NewPrekeyStore(mustIdentity(t), nil)
 	if err != nil {
@@ -250,12 +261,12 @@ func TestSessionX3DHRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if store.OneTimePrekeys() != 0 {
-		t.Fatal("one-time prekey not deleted after use")
+	if store.OneTimePrekeys() != 0 || store.OneTimeKEMPrekeys() != 0 {
+		t.Fatal("one-time prekeys not deleted after use")
 	}
 	// The same initial message cannot start a second session.
 	if _, _, err := AcceptSession(store, first, t0); !errors.Is(err, ErrReplayedInit) {
-		t.Fatalf("replayed x3dh-init: %v, want ErrReplayedInit", err)
+		t.Fatalf("replayed pqxdh-init: %v, want ErrReplayedInit", err)
 	}
 	// Nor can another one naming the used one-time prekey.
 	alice1b, err := InitiateSession(nil, a, b)
@@ -266,21 +277,22 @@ func TestSessionX3DHRouting(t *testing.T) {
 		t.Fatalf("reused one-time prekey: %v, want ErrUnknownPrekey", err)
 	}
 	// A new session from alice (new ephemeral key) is not bob's session.
-	b.OneTimePrekey = nil
+	b.OneTimePrekey, b.OneTimeKEMPrekey = nil, nil
 	alice2, err := InitiateSession(nil, a, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m2 := mustEncrypt(t, alice2, "restart")
 	if _, err := bob.Decrypt(m2, t0); !errors.Is(err, ErrOtherSession) {
-		t.Fatalf("other session's x3dh-init: %v, want ErrOtherSession", err)
+		t.Fatalf("other session's pqxdh-init: %v, want ErrOtherSession", err)
 	}
 	if _, pt, err := AcceptSession(store, m2, t0); err != nil || string(pt) != "restart" {
 		t.Fatalf("accept restarted session: %q, %v", pt, err)
 	}
-	// Without a one-time prekey, a replayed initial message is refused too.
+	// Without one-time prekeys (the last-resort KEM prekey), a replayed
+	// initial message is refused too.
 	if _, _, err := AcceptSession(store, m2, t0); !errors.Is(err, ErrReplayedInit) {
-		t.Fatalf("replayed x3dh-init: %v, want ErrReplayedInit", err)
+		t.Fatalf("replayed pqxdh-init: %v, want ErrReplayedInit", err)
 	}
 	// A rotated signed prekey still answers; the one before it does not.
 	if _, err := store.RotateSignedPrekey(); err != nil {
@@ -346,15 +358,49 @@ func TestInitiateRejectsBadBundle(t *testing.T) {
 		"opk short":          func(b *PrekeyBundle) { b.OneTimePrekey.Key = b.OneTimePrekey.Key[:31] },
 	}
 	for name, mutate := range cases {
-		b := good
-		b.IdentityKey = bytes.Clone(good.IdentityKey)
-		b.SignedPrekey = SignedPrekey{ID: good.SignedPrekey.ID, Key: bytes.Clone(good.SignedPrekey.Key), Signature: bytes.Clone(good.SignedPrekey.Signature)}
-		opk := *good.OneTimePrekey
-		opk.Key = bytes.Clone(opk.Key)
-		b.OneTimePrekey = &opk
+		b := cloneBundle(good)
 		mutate(&b)
 		if _, err := InitiateSession(nil, a, b); err == nil {
 			t.Errorf("%s: bundle accepted", name)
+		}
+	}
+	// No session without a valid signed KEM prekey: every refusal is
+	// ErrNoKEMPrekey, and a signature that does not verify is also
+	// ErrBadSignature.
+	spk := good.SignedPrekey
+	invalid := bytes.Repeat([]byte{0xff}, KEMPrekeySize) // coefficients out of range
+	kemCases := map[string]struct {
+		mutate func(b *PrekeyBundle)
+		badSig bool
+	}{
+		"kem missing":                   {func(b *PrekeyBundle) { b.KEMPrekey = KEMPrekey{} }, false},
+		"kem missing, one-time offered": {func(b *PrekeyBundle) { b.KEMPrekey = KEMPrekey{} }, false},
+		"kem signature":                 {func(b *PrekeyBundle) { b.KEMPrekey.Signature[0] ^= 1 }, true},
+		"kem key":                       {func(b *PrekeyBundle) { b.KEMPrekey.Key[500] ^= 1 }, true},
+		"kem id":                        {func(b *PrekeyBundle) { b.KEMPrekey.ID++ }, true},
+		"kem short":                     {func(b *PrekeyBundle) { b.KEMPrekey.Key = b.KEMPrekey.Key[:KEMPrekeySize-1] }, false},
+		"kem signed by another identity": {func(b *PrekeyBundle) {
+			b.KEMPrekey.Signature = mallory.sign(kemPrekeyLabel, u32be(b.KEMPrekey.ID), b.KEMPrekey.Key)
+		}, true},
+		"kem under the spk label": {func(b *PrekeyBundle) {
+			b.KEMPrekey.Signature = store.identity.sign(signedPrekeyLabel, u32be(b.KEMPrekey.ID), b.KEMPrekey.Key)
+		}, true},
+		"spk offered as kem": {func(b *PrekeyBundle) { b.KEMPrekey = KEMPrekey{ID: spk.ID, Key: spk.Key, Signature: spk.Signature} }, false},
+		"kem invalid key, signed": {func(b *PrekeyBundle) {
+			b.KEMPrekey = KEMPrekey{ID: 9, Key: invalid, Signature: store.identity.sign(kemPrekeyLabel, u32be(9), invalid)}
+		}, false},
+		"one-time kem signature": {func(b *PrekeyBundle) { b.OneTimeKEMPrekey.Signature[63] ^= 1 }, true},
+		"one-time kem short":     {func(b *PrekeyBundle) { b.OneTimeKEMPrekey.Key = nil }, false},
+	}
+	for name, c := range kemCases {
+		b := cloneBundle(good)
+		if name == "kem missing" {
+			b.OneTimeKEMPrekey = nil
+		}
+		c.mutate(&b)
+		_, err := InitiateSession(nil, a, b)
+		if !errors.Is(err, ErrNoKEMPrekey) || errors.Is(err, ErrBadSignature) != c.badSig {
+			t.Errorf("%s: %v; want ErrNoKEMPrekey (bad signature: %v)", name, err, c.badSig)
 		}
 	}
 	// A low-order signed prekey (signed by the real identity) gives an
@@ -365,6 +411,24 @@ func TestInitiateRejectsBadBundle(t *testing.T) {
 	if _, err := InitiateSession(nil, a, bad); err == nil {
 		t.Error("low-order signed prekey accepted")
 	}
+}
+
+func u32be(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+
+// cloneBundle copies b deeply, so that a test may damage the copy.
+func cloneBundle(b PrekeyBundle) PrekeyBundle {
+	c := b
+	c.IdentityKey = bytes.Clone(b.IdentityKey)
+	c.SignedPrekey = SignedPrekey{ID: b.SignedPrekey.ID, Key: bytes.Clone(b.SignedPrekey.Key), Signature: bytes.Clone(b.SignedPrekey.Signature)}
+	c.KEMPrekey = b.KEMPrekey.clone()
+	if b.OneTimePrekey != nil {
+		c.OneTimePrekey = &OneTimePrekey{ID: b.OneTimePrekey.ID, Key: bytes.Clone(b.OneTimePrekey.Key)}
+	}
+	if b.OneTimeKEMPrekey != nil {
+		k := b.OneTimeKEMPrekey.clone()
+		c.OneTimeKEMPrekey = &k
+	}
+	return c
 }
 
 func TestIdentity(t *testing.T) {

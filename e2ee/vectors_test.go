@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/hkdf"
+	"crypto/mlkem"
+	"crypto/mlkem/mlkemtest"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -66,16 +68,38 @@ type prekeyVector struct {
 	Signature hexBytes `json:"signature,omitempty"`
 }
 
-type x3dhVector struct {
+type kemPrekeyVector struct {
+	ID        uint32   `json:"id"`
+	Seed      hexBytes `json:"seed"` // the private key: d || z of FIPS 203
+	Public    hexBytes `json:"public"`
+	Signature hexBytes `json:"signature"`
+}
+
+type pqxdhVector struct {
 	EphemeralPrivate hexBytes `json:"alice_ephemeral_private"`
 	EphemeralPublic  hexBytes `json:"alice_ephemeral_public"`
 	DH1              hexBytes `json:"dh1"`
 	DH2              hexBytes `json:"dh2"`
 	DH3              hexBytes `json:"dh3"`
-	DH4              hexBytes `json:"dh4"`
+	DH4              hexBytes `json:"dh4,omitempty"`
+	KEMPrekeyID      uint32   `json:"kem_prekey_id"`
+	KEMRandom        hexBytes `json:"kem_encapsulation_random"` // m of ML-KEM.Encaps_internal
+	KEMCiphertext    hexBytes `json:"kem_ciphertext"`
+	KEMSharedSecret  hexBytes `json:"kem_shared_secret"`
+	Info             string   `json:"info"`
 	SK               hexBytes `json:"sk"`
 	AD               hexBytes `json:"ad"`
 	RatchetPrivate   hexBytes `json:"alice_initial_ratchet_private"`
+}
+
+// lastResortVector is a second session, to bob's last-resort KEM prekey
+// and without a one-time prekey: its first message, and what bob drew
+// when he accepted it (his first ratchet key).
+type lastResortVector struct {
+	pqxdhVector
+	Plaintext hexBytes `json:"plaintext"`
+	Payload   hexBytes `json:"payload"`
+	BobRandom hexBytes `json:"bob_random"`
 }
 
 type ratchetStep struct {
@@ -115,16 +139,19 @@ type frameVector struct {
 }
 
 type protocolVectors struct {
-	Comment       string                `json:"comment"`
-	Identities    []identityVector      `json:"identities"`
-	SafetyNumber  string                `json:"safety_number"`
-	SignedPrekey  prekeyVector          `json:"bob_signed_prekey"`
-	OneTimePrekey prekeyVector          `json:"bob_one_time_prekey"`
-	X3DH          x3dhVector            `json:"x3dh"`
-	Ratchet       []ratchetStep         `json:"ratchet"`
-	SFrameRatchet []sframeRatchetVector `json:"sframe_ratchet"`
-	FrameKeys     []frameKeyVector      `json:"frame_keys"`
-	Frames        []frameVector         `json:"frames"`
+	Comment          string                `json:"comment"`
+	Identities       []identityVector      `json:"identities"`
+	SafetyNumber     string                `json:"safety_number"`
+	SignedPrekey     prekeyVector          `json:"bob_signed_prekey"`
+	OneTimePrekey    prekeyVector          `json:"bob_one_time_prekey"`
+	KEMPrekey        kemPrekeyVector       `json:"bob_kem_prekey"`
+	OneTimeKEMPrekey kemPrekeyVector       `json:"bob_one_time_kem_prekey"`
+	PQXDH            pqxdhVector           `json:"pqxdh"`
+	Ratchet          []ratchetStep         `json:"ratchet"`
+	LastResort       lastResortVector      `json:"pqxdh_last_resort"`
+	SFrameRatchet    []sframeRatchetVector `json:"sframe_ratchet"`
+	FrameKeys        []frameKeyVector      `json:"frame_keys"`
+	Frames           []frameVector         `json:"frames"`
 }
 
 // x25519BasePoint is the u-coordinate 9, little-endian (RFC 7748 §4.1).
@@ -174,38 +201,27 @@ func generateVectors(t *testing.T) protocolVectors {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drawn := rnd.take() // 4 bytes of id base, 32 of signed prekey
+	drawn := rnd.take() // 4 bytes of id base, 32 of signed prekey, 64 of KEM prekey seed
 	spk := store.SignedPrekey()
 	v.SignedPrekey = prekeyVector{ID: spk.ID, Private: drawn[4:36], Public: spk.Key, Signature: spk.Signature}
+	lrk := store.KEMPrekey()
+	v.KEMPrekey = kemPrekeyVector{ID: lrk.ID, Seed: drawn[36:100], Public: lrk.Key, Signature: lrk.Signature}
 	opks, err := store.NewOneTimePrekeys(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.OneTimePrekey = prekeyVector{ID: opks[0].ID, Private: rnd.take(), Public: opks[0].Key}
-
-	// X3DH.
-	bundle := PrekeyBundle{IdentityKey: bob.Public().Bytes(), SignedPrekey: spk, OneTimePrekey: &opks[0]}
-	aliceRnd := &drbg{label: "sotto test vectors: alice"}
-	as, err := InitiateSession(aliceRnd, alice, bundle)
+	otks, err := store.NewOneTimeKEMPrekeys(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	drawn = aliceRnd.take()
-	ek := drawn[:32]
-	ekPub := dh(t, ek, x25519BasePoint)
-	x := x3dhVector{
-		EphemeralPrivate: ek, EphemeralPublic: ekPub, RatchetPrivate: drawn[32:64],
-		DH1: dh(t, alice.dhPriv.Bytes(), spk.Key),
-		DH2: dh(t, ek, bob.pub.b[32:64]),
-		DH3: dh(t, ek, spk.Key),
-		DH4: dh(t, ek, opks[0].Key),
-		AD:  as.ad[:],
-	}
-	ikm := append(bytes.Repeat([]byte{0xff}, 32), append(append(append(append([]byte{}, x.DH1...), x.DH2...), x.DH3...), x.DH4...)...)
-	sk, _ := hkdf.Key(sha256.New, ikm, make([]byte, 32), x3dhInfo, 32)
-	x.SK = sk
-	v.X3DH = x
+	v.OneTimeKEMPrekey = kemPrekeyVector{ID: otks[0].ID, Seed: rnd.take(), Public: otks[0].Key, Signature: otks[0].Signature}
 
+	// PQXDH, to the one-time prekeys.
+	bundle := PrekeyBundle{IdentityKey: bob.Public().Bytes(), SignedPrekey: spk, OneTimePrekey: &opks[0], KEMPrekey: lrk, OneTimeKEMPrekey: &otks[0]}
+	aliceRnd := &drbg{label: "sotto test vectors: alice"}
+	as, x := vectorSession(t, alice, bob, bundle, aliceRnd, "sotto test vectors: alice kem")
+	v.PQXDH = x
 	// Frame keys and their messages.
 	senderRnd := &drbg{label: "sotto test vectors: frame sender"}
 	fs, err := NewFrameSender(FrameSenderConfig{Random: senderRnd})
@@ -293,7 +309,62 @@ func generateVectors(t *testing.T) protocolVectors {
 	m3 := step("encrypt", "alice", as, aliceRnd, []byte("out of order"), nil)
 	step("decrypt", "bob", bs, bobRnd, nil, m3)
 	step("decrypt", "bob", bs, bobRnd, nil, m2)
+
+	// A second session, to the last-resort KEM prekey.
+	bundle.OneTimePrekey, bundle.OneTimeKEMPrekey = nil, nil
+	lr := lastResortVector{Plaintext: []byte("to the last-resort KEM prekey")}
+	as2, x2 := vectorSession(t, alice, bob, bundle, &drbg{label: "sotto test vectors: alice last resort"}, "sotto test vectors: alice last resort kem")
+	lr.pqxdhVector = x2
+	if lr.Payload, err = as2.Encrypt(lr.Plaintext); err != nil {
+		t.Fatal(err)
+	}
+	bs2, pt, err := AcceptSession(store, lr.Payload, t0)
+	if err != nil || !bytes.Equal(pt, lr.Plaintext) || !bs2.LastResortKEM() {
+		t.Fatalf("last-resort session: %q, %v", pt, err)
+	}
+	lr.BobRandom = bobRnd.take()
+	v.LastResort = lr
 	return v
+}
+
+// vectorSession starts alice's session to bundle with alice's random and
+// a recorded KEM encapsulation randomness, and returns it with the values
+// PQXDH computed.
+func vectorSession(t *testing.T, alice, bob *Identity, bundle PrekeyBundle, aliceRnd *drbg, kemLabel string) (*Session, pqxdhVector) {
+	t.Helper()
+	m := make([]byte, 32)
+	kemRnd := &drbg{label: kemLabel}
+	kemRnd.Read(m)
+	var ss, ct []byte
+	as, err := initiateSession(aliceRnd, alice, bundle, func(ek *mlkem.EncapsulationKey768) ([]byte, []byte, error) {
+		var err error
+		ss, ct, err = mlkemtest.Encapsulate768(ek, m)
+		return bytes.Clone(ss), ct, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drawn := aliceRnd.take()
+	ek := drawn[:32]
+	spk := bundle.SignedPrekey.Key
+	x := pqxdhVector{
+		EphemeralPrivate: ek, EphemeralPublic: dh(t, ek, x25519BasePoint), RatchetPrivate: drawn[32:64],
+		DH1:         dh(t, alice.dhPriv.Bytes(), spk),
+		DH2:         dh(t, ek, bob.pub.b[32:64]),
+		DH3:         dh(t, ek, spk),
+		KEMPrekeyID: bundle.KEMPrekey.ID, KEMRandom: m, KEMCiphertext: ct, KEMSharedSecret: ss,
+		Info: pqxdhInfo, AD: as.ad[:],
+	}
+	ikm := append(bytes.Repeat([]byte{0xff}, 32), append(append(bytes.Clone(x.DH1), x.DH2...), x.DH3...)...)
+	if bundle.OneTimePrekey != nil {
+		x.DH4 = dh(t, ek, bundle.OneTimePrekey.Key)
+		ikm = append(ikm, x.DH4...)
+	}
+	if bundle.OneTimeKEMPrekey != nil {
+		x.KEMPrekeyID = bundle.OneTimeKEMPrekey.ID
+	}
+	x.SK, _ = hkdf.Key(sha256.New, append(ikm, ss...), make([]byte, 32), pqxdhInfo, 32)
+	return as, x
 }
 
 // TestProtocolVectors regenerates the protocol vectors deterministically
@@ -348,12 +419,39 @@ func TestProtocolVectorsConsumer(t *testing.T) {
 	if SafetyNumber(pubs[1], pubs[0]) != v.SafetyNumber {
 		t.Fatal("safety number differs")
 	}
-	bundle := PrekeyBundle{IdentityKey: pubs[1].Bytes(), SignedPrekey: SignedPrekey{ID: v.SignedPrekey.ID, Key: v.SignedPrekey.Public, Signature: v.SignedPrekey.Signature}}
-	if _, _, _, err := verifyBundle(bundle); err != nil {
-		t.Fatalf("signed prekey: %v", err)
+	kemOf := func(k kemPrekeyVector) KEMPrekey { return KEMPrekey{ID: k.ID, Key: k.Public, Signature: k.Signature} }
+	bundle := PrekeyBundle{
+		IdentityKey:  pubs[1].Bytes(),
+		SignedPrekey: SignedPrekey{ID: v.SignedPrekey.ID, Key: v.SignedPrekey.Public, Signature: v.SignedPrekey.Signature},
+		KEMPrekey:    kemOf(v.KEMPrekey),
 	}
-	if !bytes.Equal(dh(t, v.X3DH.EphemeralPrivate, x25519BasePoint), v.X3DH.EphemeralPublic) {
+	if _, err := verifyBundle(bundle); err != nil {
+		t.Fatalf("signed prekey or KEM prekey: %v", err)
+	}
+	if !bytes.Equal(dh(t, v.PQXDH.EphemeralPrivate, x25519BasePoint), v.PQXDH.EphemeralPublic) {
 		t.Fatal("ephemeral public key differs")
+	}
+	// KEM prekeys: the public key from the seed, the signature, and the
+	// decapsulation of each session's ciphertext.
+	seeds := map[uint32]*kemSeed{}
+	for _, k := range []kemPrekeyVector{v.KEMPrekey, v.OneTimeKEMPrekey} {
+		dk, err := mlkem.NewDecapsulationKey768(k.Seed)
+		if err != nil || !bytes.Equal(dk.EncapsulationKey().Bytes(), k.Public) {
+			t.Fatalf("KEM prekey %d: public key differs (%v)", k.ID, err)
+		}
+		if _, err := pubs[1].verifyKEMPrekey(kemOf(k)); err != nil {
+			t.Fatalf("KEM prekey %d: %v", k.ID, err)
+		}
+		seeds[k.ID] = (*kemSeed)(bytes.Clone(k.Seed))
+	}
+	for _, x := range []pqxdhVector{v.PQXDH, v.LastResort.pqxdhVector} {
+		ss, err := decapsulate(seeds[x.KEMPrekeyID], x.KEMCiphertext)
+		if err != nil || !bytes.Equal(ss, x.KEMSharedSecret) {
+			t.Fatalf("KEM prekey %d: decapsulation differs (%v)", x.KEMPrekeyID, err)
+		}
+		if x.Info != pqxdhInfo {
+			t.Fatalf("info %q", x.Info)
+		}
 	}
 	// Every frame opens with a receiver that got the frame keys, in order.
 	r := NewFrameReceiver(FrameReceiverConfig{})
@@ -387,17 +485,25 @@ func TestProtocolVectorsConsumer(t *testing.T) {
 	bob, _ := ParseIdentity(v.Identities[1].Private)
 	spk, _ := ecdh.X25519().NewPrivateKey(v.SignedPrekey.Private)
 	opk, _ := ecdh.X25519().NewPrivateKey(v.OneTimePrekey.Private)
-	store := &PrekeyStore{identity: bob, signed: SignedPrekey{ID: v.SignedPrekey.ID}, signedPriv: spk, oneTime: map[uint32]*ecdh.PrivateKey{v.OneTimePrekey.ID: opk}, accepted: map[uint32]map[[32]byte]bool{}}
+	store := &PrekeyStore{
+		identity: bob, signed: SignedPrekey{ID: v.SignedPrekey.ID}, signedPriv: spk,
+		oneTime: map[uint32]*ecdh.PrivateKey{v.OneTimePrekey.ID: opk},
+		kem:     KEMPrekey{ID: v.KEMPrekey.ID}, kemPriv: seeds[v.KEMPrekey.ID],
+		oneTimeKEM: map[uint32]*kemSeed{v.OneTimeKEMPrekey.ID: seeds[v.OneTimeKEMPrekey.ID]},
+		accepted:   map[uint32]map[[32]byte]bool{},
+	}
 	aliceRnd, bobRnd := &bytes.Buffer{}, &bytes.Buffer{}
 	store.random = bobRnd
-	aliceRnd.Write(v.X3DH.EphemeralPrivate)
-	aliceRnd.Write(v.X3DH.RatchetPrivate)
+	aliceRnd.Write(v.PQXDH.EphemeralPrivate)
+	aliceRnd.Write(v.PQXDH.RatchetPrivate)
 	bundle.OneTimePrekey = &OneTimePrekey{ID: v.OneTimePrekey.ID, Key: v.OneTimePrekey.Public}
-	as, err := InitiateSession(aliceRnd, alice, bundle)
+	otk := kemOf(v.OneTimeKEMPrekey)
+	bundle.OneTimeKEMPrekey = &otk
+	as, err := initiateSession(aliceRnd, alice, bundle, derandomized(v.PQXDH.KEMRandom))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(as.ad[:], v.X3DH.AD) {
+	if !bytes.Equal(as.ad[:], v.PQXDH.AD) {
 		t.Fatal("AD differs")
 	}
 	var bs *Session
@@ -429,4 +535,27 @@ func TestProtocolVectorsConsumer(t *testing.T) {
 			t.Fatalf("step %d: %d recorded random bytes unused", i, rnd.Len())
 		}
 	}
+	// The last-resort session: alice's first message byte for byte, and
+	// bob accepts it with his last-resort KEM prekey.
+	lr := v.LastResort
+	aliceRnd.Write(lr.EphemeralPrivate)
+	aliceRnd.Write(lr.RatchetPrivate)
+	bundle.OneTimePrekey, bundle.OneTimeKEMPrekey = nil, nil
+	as2, err := initiateSession(aliceRnd, alice, bundle, derandomized(lr.KEMRandom))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := as2.Encrypt(lr.Plaintext); err != nil || !bytes.Equal(p, lr.Payload) {
+		t.Fatalf("last-resort session: payload differs (%v)", err)
+	}
+	bobRnd.Write(lr.BobRandom)
+	bs2, pt, err := AcceptSession(store, lr.Payload, t0)
+	if err != nil || !bytes.Equal(pt, lr.Plaintext) || !bs2.LastResortKEM() {
+		t.Fatalf("last-resort session: accept %q, %v", pt, err)
+	}
+}
+
+// derandomized is ML-KEM-768 encapsulation with the recorded randomness m.
+func derandomized(m []byte) encapsulator {
+	return func(ek *mlkem.EncapsulationKey768) ([]byte, []byte, error) { return mlkemtest.Encapsulate768(ek, m) }
 }

@@ -16,26 +16,33 @@ import (
 )
 
 // Sizes the directory checks without interpreting the keys: the 128-byte
-// public identity of docs/PROTOCOL.md §1, X25519 public keys and Ed25519
-// signatures.
+// public identity of docs/PROTOCOL.md §1, X25519 public keys, ML-KEM-768
+// encapsulation keys and Ed25519 signatures.
 const (
 	identityKeyLen     = 128
 	prekeyKeyLen       = 32
+	kemKeyLen          = 1184
 	prekeySignatureLen = 64
 	// MaxPrekeysPerUpload caps the one-time prekeys in one PUT /v1/prekeys.
 	MaxPrekeysPerUpload = 100
+	// MaxKEMPrekeysPerUpload caps the one-time ML-KEM prekeys in one
+	// upload, so that a full upload stays within the default body limit.
+	MaxKEMPrekeysPerUpload = 32
 	// PrekeysLowWater: below this many one-time prekeys left, the owner's
 	// event streams get a prekeys_low event.
 	PrekeysLowWater = 5
 )
 
 // The directory lives in the state store. This file says what it keeps
-// there: the bundle's long-lived part, opaque to the store, and the
-// one-time prekeys in a pool of their own (PQXDH's ML-KEM prekeys will be
-// a second pool, its signed last-resort KEM prekey part of the bundle).
+// there: the bundle's long-lived part (with the signed last-resort KEM
+// prekey), opaque to the store, and the one-time prekeys of each kind in a
+// pool of their own.
 const (
 	// oneTimePool names the X25519 one-time prekeys in the store.
 	oneTimePool = "x25519"
+	// oneTimeKEMPool names the one-time ML-KEM-768 prekeys; the store
+	// keeps each as its key followed by its signature.
+	oneTimeKEMPool = "mlkem768"
 	// PrekeyTTL is how long the directory keeps a bundle after its last
 	// upload or fetch. A bundle is only handed out while its owner is in a
 	// room, and clients upload as they join; this bounds what a store
@@ -47,6 +54,7 @@ const (
 type storedBundle struct {
 	IdentityKey  []byte           `json:"identity_key"`
 	SignedPrekey api.SignedPrekey `json:"signed_prekey"`
+	KEMPrekey    api.KEMPrekey    `json:"kem_prekey"`
 }
 
 // validate checks sizes and counts of an upload.
@@ -60,6 +68,24 @@ func validateUpload(u *api.PrekeyUpload) *api.Error {
 		return errorf(api.CodeBadRequest, "signed_prekey.signature must be %d bytes", prekeySignatureLen)
 	case len(u.OneTimePrekeys) > MaxPrekeysPerUpload:
 		return errorf(api.CodeBadRequest, "at most %d one-time prekeys per upload", MaxPrekeysPerUpload)
+	case len(u.KEMPrekey.Key) == 0:
+		// No silent downgrade: every bundle lets its fetcher run PQXDH.
+		return errorf(api.CodeBadRequest, "kem_prekey is required (PQXDH)")
+	case len(u.OneTimeKEMPrekeys) > MaxKEMPrekeysPerUpload:
+		return errorf(api.CodeBadRequest, "at most %d one-time KEM prekeys per upload", MaxKEMPrekeysPerUpload)
+	}
+	if err := validateKEM("kem_prekey", u.KEMPrekey); err != nil {
+		return err
+	}
+	seenKEM := map[uint32]bool{u.KEMPrekey.ID: true}
+	for i, k := range u.OneTimeKEMPrekeys {
+		if err := validateKEM(fmt.Sprintf("one_time_kem_prekeys[%d]", i), k); err != nil {
+			return err
+		}
+		if seenKEM[k.ID] {
+			return errorf(api.CodeBadRequest, "one_time_kem_prekeys[%d]: duplicate id %d", i, k.ID)
+		}
+		seenKEM[k.ID] = true
 	}
 	seen := make(map[uint32]bool, len(u.OneTimePrekeys))
 	for i, k := range u.OneTimePrekeys {
@@ -74,16 +100,30 @@ func validateUpload(u *api.PrekeyUpload) *api.Error {
 	return nil
 }
 
+func validateKEM(name string, k api.KEMPrekey) *api.Error {
+	switch {
+	case len(k.Key) != kemKeyLen:
+		return errorf(api.CodeBadRequest, "%s.key must be %d bytes", name, kemKeyLen)
+	case len(k.Signature) != prekeySignatureLen:
+		return errorf(api.CodeBadRequest, "%s.signature must be %d bytes", name, prekeySignatureLen)
+	}
+	return nil
+}
+
 // putPrekeys stores an upload for identity and returns the one-time
-// prekeys held.
-func (s *Server) putPrekeys(ctx context.Context, identity string, u *api.PrekeyUpload) (int, *api.Error) {
-	bundle, err := json.Marshal(storedBundle{IdentityKey: u.IdentityKey, SignedPrekey: u.SignedPrekey})
+// prekeys held of each kind.
+func (s *Server) putPrekeys(ctx context.Context, identity string, u *api.PrekeyUpload) (api.PrekeyStatus, *api.Error) {
+	bundle, err := json.Marshal(storedBundle{IdentityKey: u.IdentityKey, SignedPrekey: u.SignedPrekey, KEMPrekey: u.KEMPrekey})
 	if err != nil {
-		return 0, errorf(api.CodeInternal, "encode bundle: %v", err)
+		return api.PrekeyStatus{}, errorf(api.CodeInternal, "encode bundle: %v", err)
 	}
 	oneTime := make([]store.OneTimePrekey, len(u.OneTimePrekeys))
 	for i, k := range u.OneTimePrekeys {
 		oneTime[i] = store.OneTimePrekey{ID: k.ID, Key: k.Key}
+	}
+	oneTimeKEM := make([]store.OneTimePrekey, len(u.OneTimeKEMPrekeys))
+	for i, k := range u.OneTimeKEMPrekeys {
+		oneTimeKEM[i] = store.OneTimePrekey{ID: k.ID, Key: append(clone(k.Key), k.Signature...)}
 	}
 	remaining, err := s.store.PutPrekeys(ctx, identity, store.PrekeyUpload{
 		// A new identity key makes every stored prekey meaningless, and a
@@ -94,43 +134,50 @@ func (s *Server) putPrekeys(ctx context.Context, identity string, u *api.PrekeyU
 		// sizes, so their concatenation is unambiguous.)
 		Epoch:   append(clone(u.IdentityKey), u.SignedPrekey.Key...),
 		Bundle:  bundle,
-		OneTime: map[string][]store.OneTimePrekey{oneTimePool: oneTime},
+		OneTime: map[string][]store.OneTimePrekey{oneTimePool: oneTime, oneTimeKEMPool: oneTimeKEM},
 		Max:     s.cfg.MaxPrekeys,
 		TTL:     PrekeyTTL,
 	})
 	switch {
 	case errors.Is(err, store.ErrDuplicatePrekey):
-		return 0, errorf(api.CodeBadRequest, "a one-time prekey id of this upload is already stored")
+		return api.PrekeyStatus{}, errorf(api.CodeBadRequest, "a one-time prekey id of this upload is already stored")
 	case errors.Is(err, store.ErrTooManyPrekeys):
-		return 0, errorf(api.CodeBadRequest, "at most %d one-time prekeys may be stored", s.cfg.MaxPrekeys)
+		return api.PrekeyStatus{}, errorf(api.CodeBadRequest, "at most %d one-time prekeys of each kind may be stored", s.cfg.MaxPrekeys)
 	case err != nil:
-		return 0, s.storeError(err)
+		return api.PrekeyStatus{}, s.storeError(err)
 	}
-	return remaining[oneTimePool], nil
+	return status(remaining), nil
 }
 
-// takeBundle returns identity's bundle and how many one-time prekeys
-// remain. With oneTime, the bundle carries the oldest one-time prekey, if
-// any is left, removed from the store. store.ErrNotFound if identity has
-// no bundle.
-func (s *Server) takeBundle(ctx context.Context, identity string, oneTime bool) (api.PrekeyBundle, int, error) {
+func status(remaining map[string]int) api.PrekeyStatus {
+	return api.PrekeyStatus{Remaining: remaining[oneTimePool], RemainingKEM: remaining[oneTimeKEMPool]}
+}
+
+// takeBundle returns identity's bundle and how many one-time prekeys of
+// each kind remain. With oneTime, the bundle carries the
+// oldest one-time prekey of each kind, if any is left, removed from the
+// store. store.ErrNotFound if identity has no bundle.
+func (s *Server) takeBundle(ctx context.Context, identity string, oneTime bool) (api.PrekeyBundle, api.PrekeyStatus, error) {
 	var pools []string
 	if oneTime {
-		pools = []string{oneTimePool}
+		pools = []string{oneTimePool, oneTimeKEMPool}
 	}
 	f, err := s.store.TakePrekeys(ctx, identity, pools, PrekeyTTL)
 	if err != nil {
-		return api.PrekeyBundle{}, 0, err
+		return api.PrekeyBundle{}, api.PrekeyStatus{}, err
 	}
 	var b storedBundle
 	if err := json.Unmarshal(f.Bundle, &b); err != nil {
-		return api.PrekeyBundle{}, 0, fmt.Errorf("decode the stored bundle of %s: %w", identity, err)
+		return api.PrekeyBundle{}, api.PrekeyStatus{}, fmt.Errorf("decode the stored bundle of %s: %w", identity, err)
 	}
-	out := api.PrekeyBundle{Identity: identity, IdentityKey: b.IdentityKey, SignedPrekey: b.SignedPrekey}
+	out := api.PrekeyBundle{Identity: identity, IdentityKey: b.IdentityKey, SignedPrekey: b.SignedPrekey, KEMPrekey: b.KEMPrekey}
 	if k, ok := f.OneTime[oneTimePool]; ok {
 		out.OneTimePrekey = &api.OneTimePrekey{ID: k.ID, Key: k.Key}
 	}
-	return out, f.Remaining[oneTimePool], nil
+	if k, ok := f.OneTime[oneTimeKEMPool]; ok && len(k.Key) == kemKeyLen+prekeySignatureLen {
+		out.OneTimeKEMPrekey = &api.KEMPrekey{ID: k.ID, Key: k.Key[:kemKeyLen], Signature: k.Key[kemKeyLen:]}
+	}
+	return out, status(f.Remaining), nil
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
@@ -151,12 +198,12 @@ func (s *Server) handlePrekeyUpload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr)
 		return
 	}
-	n, apiErr := s.putPrekeys(r.Context(), claims.Identity, &u)
+	st, apiErr := s.putPrekeys(r.Context(), claims.Identity, &u)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.PrekeyStatus{Remaining: n})
+	writeJSON(w, http.StatusOK, st)
 }
 
 // handlePrekeyFetch serves GET /v1/prekeys/{identity} under the rules of
@@ -197,7 +244,7 @@ func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bundle, remaining, err := s.takeBundle(ctx, target, oneTime)
-	if oneTime && bundle.OneTimePrekey == nil {
+	if oneTime && bundle.OneTimePrekey == nil && bundle.OneTimeKEMPrekey == nil {
 		// Nothing was handed out: the requester gets one after a refill.
 		// Should this fail, the requester gets none this window: fewer
 		// one-time prekeys, never more.
@@ -213,8 +260,8 @@ func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
 		s.refusePrekeyFetch(w, 0, s.storeError(err))
 		return
 	}
-	if remaining < PrekeysLowWater {
-		s.notifyIdentity(target, encode(api.PrekeysLow{Type: api.TypePrekeysLow, Remaining: remaining}))
+	if remaining.Remaining < PrekeysLowWater || remaining.RemainingKEM < PrekeysLowWater {
+		s.notifyIdentity(target, encode(api.PrekeysLow{Type: api.TypePrekeysLow, Remaining: remaining.Remaining, RemainingKEM: remaining.RemainingKEM}))
 	}
 	writeJSON(w, http.StatusOK, bundle)
 }

@@ -21,7 +21,17 @@ func upload(n int, firstID uint32, fill byte) api.PrekeyUpload {
 	for i := range n {
 		u.OneTimePrekeys = append(u.OneTimePrekeys, api.OneTimePrekey{ID: firstID + uint32(i), Key: bytes.Repeat([]byte{byte(i)}, 32)})
 	}
+	// The ML-KEM prekeys mirror the X25519 ones, as many as one upload
+	// may carry.
+	u.KEMPrekey = kemPrekey(0, fill+3)
+	for i := range min(n, MaxKEMPrekeysPerUpload) {
+		u.OneTimeKEMPrekeys = append(u.OneTimeKEMPrekeys, kemPrekey(firstID+uint32(i), byte(i)))
+	}
 	return u
+}
+
+func kemPrekey(id uint32, fill byte) api.KEMPrekey {
+	return api.KEMPrekey{ID: id, Key: bytes.Repeat([]byte{fill}, 1184), Signature: bytes.Repeat([]byte{fill + 1}, 64)}
 }
 
 func (s *testServer) putPrekeys(identity string, u api.PrekeyUpload) (int, []byte) {
@@ -106,7 +116,7 @@ func TestPrekeyDirectory(t *testing.T) {
 	}
 
 	status, b := s.putPrekeys("alice", upload(6, 1, 10))
-	if status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":6}` {
+	if status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":6,"remaining_kem":6}` {
 		t.Fatalf("upload: %d %s", status, b)
 	}
 	// The bundle is bound to the token's identity: Bob's upload is Bob's.
@@ -123,34 +133,37 @@ func TestPrekeyDirectory(t *testing.T) {
 		if id := bundle.OneTimePrekey.ID; id != uint32(6-want) {
 			t.Fatalf("one-time prekey %d handed out, want %d", id, 6-want)
 		}
+		if k := bundle.OneTimeKEMPrekey; k == nil || k.ID != uint32(6-want) || len(k.Key) != 1184 || len(k.Signature) != 64 || bundle.KEMPrekey.Key[0] != 13 {
+			t.Fatalf("KEM prekeys of the bundle: last-resort %d, one-time %+v; want one-time %d", bundle.KEMPrekey.ID, k, 6-want)
+		}
 		if want < PrekeysLowWater {
 			var low api.PrekeysLow
 			ea.decode(ea.expect(api.TypePrekeysLow), &low)
-			if low.Remaining != want {
-				t.Fatalf("prekeys_low remaining %d, want %d", low.Remaining, want)
+			if low.Remaining != want || low.RemainingKEM != want {
+				t.Fatalf("prekeys_low remaining %d and %d KEM, want %d", low.Remaining, low.RemainingKEM, want)
 			}
 		}
 		clock.advance(OneTimePrekeyWindow)
 	}
 	// Exhausted: the bundle comes without a one-time prekey.
-	if bundle := s.fetchBundle("r1", "carol", "alice"); bundle.OneTimePrekey != nil || len(bundle.IdentityKey) != 128 {
+	if bundle := s.fetchBundle("r1", "carol", "alice"); bundle.OneTimePrekey != nil || bundle.OneTimeKEMPrekey != nil || len(bundle.IdentityKey) != 128 || len(bundle.KEMPrekey.Key) != 1184 {
 		t.Fatalf("exhausted bundle %+v", bundle)
 	}
 	if bundle := s.fetchBundle("r1", "alice", "bob"); bundle.IdentityKey[0] != 50 || bundle.OneTimePrekey == nil {
 		t.Fatalf("bob's bundle %+v", bundle)
 	}
 	// A refill is reflected in the status.
-	if status, b := s.putPrekeys("alice", upload(3, 100, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":3}` {
+	if status, b := s.putPrekeys("alice", upload(3, 100, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":3,"remaining_kem":3}` {
 		t.Fatalf("refill: %d %s", status, b)
 	}
-	if status, b := s.putPrekeys("alice", upload(2, 200, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":5}` {
+	if status, b := s.putPrekeys("alice", upload(2, 200, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":5,"remaining_kem":5}` {
 		t.Fatalf("second refill: %d %s", status, b)
 	}
 	// A new signed prekey (a restarted device) replaces the one-time
 	// prekeys stored with the old one.
 	restarted := upload(2, 300, 10)
 	restarted.SignedPrekey.Key = bytes.Repeat([]byte{99}, 32)
-	if status, b := s.putPrekeys("alice", restarted); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":2}` {
+	if status, b := s.putPrekeys("alice", restarted); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":2,"remaining_kem":2}` {
 		t.Fatalf("upload with a new signed prekey: %d %s", status, b)
 	}
 	if bundle := s.fetchBundle("r1", "bob", "alice"); bundle.OneTimePrekey == nil || bundle.OneTimePrekey.ID != 300 || bundle.SignedPrekey.Key[0] != 99 {
@@ -163,6 +176,55 @@ func TestPrekeyDirectory(t *testing.T) {
 	s.expectError(status, b, http.StatusUnauthorized, api.CodeUnauthorized)
 	status, b = s.fetch("r1", "bob", "bad%20name")
 	s.expectError(status, b, http.StatusBadRequest, api.CodeInvalidName)
+}
+
+func TestPrekeyUploadValidation(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.MaxPrekeys = 150 })
+	bad := func(edit func(*api.PrekeyUpload)) api.PrekeyUpload {
+		u := upload(2, 1, 1)
+		edit(&u)
+		return u
+	}
+	for name, u := range map[string]api.PrekeyUpload{
+		"short identity key":            bad(func(u *api.PrekeyUpload) { u.IdentityKey = u.IdentityKey[:127] }),
+		"long signed prekey":            bad(func(u *api.PrekeyUpload) { u.SignedPrekey.Key = make([]byte, 33) }),
+		"short signature":               bad(func(u *api.PrekeyUpload) { u.SignedPrekey.Signature = make([]byte, 63) }),
+		"short one-time key":            bad(func(u *api.PrekeyUpload) { u.OneTimePrekeys[1].Key = nil }),
+		"duplicate id":                  bad(func(u *api.PrekeyUpload) { u.OneTimePrekeys[1].ID = u.OneTimePrekeys[0].ID }),
+		"too many at once":              upload(MaxPrekeysPerUpload+1, 1, 1),
+		"no KEM prekey":                 bad(func(u *api.PrekeyUpload) { u.KEMPrekey = api.KEMPrekey{} }),
+		"short KEM prekey":              bad(func(u *api.PrekeyUpload) { u.KEMPrekey.Key = u.KEMPrekey.Key[:1183] }),
+		"short KEM signature":           bad(func(u *api.PrekeyUpload) { u.KEMPrekey.Signature = u.KEMPrekey.Signature[:63] }),
+		"short one-time KEM key":        bad(func(u *api.PrekeyUpload) { u.OneTimeKEMPrekeys[0].Key = nil }),
+		"duplicate KEM id":              bad(func(u *api.PrekeyUpload) { u.OneTimeKEMPrekeys[1].ID = u.OneTimeKEMPrekeys[0].ID }),
+		"KEM id of the last-resort key": bad(func(u *api.PrekeyUpload) { u.OneTimeKEMPrekeys[0].ID = u.KEMPrekey.ID }),
+		"too many KEM at once": bad(func(u *api.PrekeyUpload) {
+			for i := range MaxKEMPrekeysPerUpload - 1 {
+				u.OneTimeKEMPrekeys = append(u.OneTimeKEMPrekeys, kemPrekey(uint32(100+i), 1))
+			}
+		}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			status, b := s.putPrekeys("alice", u)
+			s.expectError(status, b, http.StatusBadRequest, api.CodeBadRequest)
+		})
+	}
+	status, b := s.do(http.MethodPut, "/v1/prekeys", "Bearer "+longToken(t, "any", "alice"), []byte(`{"identity_key": "!!"}`))
+	s.expectError(status, b, http.StatusBadRequest, api.CodeInvalidJSON)
+
+	// The per-identity cap counts what is stored; ids must stay unique.
+	if status, b := s.putPrekeys("alice", upload(100, 1, 1)); status != http.StatusOK {
+		t.Fatalf("upload: %d %s", status, b)
+	}
+	status, b = s.putPrekeys("alice", upload(51, 1000, 1))
+	s.expectError(status, b, http.StatusBadRequest, api.CodeBadRequest)
+	status, b = s.putPrekeys("alice", upload(1, 5, 1))
+	s.expectError(status, b, http.StatusBadRequest, api.CodeBadRequest)
+	// A new identity key replaces the bundle whole, so the cap starts over.
+	status, b = s.putPrekeys("alice", upload(100, 1, 2))
+	if status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":100,"remaining_kem":32}` {
+		t.Fatalf("new identity: %d %s", status, b)
+	}
 }
 
 // TestPrekeyFetchNeedsSharedRoom: a bundle goes only to a participant of a
@@ -203,7 +265,7 @@ func TestPrekeyFetchNeedsSharedRoom(t *testing.T) {
 		t.Fatalf("%d refused fetches counted, want %d", got, len(refusals)+1)
 	}
 	// Nothing the refused fetches did cost Alice a one-time prekey.
-	if status, b := s.putPrekeys("alice", upload(0, 1, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":9}` {
+	if status, b := s.putPrekeys("alice", upload(0, 1, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":9,"remaining_kem":9}` {
 		t.Fatalf("status: %d %s", status, b)
 	}
 }

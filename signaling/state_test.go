@@ -93,7 +93,7 @@ func TestEndedCallStaysEndedAcrossRestart(t *testing.T) {
 	if bundle.OneTimePrekey == nil || bundle.OneTimePrekey.ID != 2 || !bytes.Equal(bundle.IdentityKey, bytes.Repeat([]byte{10}, 128)) {
 		t.Fatalf("frank got %+v, want dave's bundle with one-time prekey 2", bundle)
 	}
-	if status, b := after.putPrekeys("dave", upload(0, 100, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":1}` {
+	if status, b := after.putPrekeys("dave", upload(0, 100, 10)); status != http.StatusOK || string(bytes.TrimSpace(b)) != `{"remaining":1,"remaining_kem":1}` {
 		t.Fatalf("dave's status after the restart: %d %s, want 1 remaining", status, b)
 	}
 }

@@ -95,15 +95,18 @@ func TestE2EEVectorsInBrowser(t *testing.T) {
 	}
 	readJSON(t, "rfc9605-test-vectors.json", &rfc)
 	var sv struct {
-		Identities    []json.RawMessage `json:"identities"`
-		SafetyNumber  string            `json:"safety_number"`
-		SignedPrekey  json.RawMessage   `json:"bob_signed_prekey"`
-		OneTimePrekey json.RawMessage   `json:"bob_one_time_prekey"`
-		X3DH          json.RawMessage   `json:"x3dh"`
-		Ratchet       []json.RawMessage `json:"ratchet"`
-		SFrameRatchet []json.RawMessage `json:"sframe_ratchet"`
-		FrameKeys     []json.RawMessage `json:"frame_keys"`
-		Frames        []json.RawMessage `json:"frames"`
+		Identities       []json.RawMessage `json:"identities"`
+		SafetyNumber     string            `json:"safety_number"`
+		SignedPrekey     json.RawMessage   `json:"bob_signed_prekey"`
+		OneTimePrekey    json.RawMessage   `json:"bob_one_time_prekey"`
+		KEMPrekey        json.RawMessage   `json:"bob_kem_prekey"`
+		OneTimeKEMPrekey json.RawMessage   `json:"bob_one_time_kem_prekey"`
+		PQXDH            json.RawMessage   `json:"pqxdh"`
+		Ratchet          []json.RawMessage `json:"ratchet"`
+		LastResort       json.RawMessage   `json:"pqxdh_last_resort"`
+		SFrameRatchet    []json.RawMessage `json:"sframe_ratchet"`
+		FrameKeys        []json.RawMessage `json:"frame_keys"`
+		Frames           []json.RawMessage `json:"frames"`
 	}
 	readJSON(t, "sotto-vectors.json", &sv)
 	one := func(present bool) int {
@@ -113,18 +116,21 @@ func TestE2EEVectorsInBrowser(t *testing.T) {
 		return 0
 	}
 	want := map[string]int{
-		"rfc9605.header":            len(rfc.Header),
-		"rfc9605.aes_ctr_hmac":      len(rfc.AESCTRHMAC),
-		"rfc9605.sframe":            len(rfc.SFrame),
-		"sotto.identities":          len(sv.Identities),
-		"sotto.safety_number":       one(sv.SafetyNumber != ""),
-		"sotto.bob_signed_prekey":   one(sv.SignedPrekey != nil),
-		"sotto.bob_one_time_prekey": one(sv.OneTimePrekey != nil),
-		"sotto.x3dh":                one(sv.X3DH != nil),
-		"sotto.ratchet":             len(sv.Ratchet),
-		"sotto.sframe_ratchet":      len(sv.SFrameRatchet),
-		"sotto.frame_keys":          len(sv.FrameKeys),
-		"sotto.frames":              len(sv.Frames),
+		"rfc9605.header":                len(rfc.Header),
+		"rfc9605.aes_ctr_hmac":          len(rfc.AESCTRHMAC),
+		"rfc9605.sframe":                len(rfc.SFrame),
+		"sotto.identities":              len(sv.Identities),
+		"sotto.safety_number":           one(sv.SafetyNumber != ""),
+		"sotto.bob_signed_prekey":       one(sv.SignedPrekey != nil),
+		"sotto.bob_one_time_prekey":     one(sv.OneTimePrekey != nil),
+		"sotto.bob_kem_prekey":          one(sv.KEMPrekey != nil),
+		"sotto.bob_one_time_kem_prekey": one(sv.OneTimeKEMPrekey != nil),
+		"sotto.pqxdh":                   one(sv.PQXDH != nil),
+		"sotto.ratchet":                 len(sv.Ratchet),
+		"sotto.pqxdh_last_resort":       one(sv.LastResort != nil),
+		"sotto.sframe_ratchet":          len(sv.SFrameRatchet),
+		"sotto.frame_keys":              len(sv.FrameKeys),
+		"sotto.frames":                  len(sv.Frames),
 	}
 	// The RFC's five SFrame suites and three CTR-HMAC suites must all be there.
 	if want["rfc9605.sframe"] != 5 || want["rfc9605.aes_ctr_hmac"] != 3 || want["rfc9605.header"] == 0 {
@@ -160,7 +166,8 @@ func TestE2EEVectorsInBrowser(t *testing.T) {
 
 // TestE2EEUnitsInBrowser runs the JavaScript modules' unit tests
 // (test/units.js) in Chromium: ratchet bounds and the injected clock,
-// X3DH refusals, frame-key chains, the receiver's ring, replay window and
+// PQXDH refusals (bad or missing KEM prekeys, replays), both ML-KEM
+// backends, frame-key chains, the receiver's ring, replay window and
 // grace period, every suite, empty frames and the worker's stream.
 func TestE2EEUnitsInBrowser(t *testing.T) {
 	srv := e2eeServer(t)
@@ -230,13 +237,10 @@ func TestE2EETransformInBrowser(t *testing.T) {
 	}
 }
 
-// BenchmarkE2EEFramesInBrowser measures sealing and opening one 120-byte
-// frame in Chromium (the worker's per-frame work) for the default suite
-// and an AES-CTR-HMAC one. A call needs 50 frames a second per
-// participant heard.
-func BenchmarkE2EEFramesInBrowser(b *testing.B) {
+// openBenchPage opens test/bench.html in a fresh Chromium.
+func openBenchPage(b *testing.B) context.Context {
 	srv := httptest.NewServer(http.FileServer(http.Dir("static")))
-	defer srv.Close()
+	b.Cleanup(srv.Close)
 	ctx := browsertest.New(b, browsertest.Options{Name: "bench"})
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/e2ee/test/bench.html")); err != nil {
 		b.Fatal(err)
@@ -244,6 +248,15 @@ func BenchmarkE2EEFramesInBrowser(b *testing.B) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`window.benchReady === true`)); err != nil {
 		b.Fatal(err)
 	}
+	return ctx
+}
+
+// BenchmarkE2EEFramesInBrowser measures sealing and opening one 120-byte
+// frame in Chromium (the worker's per-frame work) for the default suite
+// and an AES-CTR-HMAC one. A call needs 50 frames a second per
+// participant heard.
+func BenchmarkE2EEFramesInBrowser(b *testing.B) {
+	ctx := openBenchPage(b)
 	for _, suite := range []int{4, 1} {
 		b.Run(fmt.Sprintf("suite=%d", suite), func(b *testing.B) {
 			b.ResetTimer()
@@ -252,6 +265,36 @@ func BenchmarkE2EEFramesInBrowser(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(ms*1e6/float64(b.N), "ns/frame-in-js")
+		})
+	}
+}
+
+// BenchmarkPQXDHInBrowser measures a session's setup in Chromium with each
+// ML-KEM-768 backend: initiating (verifying the bundle, encapsulating,
+// X25519, sealing the first message) and responding (decapsulating,
+// X25519, the first ratchet step and decryption), per session, and making
+// the prekeys of an upload, per pair of one-time prekeys (X25519 and
+// ML-KEM-768, signed).
+func BenchmarkPQXDHInBrowser(b *testing.B) {
+	ctx := openBenchPage(b)
+	for _, backend := range []string{"webcrypto", "noble"} {
+		b.Run(backend, func(b *testing.B) {
+			b.ResetTimer()
+			var r struct {
+				UploadMs   float64 `json:"uploadMs"`
+				InitiateMs float64 `json:"initiateMs"`
+				RespondMs  float64 `json:"respondMs"`
+			}
+			raw, err := chromedp.Run(ctx, chromedp.Evaluate[[]byte](fmt.Sprintf(`benchPQXDH(%q, %d)`, backend, b.N), chromedp.EvalAwaitPromise))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := json.Unmarshal(raw, &r); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(r.InitiateMs*1e6/float64(b.N), "ns/initiate-in-js")
+			b.ReportMetric(r.RespondMs*1e6/float64(b.N), "ns/respond-in-js")
+			b.ReportMetric(r.UploadMs*1e6/float64(b.N), "ns/prekey-pair-in-js")
 		})
 	}
 }

@@ -15,7 +15,9 @@ import (
 	"time"
 )
 
-//go:embed static
+// all: the vendored modules include names that start with "_".
+//
+//go:embed all:static
 var static embed.FS
 
 // ContentSecurityPolicy is sent with every response. Only the page's own

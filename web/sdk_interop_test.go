@@ -14,6 +14,7 @@ import (
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/client"
+	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/browsertest"
 	"github.com/sotto-voice/sotto/internal/wait"
 )
@@ -50,10 +51,17 @@ type goCaller struct {
 
 func joinGo(t *testing.T, srv *callServer, token string, echo bool) *goCaller {
 	t.Helper()
+	return joinGoAs(t, srv, token, echo, nil)
+}
+
+// joinGoAs joins with the device identity id (nil: a fresh one).
+func joinGoAs(t *testing.T, srv *callServer, token string, echo bool, id *e2ee.Identity) *goCaller {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
 	call, err := client.Join(ctx, srv.URL, token, &client.Options{
 		IPFilter: func(ip net.IP) bool { return ip.IsLoopback() },
+		Identity: id,
 	})
 	if err != nil {
 		t.Fatalf("Go caller join: %v", err)

@@ -73,14 +73,15 @@ func mintToken(t *testing.T, ctx context.Context, secret, room, identity string)
 	return strings.TrimSpace(string(tok))
 }
 
-// putPrekeys uploads a bundle with n one-time prekeys and returns how many
-// the server then holds.
+// putPrekeys uploads a bundle with n one-time X25519 prekeys (and a
+// last-resort ML-KEM one) and returns how many the server then holds.
 func putPrekeys(t *testing.T, ctx context.Context, base, token string, n int) int {
 	t.Helper()
 	u := api.PrekeyUpload{
 		IdentityKey:    bytes.Repeat([]byte{7}, 128),
 		SignedPrekey:   api.SignedPrekey{ID: 1, Key: bytes.Repeat([]byte{8}, 32), Signature: bytes.Repeat([]byte{9}, 64)},
 		OneTimePrekeys: []api.OneTimePrekey{},
+		KEMPrekey:      api.KEMPrekey{ID: 1, Key: bytes.Repeat([]byte{10}, 1184), Signature: bytes.Repeat([]byte{11}, 64)},
 	}
 	for i := range n {
 		u.OneTimePrekeys = append(u.OneTimePrekeys, api.OneTimePrekey{ID: uint32(i + 1), Key: bytes.Repeat([]byte{byte(i)}, 32)})

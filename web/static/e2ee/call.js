@@ -70,7 +70,7 @@ import {
   CONTENT_FRAME_KEY,
   CONTENT_FRAME_KEY_ACK,
   PUBLIC_IDENTITY_OFFSET,
-  TYPE_X3DH_INIT,
+  TYPE_PQXDH_INIT,
   encodeFrameKey,
   encodeFrameKeyAck,
   parseFrameKey,
@@ -81,7 +81,7 @@ import { DEFAULT_GRACE_PERIOD_MS, DEFAULT_SWITCH_DELAY_MS, FrameReceiver, FrameS
 import { PUBLIC_IDENTITY_SIZE, combineSafetyHalves, safetyHalf } from './identity.js';
 import { DEFAULT_SUITE } from './sframe.js';
 import { MemoryTrustStore } from './truststore.js';
-import { PrekeyStore, acceptSession, bundleFromJSON, initiateSession, verifyBundle } from './x3dh.js';
+import { PrekeyStore, acceptSession, bundleFromJSON, initiateSession, verifyBundle } from './pqxdh.js';
 
 const MAX_HELD_ENVELOPES = 64; // per peer, while an identity change waits or its joined event is due
 const MAX_UNKNOWN_SENDERS = 16; // senders not (yet) in the roster whose envelopes are held
@@ -235,7 +235,7 @@ export class CallCrypto {
   }
 
   /** A participant joined: advance the chain one step (the newcomer cannot
-   *  decrypt what was sent before), and wait for its x3dh-init. */
+   *  decrypt what was sent before), and wait for its pqxdh-init. */
   onJoined(p) {
     if (this._closed || p.id === this.selfId || this._peers.has(p.id)) return;
     const peer = this._addPeer(p);
@@ -373,7 +373,7 @@ export class CallCrypto {
     }
     const { type } = parsePayload(bytes);
     const s = peer.session;
-    if (type === TYPE_X3DH_INIT) {
+    if (type === TYPE_PQXDH_INIT) {
       if (s && !s.initiator) {
         try {
           return await this._handleContent(peer, await s.decrypt(bytes, this.now()));
@@ -403,7 +403,7 @@ export class CallCrypto {
   }
 
   async _initiate(peer) {
-    // The peer may have started a session first (its x3dh-init came in
+    // The peer may have started a session first (its pqxdh-init came in
     // while we were getting ready): that one serves. A peer whose changed
     // identity waits for the user gets nothing more.
     if (peer.session || peer.blocked) return;

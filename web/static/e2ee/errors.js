@@ -2,7 +2,7 @@
 
 /** An error with a machine-readable code: invalid, bad_signature, decrypt,
  *  too_many_skipped, other_session, unknown_prekey, replayed_init,
- *  unknown_suite,
+ *  no_kem_prekey (a bundle without a valid KEM prekey), unknown_suite,
  *  sender_index_in_use, stale_key, chain_exhausted, identity_changed,
  *  counter_exhausted. */
 export class ProtocolError extends Error {

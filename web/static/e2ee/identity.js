@@ -61,7 +61,7 @@ export class PrivateIdentity {
     this._seed = seed;
     this._dhPriv = dhPriv;
     this._sigKey = sigKey;
-    /** X25519 private CryptoKey, for X3DH. */
+    /** X25519 private CryptoKey, for PQXDH. */
     this.dhPrivateKey = dhPair.privateKey;
     /** The PublicIdentity. */
     this.public = pub;

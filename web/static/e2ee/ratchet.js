@@ -1,6 +1,6 @@
 // The Double Ratchet session of docs/PROTOCOL.md §5 (Signal's
 // specification without header encryption, AES-256-GCM message AEAD).
-// Sessions are created by x3dh.js (initiateSession / acceptSession).
+// Sessions are created by pqxdh.js (initiateSession / acceptSession).
 //
 // Every public method runs under a per-session lock: WebCrypto is
 // asynchronous and the ratchet state must change one message at a time.
@@ -8,7 +8,7 @@
 
 import { concat, equal, randomBytes, readU32, toHex, u32, utf8, wipe } from './bytes.js';
 import { ProtocolError } from './errors.js';
-import { INIT_PREFIX_SIZE, PAYLOAD_VERSION, RATCHET_HEADER_SIZE, TYPE_RATCHET, TYPE_X3DH_INIT, parsePayload } from './envelope.js';
+import { INIT_PREFIX_SIZE, PAYLOAD_VERSION, RATCHET_HEADER_SIZE, TYPE_PQXDH_INIT, TYPE_RATCHET, parsePayload } from './envelope.js';
 import { ZERO_SALT, aesGcmKey, aesGcmOpen, aesGcmSeal, hkdf, hmacKey, x25519, x25519KeyPair } from './primitives.js';
 
 export const MAX_SKIP = 1000;
@@ -58,14 +58,17 @@ function cloneState(st) {
 
 /** A Double Ratchet session with one peer device. */
 export class Session {
-  /** Use initiateSession / acceptSession of x3dh.js. */
-  constructor({ random = randomBytes, peer, ad, initiator, initPrefix, state }) {
+  /** Use initiateSession / acceptSession of pqxdh.js. */
+  constructor({ random = randomBytes, peer, ad, initiator, initPrefix, lastResortKem = false, state }) {
     this._random = random;
     /** The peer's PublicIdentity. */
     this.peer = peer;
     this.ad = ad;
-    /** Whether this side started the session with X3DH. */
+    /** Whether this side started the session with PQXDH. */
     this.initiator = initiator;
+    /** Whether PQXDH encapsulated to the responder's last-resort KEM
+     *  prekey (the directory had no one-time one for the initiator). */
+    this.lastResortKem = lastResortKem;
     this.initPrefix = initPrefix;
     this.answered = false;
     this._st = state;
@@ -90,7 +93,7 @@ export class Session {
   }
 
   /** Encrypts a plaintext for the peer; resolves to the envelope payload
-   *  (x3dh-init until the peer answered, then ratchet). */
+   *  (pqxdh-init until the peer answered, then ratchet). */
   encrypt(plaintext) {
     return this._serial(async () => {
       const st = this._st;
@@ -98,7 +101,7 @@ export class Session {
       if (st.ns === MAX_U32) throw new ProtocolError('invalid', 'encrypt: sending chain exhausted');
       const [mk, cks] = await kdfCK(st.cks);
       st.cks = cks;
-      const prefix = this.initiator && !this.answered ? concat(Uint8Array.of(PAYLOAD_VERSION, TYPE_X3DH_INIT), this.initPrefix) : Uint8Array.of(PAYLOAD_VERSION, TYPE_RATCHET);
+      const prefix = this.initiator && !this.answered ? concat(Uint8Array.of(PAYLOAD_VERSION, TYPE_PQXDH_INIT), this.initPrefix) : Uint8Array.of(PAYLOAD_VERSION, TYPE_RATCHET);
       const header = concat(st.dhs.publicKey, u32(st.pn), u32(st.ns));
       st.ns++;
       const ct = await sealMessage(mk, plaintext, this.ad, header);
@@ -108,14 +111,14 @@ export class Session {
   }
 
   /** Authenticates and decrypts a payload from the peer at time now (ms).
-   *  Throws a ProtocolError: other_session (an x3dh-init that starts a
+   *  Throws a ProtocolError: other_session (a pqxdh-init that starts a
    *  different session: give it to acceptSession), invalid, decrypt,
    *  too_many_skipped. */
   decrypt(payload, now) {
     return this._serial(async () => {
       const { type, body } = parsePayload(payload);
       let msg = body;
-      if (type === TYPE_X3DH_INIT) {
+      if (type === TYPE_PQXDH_INIT) {
         if (body.length < INIT_PREFIX_SIZE || this.initiator || !equal(body.subarray(0, INIT_PREFIX_SIZE), this.initPrefix)) {
           throw new ProtocolError('other_session', 'decrypt: message belongs to another session');
         }

@@ -37,18 +37,22 @@ class Directory {
 
   upload(name, j) {
     let b = this.bundles.get(name);
-    if (!b || b.identity_key !== j.identity_key) this.bundles.set(name, (b = { identity_key: j.identity_key, otpks: [] }));
+    if (!b || b.identity_key !== j.identity_key) this.bundles.set(name, (b = { identity_key: j.identity_key, otpks: [], kems: [] }));
     b.signed_prekey = j.signed_prekey;
+    b.kem_prekey = j.kem_prekey;
     b.otpks.push(...j.one_time_prekeys);
+    b.kems.push(...j.one_time_kem_prekeys);
     return Promise.resolve({ remaining: b.otpks.length });
   }
 
   fetch(name) {
     const b = this.bundles.get(name);
     if (!b) return Promise.reject(new Error(`no bundle for ${name}`));
-    const out = { identity: name, identity_key: b.identity_key, signed_prekey: b.signed_prekey };
+    const out = { identity: name, identity_key: b.identity_key, signed_prekey: b.signed_prekey, kem_prekey: b.kem_prekey };
     const opk = b.otpks.shift();
     if (opk) out.one_time_prekey = opk;
+    const kem = b.kems.shift();
+    if (kem) out.one_time_kem_prekey = kem;
     return Promise.resolve(out);
   }
 }

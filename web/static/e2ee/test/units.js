@@ -4,7 +4,7 @@
 // identities. Results: window.unitResults = {done, results: [{group,
 // name, ok, error}]}; web/e2ee_test.go drives this page in Chromium.
 
-import { concat, fromBase64, randomBytes, toBase64, utf8 } from '../bytes.js';
+import { concat, fromBase64, randomBytes, toBase64, u32, utf8 } from '../bytes.js';
 import { encodeFrameKey, parseFrameKey, parsePayload } from '../envelope.js';
 import { FrameReceiver, FrameSealer, FrameSender, MAX_RATCHET_AHEAD, kidOf } from '../framekeys.js';
 import { FrameCrypto } from '../framecrypto.js';
@@ -12,7 +12,8 @@ import { PrivateIdentity, PublicIdentity, formatFingerprint } from '../identity.
 import { MAX_SKIP, MAX_SKIPPED_KEYS, SKIPPED_KEY_LIFETIME_MS } from '../ratchet.js';
 import { SFrameKey, decodeHeader, encodeHeader, ratchetBaseKey } from '../sframe.js';
 import { MemoryTrustStore, StorageTrustStore, loadOrCreateIdentity } from '../truststore.js';
-import { PrekeyStore, acceptSession, bundleFromJSON, initiateSession } from '../x3dh.js';
+import { defaultKem, nobleKem, webCryptoKem } from '../mlkem.js';
+import { KEM_PREKEY_LABEL, PrekeyStore, acceptSession, bundleFromJSON, initiateSession } from '../pqxdh.js';
 
 const results = [];
 window.unitResults = { done: false, results };
@@ -42,6 +43,17 @@ async function rejects(p, code, what) {
   throw new Error(`${what}: no error`);
 }
 
+/** The api.PrekeyBundle JSON the directory makes of an upload, with its
+ *  first one-time prekey of each kind if oneTime. */
+function bundleJSON(up, oneTime) {
+  const b = { identity_key: up.identity_key, signed_prekey: up.signed_prekey, kem_prekey: up.kem_prekey };
+  if (oneTime) {
+    b.one_time_prekey = up.one_time_prekeys[0];
+    b.one_time_kem_prekey = up.one_time_kem_prekeys[0];
+  }
+  return b;
+}
+
 /** Alice and Bob with a session: alice initiated, bob accepted her first
  *  message. */
 async function pair() {
@@ -49,7 +61,7 @@ async function pair() {
   const b = await PrivateIdentity.generate();
   const store = await PrekeyStore.create(b);
   const upload = await store.uploadJSON(1);
-  const bundle = bundleFromJSON({ identity_key: upload.identity_key, signed_prekey: upload.signed_prekey, one_time_prekey: upload.one_time_prekeys[0] });
+  const bundle = bundleFromJSON(bundleJSON(upload, true));
   const as = await initiateSession(a, bundle);
   const first = await as.encrypt(utf8('hello'));
   const { session: bs, plaintext } = await acceptSession(store, first, T0);
@@ -122,11 +134,11 @@ async function ratchet() {
     assert(bs.skippedKeys === MAX_SKIPPED_KEYS, `stored ${bs.skippedKeys}`);
     await rejects(bs.decrypt(first, T0), 'decrypt', 'the oldest skipped key was dropped');
   });
-  await test('x3dh: a replayed x3dh-init cannot start a second session', async () => {
+  await test('pqxdh: a replayed pqxdh-init cannot start a second session', async () => {
     const { store, first } = await pair();
     await rejects(acceptSession(store, first, T0), 'replayed_init', 'replay');
   });
-  await test('x3dh: unknown signed or one-time prekeys are refused', async () => {
+  await test('pqxdh: unknown signed or one-time prekeys are refused', async () => {
     const a = await PrivateIdentity.generate();
     const b = await PrivateIdentity.generate();
     const store = await PrekeyStore.create(b);
@@ -138,7 +150,7 @@ async function ratchet() {
     const s2 = await initiateSession(a, bundleFromJSON({ ...up, one_time_prekey: { id: 12345, key: up.one_time_prekeys[0].key } }));
     await rejects(acceptSession(store, await s2.encrypt(utf8('x')), T0), 'unknown_prekey', 'unknown one-time prekey');
   });
-  await test('x3dh: bundles with bad signatures or sizes are refused', async () => {
+  await test('pqxdh: bundles with bad signatures or sizes are refused', async () => {
     const a = await PrivateIdentity.generate();
     const b = await PrivateIdentity.generate();
     const up = await (await PrekeyStore.create(b)).uploadJSON(0);
@@ -150,7 +162,7 @@ async function ratchet() {
     const s = await initiateSession(a, bundleFromJSON(up));
     assert(parsePayload(await s.encrypt(utf8('no opk'))).body[164] === 0, 'no one-time prekey flag');
   });
-  await test('x3dh: the previous signed prekey still answers after a rotation', async () => {
+  await test('pqxdh: the previous signed prekey still answers after a rotation', async () => {
     const a = await PrivateIdentity.generate();
     const b = await PrivateIdentity.generate();
     const store = await PrekeyStore.create(b);
@@ -159,6 +171,102 @@ async function ratchet() {
     await store.rotateSignedPrekey();
     const { plaintext } = await acceptSession(store, await s.encrypt(utf8('old spk')), T0);
     assert(td.decode(plaintext) === 'old spk', 'accepted');
+  });
+  await pqxdh();
+}
+
+/** A copy of an upload's KEM prekey JSON, damaged by fn(key, signature). */
+function damagedKem(k, fn) {
+  const key = fromBase64(k.key);
+  const signature = fromBase64(k.signature);
+  const out = { id: k.id, key, signature };
+  fn(out);
+  return { id: out.id, key: toBase64(out.key), signature: toBase64(out.signature) };
+}
+
+async function pqxdh() {
+  await test('pqxdh: the page uses the browser\'s ML-KEM-768 (WebCrypto)', async () => {
+    assert(await webCryptoKem(), 'this browser has no WebCrypto ML-KEM-768');
+    assert((await defaultKem()).name === 'webcrypto', `default backend ${(await defaultKem()).name}`);
+  });
+  await test('pqxdh: a bundle without a valid signed KEM prekey is refused', async () => {
+    const a = await PrivateIdentity.generate();
+    const b = await PrivateIdentity.generate();
+    const mallory = await PrivateIdentity.generate();
+    const up = await (await PrekeyStore.create(b)).uploadJSON(1);
+    const good = bundleJSON(up, true);
+    const bad = (fn) => damagedKem(up.kem_prekey, fn);
+    const invalid = new Uint8Array(1184).fill(0xff); // coefficients out of range
+    const byMallory = await mallory.sign(KEM_PREKEY_LABEL, u32(up.kem_prekey.id), fromBase64(up.kem_prekey.key));
+    const cases = [
+      ['missing', { ...good, kem_prekey: undefined, one_time_kem_prekey: undefined }, 'no_kem_prekey'],
+      ['missing, one-time offered', { ...good, kem_prekey: undefined }, 'no_kem_prekey'],
+      ['signature', { ...good, kem_prekey: bad((k) => (k.signature[5] ^= 1)) }, 'bad_signature'],
+      ['key', { ...good, kem_prekey: bad((k) => (k.key[700] ^= 1)) }, 'bad_signature'],
+      ['id bound', { ...good, kem_prekey: bad((k) => (k.id += 1)) }, 'bad_signature'],
+      ['short', { ...good, kem_prekey: bad((k) => (k.key = k.key.subarray(0, 1183))) }, 'no_kem_prekey'],
+      ['signed by another identity', { ...good, kem_prekey: bad((k) => (k.signature = byMallory)) }, 'bad_signature'],
+      ['one-time signature', { ...good, one_time_kem_prekey: damagedKem(up.one_time_kem_prekeys[0], (k) => (k.signature[0] ^= 1)) }, 'bad_signature'],
+      // Signed by the identity, but not an ML-KEM-768 key.
+      ['invalid key', { ...good, one_time_kem_prekey: undefined, kem_prekey: { id: 7, key: toBase64(invalid), signature: toBase64(await b.sign(KEM_PREKEY_LABEL, u32(7), invalid)) } }, 'no_kem_prekey'],
+    ];
+    for (const [name, j, code] of cases) await rejects(initiateSession(a, bundleFromJSON(j)), code, name);
+  });
+  await test('pqxdh: one-time KEM prekeys are used when offered, then deleted; the last-resort one otherwise', async () => {
+    const a = await PrivateIdentity.generate();
+    const store = await PrekeyStore.create(await PrivateIdentity.generate());
+    const up = await store.uploadJSON(2);
+    for (const oneTime of [true, false]) {
+      const before = store.oneTimeKemPrekeyCount;
+      const s = await initiateSession(a, bundleFromJSON(bundleJSON(up, oneTime)));
+      const first = await s.encrypt(utf8('hi'));
+      const kemId = new DataView(first.buffer).getUint32(2 + 169);
+      assert(kemId === (oneTime ? up.one_time_kem_prekeys[0].id : up.kem_prekey.id), `kem_id ${kemId}`);
+      const { session } = await acceptSession(store, first, T0);
+      assert(s.lastResortKem === !oneTime && session.lastResortKem === !oneTime, `last-resort flags ${s.lastResortKem}/${session.lastResortKem}`);
+      assert(before - store.oneTimeKemPrekeyCount === (oneTime ? 1 : 0), `${before - store.oneTimeKemPrekeyCount} one-time KEM prekeys deleted`);
+      // A replay is refused, whichever KEM prekey it used.
+      await rejects(acceptSession(store, first, T0), 'replayed_init', `replay (one-time ${oneTime})`);
+    }
+    // The used one-time KEM prekey is gone.
+    const again = await initiateSession(a, bundleFromJSON({ ...bundleJSON(up, false), one_time_kem_prekey: up.one_time_kem_prekeys[0] }));
+    await rejects(acceptSession(store, await again.encrypt(utf8('x')), T0), 'unknown_prekey', 'used one-time KEM prekey');
+  });
+  await test('pqxdh: the same initial message accepted twice at once starts one session', async () => {
+    const a = await PrivateIdentity.generate();
+    const store = await PrekeyStore.create(await PrivateIdentity.generate());
+    const up = await store.uploadJSON(0);
+    const first = await (await initiateSession(a, bundleFromJSON(bundleJSON(up, false)))).encrypt(utf8('x'));
+    const r = await Promise.allSettled([acceptSession(store, first, T0), acceptSession(store, first, T0)]);
+    assert(r.filter((x) => x.status === 'fulfilled').length === 1, `${r.map((x) => x.status)}`);
+    assert(r.some((x) => x.status === 'rejected' && x.reason.code === 'replayed_init'), 'no replayed_init');
+  });
+  await test('pqxdh: the previous last-resort KEM prekey answers after a rotation, is zeroed after the next', async () => {
+    const a = await PrivateIdentity.generate();
+    const store = await PrekeyStore.create(await PrivateIdentity.generate());
+    const bundle = bundleFromJSON(bundleJSON(await store.uploadJSON(0), false));
+    const seed = store._kemPrekey.seed;
+    await store.rotateKemPrekey();
+    const s = await initiateSession(a, bundle);
+    assert(td.decode((await acceptSession(store, await s.encrypt(utf8('old kem')), T0)).plaintext) === 'old kem', 'previous KEM prekey');
+    await store.rotateKemPrekey();
+    assert(seed.every((x) => x === 0), 'KEM seed two rotations old not zeroed');
+    const s2 = await initiateSession(a, bundle);
+    await rejects(acceptSession(store, await s2.encrypt(utf8('x')), T0), 'unknown_prekey', 'two rotations old');
+    store.close();
+  });
+  await test('pqxdh: the WebCrypto and the vendored ML-KEM-768 interoperate', async () => {
+    const backends = [await webCryptoKem(), await nobleKem()];
+    for (const init of backends) {
+      for (const resp of backends) {
+        const a = await PrivateIdentity.generate();
+        const store = await PrekeyStore.create(await PrivateIdentity.generate(), randomBytes, resp);
+        const s = await initiateSession(a, bundleFromJSON(bundleJSON(await store.uploadJSON(1), true)), randomBytes, init);
+        const { session, plaintext } = await acceptSession(store, await s.encrypt(utf8('pq')), T0);
+        assert(td.decode(plaintext) === 'pq', `${init.name} -> ${resp.name}`);
+        assert(td.decode(await s.decrypt(await session.encrypt(utf8('back')), T0)) === 'back', `${resp.name} -> ${init.name}`);
+      }
+    }
   });
 }
 

@@ -10,7 +10,8 @@ import { FrameReceiver, FrameSealer, ackOf, kidOf } from '../framekeys.js';
 import { PrivateIdentity, PublicIdentity, safetyHalf, safetyNumber } from '../identity.js';
 import { hmacSha256, x25519, x25519KeyPair, x25519Public } from '../primitives.js';
 import { SFrameKey, ctrHmacOpen, ctrHmacSeal, decodeHeader, deriveKeySalt, encodeHeader, ratchetBaseKey, suiteParams } from '../sframe.js';
-import { PrekeyStore, acceptSession, initiateSession, verifyBundle, x3dhSecret } from '../x3dh.js';
+import { nobleKem, webCryptoKem } from '../mlkem.js';
+import { KEM_PREKEY_LABEL, PQXDH_INFO, PrekeyStore, acceptSession, initiateSession, pqxdhSecret, verifyBundle } from '../pqxdh.js';
 
 const results = [];
 window.vectorResults = { done: false, results };
@@ -132,12 +133,36 @@ async function sotto(v) {
   });
   const spk = v.bob_signed_prekey;
   const opk = v.bob_one_time_prekey;
+  const lrk = v.bob_kem_prekey;
+  const otk = v.bob_one_time_kem_prekey;
+  const x = v.pqxdh;
+  const lr = v.pqxdh_last_resort;
+  const kemOf = (k) => ({ id: k.id, key: fromHex(k.public), signature: fromHex(k.signature) });
+  const bundle = {
+    identityKey: pubs.bob.bytes,
+    signedPrekey: { id: spk.id, key: fromHex(spk.public), signature: fromHex(spk.signature) },
+    oneTimePrekey: { id: opk.id, key: fromHex(opk.public) },
+    kemPrekey: kemOf(lrk),
+    oneTimeKemPrekey: kemOf(otk),
+  };
+  // Both ML-KEM backends: the browser's WebCrypto (which Chromium has) and
+  // the vendored fallback; the second derandomizes encapsulation with the
+  // recorded m (FIPS 203 ML-KEM.Encaps_internal).
+  const noble = await nobleKem();
+  const webcrypto = await webCryptoKem();
+  const backends = [noble, webcrypto || { name: 'webcrypto (missing: this browser has no ML-KEM-768)' }];
+  const derandomized = (m) => ({ encapsulate: async (pk) => noble.encapsulateWith(pk, fromHex(m)) });
+  // A store fed the same random bytes publishes the same prekeys, in the
+  // order Go's draws them: id base, signed prekey, KEM prekey seed, then
+  // one of each kind of one-time prekey.
+  const storeFromRandom = (kem) =>
+    PrekeyStore.create(privs.bob, scriptedRandom(u32(spk.id - 1), fromHex(spk.private), fromHex(lrk.seed), fromHex(opk.private), fromHex(otk.seed)), kem);
+
   await run('sotto.bob_signed_prekey', `id=${spk.id}`, async () => {
     eqHex(await x25519Public(fromHex(spk.private)), spk.public, 'public');
     eqHex(await privs.bob.signPrekey(spk.id, fromHex(spk.public)), spk.signature, 'signature');
-    await verifyBundle({ identityKey: pubs.bob.bytes, signedPrekey: { id: spk.id, key: fromHex(spk.public), signature: fromHex(spk.signature) } });
-    // A store fed the same random bytes publishes the same prekeys.
-    const store = await PrekeyStore.create(privs.bob, scriptedRandom(u32(spk.id - 1), fromHex(spk.private), fromHex(opk.private)));
+    await verifyBundle(bundle);
+    const store = await storeFromRandom(webcrypto);
     const s = store.signedPrekey;
     assert(s.id === spk.id, `store id ${s.id}`);
     eqHex(s.key, spk.public, 'store key');
@@ -148,20 +173,49 @@ async function sotto(v) {
     let rejected = false;
     const badSig = fromHex(spk.signature);
     badSig[0] ^= 1;
-    await verifyBundle({ identityKey: pubs.bob.bytes, signedPrekey: { id: spk.id, key: fromHex(spk.public), signature: badSig } }).catch(() => (rejected = true));
+    await verifyBundle({ ...bundle, signedPrekey: { ...bundle.signedPrekey, signature: badSig } }).catch(() => (rejected = true));
     assert(rejected, 'bad signed prekey signature accepted');
   });
   await run('sotto.bob_one_time_prekey', `id=${opk.id}`, async () => {
     eqHex(await x25519Public(fromHex(opk.private)), opk.public, 'public');
   });
-  const x = v.x3dh;
-  await run('sotto.x3dh', 'alice-bob', async () => {
+  // KEM prekeys: the public key from the seed, the signature, and the
+  // decapsulation (from the seed) of the ciphertext sent to it, in both
+  // backends.
+  const kemPrekeyVector = (group, k, session, storeKey) =>
+    run(group, `id=${k.id}`, async () => {
+      assert(session.kem_prekey_id === k.id, `the vector's session used KEM prekey ${session.kem_prekey_id}`);
+      eqHex(await privs.bob.sign(KEM_PREKEY_LABEL, u32(k.id), fromHex(k.public)), k.signature, 'signature');
+      for (const kem of backends) {
+        const pair = await kem.keyPair(fromHex(k.seed));
+        eqHex(pair.publicKey, k.public, `${kem.name}: public key from the seed`);
+        eqHex(await pair.decapsulate(fromHex(session.kem_ciphertext)), session.kem_shared_secret, `${kem.name}: decapsulation`);
+        const published = await storeKey(await storeFromRandom(kem));
+        assert(published.id === k.id, `${kem.name}: store id ${published.id}`);
+        eqHex(published.key, k.public, `${kem.name}: store key`);
+        eqHex(published.signature, k.signature, `${kem.name}: store signature`);
+      }
+    });
+  await kemPrekeyVector('sotto.bob_kem_prekey', lrk, lr, async (store) => store.kemPrekey);
+  await kemPrekeyVector('sotto.bob_one_time_kem_prekey', otk, x, async (store) => {
+    await store.newOneTimePrekeys(1);
+    return (await store.newOneTimeKemPrekeys(1))[0];
+  });
+
+  await run('sotto.pqxdh', 'alice-bob', async () => {
+    assert(x.info === PQXDH_INFO, `info ${x.info}`);
     const ek = await x25519KeyPair(fromHex(x.alice_ephemeral_private));
-    // EK_A as Alice's x3dh-init carries it (offset 128 of the body).
-    eqHex(ek.publicKey, v.ratchet[0].payload.slice(2 * (2 + 128), 2 * (2 + 160)), 'EK_A in the x3dh-init payload');
+    const init = fromHex(v.ratchet[0].payload).subarray(2);
+    // EK_A, kem_id and kem_ct as Alice's pqxdh-init carries them.
+    eqHex(init.subarray(128, 160), toHex(ek.publicKey), 'EK_A in the pqxdh-init payload');
+    eqHex(init.subarray(169, 173), toHex(u32(otk.id)), 'kem_id in the pqxdh-init payload');
+    eqHex(init.subarray(173, 173 + 1088), x.kem_ciphertext, 'kem_ct in the pqxdh-init payload');
     const spkPair = await x25519KeyPair(fromHex(spk.private));
     const opkPair = await x25519KeyPair(fromHex(opk.private));
     // Alice's side.
+    const enc = noble.encapsulateWith(fromHex(otk.public), fromHex(x.kem_encapsulation_random));
+    eqHex(enc.ciphertext, x.kem_ciphertext, 'kem_ciphertext');
+    eqHex(enc.sharedSecret, x.kem_shared_secret, 'kem_shared_secret');
     const dh1 = await x25519(privs.alice.dhPrivateKey, fromHex(spk.public));
     const dh2 = await x25519(ek.privateKey, pubs.bob.dhPub);
     const dh3 = await x25519(ek.privateKey, fromHex(spk.public));
@@ -170,26 +224,32 @@ async function sotto(v) {
     eqHex(dh2, x.dh2, 'dh2');
     eqHex(dh3, x.dh3, 'dh3');
     eqHex(dh4, x.dh4, 'dh4');
-    eqHex(await x3dhSecret([dh1, dh2, dh3, dh4]), x.sk, 'sk (alice)');
-    // Bob's side.
+    eqHex(await pqxdhSecret([dh1, dh2, dh3, dh4], enc.sharedSecret), x.sk, 'sk (alice)');
+    // Bob's side, decapsulating with the browser's ML-KEM.
+    const pair = await webcrypto.keyPair(fromHex(otk.seed));
     const b = [
       await x25519(spkPair.privateKey, pubs.alice.dhPub),
       await x25519(privs.bob.dhPrivateKey, ek.publicKey),
       await x25519(spkPair.privateKey, ek.publicKey),
       await x25519(opkPair.privateKey, ek.publicKey),
     ];
-    eqHex(await x3dhSecret(b), x.sk, 'sk (bob)');
+    eqHex(await pqxdhSecret(b, await pair.decapsulate(fromHex(x.kem_ciphertext))), x.sk, 'sk (bob)');
     eqHex(concat(pubs.alice.bytes, pubs.bob.bytes), x.ad, 'ad');
     // Checked last so that a wrong field does not hide the checks above.
     eqHex(ek.publicKey, x.alice_ephemeral_public, 'alice_ephemeral_public (X25519 of the private key with the base point 09 00..00)');
   });
 
-  // The Double Ratchet transcript, replayed from the recorded randomness.
-  const bundle = {
-    identityKey: pubs.bob.bytes,
-    signedPrekey: { id: spk.id, key: fromHex(spk.public), signature: fromHex(spk.signature) },
-    oneTimePrekey: { id: opk.id, key: fromHex(opk.public) },
+  // Bob's store, as the vectors give it.
+  const bobStore = async (kem, random) => {
+    const store = new PrekeyStore(privs.bob, random, kem);
+    await store.setSignedPrekey(spk.id, fromHex(spk.private), fromHex(spk.signature));
+    await store.addOneTimePrekey(opk.id, fromHex(opk.private));
+    await store.setKemPrekey(lrk.id, fromHex(lrk.seed), fromHex(lrk.signature));
+    await store.addOneTimeKemPrekey(otk.id, fromHex(otk.seed), fromHex(otk.signature));
+    return store;
   };
+
+  // The Double Ratchet transcript, replayed from the recorded randomness.
   const aliceRnd = scriptedRandom(fromHex(x.alice_ephemeral_private), fromHex(x.alice_initial_ratchet_private));
   const bobRnd = scriptedRandom();
   let as = null;
@@ -199,11 +259,10 @@ async function sotto(v) {
   for (const [i, st] of v.ratchet.entries()) {
     await run('sotto.ratchet', `${i}: ${st.party} ${st.op}`, async () => {
       if (!as) {
-        as = await initiateSession(privs.alice, bundle, aliceRnd);
+        as = await initiateSession(privs.alice, bundle, aliceRnd, derandomized(x.kem_encapsulation_random));
         eqHex(as.ad, x.ad, 'session ad');
-        store = new PrekeyStore(privs.bob, bobRnd);
-        await store.setSignedPrekey(spk.id, fromHex(spk.private), fromHex(spk.signature));
-        await store.addOneTimePrekey(opk.id, fromHex(opk.private));
+        assert(!as.lastResortKem, 'alice used the last-resort KEM prekey');
+        store = await bobStore(webcrypto, bobRnd);
       }
       const rnd = st.party === 'alice' ? aliceRnd : bobRnd;
       rnd.feed(fromHex(st.random));
@@ -215,7 +274,8 @@ async function sotto(v) {
         bs = r.session;
         eqHex(r.plaintext, st.plaintext, 'accepted plaintext');
         assert(bs.peer.equals(pubs.alice), 'peer identity');
-        assert(store.oneTimePrekeyCount === 0, 'one-time prekey not deleted');
+        assert(!bs.lastResortKem, 'bob used the last-resort KEM prekey');
+        assert(store.oneTimePrekeyCount === 0 && store.oneTimeKemPrekeyCount === 0, 'one-time prekeys not deleted');
       } else {
         const s = st.party === 'alice' ? as : bs;
         eqHex(await s.decrypt(fromHex(st.payload), now), st.plaintext, 'plaintext');
@@ -223,6 +283,20 @@ async function sotto(v) {
       assert(rnd.remaining() === 0, `${rnd.remaining()} recorded random bytes unused`);
     });
   }
+
+  // A second session, to the last-resort KEM prekey: alice's first message
+  // byte for byte, and bob accepts it in both backends.
+  await run('sotto.pqxdh_last_resort', 'alice-bob', async () => {
+    const b = { ...bundle, oneTimePrekey: null, oneTimeKemPrekey: null };
+    const s = await initiateSession(privs.alice, b, scriptedRandom(fromHex(lr.alice_ephemeral_private), fromHex(lr.alice_initial_ratchet_private)), derandomized(lr.kem_encapsulation_random));
+    assert(s.lastResortKem, 'alice did not use the last-resort KEM prekey');
+    eqHex(await s.encrypt(fromHex(lr.plaintext)), lr.payload, 'payload');
+    for (const kem of backends) {
+      const r = await acceptSession(await bobStore(kem, scriptedRandom(fromHex(lr.bob_random))), fromHex(lr.payload), now);
+      eqHex(r.plaintext, lr.plaintext, `${kem.name}: accepted plaintext`);
+      assert(r.session.lastResortKem, `${kem.name}: bob did not use the last-resort KEM prekey`);
+    }
+  });
 
   for (const r of v.sframe_ratchet) {
     await run('sotto.sframe_ratchet', `suite=${r.cipher_suite}`, async () => {
