@@ -12,6 +12,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/sotto-voice/sotto/media/transport"
 )
 
 // publisher is one participant's published audio and the subscribers it is
@@ -24,6 +26,14 @@ type publisher struct {
 	levelID atomic.Uint32 // audio-level extension ID on the publisher's leg; 0 = none
 	speech  speechDetector
 	recv    reception
+
+	// PathDirect: the stream the participant publishes, from its offer
+	// (ssrc 0 until known, if the offer declared none); started once its
+	// first packet came.
+	publishes bool
+	ssrc      atomic.Uint32
+	pt        uint8
+	started   atomic.Bool
 
 	// Upstream loss repair, owned by the forwarding loop: the receive
 	// window, and the NACK it sends, reused.
@@ -166,14 +176,19 @@ type downTrack struct {
 	leg     *leg
 	binding atomic.Pointer[binding]
 	offsets atomic.Pointer[legOffsets] // set by the first packet written
+	// settled is set once the track is far enough into the leg that no
+	// packet from before its start can still come: from then on every
+	// sequence number is the track's, across wraparounds.
+	settled atomic.Bool
 }
 
 // binding is what pion negotiated for one subscriber leg.
 type binding struct {
 	ssrc    uint32
 	pt      uint8
-	levelID uint8 // audio-level extension ID on this leg; 0 = not negotiated
-	w       webrtc.TrackLocalWriter
+	levelID uint8                   // audio-level extension ID on this leg; 0 = not negotiated
+	w       webrtc.TrackLocalWriter // PathPion
+	sess    *transport.Session      // PathDirect: the subscriber's
 }
 
 // legOffsets map the publisher's sequence numbers and timestamps onto the
@@ -190,13 +205,22 @@ type legOffsets struct {
 // one publisher at a time; when that publisher leaves, the transceiver goes
 // inactive and is reused for the next publisher.
 type leg struct {
-	tr     *webrtc.RTPTransceiver
-	sender *webrtc.RTPSender
+	tr     *webrtc.RTPTransceiver // PathPion
+	sender *webrtc.RTPSender      // PathPion
 	cur    atomic.Pointer[downTrack] // the track on it now, for NACKs
 	// Last packet written, for continuity across publishers.
 	lastSeq atomic.Uint32
 	lastTS  atomic.Uint32
 	lastAt  atomic.Int64 // unix nanoseconds; 0 = never written
+
+	// PathDirect: the leg's m-line and SSRC, the publisher the last offer
+	// put on it (under the subscriber's mu), and what its sender reports
+	// count.
+	mid     string
+	ssrc    uint32
+	offered *publisher
+	packets atomic.Uint32
+	octets  atomic.Uint32
 }
 
 var errNoOpus = errors.New("media: subscriber did not negotiate Opus")
@@ -242,35 +266,65 @@ func (d *downTrack) write(h *rtp.Header, payload, level []byte, now time.Time) i
 	if b == nil {
 		return 0
 	}
-	off := d.offsets.Load()
-	if off == nil {
-		off = d.startOffsets(h, now)
-	}
-	pubSeq, pubTS := h.SequenceNumber, h.Timestamp
-	legSeq := pubSeq + off.seq
-	if int16(legSeq-off.firstLeg) < 0 {
-		// A late packet from before this track's first on the leg: its
-		// number belongs to the previous publisher there.
+	legSeq, legTS, ok := d.number(h, now)
+	if !ok {
 		return 0
 	}
-	h.SequenceNumber = legSeq
-	h.Timestamp += off.ts
+	pubSeq, pubTS := h.SequenceNumber, h.Timestamp
+	h.SequenceNumber, h.Timestamp = legSeq, legTS
 	err := d.send(b, h, payload, level)
-	legTS := h.Timestamp
 	h.SequenceNumber, h.Timestamp = pubSeq, pubTS
-
 	if err != nil {
 		d.pub.peer.e.counters.drop(dropWriteError)
 		return 0
 	}
-	// A late packet does not move the leg's end back: the next publisher
-	// on it continues after the newest.
-	if last := d.leg.lastAt.Load(); last == 0 || int16(legSeq-uint16(d.leg.lastSeq.Load())) > 0 {
-		d.leg.lastSeq.Store(uint32(legSeq))
-		d.leg.lastTS.Store(legTS)
+	d.sent(legSeq, legTS, now)
+	return h.MarshalSize() + len(payload)
+}
+
+// number places a packet of the publisher on the leg: its sequence number
+// and timestamp there. ok is false for a late packet from before this
+// track's first on the leg, whose number belongs to the previous publisher
+// there.
+func (d *downTrack) number(h *rtp.Header, now time.Time) (seq uint16, ts uint32, ok bool) {
+	off := d.offsets.Load()
+	if off == nil {
+		off = d.startOffsets(h, now)
+	}
+	seq = h.SequenceNumber + off.seq
+	if !d.ours(seq, off) {
+		return 0, 0, false
+	}
+	return seq, h.Timestamp + off.ts, true
+}
+
+// settleAfter is how far into the leg a track must be before a sequence
+// number behind its first can no longer be a late packet of the previous
+// publisher there: far more than any packet is late (the relay asks for a
+// lost one for 2.5 s, 128 packets), far less than half the sequence space.
+const settleAfter = 1 << 12
+
+// ours reports whether leg sequence number seq is this track's, not one
+// from before its first packet on the leg (the previous publisher's).
+func (d *downTrack) ours(seq uint16, off *legOffsets) bool {
+	if d.settled.Load() {
+		return true
+	}
+	dist := int16(seq - off.firstLeg)
+	if dist >= settleAfter {
+		d.settled.Store(true)
+	}
+	return dist >= 0
+}
+
+// sent records a packet written on the leg. A late packet does not move
+// the leg's end back: the next publisher on it continues after the newest.
+func (d *downTrack) sent(seq uint16, ts uint32, now time.Time) {
+	if last := d.leg.lastAt.Load(); last == 0 || int16(seq-uint16(d.leg.lastSeq.Load())) > 0 {
+		d.leg.lastSeq.Store(uint32(seq))
+		d.leg.lastTS.Store(ts)
 		d.leg.lastAt.Store(now.UnixNano())
 	}
-	return h.MarshalSize() + len(payload)
 }
 
 // startOffsets runs once per downTrack, on its first packet. A fresh leg

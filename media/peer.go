@@ -9,9 +9,11 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/media/transport"
 )
 
 // PeerHandler receives what media has to tell one participant. Media calls
@@ -54,12 +56,21 @@ type Peer struct {
 	id       string
 	room     *Room
 	e        *Engine
-	pc       *webrtc.PeerConnection
+	pc       *webrtc.PeerConnection // PathPion
+	sess     *transport.Session     // PathDirect
+	neg      *negotiation           // PathDirect: the SDP state, under mu
 	log      *slog.Logger
 	pub      *publisher
 	pubMid   string // mid of the m-line carrying the participant's audio
 	rtcpSSRC uint32 // sender SSRC of our receiver reports and NACKs
 	events   *eventQueue
+
+	// PathDirect scratch: NACK answers (on the session's reading
+	// goroutine, one packet at a time) and reports (on the room's).
+	nackBuf    []byte
+	nackHdr    rtp.Header
+	reportBuf  []byte
+	reportLegs []*leg
 	// rtt is the smoothed round-trip time to the client in nanoseconds,
 	// from its receiver reports on our streams; 0 until one arrives.
 	rtt atomic.Int64
@@ -231,6 +242,10 @@ func (p *Peer) negotiate() {
 	if !p.applyOps() {
 		return
 	}
+	if p.sess != nil {
+		p.offerDirect()
+		return
+	}
 	offer, err := p.pc.CreateOffer(nil)
 	if err == nil {
 		err = p.pc.SetLocalDescription(offer)
@@ -286,6 +301,10 @@ func (p *Peer) applyOps() bool {
 }
 
 func (p *Peer) subscribe(pub *publisher) error {
+	if p.sess != nil {
+		p.subscribeDirect(pub)
+		return nil
+	}
 	d := &downTrack{pub: pub}
 	if n := len(p.free); n > 0 {
 		l := p.free[n-1]
@@ -317,6 +336,11 @@ func (p *Peer) unsubscribe(pub *publisher, l *leg) {
 		pub.removeDown(d)
 	}
 	delete(p.subs, pub)
+	if p.sess != nil {
+		l.offered = nil
+		p.freeing = append(p.freeing, l)
+		return
+	}
 	// Detaching the track unbinds it and turns the transceiver inactive; the
 	// sender, and so the leg's SSRC, is kept for reuse.
 	if err := l.tr.SetSender(l.sender, nil); err != nil {
@@ -338,6 +362,9 @@ func (p *Peer) SetAnswer(answer string) error {
 	if !p.offerInFlight {
 		p.mu.Unlock()
 		return fmt.Errorf("peer %q: %w", p.id, ErrNoOfferPending)
+	}
+	if p.sess != nil {
+		return p.setAnswerDirect(answer) // unlocks
 	}
 	err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
 	if err != nil {
@@ -374,6 +401,9 @@ func (p *Peer) AnswerOffer(ctx context.Context, offer string) error {
 	case p.offerInFlight || p.answering:
 		p.mu.Unlock()
 		return fmt.Errorf("peer %q: %w", p.id, ErrOfferCollision)
+	}
+	if p.sess != nil {
+		return p.answerOfferDirect(offer) // unlocks
 	}
 	if err := sameMLines(p.pc.CurrentRemoteDescription(), offer); err != nil {
 		p.mu.Unlock()
@@ -431,6 +461,9 @@ func (p *Peer) AddCandidate(c api.ICECandidate) error {
 	if p.isClosed() {
 		return fmt.Errorf("peer %q: %w", p.id, ErrClosed)
 	}
+	if p.sess != nil {
+		return p.addCandidateDirect(c)
+	}
 	err := p.pc.AddICECandidate(webrtc.ICECandidateInit{
 		Candidate:        c.Candidate,
 		SDPMid:           c.SDPMid,
@@ -441,6 +474,18 @@ func (p *Peer) AddCandidate(c api.ICECandidate) error {
 		return fmt.Errorf("peer %q: add candidate: %w", p.id, err)
 	}
 	return nil
+}
+
+// abandon drops a peer that never joined its room.
+func (p *Peer) abandon() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	if p.sess != nil {
+		p.sess.Close()
+		return
+	}
+	_ = p.pc.Close()
 }
 
 // Close makes the participant leave: its PeerConnection closes and the
@@ -473,6 +518,12 @@ func (p *Peer) closeWith(reason string) error {
 	p.room.removePeer(p)
 	for _, d := range downs {
 		d.pub.removeDown(d)
+	}
+	if p.sess != nil {
+		p.sess.Close()
+		p.pub.stopped()
+		p.e.counters.peers.Add(-1)
+		return nil
 	}
 	err := p.pc.Close()
 	// A leg parked inactive is detached from its transceiver, so closing the

@@ -104,41 +104,21 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 	if err := r.admissible(participantID); err != nil {
 		return nil, "", err
 	}
-	pc, err := r.e.api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		// Nothing of the offer is used yet: the failure is this host's.
-		return nil, "", fmt.Errorf("join room %q: %w: %w", r.name, ErrUnavailable, err)
+	var p *Peer
+	var answer string
+	if r.e.tr != nil {
+		p, answer, err = r.newDirectPeer(participantID, offerSDP, pub)
+	} else {
+		p, answer, err = r.newPionPeer(ctx, participantID, offerSDP, pub)
 	}
-	p := &Peer{
-		id:       participantID,
-		room:     r,
-		e:        r.e,
-		pc:       pc,
-		log:      r.log.With("participant", participantID),
-		pubMid:   pub.mid,
-		rtcpSSRC: randomSSRC(),
-		events:   newEventQueue(),
-		subs:     make(map[*publisher]*leg),
-	}
-	p.pub = newPublisher(p, r.e.cfg.NACKHistory)
-	p.wire()
-
-	answer, err := answerOffer(ctx, pc, offerSDP)
 	if err != nil {
-		p.mu.Lock()
-		p.closed = true
-		p.mu.Unlock()
-		_ = pc.Close()
 		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
 	}
 
 	r.mu.Lock()
 	if err := r.admissibleLocked(participantID); err != nil {
 		r.mu.Unlock()
-		p.mu.Lock()
-		p.closed = true
-		p.mu.Unlock()
-		_ = pc.Close()
+		p.abandon()
 		return nil, "", err
 	}
 	others := make([]*Peer, 0, len(r.peers))
@@ -181,6 +161,34 @@ func (r *Room) admissibleLocked(id string) error {
 		return fmt.Errorf("join room %q as %q: %w", r.name, id, ErrDuplicateParticipant)
 	}
 	return nil
+}
+
+// newPionPeer makes the participant's PeerConnection and its answer.
+func (r *Room) newPionPeer(ctx context.Context, participantID, offerSDP string, pub publication) (*Peer, string, error) {
+	pc, err := r.e.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		// Nothing of the offer is used yet: the failure is this host's.
+		return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	p := &Peer{
+		id:       participantID,
+		room:     r,
+		e:        r.e,
+		pc:       pc,
+		log:      r.log.With("participant", participantID),
+		pubMid:   pub.mid,
+		rtcpSSRC: randomSSRC(),
+		events:   newEventQueue(),
+		subs:     make(map[*publisher]*leg),
+	}
+	p.pub = newPublisher(p, r.e.cfg.NACKHistory)
+	p.wire()
+	answer, err := answerOffer(ctx, pc, offerSDP)
+	if err != nil {
+		p.abandon()
+		return nil, "", err
+	}
+	return p, answer, nil
 }
 
 // answerOffer applies the offer and returns the answer once ICE gathering

@@ -123,13 +123,17 @@ func (p *Peer) observeRTT(now time.Time, lsr, dlsr uint32) {
 	}
 }
 
-// ntpMiddle is the middle 32 bits of t as an NTP timestamp (seconds since
-// 1900 and a 32-bit fraction), the unit of LSR and DLSR.
-func ntpMiddle(t time.Time) uint32 {
+// ntpMiddle is the middle 32 bits of t as an NTP timestamp, the unit of
+// LSR and DLSR.
+func ntpMiddle(t time.Time) uint32 { return uint32(ntpTime(t) >> 16) }
+
+// ntpTime is t as a 64-bit NTP timestamp: seconds since 1900, and a
+// 32-bit fraction.
+func ntpTime(t time.Time) uint64 {
 	const unixToNTP = 2208988800 // seconds from 1900 to 1970
 	secs := uint64(t.Unix() + unixToNTP)
 	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
-	return uint32((secs<<32 | frac) >> 16)
+	return secs<<32 | frac
 }
 
 // askRepairs sends the publisher a NACK for the lost packets of its stream
@@ -207,7 +211,7 @@ func (p *Peer) answerNACK(l *leg, mediaSSRC uint32, legSeq uint16, buf []byte, p
 	}
 	c := &p.e.counters
 	// Only sequence numbers this publisher wrote on the leg.
-	if int16(legSeq-off.firstLeg) < 0 {
+	if !d.ours(legSeq, off) {
 		c.nacksMissed.Add(1)
 		return
 	}
@@ -265,6 +269,10 @@ func senderReportNTP(b []byte) (ntp uint64, ok bool) {
 // sendReceiverReport sends one RTCP receiver report about the participant's
 // published stream, if it has started.
 func (p *Peer) sendReceiverReport(now time.Time) {
+	if p.sess != nil {
+		p.sendReports(now)
+		return
+	}
 	rep, ok := p.pub.recv.report(now)
 	if !ok {
 		return

@@ -60,8 +60,7 @@ type Fingerprint struct {
 
 // SessionConfig is what a session knows from the offer and answer.
 type SessionConfig struct {
-	Local  ice.Credentials // the relay's, in its answer
-	Remote ice.Credentials // the client's, from its offer
+	Local ice.Credentials // the relay's, in its answer
 	// Fingerprints are the client's certificate fingerprints; the DTLS
 	// handshake fails unless the client's certificate matches one.
 	Fingerprints []Fingerprint
@@ -89,7 +88,6 @@ type Session struct {
 
 	mu        sync.Mutex
 	local     ice.Credentials
-	remote    ice.Credentials
 	integrity *ice.Integrity // of local.Pwd
 	paths     []*path
 	closed    bool
@@ -125,8 +123,8 @@ var ErrNotConnected = errors.New("transport: session not connected")
 // ErrClosed is returned by NewSession on a closed transport.
 var ErrClosed = errors.New("transport: closed")
 
-// NewSession starts a session: it answers the checks of cfg.Remote's
-// client and runs the DTLS handshake when the client comes.
+// NewSession starts a session: it answers the checks made with its
+// credentials and runs the DTLS handshake when the client comes.
 func (t *Transport) NewSession(cfg SessionConfig, h Handler) (*Session, error) {
 	s := &Session{
 		t:            t,
@@ -135,7 +133,6 @@ func (t *Transport) NewSession(cfg SessionConfig, h Handler) (*Session, error) {
 		fingerprints: cfg.Fingerprints,
 		log:          cmpLogger(cfg.Logger, t.log),
 		local:        cfg.Local,
-		remote:       cfg.Remote,
 		integrity:    ice.NewIntegrity(cfg.Local.Pwd),
 		pathReady:    make(chan struct{}),
 		txBuf:        make([]byte, MaxPacket),
@@ -178,7 +175,7 @@ func cmpLogger(a, b *slog.Logger) *slog.Logger {
 // Restart takes new ICE credentials (an ICE restart): checks must use them
 // from now on. The DTLS session, the keys and the current path stay until
 // the client nominates a new one.
-func (s *Session) Restart(local, remote ice.Credentials) error {
+func (s *Session) Restart(local ice.Credentials) error {
 	s.t.mu.Lock()
 	defer s.t.mu.Unlock()
 	s.mu.Lock()
@@ -191,7 +188,7 @@ func (s *Session) Restart(local, remote ice.Credentials) error {
 	}
 	delete(s.t.byUfrag, s.local.Ufrag)
 	s.t.byUfrag[local.Ufrag] = s
-	s.local, s.remote = local, remote
+	s.local = local
 	s.integrity = ice.NewIntegrity(local.Pwd)
 	return nil
 }
@@ -260,7 +257,8 @@ func (s *Session) checked(p path, nominate bool, now time.Time) {
 		}
 	}
 	if known == nil {
-		known = &p
+		np := p // a new path is kept; p itself stays on the stack
+		known = &np
 		if len(s.paths) == maxPaths {
 			s.dropOldestPath()
 		}
@@ -314,11 +312,16 @@ func (s *Session) lostTCP(c *tcpConn) {
 	}
 }
 
-// authenticate checks a request's credentials against the session's.
+// authenticate checks a request's MESSAGE-INTEGRITY against the session's
+// password and appends the response to dst. The client's half of USERNAME
+// is not compared with its description's: the relay's half and password
+// change with every ICE restart, which is what discards stale checks, and
+// a client may restart its own agent on its side (pion does when it
+// applies an offer before its transport started).
 func (s *Session) authenticate(r *ice.Request, from netip.AddrPort, dst []byte) ([]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || string(r.RemoteUfrag) != s.remote.Ufrag || !r.Authentic(s.integrity) {
+	if s.closed || !r.Authentic(s.integrity) {
 		return dst, false
 	}
 	return r.AppendSuccess(dst, from, s.integrity), true

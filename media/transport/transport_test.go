@@ -181,7 +181,7 @@ func connect(t *testing.T, tr *Transport, opts clientOptions) (*client, *Session
 		role = Active
 	}
 	s, err := tr.NewSession(SessionConfig{
-		Local: relayCreds, Remote: clientCreds, Role: role,
+		Local: relayCreds, Role: role,
 		Fingerprints: []Fingerprint{{Algorithm: "sha-256", Value: clientFP}},
 	}, rec)
 	if err != nil {
@@ -420,12 +420,12 @@ func TestRestartAndBadInput(t *testing.T) {
 	tr := listen(t, Config{})
 	relay, cl := ice.NewCredentials(), ice.NewCredentials()
 	rec := &recorder{}
-	s, err := tr.NewSession(SessionConfig{Local: relay, Remote: cl}, rec)
+	s, err := tr.NewSession(SessionConfig{Local: relay}, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := tr.NewSession(SessionConfig{Local: relay, Remote: cl}, rec); err == nil {
+	if _, err := tr.NewSession(SessionConfig{Local: relay}, rec); err == nil {
 		t.Error("two sessions share a ufrag")
 	}
 	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -451,7 +451,7 @@ func TestRestartAndBadInput(t *testing.T) {
 		t.Fatal("a valid check went unanswered")
 	}
 	relay2, cl2 := ice.NewCredentials(), ice.NewCredentials()
-	if err := s.Restart(relay2, cl2); err != nil {
+	if err := s.Restart(relay2); err != nil {
 		t.Fatal(err)
 	}
 	if answered(bindingRequest(t, relay, cl)) {
