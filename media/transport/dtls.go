@@ -203,7 +203,7 @@ func (s *Session) installKeys(dc *dtls.Conn) error {
 		}
 		now := time.Now()
 		for _, b := range s.early {
-			s.decrypt(b, now, w)
+			s.decrypt(b, nil, now, w)
 		}
 		w.Flush()
 		s.early = nil

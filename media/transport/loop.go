@@ -70,7 +70,7 @@ func (t *Transport) handle(b []byte, p path, known *Session, now time.Time, w *W
 		s.heard.Store(now.UnixNano())
 		return
 	}
-	s.receive(b, now, w)
+	s.receive(b, p, now, w)
 }
 
 // handleSTUN answers an ICE connectivity check: authenticated by the

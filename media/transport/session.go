@@ -176,10 +176,11 @@ func cmpLogger(a, b *slog.Logger) *slog.Logger {
 // from now on. The DTLS session, the keys and the current path stay until
 // the client nominates a new one.
 func (s *Session) Restart(local ice.Credentials) error {
-	s.t.mu.Lock()
-	defer s.t.mu.Unlock()
+	// Lock order: a session's mu, then the transport's.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
@@ -365,7 +366,7 @@ const maxEarly = 16
 // its handler needs no locking of its own. The client may send before the
 // relay's side of the handshake has installed the keys (it finishes after
 // the relay's last flight): such packets wait for the keys.
-func (s *Session) receive(b []byte, now time.Time, w *Writer) {
+func (s *Session) receive(b []byte, from path, now time.Time, w *Writer) {
 	s.rxMu.Lock()
 	defer s.rxMu.Unlock()
 	if s.rx == nil {
@@ -376,12 +377,30 @@ func (s *Session) receive(b []byte, now time.Time, w *Writer) {
 		s.early = append(s.early, append([]byte(nil), b...))
 		return
 	}
-	s.decrypt(b, now, w)
+	s.decrypt(b, &from, now, w)
 }
 
-// decrypt decrypts one packet in place and hands it to the handler;
-// s.rxMu held, s.rx set.
-func (s *Session) decrypt(b []byte, now time.Time, w *Writer) {
+// follow makes from, where the client's media comes from, the path the
+// relay sends on. The client chooses its path: it sends on the pair it
+// picked, and may do so before it nominates it (pion does after an ICE
+// restart, when its old path is already closed). Only a path an
+// authenticated check came over is taken.
+func (s *Session) follow(from path) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.paths {
+		if *q == from {
+			s.selected.Store(q)
+			return
+		}
+	}
+}
+
+// decrypt decrypts one packet in place and hands it to the handler; s.rxMu
+// held, s.rx set. An authentic packet from a path other than the selected
+// one moves the relay there first (follow); from is nil for a packet kept
+// from before the keys.
+func (s *Session) decrypt(b []byte, from *path, now time.Time, w *Writer) {
 	// RFC 5761: RTCP packet types 192-223 share the port with RTP.
 	if len(b) >= 2 && b[1] >= 192 && b[1] <= 223 {
 		out, err := s.rx.DecryptRTCP(b, b, &w.rxRTCP)
@@ -389,7 +408,7 @@ func (s *Session) decrypt(b []byte, now time.Time, w *Writer) {
 			s.t.counters.unauthentic.Add(1)
 			return
 		}
-		s.heard.Store(now.UnixNano())
+		s.heardFrom(from, now)
 		s.h.RTCP(out, now, w)
 		return
 	}
@@ -398,8 +417,18 @@ func (s *Session) decrypt(b []byte, now time.Time, w *Writer) {
 		s.t.counters.unauthentic.Add(1)
 		return
 	}
-	s.heard.Store(now.UnixNano())
+	s.heardFrom(from, now)
 	s.h.RTP(out, &w.rxRTP, now, w)
+}
+
+// heardFrom records an authentic packet from the client.
+func (s *Session) heardFrom(from *path, now time.Time) {
+	s.heard.Store(now.UnixNano())
+	if from != nil {
+		if sel := s.selected.Load(); sel == nil || *sel != *from {
+			s.follow(*from)
+		}
+	}
 }
 
 var errNoContext = errors.New("transport: no SRTP context")

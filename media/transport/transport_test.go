@@ -513,3 +513,77 @@ func TestCloseReleasesPorts(t *testing.T) {
 		t.Errorf("NewSession after Close: %v", err)
 	}
 }
+
+// TestFollowsTheClientsPath: a client whose media comes from another of
+// its checked addresses, not nominated, gets the relay's packets there
+// from then on, as after an ICE restart where the client sends on its
+// new pair before nominating it. An address never checked gets nothing.
+func TestFollowsTheClientsPath(t *testing.T) {
+	tr := listen(t, Config{})
+	c, s, _ := connect(t, tr, clientOptions{})
+	c.sendRTP(t, 1, "first")
+	c.receive(t, 1)
+
+	s.mu.Lock()
+	relay := s.local
+	s.mu.Unlock()
+	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	send := func(b []byte) {
+		t.Helper()
+		if _, err := other.WriteTo(b, tr.UDPAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packet := func(seq uint16, payload string) []byte {
+		t.Helper()
+		pkt, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, SSRC: 0xc11e}, Payload: []byte(payload)}).Marshal()
+		enc, err := c.tx.EncryptRTP(nil, pkt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return enc
+	}
+	buf := make([]byte, MaxPacket)
+	read := func() (rtp.Packet, bool) {
+		_ = other.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		for {
+			n, _, err := other.ReadFrom(buf)
+			if err != nil {
+				return rtp.Packet{}, false
+			}
+			if buf[0] < 4 {
+				continue // the check's response
+			}
+			dec, err := c.rx.DecryptRTP(nil, buf[:n], nil)
+			if err != nil {
+				t.Fatalf("decrypt: %v", err)
+			}
+			var p rtp.Packet
+			if err := p.Unmarshal(dec); err != nil {
+				t.Fatal(err)
+			}
+			return p, true
+		}
+	}
+
+	// Media from the other address before any check there: not the
+	// client's path yet, so the echo goes the old way.
+	send(packet(2, "unchecked"))
+	if p, ok := read(); ok {
+		t.Fatalf("an unchecked address got %q", p.Payload)
+	}
+	// A check (no nomination), then media: the relay follows.
+	send(bindingRequest(t, relay, ice.NewCredentials()))
+	send(packet(3, "moved"))
+	p, ok := read()
+	if !ok || string(p.Payload) != "moved" {
+		t.Fatalf("after the move the other address got %q, %v", p.Payload, ok)
+	}
+	if st := tr.Stats(); st.UnknownSource != 1 {
+		t.Errorf("stats %+v, want the unchecked packet as unknown source", st)
+	}
+}
