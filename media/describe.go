@@ -180,30 +180,30 @@ type localMLine struct {
 
 // negotiation is the SDP state of one participant's session.
 type negotiation struct {
-	id      uint64 // o= session ID
-	version uint64 // o= version, one more per description
+	id        uint64 // o= session ID
+	version   uint64 // o= version, one more per description
 	local     ice.Credentials
 	remoteICE ice.Credentials // the client's, from its last offer
 	setup     string          // the relay's a=setup in answers: passive or active
-	pt      uint8  // Opus payload type, the client's
-	nack    bool
-	levelID uint8
-	rsize   bool
-	bundle  bool
-	lines   []*localMLine
-	remote  string // the client's last description, for AddCandidate and restarts
-	nextMid int
+	pt        uint8           // Opus payload type, the client's
+	nack      bool
+	levelID   uint8
+	rsize     bool
+	bundle    bool
+	lines     []*localMLine
+	remote    string // the client's last description, for AddCandidate and restarts
+	nextMid   int
 }
 
 // newNegotiation starts a session from the client's offer.
 func newNegotiation(offer string, rd *remoteDescription) *negotiation {
 	n := &negotiation{
-		id:     rand.Uint64() >> 1, // o= wants a positive 63-bit number
+		id:        rand.Uint64() >> 1, // o= wants a positive 63-bit number
 		local:     ice.NewCredentials(),
 		remoteICE: rd.ice,
 		setup:     "passive",
-		bundle: rd.bundle,
-		remote: offer,
+		bundle:    rd.bundle,
+		remote:    offer,
 	}
 	if rd.setup == "passive" {
 		n.setup = "active"

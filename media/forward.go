@@ -205,8 +205,8 @@ type legOffsets struct {
 // one publisher at a time; when that publisher leaves, the transceiver goes
 // inactive and is reused for the next publisher.
 type leg struct {
-	tr     *webrtc.RTPTransceiver // PathPion
-	sender *webrtc.RTPSender      // PathPion
+	tr     *webrtc.RTPTransceiver    // PathPion
+	sender *webrtc.RTPSender         // PathPion
 	cur    atomic.Pointer[downTrack] // the track on it now, for NACKs
 	// Last packet written, for continuity across publishers.
 	lastSeq atomic.Uint32

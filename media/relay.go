@@ -320,4 +320,3 @@ func (p *Peer) sendRTCP(pkt []byte) {
 		p.log.Debug("send RTCP", "err", err)
 	}
 }
-
