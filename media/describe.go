@@ -191,19 +191,17 @@ type negotiation struct {
 	rsize     bool
 	bundle    bool
 	lines     []*localMLine
-	remote    string // the client's last description, for AddCandidate and restarts
 	nextMid   int
 }
 
 // newNegotiation starts a session from the client's offer.
-func newNegotiation(offer string, rd *remoteDescription) *negotiation {
+func newNegotiation(rd *remoteDescription) *negotiation {
 	n := &negotiation{
 		id:        rand.Uint64() >> 1, // o= wants a positive 63-bit number
 		local:     ice.NewCredentials(),
 		remoteICE: rd.ice,
 		setup:     "passive",
 		bundle:    rd.bundle,
-		remote:    offer,
 	}
 	if rd.setup == "passive" {
 		n.setup = "active"

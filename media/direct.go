@@ -111,7 +111,7 @@ func (r *Room) newDirectPeer(participantID, offerSDP string, pub publication) (*
 	if err != nil {
 		return nil, "", err
 	}
-	n := newNegotiation(offerSDP, rd)
+	n := newNegotiation(rd)
 	p := &Peer{
 		id:       participantID,
 		room:     r,
@@ -178,7 +178,7 @@ func (p *Peer) setAnswerDirect(answer string) error {
 		p.mu.Unlock()
 		return fmt.Errorf("peer %q: set answer: %w", p.id, err)
 	}
-	p.neg.remote, p.neg.remoteICE = answer, rd.ice
+	p.neg.remoteICE = rd.ice
 	p.offerInFlight = false
 	for _, d := range p.pendingDowns {
 		d.binding.Store(&binding{ssrc: d.leg.ssrc, pt: p.neg.pt, levelID: p.neg.levelID, sess: p.sess})
@@ -213,7 +213,6 @@ func (p *Peer) answerOfferDirect(offer string) error {
 		}
 		p.neg.local, p.neg.remoteICE = local, rd.ice
 	}
-	p.neg.remote = offer
 	sdp := p.neg.describe(false, p.e.tr.Fingerprint(), p.e.candidates)
 	p.events.push(func(h PeerHandler) { h.Answer(sdp) })
 	p.mu.Unlock()
