@@ -1,17 +1,12 @@
 package media
 
 import (
-	"errors"
-	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/media/transport"
 )
@@ -27,9 +22,9 @@ type publisher struct {
 	speech  speechDetector
 	recv    reception
 
-	// PathDirect: the stream the participant publishes, from its offer
-	// (ssrc 0 until known, if the offer declared none); started once its
-	// first packet came.
+	// The stream the participant publishes, from its offer (ssrc 0 until
+	// known, if the offer declared none); started once its first packet
+	// came.
 	publishes bool
 	ssrc      atomic.Uint32
 	pt        uint8
@@ -84,89 +79,8 @@ func (pub *publisher) removeDown(d *downTrack) {
 	pub.downs.Store(&next)
 }
 
-// maxReadFailures consecutive read errors end a forwarding loop.
-const maxReadFailures = 1000
-
-// forward is the hot path: it reads the publisher's RTP into one reused
-// buffer and writes it to every subscriber. Nothing here allocates per
-// packet.
-//
-// Packets come in any order. A packet lost on the way from the publisher
-// is asked for again (askRepairs); when it comes, late, it goes to the
-// subscribers and into the history like any other, so a subscriber that
-// asks the relay for it is answered too.
-func (pub *publisher) forward(track *webrtc.TrackRemote) {
-	c := &pub.peer.e.counters
-	levelID := uint8(pub.levelID.Load())
-	buf := make([]byte, maxPacketSize)
-	var pkt rtp.Packet
-	failures := 0
-	for {
-		n, _, err := track.Read(buf)
-		if err != nil {
-			if errors.Is(err, io.EOF) || pub.closed.Load() {
-				return
-			}
-			// A packet pion could not hand over (too big, unknown payload
-			// type) has been consumed: go on with the next one. An error
-			// that persists means the stream is gone without an EOF.
-			c.drop(dropMalformed)
-			if failures++; failures == maxReadFailures {
-				pub.peer.log.Warn("stop reading publisher track", "err", err)
-				return
-			}
-			continue
-		}
-		failures = 0
-		if err := pkt.Unmarshal(buf[:n]); err != nil {
-			c.drop(dropMalformed)
-			continue
-		}
-		now := time.Now()
-		arr := pub.gaps.receive(pkt.SequenceNumber, now)
-		if arr == arrivalDuplicate {
-			c.drop(dropDuplicate)
-			continue
-		}
-		if arr == arrivalRecovered {
-			c.upstreamRecovered.Add(1)
-		}
-		c.packetsReceived.Add(1)
-		c.bytesReceived.Add(uint64(n))
-		pub.recv.update(now, &pkt.Header, arr == arrivalNew)
-
-		var level []byte
-		if levelID != 0 {
-			// RFC 6464: one byte; anything longer is cut to it.
-			if level = pkt.Header.GetExtension(levelID); len(level) > 0 {
-				level = level[:1]
-				pub.speech.observe(now.UnixNano(), level[0]&0x7f)
-			}
-		}
-		pub.history.store(pkt.SequenceNumber, buf[:n])
-		ssrc := pkt.SSRC // the writes below rewrite it per leg
-
-		// Counted once per packet: the counters are shared by every
-		// publisher goroutine.
-		var sent, bytes uint64
-		for _, d := range *pub.downs.Load() {
-			if size := d.write(&pkt.Header, pkt.Payload, level, now); size > 0 {
-				sent++
-				bytes += uint64(size)
-			}
-		}
-		pub.askRepairs(now, ssrc)
-		if sent == 0 {
-			c.drop(dropNoSubscriber)
-			continue
-		}
-		c.packetsForwarded.Add(sent)
-		c.bytesForwarded.Add(bytes)
-	}
-}
-
-// downTrack is one publisher's audio as sent to one subscriber: pion's
-// TrackLocal for the subscriber's sendonly transceiver.
+// downTrack is one publisher's audio as sent to one subscriber, on one of
+// the subscriber's legs.
 //
 // Track identity on the wire: the stream ID (first a=msid value) is the
 // publisher's participant ID and the track ID is "audio-" + participant ID,
@@ -182,13 +96,12 @@ type downTrack struct {
 	settled atomic.Bool
 }
 
-// binding is what pion negotiated for one subscriber leg.
+// binding is what was negotiated for one subscriber leg.
 type binding struct {
 	ssrc    uint32
 	pt      uint8
-	levelID uint8                   // audio-level extension ID on this leg; 0 = not negotiated
-	w       webrtc.TrackLocalWriter // PathPion
-	sess    *transport.Session      // PathDirect: the subscriber's
+	levelID uint8              // audio-level extension ID on this leg; 0 = not negotiated
+	sess    *transport.Session // the subscriber's
 }
 
 // legOffsets map the publisher's sequence numbers and timestamps onto the
@@ -201,85 +114,21 @@ type legOffsets struct {
 	firstLeg uint16 // first leg sequence number this track wrote
 }
 
-// leg is one server-added sendonly transceiver of a subscriber. It carries
-// one publisher at a time; when that publisher leaves, the transceiver goes
-// inactive and is reused for the next publisher.
+// leg is one server-added sendonly m-line of a subscriber, with its own
+// SSRC. It carries one publisher at a time; when that publisher leaves,
+// the m-line goes inactive and is reused for the next publisher.
 type leg struct {
-	tr     *webrtc.RTPTransceiver    // PathPion
-	sender *webrtc.RTPSender         // PathPion
-	cur    atomic.Pointer[downTrack] // the track on it now, for NACKs
+	mid     string
+	ssrc    uint32
+	offered *publisher                // the publisher of the last offer; under the subscriber's mu
+	cur     atomic.Pointer[downTrack] // the track on it now, for NACKs
 	// Last packet written, for continuity across publishers.
 	lastSeq atomic.Uint32
 	lastTS  atomic.Uint32
 	lastAt  atomic.Int64 // unix nanoseconds; 0 = never written
-
-	// PathDirect: the leg's m-line and SSRC, the publisher the last offer
-	// put on it (under the subscriber's mu), and what its sender reports
-	// count.
-	mid     string
-	ssrc    uint32
-	offered *publisher
+	// What the leg's sender reports count (RFC 3550 section 6.4.1).
 	packets atomic.Uint32
 	octets  atomic.Uint32
-}
-
-var errNoOpus = errors.New("media: subscriber did not negotiate Opus")
-
-func (d *downTrack) ID() string                { return d.pub.trackID }
-func (d *downTrack) StreamID() string          { return d.pub.id }
-func (d *downTrack) RID() string               { return "" }
-func (d *downTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }
-
-// Bind records the leg's SSRC, Opus payload type and audio-level ID.
-func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	for _, codec := range ctx.CodecParameters() {
-		if !strings.EqualFold(codec.MimeType, webrtc.MimeTypeOpus) {
-			continue
-		}
-		b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), w: ctx.WriteStream()}
-		for _, ext := range ctx.HeaderExtensions() {
-			if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 256 {
-				b.levelID = uint8(ext.ID)
-			}
-		}
-		d.binding.Store(b)
-		return codec, nil
-	}
-	return webrtc.RTPCodecParameters{}, errNoOpus
-}
-
-// Unbind stops writes to the leg.
-func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
-	d.binding.Store(nil)
-	return nil
-}
-
-// write sends one packet of the publisher on the leg. h is the publisher
-// goroutine's header, rewritten in place: the SSRC, payload type and
-// extension become the leg's, and each write sets them afresh; the sequence
-// number and timestamp are shifted by the leg's offsets and restored as soon
-// as the packet is sent, since the next leg's offsets apply to the
-// publisher's numbering. payload is never touched. It returns the size of
-// the packet written, 0 if none.
-func (d *downTrack) write(h *rtp.Header, payload, level []byte, now time.Time) int {
-	b := d.binding.Load()
-	if b == nil {
-		return 0
-	}
-	legSeq, legTS, ok := d.number(h, now)
-	if !ok {
-		return 0
-	}
-	pubSeq, pubTS := h.SequenceNumber, h.Timestamp
-	h.SequenceNumber, h.Timestamp = legSeq, legTS
-	err := d.send(b, h, payload, level)
-	h.SequenceNumber, h.Timestamp = pubSeq, pubTS
-	if err != nil {
-		d.pub.peer.e.counters.drop(dropWriteError)
-		return 0
-	}
-	d.sent(legSeq, legTS, now)
-	return h.MarshalSize() + len(payload)
 }
 
 // number places a packet of the publisher on the leg: its sequence number
@@ -345,23 +194,3 @@ func (d *downTrack) startOffsets(h *rtp.Header, now time.Time) *legOffsets {
 }
 
 const opusClockRate = 48000
-
-func (d *downTrack) send(b *binding, h *rtp.Header, payload, level []byte) error {
-	h.SSRC = b.ssrc
-	h.PayloadType = b.pt
-	// The only extension a leg carries is the audio level, under the ID
-	// negotiated on that leg (clients may pick different IDs).
-	h.Extensions = h.Extensions[:0]
-	h.Extension = false
-	h.ExtensionProfile = 0
-	if len(level) > 0 && b.levelID != 0 {
-		if err := h.SetExtension(b.levelID, level); err != nil {
-			return err
-		}
-		if b.levelID > 14 {
-			h.ExtensionProfile = rtp.ExtensionProfileTwoByte
-		}
-	}
-	_, err := b.w.WriteRTP(h, payload)
-	return err
-}

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
 )
 
 // publication is what Join needs from a client's offer: the m-line that
@@ -90,32 +89,4 @@ func hasOpus(m *sdp.MediaDescription) bool {
 		}
 	}
 	return false
-}
-
-// sameMLines checks that a client's offer keeps the m-lines of the
-// session's current remote description: the same mids, in the same order.
-func sameMLines(current *webrtc.SessionDescription, offer string) error {
-	var desc sdp.SessionDescription
-	if err := desc.UnmarshalString(offer); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidSDP, err)
-	}
-	if current == nil {
-		return fmt.Errorf("%w: no session to change yet", ErrInvalidSDP)
-	}
-	var cur sdp.SessionDescription
-	if err := cur.UnmarshalString(current.SDP); err != nil {
-		return fmt.Errorf("%w: current description: %v", ErrInvalidSDP, err)
-	}
-	if len(desc.MediaDescriptions) != len(cur.MediaDescriptions) {
-		return fmt.Errorf("%w: the offer has %d m-lines, the session %d: a client offer may restart ICE, not change media",
-			ErrInvalidSDP, len(desc.MediaDescriptions), len(cur.MediaDescriptions))
-	}
-	for i, m := range desc.MediaDescriptions {
-		mid, _ := m.Attribute(sdp.AttrKeyMID)
-		want, _ := cur.MediaDescriptions[i].Attribute(sdp.AttrKeyMID)
-		if mid != want {
-			return fmt.Errorf("%w: m-line %d has mid %q, the session %q", ErrInvalidSDP, i, mid, want)
-		}
-	}
-	return nil
 }

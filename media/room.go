@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/pion/webrtc/v4"
+	"github.com/sotto-voice/sotto/media/transport"
 )
 
 // Room forwards each participant's audio to every other participant.
@@ -25,10 +24,10 @@ type Room struct {
 	done   chan struct{}
 }
 
-// How often the room evaluates voice activity and sends receiver reports.
+// How often the room evaluates voice activity and sends RTCP reports.
 const (
-	roomTick           = 100 * time.Millisecond
-	receiverReportTick = 10 // in room ticks: one report per second per publisher
+	roomTick   = 100 * time.Millisecond
+	reportTick = 10 // in room ticks: reports once a second per participant
 )
 
 func newRoom(e *Engine, name string, onSpeaking func(string, bool)) *Room {
@@ -71,8 +70,8 @@ func (r *Room) loop() {
 				if changed, speaking := p.pub.speech.evaluate(now.UnixNano()); changed && r.onSpeaking != nil {
 					r.onSpeaking(p.id, speaking)
 				}
-				if n%receiverReportTick == 0 {
-					p.sendReceiverReport(now)
+				if n%reportTick == 0 {
+					p.sendReports(now)
 				}
 			}
 			clear(peers) // hold no closed peer until the next tick
@@ -92,25 +91,22 @@ func (r *Room) appendPeers(peers []*Peer) []*Peer {
 // Join admits a participant with its SDP offer and returns the answer. The
 // offer must carry an audio m-line that sends (sendrecv or sendonly) with
 // Opus; the answer receives on it (recvonly). Errors wrap ErrInvalidSDP or
-// ErrUnsupportedCodec for bad offers. The answer is made after ICE
-// gathering completed, so it carries every server candidate. Once joined,
-// the participant gets the other participants' audio through h.Offer, and
-// they get its audio the same way.
+// ErrUnsupportedCodec for bad offers. The answer carries every candidate
+// of the relay. Once joined, the participant gets the other participants'
+// audio through h.Offer, and they get its audio the same way. The answer
+// is made at once: ctx only stops a join whose request is gone.
 func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, h PeerHandler) (*Peer, string, error) {
 	pub, err := checkOffer(offerSDP)
 	if err != nil {
 		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
+	}
 	if err := r.admissible(participantID); err != nil {
 		return nil, "", err
 	}
-	var p *Peer
-	var answer string
-	if r.e.tr != nil {
-		p, answer, err = r.newDirectPeer(participantID, offerSDP, pub)
-	} else {
-		p, answer, err = r.newPionPeer(ctx, participantID, offerSDP, pub)
-	}
+	p, answer, err := r.newPeer(participantID, offerSDP, pub)
 	if err != nil {
 		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
 	}
@@ -127,9 +123,6 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 	}
 	r.peers[participantID] = p
 	r.e.counters.peers.Add(1)
-	p.mu.Lock()
-	p.answered = true
-	p.mu.Unlock()
 	for _, q := range others {
 		p.queue(q.pub, true)
 		q.queue(p.pub, true)
@@ -163,79 +156,45 @@ func (r *Room) admissibleLocked(id string) error {
 	return nil
 }
 
-// newPionPeer makes the participant's PeerConnection and its answer.
-func (r *Room) newPionPeer(ctx context.Context, participantID, offerSDP string, pub publication) (*Peer, string, error) {
-	pc, err := r.e.api.NewPeerConnection(webrtc.Configuration{})
+// newPeer starts the participant's transport session and answers its
+// offer.
+func (r *Room) newPeer(participantID, offerSDP string, pub publication) (*Peer, string, error) {
+	rd, err := parseRemote(offerSDP)
 	if err != nil {
-		// Nothing of the offer is used yet: the failure is this host's.
-		return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, "", err
 	}
+	n := newNegotiation(rd)
 	p := &Peer{
 		id:       participantID,
 		room:     r,
 		e:        r.e,
-		pc:       pc,
+		neg:      n,
 		log:      r.log.With("participant", participantID),
-		pubMid:   pub.mid,
 		rtcpSSRC: randomSSRC(),
 		events:   newEventQueue(),
 		subs:     make(map[*publisher]*leg),
 	}
 	p.pub = newPublisher(p, r.e.cfg.NACKHistory)
-	p.wire()
-	answer, err := answerOffer(ctx, pc, offerSDP)
-	if err != nil {
-		p.abandon()
-		return nil, "", err
-	}
-	return p, answer, nil
-}
-
-// answerOffer applies the offer and returns the answer once ICE gathering
-// is complete, so clients that do not trickle get every candidate.
-func answerOffer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
-	err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
-	if err != nil {
-		return "", offerError(err)
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return "", offerError(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		if exhausted(err) {
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		return "", fmt.Errorf("set local description: %w", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", fmt.Errorf("gather candidates: %w", ctx.Err())
-	}
-	return pc.LocalDescription().SDP, nil
-}
-
-// offerError classifies a failure to apply or answer an offer that
-// checkOffer accepted. pion reports the host running out of file
-// descriptors or memory (it opens a netlink socket per ICE agent) through
-// the same calls that reject a bad offer; only the rest is the offer's fault.
-func offerError(err error) error {
-	if exhausted(err) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return fmt.Errorf("%w: %v", ErrInvalidSDP, err)
-}
-
-// exhausted reports whether err is this host running out of a resource.
-func exhausted(err error) bool {
-	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
-		if errors.Is(err, errno) {
-			return true
+	for _, m := range rd.lines {
+		if m.mid == pub.mid && m.usable() && m.sends() {
+			p.pub.publishes, p.pub.pt = true, uint8(m.opusPT)
+			p.pub.ssrc.Store(m.ssrc)
+			p.pub.levelID.Store(uint32(m.levelID))
 		}
 	}
-	return false
+	p.sess, err = r.e.tr.NewSession(transport.SessionConfig{
+		Local:        n.local,
+		Fingerprints: rd.fingerprints,
+		Role:         n.role(),
+		Logger:       p.log,
+	}, (*sessionHandler)(p))
+	if err != nil {
+		if errors.Is(err, transport.ErrClosed) {
+			return nil, "", ErrClosed
+		}
+		return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return p, n.describe(false, r.e.tr.Fingerprint(), r.e.candidates), nil
 }
 
 // removePeer takes a leaving peer out of the room and has the others

@@ -468,19 +468,6 @@ func (s *Session) sendRaw(p *path, b []byte) error {
 	return nil
 }
 
-// Remote is the address of the path packets to the client take, and
-// whether it is ICE-TCP; zero before the client was heard.
-func (s *Session) Remote() (addr netip.AddrPort, tcp bool) {
-	p := s.selected.Load()
-	switch {
-	case p == nil:
-		return netip.AddrPort{}, false
-	case p.tcp != nil:
-		return p.tcp.remote, true
-	}
-	return p.addr, false
-}
-
 // srtpProfile maps the DTLS-SRTP profile negotiated to pion/srtp's.
 func srtpProfile(p dtls.SRTPProtectionProfile) (srtp.ProtectionProfile, error) {
 	switch p {

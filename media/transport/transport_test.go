@@ -358,8 +358,8 @@ func TestMediaBothWays(t *testing.T) {
 			if got, ok := reports[0][0].(*rtcp.SenderReport); !ok || got.SSRC != 0x5070 || got.NTPTime != 42 {
 				t.Errorf("client got %v", reports[0])
 			}
-			if addr, tcp := s.Remote(); !addr.IsValid() || tcp != opts.tcp {
-				t.Errorf("Remote() = %v, %v", addr, tcp)
+			if p := s.selected.Load(); p == nil || (p.tcp != nil) != opts.tcp {
+				t.Errorf("selected path %+v, want TCP %v", p, opts.tcp)
 			}
 
 			// The client says goodbye over DTLS.
