@@ -100,8 +100,11 @@ func parseRemote(text string) (*remoteDescription, error) {
 			case "extmap":
 				// a=extmap:<id>[/<direction>] <uri> [<attributes>]
 				f := strings.Fields(a.Value)
+				if len(f) < 2 || f[1] != sdp.AudioLevelURI {
+					break
+				}
 				id, _, _ := strings.Cut(f[0], "/")
-				if n, err := strconv.Atoi(id); err == nil && len(f) > 1 && f[1] == sdp.AudioLevelURI && n > 0 && n < 256 {
+				if n, err := strconv.Atoi(id); err == nil && n > 0 && n < 256 {
 					m.levelID = uint8(n)
 				}
 			case "ssrc":
