@@ -62,9 +62,15 @@ func newMmsgReader(raw syscall.RawConn, size int) *mmsgReader {
 	return r
 }
 
+// recvmmsg and sendmmsg run as raw system calls, without telling the Go
+// scheduler: they never block (the socket is non-blocking), but a
+// sendmmsg of a full batch takes longer than the 20 µs after which the
+// scheduler would hand the goroutine's P to another thread, and that
+// handoff, a thread woken and put back to sleep per batch, cost more than
+// the batch itself.
 func (r *mmsgReader) recvmmsg(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.batch.hdrs[0])), uintptr(r.n), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.batch.hdrs[0])), uintptr(r.n), 0, 0, 0)
 		switch {
 		case e == unix.EAGAIN:
 			return false // wait until readable
@@ -142,7 +148,7 @@ func newMmsgWriter(raw syscall.RawConn, size int) (*mmsgWriter, error) {
 
 func (w *mmsgWriter) sendmmsg(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.batch.hdrs[w.off])), uintptr(w.end-w.off), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.batch.hdrs[w.off])), uintptr(w.end-w.off), 0, 0, 0)
 		switch {
 		case e == unix.EAGAIN:
 			return false // wait until writable
