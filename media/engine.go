@@ -69,6 +69,7 @@ type Engine struct {
 	mu     sync.Mutex
 	rooms  map[*Room]struct{}
 	closed bool
+	done   chan struct{} // closed by Close: the tick stops
 
 	wgMu     sync.RWMutex
 	stopping bool           // set once Close waits for wg: no new goroutines
@@ -117,7 +118,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, tr: tr, udpAddr: tr.UDPAddr(), rooms: make(map[*Room]struct{})}
+	e := &Engine{cfg: cfg, log: cfg.Logger, tr: tr, udpAddr: tr.UDPAddr(), rooms: make(map[*Room]struct{}), done: make(chan struct{})}
 	for _, a := range ips {
 		e.candidates = append(e.candidates, ice.HostCandidate(a, tr.UDPAddr().Port, false))
 	}
@@ -127,7 +128,40 @@ func NewEngine(cfg Config) (*Engine, error) {
 			e.candidates = append(e.candidates, ice.HostCandidate(a, t.Port, true))
 		}
 	}
+	e.goTracked(e.tick)
 	return e, nil
+}
+
+// How often the engine evaluates voice activity and sends RTCP reports.
+const (
+	roomTick   = 100 * time.Millisecond
+	reportTick = 10 // in ticks: reports once a second per participant
+)
+
+// tick does every room's periodic work, from one goroutine for all: a
+// goroutine and a timer per room woke the process ten times a second per
+// room for a few microseconds of work.
+func (e *Engine) tick() {
+	t := time.NewTicker(roomTick)
+	defer t.Stop()
+	var rooms []*Room // reused
+	for n := 1; ; n++ {
+		select {
+		case <-e.done:
+			return
+		case now := <-t.C:
+			e.mu.Lock()
+			for r := range e.rooms {
+				rooms = append(rooms, r)
+			}
+			e.mu.Unlock()
+			for _, r := range rooms {
+				r.tick(now, n)
+			}
+			clear(rooms)
+			rooms = rooms[:0]
+		}
+	}
 }
 
 // candidateIPs are the addresses the relay advertises: the public IPs of
@@ -176,20 +210,19 @@ func (e *Engine) UDPAddr() net.Addr { return e.udpAddr }
 // TCPAddr is the address the ICE-TCP listener is bound to, nil if disabled.
 func (e *Engine) TCPAddr() net.Addr { return e.tcpAddr }
 
-// NewRoom creates a room. onSpeaking, if not nil, is called (from the room's
-// own goroutine, never concurrently for one room) when a participant starts
-// or stops speaking.
+// NewRoom creates a room. onSpeaking, if not nil, is called (from the
+// engine's own goroutine, one call at a time, so it must not block) when a
+// participant starts or stops speaking.
 func (e *Engine) NewRoom(name string, onSpeaking func(participantID string, speaking bool)) *Room {
 	r := newRoom(e, name, onSpeaking)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		r.markClosed()
+		r.closed = true
 		return r
 	}
 	e.rooms[r] = struct{}{}
 	e.counters.rooms.Add(1)
-	r.start()
 	return r
 }
 
@@ -228,6 +261,7 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
+	close(e.done)
 	rooms := make([]*Room, 0, len(e.rooms))
 	for r := range e.rooms {
 		rooms = append(rooms, r)

@@ -66,7 +66,7 @@ type Peer struct {
 
 	// Scratch of the packet path: NACK answers (on the session's reading
 	// goroutine, which hands over one packet at a time) and reports (on
-	// the room's goroutine).
+	// the engine's tick).
 	nackBuf    []byte
 	nackHdr    rtp.Header
 	reportBuf  []byte

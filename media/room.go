@@ -21,14 +21,8 @@ type Room struct {
 	mu     sync.Mutex
 	peers  map[string]*Peer
 	closed bool
-	done   chan struct{}
+	ticked []*Peer // the engine's tick's copy of peers, reused
 }
-
-// How often the room evaluates voice activity and sends RTCP reports.
-const (
-	roomTick   = 100 * time.Millisecond
-	reportTick = 10 // in room ticks: reports once a second per participant
-)
 
 func newRoom(e *Engine, name string, onSpeaking func(string, bool)) *Room {
 	return &Room{
@@ -37,46 +31,23 @@ func newRoom(e *Engine, name string, onSpeaking func(string, bool)) *Room {
 		log:        e.log.With("room", name),
 		onSpeaking: onSpeaking,
 		peers:      make(map[string]*Peer),
-		done:       make(chan struct{}),
 	}
 }
 
-func (r *Room) start() {
-	if !r.e.goTracked(r.loop) {
-		r.markClosed()
-	}
-}
-
-func (r *Room) markClosed() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed {
-		r.closed = true
-		close(r.done)
-	}
-}
-
-func (r *Room) loop() {
-	t := time.NewTicker(roomTick)
-	defer t.Stop()
-	var peers []*Peer // reused: the loop runs ten times a second per room
-	for n := 1; ; n++ {
-		select {
-		case <-r.done:
-			return
-		case now := <-t.C:
-			peers = r.appendPeers(peers[:0])
-			for _, p := range peers {
-				if changed, speaking := p.pub.speech.evaluate(now.UnixNano()); changed && r.onSpeaking != nil {
-					r.onSpeaking(p.id, speaking)
-				}
-				if n%reportTick == 0 {
-					p.sendReports(now)
-				}
-			}
-			clear(peers) // hold no closed peer until the next tick
+// tick is the room's share of the engine's periodic work at time now, in
+// tick n: voice activity every tick, RTCP reports every reportTick.
+func (r *Room) tick(now time.Time, n int) {
+	peers := r.appendPeers(r.ticked[:0])
+	for _, p := range peers {
+		if changed, speaking := p.pub.speech.evaluate(now.UnixNano()); changed && r.onSpeaking != nil {
+			r.onSpeaking(p.id, speaking)
+		}
+		if n%reportTick == 0 {
+			p.sendReports(now)
 		}
 	}
+	clear(peers) // hold no closed peer until the next tick
+	r.ticked = peers[:0]
 }
 
 func (r *Room) appendPeers(peers []*Peer) []*Peer {
@@ -228,7 +199,6 @@ func (r *Room) Close() error {
 		return nil
 	}
 	r.closed = true
-	close(r.done)
 	peers := make([]*Peer, 0, len(r.peers))
 	for _, p := range r.peers {
 		peers = append(peers, p)

@@ -132,7 +132,7 @@ const maxReportSize = 1000
 
 // sendReports sends the participant, in one compound packet per second,
 // the relay's receiver report about its stream and a sender report for
-// each leg the relay sends it. The room's goroutine calls it.
+// each leg the relay sends it. The engine's tick calls it.
 func (p *Peer) sendReports(now time.Time) {
 	buf := p.reportBuf[:0]
 	if rep, ok := p.pub.recv.report(now); ok {

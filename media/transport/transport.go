@@ -27,7 +27,9 @@ const (
 	writeBatch = 64      // datagrams per write system call
 	tcpBatch   = 16      // datagrams per write of a TCP connection's reader
 	udpBuffer  = 4 << 20 // socket buffers asked for; the kernel caps them
-	tick       = 100 * time.Millisecond
+	// maxTick bounds how late a silent client is noticed; a quarter of
+	// Config.DisconnectedAfter when that is shorter.
+	maxTick = 250 * time.Millisecond
 )
 
 // Default liveness timeouts, pion's, for a zero Config field.
@@ -215,7 +217,7 @@ func (t *Transport) Close() error {
 // monitor reports sessions whose client fell silent, came back, or was
 // given up.
 func (t *Transport) monitor() {
-	tk := time.NewTicker(tick)
+	tk := time.NewTicker(min(maxTick, t.cfg.DisconnectedAfter/4))
 	defer tk.Stop()
 	var sessions []*Session
 	for {
