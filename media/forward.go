@@ -8,7 +8,6 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
-	"github.com/sotto-voice/sotto/media/srtp"
 	"github.com/sotto-voice/sotto/media/transport"
 )
 
@@ -130,9 +129,6 @@ type leg struct {
 	// What the leg's sender reports count (RFC 3550 section 6.4.1).
 	packets atomic.Uint32
 	octets  atomic.Uint32
-	// The SRTP state of the leg's SSRC, under the subscriber session's
-	// lock (transport.Writer.WriteRTP).
-	stream srtp.Stream
 }
 
 // number places a packet of the publisher on the leg: its sequence number

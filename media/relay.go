@@ -6,7 +6,6 @@ import (
 
 	"github.com/pion/rtp"
 
-	"github.com/sotto-voice/sotto/media/srtp"
 	"github.com/sotto-voice/sotto/media/transport"
 )
 
@@ -101,11 +100,14 @@ func rtpPayload(pkt []byte) (payload []byte, ok bool) {
 	return pkt[n:end], true
 }
 
+// srtpOverhead is the most SRTP adds to a packet: the AES-GCM tag.
+const srtpOverhead = 16
+
 // marshalLeg writes the leg's RTP packet into buf: the leg's SSRC,
 // payload type and numbering, the audio level under the leg's extension
 // ID, the payload as it came. It returns the packet's size, 0 if it would
-// not fit, and its header's.
-func marshalLeg(buf []byte, b *binding, marker bool, seq uint16, ts uint32, payload, level []byte) (n, hdrLen int) {
+// not fit.
+func marshalLeg(buf []byte, b *binding, marker bool, seq uint16, ts uint32, payload, level []byte) int {
 	buf[0] = 0x80 // version 2
 	buf[1] = b.pt
 	if marker {
@@ -114,7 +116,7 @@ func marshalLeg(buf []byte, b *binding, marker bool, seq uint16, ts uint32, payl
 	binary.BigEndian.PutUint16(buf[2:], seq)
 	binary.BigEndian.PutUint32(buf[4:], ts)
 	binary.BigEndian.PutUint32(buf[8:], b.ssrc)
-	n = 12
+	n := 12
 	if len(level) > 0 && b.levelID != 0 {
 		buf[0] |= 0x10
 		// RFC 8285: one element in a one-byte header (IDs 1-14) or a
@@ -126,10 +128,10 @@ func marshalLeg(buf []byte, b *binding, marker bool, seq uint16, ts uint32, payl
 		}
 		n = 20
 	}
-	if n+len(payload)+srtp.Overhead > len(buf) {
-		return 0, n
+	if n+len(payload)+srtpOverhead > len(buf) {
+		return 0
 	}
-	return n + copy(buf[n:], payload), n
+	return n + copy(buf[n:], payload)
 }
 
 // write sends one packet of the publisher on the leg through w.
@@ -142,10 +144,10 @@ func (d *downTrack) write(w *transport.Writer, h *rtp.Header, payload, level []b
 	if !ok {
 		return 0
 	}
-	n, hdrLen := marshalLeg(w.Buffer(), b, h.Marker, seq, ts, payload, level)
+	n := marshalLeg(w.Buffer(), b, h.Marker, seq, ts, payload, level)
 	// A subscriber whose transport is not up yet gets nothing, as a
 	// PeerConnection's unstarted sender would.
-	if n == 0 || !w.WriteRTP(b.sess, &d.leg.stream, n, hdrLen) {
+	if n == 0 || !w.WriteRTP(b.sess, n) {
 		return 0
 	}
 	d.sent(seq, ts, now)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/pion/rtcp"
 
-	"github.com/sotto-voice/sotto/media/srtp"
 	"github.com/sotto-voice/sotto/media/transport"
 )
 
@@ -74,8 +73,8 @@ func (p *Peer) answerNACK(mediaSSRC uint32, legSeq uint16, w *transport.Writer) 
 			level = level[:1]
 		}
 	}
-	size, hdrLen := marshalLeg(w.Buffer(), b, p.nackHdr.Marker, legSeq, p.nackHdr.Timestamp+off.ts, payload, level)
-	if size == 0 || !w.WriteRTP(b.sess, &d.leg.stream, size, hdrLen) {
+	size := marshalLeg(w.Buffer(), b, p.nackHdr.Marker, legSeq, p.nackHdr.Timestamp+off.ts, payload, level)
+	if size == 0 || !w.WriteRTP(b.sess, size) {
 		c.drop(dropWriteError)
 		return
 	}
@@ -110,7 +109,7 @@ func (pub *publisher) askRepairs(now time.Time, ssrc uint32, w *transport.Writer
 	// RFC 4585 section 6.2.1: transport-layer feedback, FMT 1.
 	buf := w.Buffer()
 	n := 12 + 4*len(pub.nack.Nacks)
-	if n+srtp.Overhead > len(buf) {
+	if n+srtpOverhead+4 > len(buf) {
 		return
 	}
 	buf[0], buf[1] = 0x80|rtcp.FormatTLN, byte(rtcp.TypeTransportSpecificFeedback)

@@ -18,8 +18,7 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
-
-	"github.com/sotto-voice/sotto/media/srtp"
+	"github.com/pion/srtp/v3"
 )
 
 // newCertificate makes the transport's DTLS certificate: self-signed
@@ -169,26 +168,26 @@ func (s *Session) installKeys(dc *dtls.Conn) error {
 	if !ok {
 		return errors.New("transport: no DTLS state after the handshake")
 	}
-	// client key, server key, client salt, server salt
-	kl, sl := profile.KeyLen(), profile.SaltLen()
-	m, err := state.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 2*(kl+sl))
-	if err != nil {
+	cfg := srtp.Config{Profile: profile}
+	if err := cfg.ExtractSessionKeysFromDTLS(&state, s.role == Active); err != nil {
 		return fmt.Errorf("transport: SRTP keys: %w", err)
 	}
-	defer clear(m)
-	clientKey, serverKey := m[:kl], m[kl:2*kl]
-	clientSalt, serverSalt := m[2*kl:2*kl+sl], m[2*kl+sl:]
-	localKey, localSalt, remoteKey, remoteSalt := serverKey, serverSalt, clientKey, clientSalt
-	if s.role == Active {
-		localKey, localSalt, remoteKey, remoteSalt = clientKey, clientSalt, serverKey, serverSalt
-	}
-	rx, err := srtp.NewContext(profile, remoteKey, remoteSalt)
+	defer func() {
+		clear(cfg.Keys.LocalMasterKey)
+		clear(cfg.Keys.LocalMasterSalt)
+		clear(cfg.Keys.RemoteMasterKey)
+		clear(cfg.Keys.RemoteMasterSalt)
+	}()
+	// The replay window covers a repaired packet arriving well after the
+	// packets that overtook it (the relay asks again for 2.5 s at most).
+	rx, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile,
+		srtp.SRTPReplayProtection(replayWindow), srtp.SRTCPReplayProtection(replayWindow))
 	if err != nil {
-		return err
+		return fmt.Errorf("transport: SRTP context: %w", err)
 	}
-	tx, err := srtp.NewContext(profile, localKey, localSalt)
+	tx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
 	if err != nil {
-		return err
+		return fmt.Errorf("transport: SRTP context: %w", err)
 	}
 	s.txMu.Lock()
 	s.tx = tx
@@ -211,6 +210,9 @@ func (s *Session) installKeys(dc *dtls.Conn) error {
 	}
 	return nil
 }
+
+// replayWindow is the SRTP and SRTCP replay window, in packets.
+const replayWindow = 256
 
 // dtlsPacketConn is the net.PacketConn pion's DTLS runs over: records in
 // from the session's dtlsIn, out on the session's current path.

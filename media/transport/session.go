@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/transport/v5/packetio"
 
 	"github.com/sotto-voice/sotto/media/ice"
-	"github.com/sotto-voice/sotto/media/srtp"
 )
 
 // Handler is what a session's owner hears from the transport. RTP and
@@ -98,15 +99,15 @@ type Session struct {
 	silent    bool // owned by the monitor
 	failed    atomic.Bool
 
-	ready     atomic.Bool   // the SRTP contexts are in place
-	ended     atomic.Bool   // Close was called
-	rxMu      sync.Mutex    // held while a packet of the client's is handled
-	rx        *srtp.Context // decrypts what the client sends
-	rxStreams []rxStream    // the client's RTP streams
-	early     [][]byte      // packets that came before the keys
-	txMu      sync.Mutex
-	tx        *srtp.Context // encrypts what the relay sends
-	txBuf     []byte        // Session.WriteRTCP's output, under txMu
+	ready atomic.Bool   // the SRTP contexts are in place
+	ended atomic.Bool   // Close was called
+	rxMu  sync.Mutex    // held while a packet of the client's is handled
+	rx    *srtp.Context // decrypts what the client sends
+	early [][]byte      // packets that came before the keys
+	txMu  sync.Mutex
+	tx    *srtp.Context // encrypts what the relay sends
+	txBuf []byte        // Session.WriteRTCP's output, under txMu
+	txHdr rtcp.Header
 
 	dtlsIn   *packetio.Buffer // DTLS records from the client, for the handshake
 	dtlsAddr net.Addr
@@ -231,7 +232,7 @@ func (s *Session) Close() {
 	}
 	s.ready.Store(false)
 	s.rxMu.Lock()
-	s.rx, s.rxStreams, s.early = nil, nil, nil
+	s.rx, s.early = nil, nil
 	s.rxMu.Unlock()
 	s.txMu.Lock()
 	s.tx = nil
@@ -395,31 +396,6 @@ func (s *Session) follow(from path) {
 	}
 }
 
-// rxStream is one RTP stream the client sends.
-type rxStream struct {
-	ssrc   uint32
-	stream srtp.Stream
-}
-
-// maxRxStreams bounds the streams a session keeps the state of: a client
-// publishes one, and anything more is dropped by the relay anyway.
-const maxRxStreams = 4
-
-// rxStream is the state of the client's stream ssrc, nil if the session
-// keeps too many already; s.rxMu held.
-func (s *Session) rxStream(ssrc uint32) *srtp.Stream {
-	for i := range s.rxStreams {
-		if s.rxStreams[i].ssrc == ssrc {
-			return &s.rxStreams[i].stream
-		}
-	}
-	if len(s.rxStreams) == maxRxStreams {
-		return nil
-	}
-	s.rxStreams = append(s.rxStreams, rxStream{ssrc: ssrc})
-	return &s.rxStreams[len(s.rxStreams)-1].stream
-}
-
 // decrypt decrypts one packet in place and hands it to the handler; s.rxMu
 // held, s.rx set. An authentic packet from a path other than the selected
 // one moves the relay there first (follow); from is nil for a packet kept
@@ -427,32 +403,22 @@ func (s *Session) rxStream(ssrc uint32) *srtp.Stream {
 func (s *Session) decrypt(b []byte, from *path, now time.Time, w *Writer) {
 	// RFC 5761: RTCP packet types 192-223 share the port with RTP.
 	if len(b) >= 2 && b[1] >= 192 && b[1] <= 223 {
-		n, err := s.rx.OpenRTCP(b)
+		out, err := s.rx.DecryptRTCP(b, b, &w.rxRTCP)
 		if err != nil {
 			s.t.counters.unauthentic.Add(1)
 			return
 		}
 		s.heardFrom(from, now)
-		s.h.RTCP(b[:n], now, w)
+		s.h.RTCP(out, now, w)
 		return
 	}
-	hdrLen, err := w.rxRTP.Unmarshal(b)
-	if err != nil {
-		s.t.counters.malformed.Add(1)
-		return
-	}
-	st := s.rxStream(w.rxRTP.SSRC)
-	if st == nil {
-		s.t.counters.unauthentic.Add(1)
-		return
-	}
-	n, err := s.rx.OpenRTP(b, hdrLen, st)
+	out, err := s.rx.DecryptRTP(b, b, &w.rxRTP)
 	if err != nil {
 		s.t.counters.unauthentic.Add(1)
 		return
 	}
 	s.heardFrom(from, now)
-	s.h.RTP(b[:n], &w.rxRTP, now, w)
+	s.h.RTP(out, &w.rxRTP, now, w)
 }
 
 // heardFrom records an authentic packet from the client.
@@ -464,6 +430,8 @@ func (s *Session) heardFrom(from *path, now time.Time) {
 		}
 	}
 }
+
+var errNoContext = errors.New("transport: no SRTP context")
 
 // WriteRTCP encrypts and sends one compound RTCP packet at once, from any
 // goroutine; the packet path sends through its Writer instead.
@@ -477,11 +445,11 @@ func (s *Session) WriteRTCP(pkt []byte) error {
 	if s.tx == nil {
 		return ErrNotConnected
 	}
-	n, err := s.tx.SealRTCP(s.txBuf, copy(s.txBuf, pkt))
+	out, err := s.tx.EncryptRTCP(s.txBuf[:0], pkt, &s.txHdr)
 	if err != nil {
-		return fmt.Errorf("transport: protect RTCP: %w", err)
+		return fmt.Errorf("transport: encrypt RTCP: %w", err)
 	}
-	return s.sendRaw(p, s.txBuf[:n])
+	return s.sendRaw(p, out)
 }
 
 // sendRaw sends b as it is on p, at once.
@@ -500,13 +468,13 @@ func (s *Session) sendRaw(p *path, b []byte) error {
 	return nil
 }
 
-// srtpProfile is the SRTP profile DTLS-SRTP negotiated.
-func srtpProfile(p dtls.SRTPProtectionProfile) (srtp.Profile, error) {
+// srtpProfile maps the DTLS-SRTP profile negotiated to pion/srtp's.
+func srtpProfile(p dtls.SRTPProtectionProfile) (srtp.ProtectionProfile, error) {
 	switch p {
 	case dtls.SRTP_AEAD_AES_128_GCM:
-		return srtp.AEADAES128GCM, nil
+		return srtp.ProtectionProfileAeadAes128Gcm, nil
 	case dtls.SRTP_AES128_CM_HMAC_SHA1_80:
-		return srtp.AES128CMHMACSHA1_80, nil
+		return srtp.ProtectionProfileAes128CmHmacSha1_80, nil
 	}
 	return 0, fmt.Errorf("transport: SRTP profile %#x not offered", uint16(p))
 }

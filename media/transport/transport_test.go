@@ -17,13 +17,12 @@ import (
 	pionice "github.com/pion/ice/v4"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	pionsrtp "github.com/pion/srtp/v3"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v3"
 	"github.com/pion/transport/v5/packetio"
 
 	"github.com/sotto-voice/sotto/internal/wait"
 	"github.com/sotto-voice/sotto/media/ice"
-	"github.com/sotto-voice/sotto/media/srtp"
 )
 
 func listen(t *testing.T, cfg Config) *Transport {
@@ -45,7 +44,6 @@ func listen(t *testing.T, cfg Config) *Transport {
 // every RTP packet with a copy under SSRC 0x5070, through the Writer.
 type recorder struct {
 	s            atomic.Pointer[Session]
-	echo         srtp.Stream // the echo's stream as the relay sends it
 	mu           sync.Mutex
 	rtp          []rtp.Packet
 	rtcp         [][]byte
@@ -64,7 +62,7 @@ func (r *recorder) RTP(pkt []byte, h *rtp.Header, _ time.Time, w *Writer) {
 	buf := w.Buffer()
 	n := copy(buf, pkt)
 	buf[8], buf[9], buf[10], buf[11] = 0, 0, 0x50, 0x70
-	w.WriteRTP(r.s.Load(), &r.echo, n, h.MarshalSize())
+	w.WriteRTP(r.s.Load(), n)
 }
 
 func (r *recorder) RTCP(pkt []byte, _ time.Time, _ *Writer) {
@@ -98,7 +96,7 @@ type client struct {
 	agent  *pionice.Agent
 	conn   net.Conn
 	dtls   *dtls.Conn
-	tx, rx *pionsrtp.Context
+	tx, rx *srtp.Context
 	media  chan []byte // what is not DTLS, as the client's demultiplexer sorts it
 }
 
@@ -252,14 +250,14 @@ func connect(t *testing.T, tr *Transport, opts clientOptions) (*client, *Session
 		t.Fatalf("DTLS: %v", err)
 	}
 	state, _ := c.dtls.ConnectionState()
-	cfg := pionsrtp.Config{Profile: pionsrtp.ProtectionProfileAeadAes128Gcm}
+	cfg := srtp.Config{Profile: srtp.ProtectionProfileAeadAes128Gcm}
 	if err := cfg.ExtractSessionKeysFromDTLS(&state, !opts.relayIsClient); err != nil {
 		t.Fatal(err)
 	}
-	if c.tx, err = pionsrtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile); err != nil {
+	if c.tx, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile); err != nil {
 		t.Fatal(err)
 	}
-	if c.rx, err = pionsrtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, cfg.Profile); err != nil {
+	if c.rx, err = srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, cfg.Profile); err != nil {
 		t.Fatal(err)
 	}
 	return c, s, rec

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"net"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
 	"github.com/sotto-voice/sotto/media/ice"
-	"github.com/sotto-voice/sotto/media/srtp"
 	"github.com/sotto-voice/sotto/media/udp"
 )
 
@@ -22,8 +22,11 @@ type Writer struct {
 	msgs []udp.Message
 	n    int // slots used
 
-	rxRTP rtp.Header // the header of the packet being handled
-	check ice.Request
+	txRTP  rtp.Header // scratch for encryption
+	txRTCP rtcp.Header
+	rxRTP  rtp.Header // the header of the packet being handled
+	rxRTCP rtcp.Header
+	check  ice.Request
 }
 
 func (t *Transport) newWriter(size int) (*Writer, error) {
@@ -48,27 +51,26 @@ func (w *Writer) Buffer() []byte {
 	return w.bufs[w.n]
 }
 
-// WriteRTP protects the RTP packet built in the first n bytes of Buffer,
-// with a header of hdrLen bytes, for s, in place, and queues it. st is the
-// state of the packet's stream as s sends it, kept by the caller and used
-// under s's lock. It reports false if s cannot send yet (no path or no
-// keys) or the packet cannot be protected.
-func (w *Writer) WriteRTP(s *Session, st *srtp.Stream, n, hdrLen int) bool {
+// WriteRTP encrypts the RTP packet built in the first n bytes of Buffer
+// for s, in place, and queues it. It reports false if s cannot send yet
+// (no path or no keys) or the packet cannot be protected.
+func (w *Writer) WriteRTP(s *Session, n int) bool {
 	p := s.selected.Load()
 	if p == nil || !s.ready.Load() {
 		return false
 	}
-	buf := w.bufs[w.n]
+	buf := w.bufs[w.n][:n]
 	s.txMu.Lock()
-	err := errNotReady
+	var pkt []byte
+	err := errNoContext
 	if s.tx != nil {
-		n, err = s.tx.SealRTP(buf, n, hdrLen, st)
+		pkt, err = s.tx.EncryptRTP(buf, buf, &w.txRTP)
 	}
 	s.txMu.Unlock()
 	if err != nil {
 		return false
 	}
-	w.queue(p, buf[:n])
+	w.queue(p, pkt)
 	return true
 }
 
@@ -78,21 +80,20 @@ func (w *Writer) WriteRTCP(s *Session, n int) bool {
 	if p == nil || !s.ready.Load() {
 		return false
 	}
-	buf := w.bufs[w.n]
+	buf := w.bufs[w.n][:n]
 	s.txMu.Lock()
-	err := errNotReady
+	var pkt []byte
+	err := errNoContext
 	if s.tx != nil {
-		n, err = s.tx.SealRTCP(buf, n)
+		pkt, err = s.tx.EncryptRTCP(buf, buf, &w.txRTCP)
 	}
 	s.txMu.Unlock()
 	if err != nil {
 		return false
 	}
-	w.queue(p, buf[:n])
+	w.queue(p, pkt)
 	return true
 }
-
-var errNotReady = errors.New("transport: no keys")
 
 // queue sends pkt, which lies in the next slot, on p: with the batch over
 // UDP, or at once into a TCP connection's queue (the slot stays free).
