@@ -46,7 +46,7 @@ func (r *roster) add(p api.Participant) bool {
 	}
 	m.present = true
 	if m.p.Identity == "" {
-		m.p.Identity = p.Identity
+		m.p = p
 		close(m.known)
 	}
 	return true
