@@ -9,37 +9,28 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/loopback"
 )
 
-// joinAs joins room as identity with req (its SDP made here) and applies
-// the answer.
-func (s *testServer) joinAs(room, identity string, req api.JoinRequest, p *peer) api.JoinResponse {
+// joinAs joins room as identity with p, declaring e2ee, and applies the
+// answer.
+func (s *testServer) joinAs(room, identity, e2ee string, p *peer) api.JoinResponse {
 	s.t.Helper()
-	req.SDP = p.offer(s.t)
-	body, err := json.Marshal(req)
+	ctx, cancel := contextWithWait()
+	defer cancel()
+	jr, err := loopback.JoinDeclaring(ctx, p.pc, s.ts.URL, room, mintToken(s.t, room, identity), e2ee)
 	if err != nil {
-		s.t.Fatal(err)
-	}
-	status, b := s.do(http.MethodPost, "/v1/rooms/"+room+"/join", "Bearer "+mintToken(s.t, room, identity), body)
-	if status != http.StatusOK {
-		s.t.Fatalf("%s joins: %d %s", identity, status, b)
-	}
-	var jr api.JoinResponse
-	if err := json.Unmarshal(b, &jr); err != nil {
-		s.t.Fatal(err)
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
-		s.t.Fatal(err)
+		s.t.Fatalf("%s joins %s: %v", identity, room, err)
 	}
 	return jr
 }
 
 func TestE2EEDeclarationRelayed(t *testing.T) {
 	s := newTestServer(t, nil)
-	a := s.joinAs("r1", "alice", api.JoinRequest{E2EE: api.E2EESotto1}, newPeer(t, webrtc.MimeTypeOpus))
+	a := s.joinAs("r1", "alice", api.E2EESotto1, newPeer(t, webrtc.MimeTypeOpus))
 	ea := s.connect(a)
 	// Bob declares nothing: he is seen as such, in every roster message.
-	b := s.joinAs("r1", "bob", api.JoinRequest{}, newPeer(t, webrtc.MimeTypeOpus))
+	b := s.joinAs("r1", "bob", "", newPeer(t, webrtc.MimeTypeOpus))
 	wantA := api.Participant{ID: a.ParticipantID, Identity: "alice", E2EE: api.E2EESotto1}
 	wantB := api.Participant{ID: b.ParticipantID, Identity: "bob"}
 	var j api.Joined
@@ -84,7 +75,7 @@ func TestListenOnlyJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l := s.joinAs("r1", "lurker", api.JoinRequest{E2EE: api.E2EESotto1}, listener)
+	l := s.joinAs("r1", "lurker", api.E2EESotto1, listener)
 	if offer := listener.pc.LocalDescription().SDP; !strings.Contains(offer, "a=recvonly") || strings.Contains(offer, "a=sendrecv") {
 		t.Fatalf("the listener's offer is not recvonly:\n%s", offer)
 	}

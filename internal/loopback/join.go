@@ -38,13 +38,20 @@ func Offer(ctx context.Context, pc *webrtc.PeerConnection) (string, error) {
 }
 
 // Join joins room on the server at base (http://host:port) with token,
-// offering pc, and applies the server's answer to pc.
+// offering pc, and applies the server's answer to pc. It declares no
+// end-to-end encryption; see JoinDeclaring.
 func Join(ctx context.Context, pc *webrtc.PeerConnection, base, room, token string) (api.JoinResponse, error) {
+	return JoinDeclaring(ctx, pc, base, room, token, "")
+}
+
+// JoinDeclaring is Join declaring e2ee as the end-to-end encryption the
+// peer implements (api.JoinRequest.E2EE).
+func JoinDeclaring(ctx context.Context, pc *webrtc.PeerConnection, base, room, token, e2ee string) (api.JoinResponse, error) {
 	sdp, err := Offer(ctx, pc)
 	if err != nil {
 		return api.JoinResponse{}, err
 	}
-	body, err := json.Marshal(api.JoinRequest{SDP: sdp})
+	body, err := json.Marshal(api.JoinRequest{SDP: sdp, E2EE: e2ee})
 	if err != nil {
 		return api.JoinResponse{}, err
 	}
