@@ -11,12 +11,12 @@
 // A participant joins with an SDP offer holding one audio m-line that sends
 // (sendrecv or sendonly) and offers Opus. The answer receives on that m-line
 // (recvonly) and is returned only after ICE gathering completed, so it holds
-// every server candidate; clients need not trickle. A listen-only
-// participant offers Opus on recvonly m-lines only: the answer makes them
-// inactive, it receives everyone and the others get no track of it. Every other
+// every server candidate; clients need not trickle. Every other
 // participant's audio arrives on server-added sendonly transceivers through
 // server-initiated renegotiation (PeerHandler.Offer, answered with
-// Peer.SetAnswer).
+// Peer.SetAnswer). A listen-only participant offers Opus on recvonly
+// m-lines only: the answer makes them inactive, it receives everyone, and
+// the others get no track of it.
 //
 //   - On join, every other participant immediately gets an offer adding the
 //     newcomer's track, and the newcomer gets one offer with every existing
@@ -25,7 +25,10 @@
 //     inactive (its msid is gone and the remote track ends). The transceiver
 //     is reused for the next publisher once that offer is answered, so the
 //     SDP does not grow with churn. A reused m-line keeps its SSRC, and the
-//     relay keeps its sequence numbers and timestamps continuous.
+//     relay keeps its sequence numbers and timestamps continuous: stacks
+//     that bind a receiver to the SSRC of its first description (aiortc)
+//     drop a new one. Clients map each mid to its publisher by the msid of
+//     the latest offer.
 //   - One offer in flight per participant. Changes arriving meanwhile queue
 //     and go out together in a single offer after the answer.
 //
