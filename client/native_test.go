@@ -2,12 +2,10 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
@@ -86,7 +84,7 @@ func plainCaller(ctx context.Context, t *testing.T, srv *testserver.Server, room
 	}()
 	go func() {
 		defer func() { done <- struct{}{} }()
-		answerOffers(talkCtx, pc, ws)
+		raw.AnswerOffers(talkCtx, pc, ws)
 	}()
 	t.Cleanup(func() {
 		stop()
@@ -95,31 +93,6 @@ func plainCaller(ctx context.Context, t *testing.T, srv *testserver.Server, room
 		<-done
 	})
 	return jr
-}
-
-// answerOffers answers the server's offers on ws until it closes.
-func answerOffers(ctx context.Context, pc *webrtc.PeerConnection, ws *websocket.Conn) {
-	for {
-		_, b, err := ws.Read(ctx)
-		if err != nil {
-			return
-		}
-		var o api.SDP
-		if json.Unmarshal(b, &o) != nil || o.Type != api.TypeOffer {
-			continue
-		}
-		if pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: o.SDP}) != nil {
-			return
-		}
-		answer, err := pc.CreateAnswer(nil)
-		if err != nil || pc.SetLocalDescription(answer) != nil {
-			return
-		}
-		msg, _ := json.Marshal(api.SDP{Type: api.TypeAnswer, SDP: answer.SDP})
-		if ws.Write(ctx, websocket.MessageText, msg) != nil {
-			return
-		}
-	}
 }
 
 // A participant that does not encrypt is shown as such: its join says so,

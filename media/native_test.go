@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -64,36 +63,16 @@ func TestRelayStatesOpusFormat(t *testing.T) {
 	if strings.Contains(offer, "a=fmtp:") || strings.Contains(offer, "nack") {
 		t.Fatalf("bare offer has fmtp or NACK:\n%s", offer)
 	}
-	ctx := t.Context()
-	p, answer, err := r.Join(ctx, "alice", offer, alice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice.peer = p
-	if err := alice.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	close(alice.joined)
-	go alice.publish()
-	checkStated(t, "answer to a bare offer", answer, "109", false)
+	alice.join(r, offer)
+	checkStated(t, "answer to a bare offer", alice.pc.RemoteDescription().SDP, "109", false)
 
 	// A client that offers NACK and its own fmtp.
 	nacking := clientOptions{codec: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
 		SDPFmtpLine: "stereo=1", RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}},
 	}}
-	bob, offer := newClient(t, "bob", nacking)
-	p, answer, err = r.Join(ctx, "bob", offer, bob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob.peer = p
-	if err := bob.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	close(bob.joined)
-	go bob.publish()
-	checkStated(t, "answer to a NACK offer", answer, "109", true)
+	bob := joinClient(t, r, "bob", nacking)
+	checkStated(t, "answer to a NACK offer", bob.pc.RemoteDescription().SDP, "109", true)
 
 	// Each one's offers carry the other's track under the same rules, and
 	// the audio flows.
@@ -195,33 +174,36 @@ func TestListenOnlyReceivesEveryoneAndPublishesNothing(t *testing.T) {
 		}
 		c.mu.Unlock()
 	}
-	// Alice and Bob renegotiated for Dave alone: one offer each.
 	wait.For(t, "alice and bob to answer the offer adding dave", func() bool {
 		_, _, a := alice.snapshot("dave")
 		_, _, b := bob.snapshot("dave")
 		return a && b
 	})
-	for c, before := range offersBefore {
-		c.mu.Lock()
-		n := c.offers - before
-		c.mu.Unlock()
-		if n != 1 {
-			t.Errorf("%s got %d offers while carol and dave joined, want 1 (dave's)", c.id, n)
+	// Alice and Bob renegotiated for Dave alone.
+	offersSince := func(want int, when string) {
+		t.Helper()
+		for c, before := range offersBefore {
+			c.mu.Lock()
+			n := c.offers - before
+			c.mu.Unlock()
+			if n != want {
+				t.Errorf("%s got %d offers %s, want %d (for dave alone)", c.id, n, when, want)
+			}
 		}
 	}
+	offersSince(1, "while carol and dave joined")
 
-	// Leaving, the listener costs the others no renegotiation either.
+	// Leaving, the listener costs the others no renegotiation either: the
+	// next offer they get is the one for Dave's leaving.
 	carol.leave()
 	wait.For(t, "carol to be gone", func() bool { return e.Stats().Peers == 3 })
-	time.Sleep(200 * time.Millisecond)
-	for c, before := range offersBefore {
-		c.mu.Lock()
-		n := c.offers - before
-		c.mu.Unlock()
-		if n != 1 {
-			t.Errorf("%s got %d offers after carol left, want still 1", c.id, n)
-		}
-	}
+	dave.leave()
+	wait.For(t, "alice and bob to lose dave's track", func() bool {
+		_, a, _ := alice.snapshot("dave")
+		_, b, _ := bob.snapshot("dave")
+		return a && b
+	})
+	offersSince(2, "after carol and dave left")
 	if s := e.Stats(); s.Dropped["unknown_ssrc"] != 0 {
 		t.Errorf("drops %v: the listener sent media", s.Dropped)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
@@ -56,25 +55,7 @@ func joinPlain(t *testing.T, srv *callServer, room, token, e2ee string) string {
 	}
 	wg.Go(func() {
 		defer conn.CloseNow()
-		for {
-			_, b, err := conn.Read(ctx)
-			if err != nil {
-				return
-			}
-			var m api.SDP
-			if json.Unmarshal(b, &m) != nil || m.Type != api.TypeOffer {
-				continue
-			}
-			if pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}) != nil {
-				continue
-			}
-			ans, err := pc.CreateAnswer(nil)
-			if err != nil || pc.SetLocalDescription(ans) != nil {
-				continue
-			}
-			out, _ := json.Marshal(api.SDP{Type: api.TypeAnswer, SDP: ans.SDP})
-			_ = conn.Write(ctx, websocket.MessageText, out)
-		}
+		loopback.AnswerOffers(ctx, pc, conn)
 	})
 	// An Opus frame in the clear: a CELT 20 ms TOC and random bits, which a
 	// decoder would turn into loud noise.

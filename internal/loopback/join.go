@@ -93,6 +93,31 @@ func Events(ctx context.Context, base string, jr api.JoinResponse) (*websocket.C
 	return conn, nil
 }
 
+// AnswerOffers answers, with pc, every server offer that arrives on the
+// event stream conn until the stream or ctx ends, as any client must for
+// the relay's renegotiation to go on. Other messages are skipped.
+func AnswerOffers(ctx context.Context, pc *webrtc.PeerConnection, conn *websocket.Conn) {
+	for {
+		_, b, err := conn.Read(ctx)
+		if err != nil {
+			return
+		}
+		var m api.SDP
+		if json.Unmarshal(b, &m) != nil || m.Type != api.TypeOffer {
+			continue
+		}
+		if pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}) != nil {
+			continue
+		}
+		ans, err := pc.CreateAnswer(nil)
+		if err != nil || pc.SetLocalDescription(ans) != nil {
+			continue
+		}
+		out, _ := json.Marshal(api.SDP{Type: api.TypeAnswer, SDP: ans.SDP})
+		_ = conn.Write(ctx, websocket.MessageText, out)
+	}
+}
+
 // Talk writes frame on track every 20 ms, as a microphone would, until ctx
 // ends.
 func Talk(ctx context.Context, track *webrtc.TrackLocalStaticSample, frame []byte) {

@@ -51,6 +51,16 @@ func requireAiortc(t *testing.T) {
 	t.Logf("aiortc %s", strings.TrimSpace(string(out)))
 }
 
+// start skips or fails the test without aiortc, and starts the server of a
+// test bounded by testTimeout.
+func start(t *testing.T) (context.Context, *server) {
+	t.Helper()
+	requireAiortc(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx, serve(t, ctx)
+}
+
 // server is a running "sotto serve".
 type server struct {
 	url    string
@@ -349,6 +359,16 @@ func startPy(t *testing.T, s *server, room, name string, args ...string) *pyClie
 	return p
 }
 
+// joined waits for the client's join and fails the test if it was refused.
+func (p *pyClient) joined(ctx context.Context) report {
+	p.t.Helper()
+	j := p.expect(ctx, "the join", func(r report) bool { return r.Event == "joined" || r.Event == "join_failed" })
+	if j.Event != "joined" {
+		p.t.Fatalf("%s: join refused: %d %s", p.name, j.Status, j.Body)
+	}
+	return j
+}
+
 func (p *pyClient) command(v any) {
 	p.t.Helper()
 	b, _ := json.Marshal(v)
@@ -553,10 +573,7 @@ func framesAfter(r received, skip uint64) received {
 // TestAiortcClient runs a Sotto call with an aiortc participant among Go
 // SDK callers, through a real "sotto serve".
 func TestAiortcClient(t *testing.T) {
-	requireAiortc(t)
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	s := serve(t, ctx)
+	ctx, s := start(t)
 	const room = "interop"
 
 	alice := joinGo(t, ctx, s, room, "alice", false)
@@ -564,10 +581,7 @@ func TestAiortcClient(t *testing.T) {
 
 	// The join: the answer states the relay's parameters under aiortc's
 	// payload type for Opus, and nothing needs TURN.
-	j := py.expect(ctx, "the join", func(r report) bool { return r.Event == "joined" || r.Event == "join_failed" })
-	if j.Event != "joined" {
-		t.Fatalf("join refused: %d %s", j.Status, j.Body)
-	}
+	j := py.joined(ctx)
 	jr := j.Response
 	_, offered := mlines(t, j.Offer)
 	pt := ""
@@ -735,19 +749,13 @@ func TestAiortcClient(t *testing.T) {
 // TestAiortcListenOnly: a listen-only participant, on aiortc and with the
 // Go SDK option, receives everyone and publishes nothing.
 func TestAiortcListenOnly(t *testing.T) {
-	requireAiortc(t)
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	s := serve(t, ctx)
+	ctx, s := start(t)
 	const room = "listen"
 
 	alice := joinGo(t, ctx, s, room, "alice", false)
 	goListener := joinGo(t, ctx, s, room, "golistener", true)
 	py := startPy(t, s, room, "pylistener", "--listen-only")
-	j := py.expect(ctx, "the join", func(r report) bool { return r.Event == "joined" || r.Event == "join_failed" })
-	if j.Event != "joined" {
-		t.Fatalf("listen-only join refused: %d %s", j.Status, j.Body)
-	}
+	j := py.joined(ctx)
 	if _, ls := mlines(t, j.Offer); len(ls) != 1 || ls[0].direction != "recvonly" {
 		t.Fatalf("aiortc's listen-only offer %+v, want one recvonly m-line", ls)
 	}
