@@ -56,9 +56,39 @@ func requireAiortc(t *testing.T) {
 func start(t *testing.T) (context.Context, *server) {
 	t.Helper()
 	requireAiortc(t)
+	bin, err := sottoBin()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
-	return ctx, serve(t, ctx)
+	return ctx, serve(t, ctx, bin)
+}
+
+// sottoBin builds the binary once per test run, outside the time the tests
+// are bounded by: a cold build on a busy machine takes a while.
+var sottoBin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "sotto-interop")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "sotto")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/sotto").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// binDir holds the binary once sottoBin has run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // server is a running "sotto serve".
@@ -69,16 +99,11 @@ type server struct {
 
 var servingLine = regexp.MustCompile(`(?m)^time=\S+ level=INFO msg=serving url=(http://127\.0\.0\.1:\d+) `)
 
-// serve builds the sotto binary and runs "sotto serve" on loopback with
-// ephemeral ports and a fresh secret until the test ends. TURN is off:
-// this test is about the SDP API, and TURN has its own interoperability
-// test against coturn.
-func serve(t *testing.T, ctx context.Context) *server {
+// serve runs bin, "sotto serve", on loopback with ephemeral ports and a
+// fresh secret until the test ends. TURN is off: this test is about the
+// SDP API, and TURN has its own interoperability test against coturn.
+func serve(t *testing.T, ctx context.Context, bin string) *server {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sotto")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/sotto").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	logPath := filepath.Join(t.TempDir(), "serve.log")
