@@ -23,8 +23,9 @@ var ErrCandidate = errors.New("candidate does not apply to this session")
 // are those of RTCPeerConnection.addIceCandidate: sdpMid, when present,
 // names an m-line of the session; without it sdpMLineIndex does; one of
 // them is required; usernameFragment, and the candidate line's own "ufrag"
-// extension, when present, are the session's current fragment. An end-of-candidates marker without any of these fields
-// applies to every m-line.
+// extension, when present, are the session's current fragment. An
+// end-of-candidates marker without any of these fields applies to every
+// m-line.
 func checkCandidate(remote string, c api.ICECandidate) error {
 	if c.Candidate == "" && c.SDPMid == nil && c.SDPMLineIndex == nil && c.UsernameFragment == nil {
 		return nil
