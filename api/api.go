@@ -85,16 +85,35 @@ type ICEServer struct {
 }
 
 // Participant names one participant of a room. ID is assigned by the server
-// per join; Identity is the authenticated identity from the token.
+// per join; Identity is the authenticated identity from the token; E2EE is
+// the end-to-end encryption the participant declared when it joined
+// (JoinRequest.E2EE), empty if none.
 type Participant struct {
 	ID       string `json:"id"`
 	Identity string `json:"identity"`
+	E2EE     string `json:"e2ee,omitempty"`
 }
+
+// E2EESotto1 declares the end-to-end encryption of docs/PROTOCOL.md,
+// version 1, which the Go SDK and the browser client implement. Audio of a
+// participant that does not declare it cannot be heard by those that do:
+// they drop every frame that is not SFrame under a key they were given.
+const E2EESotto1 = "sotto-1"
+
+// Encrypted reports whether p declared E2EESotto1: its audio is end-to-end
+// encrypted in a way Sotto's clients can open. The server relays the
+// declaration without checking it; the frames tell.
+func (p Participant) Encrypted() bool { return p.E2EE == E2EESotto1 }
 
 // JoinRequest is the body of POST /v1/rooms/{room}/join. The token travels in
 // the Authorization header ("Bearer <token>").
 type JoinRequest struct {
 	SDP string `json:"sdp"` // the client's SDP offer
+	// E2EE declares the end-to-end encryption the client implements, such
+	// as E2EESotto1; empty declares none. The server relays it to the
+	// others in Participant.E2EE without interpreting it: 1 to 32 of
+	// a-z 0-9 . _ -.
+	E2EE string `json:"e2ee,omitempty"`
 }
 
 // JoinResponse answers a successful join.

@@ -50,6 +50,9 @@ var (
 	// ErrReconnecting is returned by methods that need the server while
 	// the call rejoins (between Reconnecting and Reconnected).
 	ErrReconnecting = errors.New("client: call is reconnecting")
+	// ErrListenOnly is returned by WriteFrame on a call joined with
+	// Options.ListenOnly.
+	ErrListenOnly = errors.New("client: listen-only call: nothing is published")
 )
 
 // ClosedError is Call.Err when the server ended the call. Reason is one of
@@ -70,6 +73,11 @@ type Options struct {
 	// ICEServers are STUN or TURN servers to use in addition to those the
 	// server offers.
 	ICEServers []api.ICEServer
+
+	// ListenOnly joins without publishing: the call receives everyone's
+	// audio and sends none (WriteFrame fails with ErrListenOnly), and the
+	// others get no track of it. Recorders and monitors use it.
+	ListenOnly bool
 
 	// RelayOnly restricts media to TURN relays: no host or server-reflexive
 	// path is tried. Use it behind firewalls that block direct UDP, or to
@@ -187,10 +195,11 @@ type Stats struct {
 	// Dropped counts received frames that were not delivered because they
 	// could not be decrypted, by reason: the Drop* constants, every one
 	// present. DropAwaitingKey (the publisher's key is still on its way),
-	// DropBeforeKey (audio from before this caller joined) and
+	// DropBeforeKey (audio from before this caller joined),
 	// DropIdentityUnverified (the application has not accepted the
-	// publisher's changed identity) are expected states, not decryption
-	// failures; DecryptFailures leaves them out.
+	// publisher's changed identity) and DropNotEncrypted (the publisher
+	// does not encrypt) are expected states, not decryption failures;
+	// DecryptFailures leaves them out.
 	Dropped map[string]uint64
 	// Rekeys counts changes of this caller's own sending key: one ratchet
 	// step for every participant who joined after it and one fresh chain
@@ -248,12 +257,12 @@ func (s Stats) add(o Stats) Stats {
 // DecryptFailures is the number of received frames dropped as malformed,
 // forged, tampered, replayed, sent under an expired key or re-sent by the
 // wrong participant: every Dropped reason except DropAwaitingKey,
-// DropBeforeKey and DropIdentityUnverified.
+// DropBeforeKey, DropIdentityUnverified and DropNotEncrypted.
 func (s Stats) DecryptFailures() uint64 {
 	var n uint64
 	for reason, v := range s.Dropped {
 		switch reason {
-		case DropAwaitingKey, DropBeforeKey, DropIdentityUnverified:
+		case DropAwaitingKey, DropBeforeKey, DropIdentityUnverified, DropNotEncrypted:
 		default:
 			n += v
 		}
@@ -434,6 +443,9 @@ func (c *Call) WriteFrameLevel(frame []byte, duration time.Duration, level Audio
 }
 
 func (c *Call) writeFrame(frame []byte, duration time.Duration, level AudioLevel, hasLevel bool) error {
+	if c.opts.ListenOnly {
+		return ErrListenOnly
+	}
 	if len(frame) == 0 || len(frame) > MaxFrameSize {
 		return fmt.Errorf("client: frame of %d bytes, want 1 to %d", len(frame), MaxFrameSize)
 	}

@@ -36,6 +36,13 @@
 //		decoder(f.From.ID).Decode(f.Data) // f.From.Identity says who spoke
 //	}
 //
+// A call joined with Options.ListenOnly publishes nothing and hears
+// everyone. Every call declares its encryption when it joins
+// (api.E2EESotto1); a participant that declares none, a client on another
+// stack without docs/PROTOCOL.md, cannot be heard: api.Participant.Encrypted
+// is false for it, a PeerNotEncrypted event says so, and its frames are
+// dropped and counted (DropNotEncrypted).
+//
 // Call.Events reports who joins, leaves and speaks; Call.SendEnvelope and
 // Call.Envelopes carry opaque messages between participants through the
 // server. The channels are buffered and never block the connection: when

@@ -294,6 +294,9 @@ func (e *e2eeState) reachable() []*remote {
 // newcomer our chain advances so that it cannot open what we sent before,
 // and its session comes to us.
 func (e *e2eeState) addRemote(ctx context.Context, p api.Participant) {
+	if !p.Encrypted() {
+		return // it has no prekeys to start a session with, nor use for our keys
+	}
 	e.mu.Lock()
 	if e.remotes[p.ID] != nil {
 		e.mu.Unlock()

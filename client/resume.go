@@ -276,6 +276,9 @@ func (s *session) joined(p api.Participant, returning bool) {
 	if !returning {
 		s.call.event(ParticipantJoined{Participant: p})
 	}
+	if !p.Encrypted() {
+		s.call.event(PeerNotEncrypted{Participant: p})
+	}
 	s.e2e.participantJoined(p)
 }
 

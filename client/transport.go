@@ -112,8 +112,8 @@ type conn struct {
 	session   string
 	eventsURL string
 	pc        *webrtc.PeerConnection
-	sock      net.PacketConn // from Options.ListenMedia, or nil
-	track     *webrtc.TrackLocalStaticRTP
+	sock      net.PacketConn              // from Options.ListenMedia, or nil
+	track     *webrtc.TrackLocalStaticRTP // nil for a listen-only call
 
 	ctx    context.Context // canceled on shutdown
 	cancel context.CancelFunc
@@ -231,15 +231,10 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	// Random initial sequence number and timestamp, as RFC 3550 asks.
 	c.pkt.SequenceNumber = uint16(rand.Uint32())
 	c.pkt.Timestamp = rand.Uint32()
-	c.track, err = webrtc.NewTrackLocalStaticRTP(opusCodec, "audio", "sotto")
+	sender, err := c.addAudio(opts.ListenOnly)
 	if err != nil {
-		return nil, fmt.Errorf("create audio track: %w", err)
+		return nil, err
 	}
-	tr, err := pc.AddTransceiverFromTrack(c.track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		return nil, fmt.Errorf("add audio transceiver: %w", err)
-	}
-	c.goRun(func() { drainRTCP(tr.Sender()) })
 	pc.OnTrack(c.onTrack)
 	pc.OnConnectionStateChange(c.onConnectionState)
 	pc.OnICEConnectionStateChange(c.onICEState)
@@ -263,7 +258,8 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 
 	var jr api.JoinResponse
 	path := api.Version + "/rooms/" + url.PathEscape(claims.Room) + "/join"
-	if err := a.do(ctx, http.MethodPost, path, "Bearer "+tok, api.JoinRequest{SDP: pc.LocalDescription().SDP}, &jr); err != nil {
+	join := api.JoinRequest{SDP: pc.LocalDescription().SDP, E2EE: api.E2EESotto1}
+	if err := a.do(ctx, http.MethodPost, path, "Bearer "+tok, join, &jr); err != nil {
 		return nil, err
 	}
 	c.self = api.Participant{ID: jr.ParticipantID, Identity: jr.Identity}
@@ -287,7 +283,9 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
 		return nil, fmt.Errorf("apply answer: %w", err)
 	}
-	c.levelID = audioLevelID(tr.Sender())
+	if sender != nil {
+		c.levelID = audioLevelID(sender)
+	}
 	present := make([]api.Participant, 0, len(jr.Participants))
 	var news []api.Participant
 	var back []bool
@@ -336,6 +334,31 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	case <-ctx.Done():
 		return nil, fmt.Errorf("connect media: %w", ctx.Err())
 	}
+}
+
+// addAudio adds the call's audio m-line: a sendonly one with the track
+// frames are written to and returns its sender or, listen-only, a recvonly
+// one without a track (and a nil sender), which the relay takes for a
+// participant that publishes nothing.
+func (c *conn) addAudio(listenOnly bool) (*webrtc.RTPSender, error) {
+	if listenOnly {
+		_, err := c.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		if err != nil {
+			return nil, fmt.Errorf("add audio transceiver: %w", err)
+		}
+		return nil, nil
+	}
+	track, err := webrtc.NewTrackLocalStaticRTP(opusCodec, "audio", "sotto")
+	if err != nil {
+		return nil, fmt.Errorf("create audio track: %w", err)
+	}
+	tr, err := c.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, fmt.Errorf("add audio transceiver: %w", err)
+	}
+	c.track = track
+	c.goRun(func() { drainRTCP(tr.Sender()) })
+	return tr.Sender(), nil
 }
 
 var opusCodec = webrtc.RTPCodecCapability{

@@ -14,7 +14,9 @@
 // every server candidate; clients need not trickle. Every other
 // participant's audio arrives on server-added sendonly transceivers through
 // server-initiated renegotiation (PeerHandler.Offer, answered with
-// Peer.SetAnswer).
+// Peer.SetAnswer). A listen-only participant offers Opus on recvonly
+// m-lines only: the answer makes them inactive, it receives everyone, and
+// the others get no track of it.
 //
 //   - On join, every other participant immediately gets an offer adding the
 //     newcomer's track, and the newcomer gets one offer with every existing
@@ -23,7 +25,10 @@
 //     inactive (its msid is gone and the remote track ends). The transceiver
 //     is reused for the next publisher once that offer is answered, so the
 //     SDP does not grow with churn. A reused m-line keeps its SSRC, and the
-//     relay keeps its sequence numbers and timestamps continuous.
+//     relay keeps its sequence numbers and timestamps continuous: stacks
+//     that bind a receiver to the SSRC of its first description (aiortc)
+//     drop a new one. Clients map each mid to its publisher by the msid of
+//     the latest offer.
 //   - One offer in flight per participant. Changes arriving meanwhile queue
 //     and go out together in a single offer after the answer.
 //
@@ -35,9 +40,12 @@
 //
 // # Media
 //
-// Only Opus (48 kHz, 2 channels, "minptime=10;useinbandfec=1") is
-// negotiated, with NACK feedback and the RFC 6464 audio-level extension; no
-// RED, no other codec. An offer without Opus audio fails with
+// Only Opus (48 kHz, 2 channels) is negotiated, with the RFC 6464
+// audio-level extension and NACK feedback when the client offers it; no
+// RED, no other codec. The payload type is the one the client's offer gave
+// Opus. The answer and every offer state the fmtp line
+// "minptime=10;useinbandfec=1" for it, whatever the client offered
+// (forClient: pion, which echoes the client's, keeps its own copy). An offer without Opus audio fails with
 // ErrUnsupportedCodec; an unparsable offer, or one without a sending audio
 // m-line, with ErrInvalidSDP; a join this host cannot take now (out of file
 // descriptors or memory) with ErrUnavailable.
@@ -70,5 +78,8 @@
 //
 // All media share one UDP port (pion's UDP mux) and one ICE-TCP port. The
 // relay is an ICE-lite agent with host candidates only (or Config.PublicIPs
-// in their place behind a 1:1 NAT); the client does the connectivity checks.
+// in their place behind a 1:1 NAT); the client does the connectivity checks,
+// so the relay learns the client's address from them and needs none of its
+// candidates. A trickled candidate that names no m-line of the session, or
+// another username fragment, fails with ErrCandidate.
 package media

@@ -233,7 +233,7 @@ var opusCapability = webrtc.RTPCodecCapability{
 	MimeType:     webrtc.MimeTypeOpus,
 	ClockRate:    48000,
 	Channels:     2,
-	SDPFmtpLine:  "minptime=10;useinbandfec=1",
+	SDPFmtpLine:  opusFormat,
 	RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}},
 }
 

@@ -127,7 +127,11 @@ func TestCheckOffer(t *testing.T) {
 			"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:b\r\na=rtpmap:111 OPUS/48000/2\r\na=sendonly\r\n", nil, "b"},
 		{"pcmu", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=rtpmap:0 PCMU/8000\r\n", ErrUnsupportedCodec, ""},
 		{"no rtpmap", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n", ErrUnsupportedCodec, ""},
-		{"recvonly", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=recvonly\r\n", ErrInvalidSDP, ""},
+		{"listen-only", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=recvonly\r\n", nil, ""},
+		{"listen-only pcmu", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=rtpmap:0 PCMU/8000\r\na=recvonly\r\n", ErrUnsupportedCodec, ""},
+		{"sends pcmu, receives opus", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:a\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\n" +
+			"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:b\r\na=rtpmap:111 opus/48000/2\r\na=recvonly\r\n", ErrUnsupportedCodec, ""},
+		{"inactive", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=inactive\r\n", ErrInvalidSDP, ""},
 		{"rejected", head + "m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n", ErrInvalidSDP, ""},
 		{"no mid", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n", ErrInvalidSDP, ""},
 		{"video", head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\n", ErrInvalidSDP, ""},

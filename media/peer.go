@@ -57,7 +57,7 @@ type Peer struct {
 	pc       *webrtc.PeerConnection
 	log      *slog.Logger
 	pub      *publisher
-	pubMid   string // mid of the m-line carrying the participant's audio
+	pubMid   string // mid of the m-line carrying the participant's audio; "" = listen-only
 	rtcpSSRC uint32 // sender SSRC of our receiver reports and NACKs
 	events   *eventQueue
 	// rtt is the smoothed round-trip time to the client in nanoseconds,
@@ -169,7 +169,7 @@ func (p *Peer) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) 
 		}
 	}
 	p.mu.Lock()
-	take := !p.closed && !p.trackTaken && mid == p.pubMid && track.Kind() == webrtc.RTPCodecTypeAudio
+	take := !p.closed && !p.trackTaken && p.pubMid != "" && mid == p.pubMid && track.Kind() == webrtc.RTPCodecTypeAudio
 	if take {
 		p.trackTaken = true
 	}
@@ -235,6 +235,10 @@ func (p *Peer) negotiate() {
 	if err == nil {
 		err = p.pc.SetLocalDescription(offer)
 	}
+	var desc string
+	if err == nil {
+		desc, err = forClient(p.pc.LocalDescription().SDP)
+	}
 	switch {
 	case errors.Is(err, webrtc.ErrConnectionClosed):
 		// Closed under us (the client went away): the state callback
@@ -247,9 +251,8 @@ func (p *Peer) negotiate() {
 		p.e.goTracked(func() { _ = p.closeWith("renegotiation failed") })
 		return
 	}
-	sdp := p.pc.LocalDescription().SDP
 	p.offerInFlight = true
-	p.events.push(func(h PeerHandler) { h.Offer(sdp) })
+	p.events.push(func(h PeerHandler) { h.Offer(desc) })
 }
 
 // applyOps turns the queued changes into transceiver changes. The last
@@ -419,12 +422,19 @@ func (p *Peer) answerClientOffer(ctx context.Context, offer string) (string, err
 	case <-ctx.Done():
 		return "", fmt.Errorf("gather candidates: %w", ctx.Err())
 	}
-	return p.pc.LocalDescription().SDP, nil
+	return forClient(p.pc.LocalDescription().SDP)
 }
 
-// AddCandidate adds a remote trickled candidate. An empty candidate marks
-// the end of candidates, which an ICE-lite server has no use for.
+// AddCandidate adds a remote trickled candidate. One that does not fit
+// the session fails with ErrCandidate (see checkCandidate). An empty
+// candidate marks the end of candidates, which an ICE-lite server has no
+// use for.
 func (p *Peer) AddCandidate(c api.ICECandidate) error {
+	if remote := p.pc.RemoteDescription(); remote != nil {
+		if err := checkCandidate(remote.SDP, c); err != nil {
+			return fmt.Errorf("peer %q: %w", p.id, err)
+		}
+	}
 	if c.Candidate == "" {
 		return nil
 	}

@@ -91,7 +91,9 @@ func (r *Room) appendPeers(peers []*Peer) []*Peer {
 
 // Join admits a participant with its SDP offer and returns the answer. The
 // offer must carry an audio m-line that sends (sendrecv or sendonly) with
-// Opus; the answer receives on it (recvonly). Errors wrap ErrInvalidSDP or
+// Opus; the answer receives on it (recvonly). An offer whose Opus m-lines
+// only receive (recvonly) joins a listen-only participant: it receives
+// everyone and the others get no track of it. Errors wrap ErrInvalidSDP or
 // ErrUnsupportedCodec for bad offers. The answer is made after ICE
 // gathering completed, so it carries every server candidate. Once joined,
 // the participant gets the other participants' audio through h.Offer, and
@@ -124,6 +126,9 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 	p.wire()
 
 	answer, err := answerOffer(ctx, pc, offerSDP)
+	if err == nil {
+		answer, err = forClient(answer)
+	}
 	if err != nil {
 		p.mu.Lock()
 		p.closed = true
@@ -150,9 +155,14 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 	p.mu.Lock()
 	p.answered = true
 	p.mu.Unlock()
+	// A listen-only participant (no publication) is nobody's subscription.
 	for _, q := range others {
-		p.queue(q.pub, true)
-		q.queue(p.pub, true)
+		if q.pubMid != "" {
+			p.queue(q.pub, true)
+		}
+		if pub.mid != "" {
+			q.queue(p.pub, true)
+		}
 	}
 	r.mu.Unlock()
 

@@ -15,6 +15,7 @@ type participant struct {
 	room     *room
 	id       string
 	identity string
+	e2ee     string // declared end-to-end encryption, relayed as is
 	session  string
 	out      *outbox
 	sent     envelopeLimit
@@ -34,7 +35,7 @@ type participant struct {
 }
 
 func (p *participant) info() api.Participant {
-	return api.Participant{ID: p.id, Identity: p.identity}
+	return api.Participant{ID: p.id, Identity: p.identity, E2EE: p.e2ee}
 }
 
 // sendLocked queues a control message for p. A participant whose queue is

@@ -50,8 +50,8 @@ func (s *Server) onSpeaking(rm *room, participantID string, speaking bool) {
 
 // reserve admits identity to roomName as a participant that is counted
 // against the limits but not yet visible to others: media has still to
-// answer its offer.
-func (s *Server) reserve(roomName, identity string) (*participant, *api.Error) {
+// answer its offer. e2ee is the encryption it declared.
+func (s *Server) reserve(roomName, identity, e2ee string) (*participant, *api.Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -82,6 +82,7 @@ func (s *Server) reserve(roomName, identity string) (*participant, *api.Error) {
 		room:     rm,
 		id:       "p_" + randomID(),
 		identity: identity,
+		e2ee:     e2ee,
 		session:  randomSecret(),
 		out:      newOutbox(s.cfg.QueueLength),
 		sent:     newEnvelopeLimit(&s.cfg),

@@ -54,12 +54,17 @@ async function request(method, path, { token, session, body } = {}) {
   return data;
 }
 
+/** The end-to-end encryption this page implements (docs/PROTOCOL.md),
+ *  declared at join; a participant that declares another cannot be heard. */
+export const E2EE = 'sotto-1';
+
 export const api = {
   createCall: (name) => request('POST', '/v1/calls', { body: { name } }),
   inspectInvite: (invite) => request('POST', '/v1/invites/inspect', { body: { invite } }),
   redeemInvite: (invite, name) => request('POST', '/v1/invites/redeem', { body: { invite, name } }),
   iceServers: (token) => request('GET', '/v1/ice-servers', { token }),
-  join: (room, token, sdp) => request('POST', `/v1/rooms/${encodeURIComponent(room)}/join`, { token, body: { sdp } }),
+  join: (room, token, sdp) =>
+    request('POST', `/v1/rooms/${encodeURIComponent(room)}/join`, { token, body: { sdp, e2ee: E2EE } }),
   leave: (room, id, session) =>
     request('DELETE', `/v1/rooms/${encodeURIComponent(room)}/participants/${encodeURIComponent(id)}`, { session }),
   endCall: (room, token) => request('POST', `/v1/rooms/${encodeURIComponent(room)}/end`, { token }),

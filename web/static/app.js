@@ -2,7 +2,7 @@
 // call with end-to-end encryption (e2ee/call.js) over the relay
 // (session.js). No framework; the DOM is in index.html.
 
-import { api, describeError, ApiError } from './api.js';
+import { api, describeError, ApiError, E2EE } from './api.js';
 import { Contacts, displayName, identityTag } from './contacts.js';
 import { CallSession } from './session.js';
 import { CallCrypto } from './e2ee/call.js';
@@ -72,6 +72,7 @@ class Person {
     this.self = self;
     this.speaking = false;
     this.encrypted = false;
+    this.plain = false; // declared no encryption we speak: cannot be heard
     this.safetyNumber = '';
     this.fingerprint = '';
     this.verified = false;
@@ -281,8 +282,10 @@ async function joinCall() {
 
   let started = false;
   session.addEventListener('welcome', (e) => {
-    const others = e.detail.participants.filter((p) => p.id !== app.selfId);
-    for (const p of others) addPerson(p);
+    const all = e.detail.participants.filter((p) => p.id !== app.selfId);
+    for (const p of all) addPerson(p);
+    // Keys are exchanged with those who encrypt; the others are shown as such.
+    const others = all.filter((p) => p.e2ee === E2EE);
     if (!started) {
       started = true;
       cc.start(others).catch((err) => console.error('e2ee start:', err));
@@ -295,7 +298,7 @@ async function joinCall() {
   });
   session.addEventListener('joined', (e) => {
     addPerson(e.detail.participant);
-    cc.onJoined(e.detail.participant);
+    if (e.detail.participant.e2ee === E2EE) cc.onJoined(e.detail.participant);
   });
   session.addEventListener('left', (e) => {
     cc.onLeft(e.detail.participant);
@@ -347,6 +350,7 @@ function setStatus(text) {
 function addPerson(p) {
   if (p.id === app.selfId || app.participants.has(p.id)) return;
   const person = new Person(p.id, p.identity, false);
+  person.plain = p.e2ee !== E2EE;
   app.participants.set(p.id, person);
   render(person);
 }
@@ -433,7 +437,7 @@ function onCryptoEvent(ev) {
 function checkKeys() {
   const by = (app.decrypt && app.decrypt.byParticipant) || {};
   for (const p of app.participants.values()) {
-    if (p.self) continue;
+    if (p.self || p.plain) continue;
     let failing = '';
     const s = by[p.id];
     const failures = s ? FAILURE_REASONS.reduce((n, r) => n + (s[r] || 0), 0) : 0;
@@ -484,6 +488,9 @@ function render(p) {
   if (p.self) {
     badge.className = 'badge p-enc encrypted';
     badge.textContent = 'Your audio is end-to-end encrypted';
+  } else if (p.plain) {
+    badge.className = 'badge p-enc failing';
+    badge.textContent = 'Not encrypted — cannot be heard';
   } else if (p.changed && p.changed.accept) {
     badge.className = 'badge p-enc failing';
     badge.textContent = 'Identity changed — blocked';
