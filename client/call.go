@@ -373,6 +373,7 @@ func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, err
 	}
 	s, err := c.join(ctx)
 	if err != nil {
+		c.store.Destroy()
 		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
 	}
 	c.self = s.conn.me

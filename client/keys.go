@@ -184,10 +184,11 @@ func apiKEMPrekey(k e2ee.KEMPrekey) api.KEMPrekey {
 	return api.KEMPrekey{ID: k.ID, Key: k.Key, Signature: k.Signature}
 }
 
-// close zeroes every key once the call has ended and nothing uses them.
+// close zeroes the session's keys once it has ended and nothing uses them.
+// The prekey store is the call's: it outlives the session, so that a peer
+// that fetched its bundle before a rejoin can still start a session.
 func (e *e2eeState) close() {
 	e.sender.Close()
-	e.store.Destroy()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for id := range e.remotes {

@@ -126,6 +126,7 @@ func (c *Call) run(s *session) {
 // finish ends the call with err and closes its channels.
 func (c *Call) finish(err error) {
 	c.cancel()
+	c.store.Destroy()
 	c.err = err
 	c.event(Closed{Err: err})
 	close(c.frames)
