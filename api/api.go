@@ -56,6 +56,12 @@ const (
 // calls in progress are not affected.
 const CodeStoreUnavailable ErrorCode = "store_unavailable"
 
+// CodeWrongNode (409) answers a join, or an end, sent to a node of a
+// cluster that does not run the room: Error.NodeURL is the base URL of the
+// node that does. Send the same request there (and use that base URL for
+// the event stream and leave); the token is valid on every node.
+const CodeWrongNode ErrorCode = "wrong_node"
+
 // CodeMethodNotAllowed answers a known route called with the wrong HTTP
 // method (status 405).
 const CodeMethodNotAllowed ErrorCode = "method_not_allowed"
@@ -66,6 +72,9 @@ const CodeMethodNotAllowed ErrorCode = "method_not_allowed"
 type Error struct {
 	Code    ErrorCode `json:"code"`
 	Message string    `json:"message"`
+	// NodeURL comes with CodeWrongNode: the base URL of the node that
+	// runs the room, such as "https://node2.sotto.example".
+	NodeURL string `json:"node_url,omitempty"`
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
@@ -186,6 +195,10 @@ const (
 	ReasonShutdown       = "server_shutdown" // the server is stopping
 	ReasonRoomEnded      = "room_ended"      // the room was ended for everyone
 	ReasonReplaced       = "replaced"        // the same identity joined again
+	// ReasonMoved: another node of the cluster now runs the room (this
+	// one lost its lease); rejoin, through any node, as after
+	// ReasonShutdown.
+	ReasonMoved = "room_moved"
 )
 
 // Left announces a participant that is gone.
@@ -334,4 +347,23 @@ type RedeemInviteResponse struct {
 	Identity string `json:"identity"`
 	Token    string `json:"token"`
 	Inviter  string `json:"inviter"`
+	// NodeURL, in a cluster, is the base URL of the node that runs the
+	// room when it is not the node that answered: join there directly.
+	NodeURL string `json:"node_url,omitempty"`
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	// Status is "ok", or "degraded" while the state store does not
+	// answer: calls in progress go on, what needs the store fails with
+	// store_unavailable.
+	Status string `json:"status"`
+	// Store is the kind of state store: "memory", "file" or "redis".
+	Store string `json:"store"`
+	// StoreStatus is "ok" or "unavailable".
+	StoreStatus string `json:"store_status"`
+	// Node is this node's id and Nodes the live nodes it sees, itself
+	// included; both only in cluster mode.
+	Node  string `json:"node,omitempty"`
+	Nodes int    `json:"nodes,omitempty"`
 }
