@@ -522,6 +522,13 @@ func (c *Cluster) isDraining() bool {
 	return c.draining
 }
 
+// Alive counts the live nodes as last read, this one included.
+func (c *Cluster) Alive() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.view)
+}
+
 // Origins lists the base URLs of the live nodes, this one included: pages
 // served by any of them may call this node's API.
 func (c *Cluster) Origins() []string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -33,6 +34,13 @@ type testServer struct {
 // newTestServer runs a Server with a real media engine on loopback.
 func newTestServer(t *testing.T, configure func(*Config)) *testServer {
 	t.Helper()
+	return newTestServerOn(t, nil, configure)
+}
+
+// newTestServerOn is newTestServer serving on ln, if not nil: a server
+// that must know its URL before it starts (a cluster node).
+func newTestServerOn(t *testing.T, ln net.Listener, configure func(*Config)) *testServer {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -49,7 +57,12 @@ func newTestServer(t *testing.T, configure func(*Config)) *testServer {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewUnstartedServer(srv)
+	if ln != nil {
+		ts.Listener.Close()
+		ts.Listener = ln
+	}
+	ts.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 		defer cancel()

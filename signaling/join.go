@@ -24,6 +24,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.refuseJoin(w, apiErr)
 		return
 	}
+	if s.place(w, r, roomName) {
+		return
+	}
 	var req api.JoinRequest
 	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &req); apiErr != nil {
 		s.refuseJoin(w, apiErr)
