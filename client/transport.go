@@ -215,7 +215,9 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 
 	var jr api.JoinResponse
 	path := api.Version + "/rooms/" + url.PathEscape(claims.Room) + "/join"
-	if err := a.do(ctx, http.MethodPost, path, "Bearer "+tok, api.JoinRequest{SDP: pc.LocalDescription().SDP}, &jr); err != nil {
+	// In a cluster the join may be answered by another node than a's:
+	// the one that runs the room, where the call then lives.
+	if c.api, err = a.postJoin(ctx, path, "Bearer "+tok, api.JoinRequest{SDP: pc.LocalDescription().SDP}, &jr); err != nil {
 		return nil, err
 	}
 	c.self = api.Participant{ID: jr.ParticipantID, Identity: jr.Identity}
@@ -241,7 +243,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 		c.addParticipant(p)
 	}
 
-	c.eventsURL, err = a.eventsURL(jr.EventsURL, jr.Session)
+	c.eventsURL, err = c.api.eventsURL(jr.EventsURL, jr.Session)
 	if err != nil {
 		return nil, err
 	}

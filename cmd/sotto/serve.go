@@ -53,6 +53,9 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file; with --tls-key, serve HTTPS (browsers need it beyond localhost)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.DurationVar(&c.InviteTTL, "invite-ttl", signaling.DefaultInviteTTL, "how long a private-call invite link stays valid")
+	fs.StringVar(&c.Store.DataDir, "data-dir", "", "keep calls and the prekey directory in a file in this directory, across restarts (default: memory, nothing survives)")
+	fs.StringVar(&c.Store.RedisURL, "redis", "", "redis://[user:password@]host:6379/0: keep the state in Redis and run as a node of the cluster sharing it")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "with --redis: the base URL clients reach this node at, e.g. https://node1.example.com (default: the --http address, when it is one IP)")
 	o.turn.register(fs, &c.TURN)
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
@@ -106,6 +109,9 @@ var configFlags = map[string]string{
 	"MaxEnvelopeBytes":           "--max-envelope-bytes",
 	"DropTimeout":                "--drop-timeout",
 	"InviteTTL":                  "--invite-ttl",
+	"Store.DataDir":              "--data-dir",
+	"Store.RedisURL":             "--redis",
+	"AdvertiseURL":               "--advertise-url",
 	"TURN.Off":                   "--turn=false",
 	"TURN.URLs":                  "--turn-url",
 	"TURN.Secret":                "--turn-secret",
