@@ -17,7 +17,11 @@ func (s *Server) handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", s.sig)
 	mux.Handle("/healthz", s.sig)
-	mux.Handle("/", web.Handler())
+	if s.cluster != nil {
+		mux.Handle("/", web.ClusterHandler(s.cluster.Origins))
+	} else {
+		mux.Handle("/", web.Handler())
+	}
 	src := metrics.Sources{
 		Media:     s.media.Stats,
 		Signaling: s.sig.Stats,
