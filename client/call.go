@@ -262,6 +262,9 @@ func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, err
 		c.e2e.close()
 		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
 	}
+	// Prekey fetches go to the node that runs the room (in a cluster, the
+	// one the join found), which knows who is in it.
+	c.e2e.api = c.conn.api
 	c.conn.goRun(func() { c.e2e.run(c.conn.ctx) })
 	go c.finish()
 	return c, nil

@@ -83,6 +83,9 @@ func TestClusterAnswersWithTheOwner(t *testing.T) {
 	b.expectWrongNode(status, body, a)
 	bob := a.mustJoinWithToken("r", mintToken(t, "r", "bob"))
 	ea.expectJoined(bob.ParticipantID)
+	// Who is in r only a knows: prekey fetches go there too.
+	status, body = b.do(http.MethodGet, "/v1/prekeys/alice", "Bearer "+mintToken(t, "r", "bob"), nil)
+	b.expectWrongNode(status, body, a)
 	if got := b.srv.Stats().JoinRedirects; got != 1 {
 		t.Errorf("b counted %d redirects, want 1", got)
 	}

@@ -180,8 +180,14 @@ func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	visible := s.mayFetchLocked(claims.Room, claims.Identity, target)
+	running := s.rooms[claims.Room] != nil
 	s.mu.Unlock()
 	if !visible {
+		// Who is in a room only its node knows: in a cluster, a fetch
+		// for a room another node runs is sent there.
+		if !running && s.owner(w, r, claims.Room) {
+			return
+		}
 		s.refusePrekeyFetch(w, 0, errNoBundle())
 		return
 	}
