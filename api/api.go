@@ -107,14 +107,19 @@ type JoinRequest struct {
 
 // JoinResponse answers a successful join.
 type JoinResponse struct {
-	ParticipantID string        `json:"participant_id"`
-	Identity      string        `json:"identity"`
-	Room          string        `json:"room"`
-	SDP           string        `json:"sdp"`     // the server's SDP answer
-	Session       string        `json:"session"` // secret that authenticates the event stream and leave
-	EventsURL     string        `json:"events_url"`
-	ICEServers    []ICEServer   `json:"ice_servers"`
-	Participants  []Participant `json:"participants"` // others already in the room
+	ParticipantID string `json:"participant_id"`
+	Identity      string `json:"identity"`
+	Room          string `json:"room"`
+	SDP           string `json:"sdp"`        // the server's SDP answer
+	Session       string `json:"session"`    // secret that authenticates the event stream and leave
+	EventsURL     string `json:"events_url"` // relative to NodeURL, if set, else to the server
+	// NodeURL, in a cluster, is the base URL of the node that runs the
+	// call (which may not be the address the join was sent to, such as a
+	// load balancer's): the event stream, leave and prekey fetches go
+	// there.
+	NodeURL      string        `json:"node_url,omitempty"`
+	ICEServers   []ICEServer   `json:"ice_servers"`
+	Participants []Participant `json:"participants"` // others already in the room
 }
 
 // ICEServersResponse is the body of GET /v1/ice-servers.

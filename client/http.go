@@ -158,12 +158,17 @@ const maxNodeHops = 2
 
 // postJoin sends a join to path, following wrong_node answers (a cluster
 // node that does not run the room names the one that does) with the same
-// request, and returns the client of the node that answered: the event
-// stream and leave go there. a itself is left as it is, so that a later
-// join starts again from the URL the application gave.
-func (a *apiClient) postJoin(ctx context.Context, path, auth string, in, out any) (*apiClient, error) {
+// request, and returns the client of the node that runs the call, as its
+// answer names it (JoinResponse.NodeURL) or else the one that answered:
+// the event stream, leave and prekey fetches go there. a itself is left
+// as it is, so that a later join starts again from the URL the
+// application gave.
+func (a *apiClient) postJoin(ctx context.Context, path, auth string, in any, out *api.JoinResponse) (*apiClient, error) {
 	for hops := 0; ; hops++ {
 		err := a.do(ctx, http.MethodPost, path, auth, in, out)
+		if err == nil && out.NodeURL != "" {
+			return a.at(out.NodeURL)
+		}
 		var ae *api.Error
 		if !errors.As(err, &ae) || ae.Code != api.CodeWrongNode || hops == maxNodeHops {
 			return a, err

@@ -238,23 +238,32 @@ func (c *Cluster) Start(ctx context.Context) error {
 	return err
 }
 
+// storeRetry paces heartbeats while the store does not answer, so that
+// the node is back in the cluster, and holds its rooms' leases again,
+// within moments of the store's return.
+const storeRetry = 250 * time.Millisecond
+
 func (c *Cluster) run() {
 	defer close(c.done)
-	t := time.NewTicker(c.cfg.Heartbeat)
+	t := time.NewTimer(c.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-t.C:
-			c.heartbeat()
+			next := c.cfg.Heartbeat
+			if !c.heartbeat() {
+				next = min(next, storeRetry)
+			}
+			t.Reset(next)
 		}
 	}
 }
 
 // heartbeat publishes the record, reads the others' and renews the leases
-// of the rooms the node runs.
-func (c *Cluster) heartbeat() {
+// of the rooms the node runs, and reports whether the store answered.
+func (c *Cluster) heartbeat() bool {
 	ctx := context.Background()
 	err := c.publish(ctx)
 	if err == nil {
@@ -262,6 +271,7 @@ func (c *Cluster) heartbeat() {
 		err = c.renew(ctx)
 	}
 	c.noteStore(err)
+	return err == nil
 }
 
 // noteStore logs the store's outages once each, when they start and end.

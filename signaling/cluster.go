@@ -27,6 +27,8 @@ type Cluster interface {
 	// Origins lists the base URLs of the cluster's live nodes: the pages
 	// they serve may call this node's API and open event streams here.
 	Origins() []string
+	// URL is this node's advertised base URL.
+	URL() string
 	// ID names this node, and Alive counts the live nodes it sees.
 	ID() string
 	Alive() int
@@ -83,6 +85,14 @@ func (s *Server) owner(w http.ResponseWriter, r *http.Request, room string) bool
 		return false
 	}
 	return true
+}
+
+// nodeURL is this node's advertised URL in a cluster, "" alone.
+func (s *Server) nodeURL() string {
+	if s.cluster == nil {
+		return ""
+	}
+	return s.cluster.URL()
 }
 
 func wrongNode(room, nodeURL string) *api.Error {

@@ -82,6 +82,9 @@ func TestClusterAnswersWithTheOwner(t *testing.T) {
 	status, body := b.joinWithToken("r", mintToken(t, "r", "bob"))
 	b.expectWrongNode(status, body, a)
 	bob := a.mustJoinWithToken("r", mintToken(t, "r", "bob"))
+	if bob.NodeURL != a.ts.URL {
+		t.Errorf("join answer names node %q, want a's %q", bob.NodeURL, a.ts.URL)
+	}
 	ea.expectJoined(bob.ParticipantID)
 	// Who is in r only a knows: prekey fetches go there too.
 	status, body = b.do(http.MethodGet, "/v1/prekeys/alice", "Bearer "+mintToken(t, "r", "bob"), nil)

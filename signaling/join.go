@@ -60,6 +60,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		SDP:           answer,
 		Session:       p.session,
 		EventsURL:     api.Version + "/rooms/" + roomName + "/participants/" + p.id + "/events",
+		NodeURL:       s.nodeURL(),
 		ICEServers:    s.iceServers(p.identity),
 		Participants:  others,
 	})

@@ -118,8 +118,15 @@ export const api = {
     return r;
   },
   iceServers: (token) => request('GET', '/v1/ice-servers', { token }),
-  join: (room, token, sdp) =>
-    toRoom(room, (b) => request('POST', `${b}/v1/rooms/${encodeURIComponent(room)}/join`, { token, body: { sdp } })),
+  join: async (room, token, sdp) => {
+    const jr = await toRoom(room, (b) =>
+      request('POST', `${b}/v1/rooms/${encodeURIComponent(room)}/join`, { token, body: { sdp } }),
+    );
+    // The node that runs the call, when the join went through another
+    // address (a load balancer): the event stream and leave go there.
+    if (jr.node_url) nodes.set(room, jr.node_url.replace(/\/+$/, ''));
+    return jr;
+  },
   eventsURL,
   leave: (room, id, session) =>
     request('DELETE', `${base(room)}/v1/rooms/${encodeURIComponent(room)}/participants/${encodeURIComponent(id)}`, { session }),
