@@ -168,3 +168,20 @@ func TestClusterAnswersWithTheOwner(t *testing.T) {
 		t.Fatal("a took a join of the room b runs now")
 	}
 }
+
+// A participant whose bundle the directory lost (a Redis restarted without
+// persistence) is asked to upload again when a co-participant asks for it.
+func TestLostBundleAsksForUpload(t *testing.T) {
+	s := newTestServer(t, nil)
+	alice, _ := s.join("r", "alice")
+	ea := s.connect(alice)
+	s.join("r", "bob")
+	ea.expect(api.TypeJoined)
+	status, body := s.fetch("r", "bob", "alice")
+	s.expectNoBundle(status, body)
+	var low api.PrekeysLow
+	ea.decode(ea.expect(api.TypePrekeysLow), &low)
+	if low.Remaining != 0 {
+		t.Errorf("prekeys_low with %d remaining, want 0", low.Remaining)
+	}
+}

@@ -213,6 +213,11 @@ func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		// The target is in the call but the directory has no bundle of
+		// it: the store lost it (a Redis restarted without persistence).
+		// Asking the target to upload again lets the requester's retry
+		// find one.
+		s.notifyIdentity(target, encode(api.PrekeysLow{Type: api.TypePrekeysLow, Remaining: 0}))
 		s.refusePrekeyFetch(w, 0, errNoBundle())
 		return
 	case err != nil:
