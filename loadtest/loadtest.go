@@ -24,7 +24,6 @@ import (
 	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/floor"
-	"github.com/sotto-voice/sotto/metrics/scrape"
 	"github.com/sotto-voice/sotto/token"
 )
 
@@ -167,7 +166,16 @@ type loadRun struct {
 	mu        sync.Mutex
 	parts     []*participation // every join, finished or not
 	joinTimes []time.Duration
-	joinErrs  map[string]int
+	// The same joins, split by whether a cluster node answered with
+	// another (joinWatch).
+	joinsDirect, joinsRedirected []time.Duration
+	joinErrs                     map[string]int
+
+	// scraped is the last scrape of every node of a cluster; nil for a
+	// server alone.
+	scraped *nodeScrape
+	// transport carries every caller's API requests and event stream.
+	transport http.RoundTripper
 	failed    map[*caller]bool // callers with a failed join, a rejoin included
 
 	latency      histogram
@@ -249,6 +257,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		senders:    make(map[string]*sender),
 		joinErrs:   make(map[string]int),
 		failed:     make(map[*caller]bool),
+		transport:  http.DefaultTransport,
 		roomActive: make([]atomic.Int64, cfg.Rooms),
 	}
 	for _, p := range packets {
@@ -316,6 +325,7 @@ ramp:
 	if scrapeErr == nil {
 		before["sotto_turn_allocations_created_total"] = startTURN
 	}
+	nodesBefore := r.scraped
 	cpuStart := time.Now()
 	steadyEnd := time.After(cfg.Duration)
 	r.steadyEnd.Store(cpuStart.Add(cfg.Duration).UnixNano())
@@ -368,6 +378,13 @@ ramp:
 	progress.stop()
 
 	rep := r.report(before, after, scrapeErr)
+	if scrapeErr == nil {
+		rep.Nodes = nodeReports(nodesBefore, r.scraped)
+	}
+	r.mu.Lock()
+	rep.JoinsRedirected = len(r.joinsRedirected)
+	rep.JoinMSDirect, rep.JoinMSRedirected = percentilesOf(r.joinsDirect), percentilesOf(r.joinsRedirected)
+	r.mu.Unlock()
 	rep.DurationS = round3(steady.Seconds())
 	rep.ElapsedS = round3(time.Since(start).Seconds())
 	rep.LoadCPUSeconds = round3((ownCPU() - startCPU).Seconds())
@@ -400,11 +417,13 @@ func (c *caller) join(ctx context.Context) bool {
 	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	t0 := time.Now()
+	watch := &joinWatch{base: r.transport}
 	call, err := client.Join(jctx, r.cfg.URL, tok, &client.Options{
-		RelayOnly: r.cfg.RelayOnly,
-		IPFilter:  r.cfg.IPFilter,
-		Logger:    r.cfg.Logger.With("caller", c.identity),
-		Identity:  c.key,
+		RelayOnly:  r.cfg.RelayOnly,
+		IPFilter:   r.cfg.IPFilter,
+		Logger:     r.cfg.Logger.With("caller", c.identity),
+		Identity:   c.key,
+		HTTPClient: &http.Client{Transport: watch},
 	})
 	took := time.Since(t0)
 	if err != nil {
@@ -428,6 +447,11 @@ func (c *caller) join(ctx context.Context) bool {
 	r.mu.Lock()
 	r.parts = append(r.parts, p)
 	r.joinTimes = append(r.joinTimes, took)
+	if watch.redirected.Load() {
+		r.joinsRedirected = append(r.joinsRedirected, took)
+	} else {
+		r.joinsDirect = append(r.joinsDirect, took)
+	}
 	r.mu.Unlock()
 	r.joined.Add(1)
 	r.roomActive[c.room].Add(1)
@@ -540,12 +564,6 @@ func (r *loadRun) churn(callers []*caller, stop <-chan struct{}) {
 		}
 		c.join(r.ctx)
 	}
-}
-
-func (r *loadRun) scrape() (scrape.Snapshot, error) {
-	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
-	defer cancel()
-	return scrape.Fetch(ctx, &http.Client{Timeout: 10 * time.Second}, r.cfg.MetricsURL, r.cfg.MetricsToken)
 }
 
 // measureFloor runs the floor relay with the run's traffic shape and

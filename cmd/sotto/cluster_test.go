@@ -749,3 +749,41 @@ func TestServeDataDirSurvivesRestart(t *testing.T) {
 		t.Errorf("erin's second fetch after the restart: %d %s", a.status, a.body)
 	}
 }
+
+// "sotto load" given one node of a cluster spreads its rooms over the
+// nodes (its callers follow wrong_node) and reports every node's rooms,
+// forwarded packets and CPU, whose sums are the server figures.
+func TestLoadAgainstCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
+	defer cancel()
+	rs := redistest.Start(t)
+	nodes := startCluster(t, ctx, rs.URL(), 3)
+	rep, status := runLoadCmd(t, ctx, nodes[0].url, "--secret", clusterSecret, "--rooms", "3", "--callers", "3", "--duration", "4s")
+	if status != 0 || *rep.CallersFailed != 0 || *rep.DecryptFailures != 0 {
+		t.Fatalf("exit %d, %d callers failed, %d decrypt failures", status, *rep.CallersFailed, *rep.DecryptFailures)
+	}
+	if len(rep.Nodes) != 3 {
+		t.Fatalf("report names %d nodes, want 3", len(rep.Nodes))
+	}
+	rooms, busy := 0, 0
+	var forwarded uint64
+	for _, n := range rep.Nodes {
+		rooms += n.Rooms
+		forwarded += n.ForwardedPackets
+		if n.Rooms > 0 {
+			busy++
+			if n.ForwardedPackets == 0 || n.CPUSeconds <= 0 {
+				t.Errorf("node %s ran %d rooms but reports %d forwarded packets, %.3f s CPU", n.URL, n.Rooms, n.ForwardedPackets, n.CPUSeconds)
+			}
+		}
+	}
+	if rooms != 3 || busy < 2 {
+		t.Errorf("%d rooms on %d nodes, want 3 spread over at least 2", rooms, busy)
+	}
+	if forwarded != *rep.Forwarded {
+		t.Errorf("nodes forwarded %d packets in all, the report says %d", forwarded, *rep.Forwarded)
+	}
+	if rep.JoinsRedirected == 0 {
+		t.Error("no join went through a node that does not run its room")
+	}
+}

@@ -44,6 +44,15 @@ type loadReport struct {
 	TURNAllocations uint64              `json:"server_turn_allocations"`
 	CPUPerPacket    *float64            `json:"server_cpu_us_per_forwarded_packet"`
 	E2EECounters    bool                `json:"e2ee_counters"`
+	// Against a cluster.
+	Nodes []struct {
+		URL              string  `json:"url"`
+		Rooms            int     `json:"rooms"`
+		Participants     int     `json:"participants"`
+		CPUSeconds       float64 `json:"cpu_seconds"`
+		ForwardedPackets uint64  `json:"forwarded_packets"`
+	} `json:"nodes"`
+	JoinsRedirected int `json:"joins_redirected"`
 }
 
 // runLoadCmd runs "sotto load" against base and returns its report and
