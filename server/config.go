@@ -54,8 +54,8 @@ type Config struct {
 	MaxEnvelopeBytes int           // decoded envelope payload
 	DropTimeout      time.Duration // a participant without event stream this long is dropped
 	InviteTTL        time.Duration // life of a private-call invite
-	// AllowOrigins are extra browser origin host patterns allowed to open
-	// event streams (signaling.Config.OriginPatterns).
+	// AllowOrigins are extra browser origin host patterns allowed to call
+	// the API and open event streams (signaling.Config.OriginPatterns).
 	AllowOrigins []string
 
 	// Store chooses where the state that must outlive the process lives:

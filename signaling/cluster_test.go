@@ -185,3 +185,28 @@ func TestLostBundleAsksForUpload(t *testing.T) {
 		t.Errorf("prekeys_low with %d remaining, want 0", low.Remaining)
 	}
 }
+
+// Pages of the allowed origins may call the API (CORS); others get no
+// CORS headers, and requests without an Origin are not concerned.
+func TestCORSForAllowedOrigins(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.OriginPatterns = []string{"app.example.com"} })
+	for origin, allowed := range map[string]bool{"https://app.example.com": true, "https://evil.example": false, "": false} {
+		req, _ := http.NewRequest(http.MethodOptions, s.ts.URL+"/v1/calls", nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); (got == origin && origin != "") != allowed || (allowed && resp.StatusCode != http.StatusNoContent) {
+			t.Errorf("preflight from %q: %d, allow-origin %q", origin, resp.StatusCode, got)
+		}
+	}
+	status, body := s.postJSON("/v1/calls", "", api.CreateCallRequest{Name: "alice"})
+	if status != http.StatusCreated {
+		t.Errorf("create call without an Origin: %d %s", status, body)
+	}
+}

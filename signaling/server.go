@@ -61,10 +61,11 @@ type Config struct {
 	// same interval closes the stream.
 	PingInterval time.Duration
 
-	// OriginPatterns lists extra browser origins allowed to open event
-	// streams (path.Match patterns on the origin host). The server's own
-	// host is always allowed, and clients that send no Origin (native apps)
-	// are not affected.
+	// OriginPatterns lists extra browser origins allowed to call the API
+	// (CORS) and open event streams (path.Match patterns on the origin
+	// host, or on scheme://host for a pattern with a scheme). The server's
+	// own host is always allowed, and so are the pages of a Cluster's
+	// nodes; clients that send no Origin (native apps) are not affected.
 	OriginPatterns []string
 
 	// ICEServers returns the STUN/TURN servers offered to identity in the

@@ -35,7 +35,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.IntVar(&c.Media.TCPPort, "tcp-port", 7881, "ICE-TCP fallback port (-1 disables)")
 	fs.StringVar(&c.Media.IP, "media-ip", "", `IP the media ports bind to; default the --http host when it is an IP, "" or 0.0.0.0 for all`)
 	fs.Var((*listFlag)(&c.Media.PublicIPs), "public-ip", "public IP to advertise for media behind 1:1 NAT (repeatable or comma-separated)")
-	fs.Var((*listFlag)(&c.AllowOrigins), "allow-origin", "extra browser origin host pattern allowed to open event streams, e.g. app.example.com (repeatable or comma-separated)")
+	fs.Var((*listFlag)(&c.AllowOrigins), "allow-origin", "extra browser origin host pattern allowed to call the API and open event streams, e.g. app.example.com (repeatable or comma-separated)")
 	fs.StringVar(&o.secret, "secret", "", "token signing secret, at least 16 bytes, e.g. from openssl rand -hex 32 (default: the development secret, see README)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", signaling.DefaultMaxParticipants, "participants per room")
 	fs.IntVar(&c.MaxRooms, "max-rooms", signaling.DefaultMaxRooms, "rooms at once")
