@@ -268,7 +268,11 @@ func (c *Cluster) heartbeat() bool {
 	err := c.publish(ctx)
 	if err == nil {
 		c.refresh(ctx)
-		err = c.renew(ctx)
+		// A draining node handed its leases back: it must not claim
+		// them again while its callers move.
+		if !c.isDraining() {
+			err = c.renew(ctx)
+		}
 	}
 	c.noteStore(err)
 	return err == nil
@@ -486,7 +490,7 @@ func (c *Cluster) node(ctx context.Context, id string) (Node, bool) {
 
 // pick returns the least-loaded node that takes rooms: this node on a tie,
 // else any of the tied. Other nodes' load is their last record's plus the
-// rooms this node placed on them since.
+// rooms this node placed on them since, each with its first participant.
 func (c *Cluster) pick() (Node, bool) {
 	self := c.record()
 	c.mu.Lock()
@@ -507,7 +511,10 @@ func (c *Cluster) pick() (Node, bool) {
 	consider(self, self.load())
 	for id, n := range c.view {
 		if id != self.ID {
+			// A room placed there comes with the participant whose join
+			// placed it, as a room placed here does.
 			n.Rooms += c.placed[id]
+			n.Participants += c.placed[id]
 			consider(n, n.load())
 		}
 	}

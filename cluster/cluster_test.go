@@ -300,6 +300,11 @@ func TestDrain(t *testing.T) {
 	if h, err := st.LeaseHolder(ctx, leaseName("r")); err != nil || h != "" {
 		t.Fatalf("after drain the lease is held by %q, %v", h, err)
 	}
+	// Its heartbeat goes on, but it does not claim its rooms again.
+	time.Sleep(4 * testHeartbeat)
+	if h, err := st.LeaseHolder(ctx, leaseName("r")); err != nil || h != "" {
+		t.Fatalf("the draining node's room is held by %q, %v", h, err)
+	}
 	b.refresh(ctx)
 	for i := range 5 {
 		room := fmt.Sprint("new-", i)
