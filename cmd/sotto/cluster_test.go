@@ -356,14 +356,7 @@ func TestClusterConcurrentFirstJoins(t *testing.T) {
 // runs the room.
 func joinRoom(t *testing.T, ctx context.Context, base, room, tok string) string {
 	t.Helper()
-	pc, err := loopback.NewPeerConnection()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
-		t.Fatal(err)
-	}
+	pc := audioPeer(t)
 	sdp, err := loopback.Offer(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
@@ -508,6 +501,28 @@ func startBalancer(t *testing.T, nodes []*clusterNode) string {
 	return lb.URL
 }
 
+// callThroughBalancer starts n nodes behind a balancer and a call of the
+// named callers joined through it, and returns once they hear each other,
+// with the node that runs the call.
+func callThroughBalancer(t *testing.T, ctx context.Context, n int, names ...string) (lb string, callers []*sdkCaller, nodes []*clusterNode, owner *clusterNode, redisURL string) {
+	t.Helper()
+	rs := redistest.Start(t)
+	nodes = startCluster(t, ctx, rs.URL(), n)
+	lb = startBalancer(t, nodes)
+	for _, name := range names {
+		c := newCaller(t, name, "r")
+		if err := c.join(ctx, lb); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		callers = append(callers, c)
+	}
+	hearEachOther(t, ctx, callers, time.Time{})
+	if owner = ownerOf(t, ctx, rs.URL(), "r", nodes); owner == nil {
+		t.Fatal("nobody holds the room's lease")
+	}
+	return lb, callers, nodes, owner, rs.URL()
+}
+
 // rejoinAll rejoins every caller through base at once.
 func rejoinAll(t *testing.T, ctx context.Context, callers []*sdkCaller, base string) {
 	t.Helper()
@@ -531,20 +546,7 @@ func rejoinAll(t *testing.T, ctx context.Context, callers []*sdkCaller, base str
 func TestClusterOwnerKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
 	defer cancel()
-	rs := redistest.Start(t)
-	nodes := startCluster(t, ctx, rs.URL(), 3)
-	lb := startBalancer(t, nodes)
-	callers := []*sdkCaller{newCaller(t, "alice", "r"), newCaller(t, "bob", "r"), newCaller(t, "carol", "r")}
-	for _, c := range callers {
-		if err := c.join(ctx, lb); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-	}
-	hearEachOther(t, ctx, callers, time.Time{})
-	owner := ownerOf(t, ctx, rs.URL(), "r", nodes)
-	if owner == nil {
-		t.Fatal("nobody holds the room's lease")
-	}
+	lb, callers, nodes, owner, redisURL := callThroughBalancer(t, ctx, 3, "alice", "bob", "carol")
 
 	killed := time.Now()
 	if err := owner.cmd.Process.Kill(); err != nil {
@@ -557,7 +559,7 @@ func TestClusterOwnerKilled(t *testing.T) {
 	if recovered > 15*time.Second {
 		t.Errorf("recovery took %v, want at most 15 s", recovered)
 	}
-	if next := ownerOf(t, ctx, rs.URL(), "r", nodes); next == nil || next == owner {
+	if next := ownerOf(t, ctx, redisURL, "r", nodes); next == nil || next == owner {
 		t.Errorf("the room runs on %v after its node died", next)
 	}
 	// A moment more of audio under the new keys, then not one failure.
@@ -571,20 +573,7 @@ func TestClusterOwnerKilled(t *testing.T) {
 func TestClusterDrainOnSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*wait.Timeout)
 	defer cancel()
-	rs := redistest.Start(t)
-	nodes := startCluster(t, ctx, rs.URL(), 2)
-	lb := startBalancer(t, nodes)
-	callers := []*sdkCaller{newCaller(t, "alice", "r"), newCaller(t, "bob", "r")}
-	for _, c := range callers {
-		if err := c.join(ctx, lb); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-	}
-	hearEachOther(t, ctx, callers, time.Time{})
-	owner := ownerOf(t, ctx, rs.URL(), "r", nodes)
-	if owner == nil {
-		t.Fatal("nobody holds the room's lease")
-	}
+	lb, callers, _, owner, _ := callThroughBalancer(t, ctx, 2, "alice", "bob")
 	stopAt := owner.sigterm(t)
 	for _, c := range callers {
 		call := c.current()
@@ -683,15 +672,7 @@ func TestServeDataDirSurvivesRestart(t *testing.T) {
 	args := []string{"--tcp-port", "-1", "--secret", clusterSecret, "--data-dir", dir}
 	first := startServe(t, ctx, nil, args...)
 
-	resp, err := http.Post(first.url+"/v1/calls", "application/json", bytes.NewReader([]byte(`{"name":"alice"}`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var call api.CreateCallResponse
-	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&call) != nil {
-		t.Fatalf("create call: %d", resp.StatusCode)
-	}
-	resp.Body.Close()
+	call := createCall(t, first.url, "alice")
 	end := func(base string) int {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/rooms/"+call.Room+"/end", nil)
 		req.Header.Set("Authorization", "Bearer "+call.Token)
@@ -725,7 +706,7 @@ func TestServeDataDirSurvivesRestart(t *testing.T) {
 		t.Errorf("join of the ended call after the restart: %d %s", a.status, a.body)
 	}
 	body, _ := json.Marshal(api.RedeemInviteRequest{Invite: call.Invite, Name: "mallory"})
-	resp, err = http.Post(second.url+"/v1/invites/redeem", "application/json", bytes.NewReader(body))
+	resp, err := http.Post(second.url+"/v1/invites/redeem", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
