@@ -57,6 +57,12 @@ const (
 // calls in progress are not affected.
 const CodeStoreUnavailable ErrorCode = "store_unavailable"
 
+// CodeWrongNode (409) answers a join, or an end, sent to a node of a
+// cluster that does not run the room: Error.NodeURL is the base URL of the
+// node that does. Send the same request there (and use that base URL for
+// the event stream and leave); the token is valid on every node.
+const CodeWrongNode ErrorCode = "wrong_node"
+
 // CodeMethodNotAllowed answers a known route called with the wrong HTTP
 // method (status 405).
 const CodeMethodNotAllowed ErrorCode = "method_not_allowed"
@@ -67,6 +73,9 @@ const CodeMethodNotAllowed ErrorCode = "method_not_allowed"
 type Error struct {
 	Code    ErrorCode `json:"code"`
 	Message string    `json:"message"`
+	// NodeURL comes with CodeWrongNode: the base URL of the node that
+	// runs the room, such as "https://node2.sotto.example".
+	NodeURL string `json:"node_url,omitempty"`
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
@@ -118,14 +127,19 @@ type JoinRequest struct {
 
 // JoinResponse answers a successful join.
 type JoinResponse struct {
-	ParticipantID string        `json:"participant_id"`
-	Identity      string        `json:"identity"`
-	Room          string        `json:"room"`
-	SDP           string        `json:"sdp"`     // the server's SDP answer
-	Session       string        `json:"session"` // secret that authenticates the event stream and leave
-	EventsURL     string        `json:"events_url"`
-	ICEServers    []ICEServer   `json:"ice_servers"`
-	Participants  []Participant `json:"participants"` // others already in the room
+	ParticipantID string `json:"participant_id"`
+	Identity      string `json:"identity"`
+	Room          string `json:"room"`
+	SDP           string `json:"sdp"`        // the server's SDP answer
+	Session       string `json:"session"`    // secret that authenticates the event stream and leave
+	EventsURL     string `json:"events_url"` // relative to NodeURL, if set, else to the server
+	// NodeURL, in a cluster, is the base URL of the node that runs the
+	// call (which may not be the address the join was sent to, such as a
+	// load balancer's): the event stream, leave and prekey fetches go
+	// there.
+	NodeURL      string        `json:"node_url,omitempty"`
+	ICEServers   []ICEServer   `json:"ice_servers"`
+	Participants []Participant `json:"participants"` // others already in the room
 }
 
 // ICEServersResponse is the body of GET /v1/ice-servers.
@@ -207,6 +221,10 @@ const (
 	ReasonShutdown       = "server_shutdown" // the server is stopping
 	ReasonRoomEnded      = "room_ended"      // the room was ended for everyone
 	ReasonReplaced       = "replaced"        // the same identity joined again
+	// ReasonMoved: another node of the cluster now runs the room (this
+	// one lost its lease); rejoin, through any node, as after
+	// ReasonShutdown.
+	ReasonMoved = "room_moved"
 )
 
 // Left announces a participant that is gone.
@@ -380,4 +398,23 @@ type RedeemInviteResponse struct {
 	Identity string `json:"identity"`
 	Token    string `json:"token"`
 	Inviter  string `json:"inviter"`
+	// NodeURL, in a cluster, is the base URL of the node that runs the
+	// room when it is not the node that answered: join there directly.
+	NodeURL string `json:"node_url,omitempty"`
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	// Status is "ok", or "degraded" while the state store does not
+	// answer: calls in progress go on, what needs the store fails with
+	// store_unavailable.
+	Status string `json:"status"`
+	// Store is the kind of state store: "memory", "file" or "redis".
+	Store string `json:"store"`
+	// StoreStatus is "ok" or "unavailable".
+	StoreStatus string `json:"store_status"`
+	// Node is this node's id and Nodes the live nodes it sees, itself
+	// included; both only in cluster mode.
+	Node  string `json:"node,omitempty"`
+	Nodes int    `json:"nodes,omitempty"`
 }

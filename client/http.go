@@ -150,3 +150,47 @@ func isAPIError(err error, code api.ErrorCode) bool {
 	var ae *api.Error
 	return errors.As(err, &ae) && ae.Code == code
 }
+
+// maxNodeHops bounds the wrong_node answers a join follows: the node asked
+// first names the one that runs the room, which answers itself; a second
+// hop covers a room that moved in between.
+const maxNodeHops = 2
+
+// postJoin sends a join to path, following wrong_node answers (a cluster
+// node that does not run the room names the one that does) with the same
+// request, and returns the client of the node that runs the call, as its
+// answer names it (JoinResponse.NodeURL) or else the one that answered:
+// the event stream, leave and prekey fetches go there. a itself is left
+// as it is, so that a later join starts again from the URL the
+// application gave.
+func (a *apiClient) postJoin(ctx context.Context, path, auth string, in any, out *api.JoinResponse) (*apiClient, error) {
+	for hops := 0; ; hops++ {
+		err := a.do(ctx, http.MethodPost, path, auth, in, out)
+		if err == nil && out.NodeURL != "" {
+			return a.at(out.NodeURL)
+		}
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code != api.CodeWrongNode || hops == maxNodeHops {
+			return a, err
+		}
+		next, nerr := a.at(ae.NodeURL)
+		if nerr != nil {
+			return a, fmt.Errorf("%w (cannot follow: %v)", err, nerr)
+		}
+		a = next
+	}
+}
+
+// at returns a client for the base URL of another node of the same
+// cluster, over the same HTTP client. A move from https to http is
+// refused: the token would travel in the clear.
+func (a *apiClient) at(nodeURL string) (*apiClient, error) {
+	next, err := newAPIClient(nodeURL, a.http)
+	if err != nil {
+		return nil, fmt.Errorf("node URL: %w", err)
+	}
+	if a.base.Scheme == "https" && next.base.Scheme != "https" {
+		return nil, fmt.Errorf("node URL %q: not https", nodeURL)
+	}
+	return next, nil
+}

@@ -59,6 +59,9 @@ func (c *Call) join(ctx context.Context) (*session, error) {
 		s.e2e.close()
 		return nil, err
 	}
+	// Prekey fetches go to the node that runs the room (in a cluster, the
+	// one the join found), which knows who is in it.
+	s.e2e.api = s.conn.api
 	s.conn.goRun(func() { s.e2e.run(s.conn.ctx) })
 	return s, nil
 }
@@ -145,7 +148,7 @@ func (c *Call) resumable(err error) bool {
 	var ce *ClosedError
 	if errors.As(err, &ce) {
 		switch ce.Reason {
-		case api.ReasonShutdown, api.ReasonDropped, api.ReasonConnectionLost, api.ReasonICEFailed, api.ReasonTimeout:
+		case api.ReasonShutdown, api.ReasonMoved, api.ReasonDropped, api.ReasonConnectionLost, api.ReasonICEFailed, api.ReasonTimeout:
 			return true
 		default:
 			return false

@@ -259,7 +259,9 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	var jr api.JoinResponse
 	path := api.Version + "/rooms/" + url.PathEscape(claims.Room) + "/join"
 	join := api.JoinRequest{SDP: pc.LocalDescription().SDP, E2EE: api.E2EESotto1}
-	if err := a.do(ctx, http.MethodPost, path, "Bearer "+tok, join, &jr); err != nil {
+	// In a cluster the join may be answered by another node than a's:
+	// the one that runs the room, where the call then lives.
+	if c.api, err = a.postJoin(ctx, path, "Bearer "+tok, join, &jr); err != nil {
 		return nil, err
 	}
 	c.self = api.Participant{ID: jr.ParticipantID, Identity: jr.Identity}
@@ -304,7 +306,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 		s.joined(p, back[i])
 	}
 
-	c.eventsURL, err = a.eventsURL(jr.EventsURL, jr.Session)
+	c.eventsURL, err = c.api.eventsURL(jr.EventsURL, jr.Session)
 	if err != nil {
 		return nil, err
 	}

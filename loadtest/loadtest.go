@@ -184,7 +184,13 @@ type loadRun struct {
 	mu        sync.Mutex
 	parts     []*participation // every join, finished or not
 	joinTimes []time.Duration
-	joinErrs  map[string]int
+	// The same joins, split by whether a cluster node answered with
+	// another (joinWatch).
+	joinsDirect, joinsRedirected []time.Duration
+	joinErrs                     map[string]int
+
+	// transport carries every caller's API requests and event stream.
+	transport http.RoundTripper
 	failed    map[*caller]bool // callers with a failed join, a rejoin included
 
 	latency      histogram
@@ -288,6 +294,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		senders:    make(map[string]*sender),
 		joinErrs:   make(map[string]int),
 		failed:     make(map[*caller]bool),
+		transport:  http.DefaultTransport,
 		roomActive: make([]atomic.Int64, cfg.Rooms),
 	}
 	r.rejoinCtx, r.stopRejoin = context.WithCancel(ctx)
@@ -360,6 +367,7 @@ ramp:
 	// allocations.
 	server.poll()
 	before := server.totals()
+	nodesBefore := server.nodes()
 	cpuStart := time.Now()
 	steadyEnd := time.After(cfg.Duration)
 	r.steadyEnd.Store(cpuStart.Add(cfg.Duration).UnixNano())
@@ -422,6 +430,11 @@ ramp:
 
 	rep := r.report()
 	r.serverFigures(rep, server, before, after)
+	rep.Nodes = nodeReports(nodesBefore, server.nodes())
+	r.mu.Lock()
+	rep.JoinsRedirected = len(r.joinsRedirected)
+	rep.JoinMSDirect, rep.JoinMSRedirected = percentilesOf(r.joinsDirect), percentilesOf(r.joinsRedirected)
+	r.mu.Unlock()
 	rep.DurationS = round3(steady.Seconds())
 	rep.ElapsedS = round3(time.Since(start).Seconds())
 	rep.LoadCPUSeconds = round3((ownCPU() - startCPU).Seconds())
@@ -462,12 +475,14 @@ func (c *caller) connect(ctx context.Context) error {
 	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	t0 := time.Now()
+	watch := &joinWatch{base: r.transport}
 	call, err := client.Join(jctx, r.cfg.URL, tok, &client.Options{
 		RelayOnly:   r.cfg.RelayOnly,
 		IPFilter:    r.cfg.IPFilter,
 		ListenMedia: r.listenMedia(),
 		Logger:      r.cfg.Logger.With("caller", c.identity),
 		Identity:    c.key,
+		HTTPClient:  &http.Client{Transport: watch},
 	})
 	took := time.Since(t0)
 	if err != nil {
@@ -488,6 +503,11 @@ func (c *caller) connect(ctx context.Context) error {
 	r.mu.Lock()
 	r.parts = append(r.parts, p)
 	r.joinTimes = append(r.joinTimes, took)
+	if watch.redirected.Load() {
+		r.joinsRedirected = append(r.joinsRedirected, took)
+	} else {
+		r.joinsDirect = append(r.joinsDirect, took)
+	}
 	r.mu.Unlock()
 	r.joined.Add(1)
 	r.roomActive[c.room].Add(1)

@@ -145,6 +145,16 @@ type Report struct {
 	FloorError                string  `json:"floor_error,omitempty"`
 	ServerProfileErr          string  `json:"server_profile_error,omitempty"`
 
+	// Nodes, against a cluster, are its nodes one by one; the server
+	// figures above are their sums.
+	Nodes []NodeReport `json:"nodes,omitempty"`
+	// JoinsRedirected counts joins answered first by a node that does not
+	// run the room (wrong_node); JoinMSRedirected and JoinMSDirect time
+	// those and the others.
+	JoinsRedirected  int         `json:"joins_redirected"`
+	JoinMSDirect     Percentiles `json:"join_ms_direct"`
+	JoinMSRedirected Percentiles `json:"join_ms_redirected"`
+
 	Timeline         []Sample `json:"timeline,omitempty"`
 	LatencyHistogram []uint64 `json:"-"` // 0.1 ms buckets, for plots
 }
@@ -386,7 +396,11 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if rep.SDKFramesDropped > 0 || rep.WriteErrors > 0 || rep.FramesUnmatched > 0 {
 		row("warnings", "%d frames dropped by slow readers, %d write errors, %d unmatched frames", rep.SDKFramesDropped, rep.WriteErrors, rep.FramesUnmatched)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	rep.writeNodes(w)
+	return nil
 }
 
 func interruptions(rep *Report) string {

@@ -1,9 +1,7 @@
 package loadtest
 
 import (
-	"context"
 	"math"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -119,13 +117,14 @@ type serverWatch struct {
 	ok       int
 	failed   int
 	lastErr  error
+	latest   *nodeScrape // the last scrape of every node of a cluster
 }
 
 // poll scrapes the server once.
 func (w *serverWatch) poll() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	snap, err := w.r.scrape()
+	snap, nodes, err := w.r.scrape()
 	if err != nil {
 		w.failed++
 		w.lastErr = err
@@ -133,7 +132,16 @@ func (w *serverWatch) poll() error {
 	}
 	w.ok++
 	w.counters.observe(snap)
+	w.latest = nodes
 	return nil
+}
+
+// nodes returns the last scrape of a cluster's nodes; nil for a server
+// alone.
+func (w *serverWatch) nodes() *nodeScrape {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.latest
 }
 
 // run polls every scrapeEvery until stop is closed.
@@ -164,10 +172,4 @@ func (w *serverWatch) totals() map[string]float64 {
 		m[name] = w.counters.total(name)
 	}
 	return m
-}
-
-func (r *loadRun) scrape() (scrape.Snapshot, error) {
-	ctx, cancel := context.WithTimeout(r.ctx, scrapeTimeout)
-	defer cancel()
-	return scrape.Fetch(ctx, &http.Client{Timeout: scrapeTimeout}, r.cfg.MetricsURL, r.cfg.MetricsToken)
 }

@@ -252,11 +252,23 @@ func (s *Server) handleRedeemInvite(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(api.CodeInternal, "mint token: %v", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, api.RedeemInviteResponse{Room: c.Room, Identity: identity, Token: tok, Inviter: c.Inviter})
+	resp := api.RedeemInviteResponse{Room: c.Room, Identity: identity, Token: tok, Inviter: c.Inviter}
+	if s.cluster != nil {
+		// Where the room runs, so that the invitee joins there directly;
+		// without an answer the join finds it.
+		if nodeURL, err := s.cluster.Owner(r.Context(), c.Room); err == nil {
+			resp.NodeURL = nodeURL
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // handleEndCall serves POST /v1/rooms/{room}/end: the creator's token ends
-// the call for everyone, and the room refuses joins from then on.
+// the call for everyone, and the room refuses joins from then on. In a
+// cluster the node that runs the room ends it; another answers wrong_node,
+// before changing anything, or after marking the call ended when a join
+// claimed the room meanwhile (see place): the creator repeats the end
+// there, which empties the room.
 func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
 	roomName := r.PathValue("room")
 	if !token.ValidRoom(roomName) {
@@ -266,6 +278,9 @@ func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
 	claims, apiErr := s.bearer(r, roomName)
 	if apiErr != nil {
 		writeError(w, apiErr)
+		return
+	}
+	if s.owner(w, r, roomName) {
 		return
 	}
 	notCreator := errorf(api.CodeForbidden, "only the creator of a call can end it")
@@ -287,6 +302,12 @@ func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	cl.run(s.log)
 	s.log.Info("call ended", "room", roomName, "by", claims.Identity)
+	if s.cluster != nil {
+		if nodeURL, err := s.cluster.Owner(r.Context(), roomName); err == nil && nodeURL != "" {
+			writeError(w, wrongNode(roomName, nodeURL))
+			return
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -37,6 +37,7 @@ var httpStatus = map[api.ErrorCode]int{
 	api.CodeRetry:            http.StatusServiceUnavailable,
 	api.CodeRequestTimeout:   http.StatusRequestTimeout,
 	api.CodeStoreUnavailable: http.StatusServiceUnavailable,
+	api.CodeWrongNode:        http.StatusConflict,
 }
 
 // errorf builds an *api.Error with a formatted message.

@@ -29,6 +29,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.refuseJoin(w, apiErr)
 		return
 	}
+	if s.place(w, r, roomName) {
+		return
+	}
 	var req api.JoinRequest
 	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &req); apiErr != nil {
 		s.refuseJoin(w, apiErr)
@@ -66,6 +69,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		SDP:           answer,
 		Session:       p.session,
 		EventsURL:     api.Version + "/rooms/" + roomName + "/participants/" + p.id + "/events",
+		NodeURL:       s.nodeURL(),
 		ICEServers:    s.iceServers(p.identity),
 		Participants:  others,
 	})

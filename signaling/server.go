@@ -74,10 +74,11 @@ type Config struct {
 	// back by then.
 	ShutdownRetry time.Duration
 
-	// OriginPatterns lists extra browser origins allowed to open event
-	// streams (path.Match patterns on the origin host). The server's own
-	// host is always allowed, and clients that send no Origin (native apps)
-	// are not affected.
+	// OriginPatterns lists extra browser origins allowed to call the API
+	// (CORS) and open event streams (path.Match patterns on the origin
+	// host, or on scheme://host for a pattern with a scheme). The server's
+	// own host is always allowed, and so are the pages of a Cluster's
+	// nodes; clients that send no Origin (native apps) are not affected.
 	OriginPatterns []string
 
 	// ICEServers returns the STUN/TURN servers offered to identity in the
@@ -96,6 +97,13 @@ type Config struct {
 	// memory, lost when the process exits. The caller closes it, after
 	// Shutdown.
 	Store store.Store
+	// StoreKind names Store for /healthz: "memory" (the default), "file"
+	// or "redis".
+	StoreKind string
+	// Cluster, if set, places rooms across the nodes of a cluster: joins
+	// and ends of rooms run elsewhere are answered with the node that
+	// runs them (wrong_node). Nil runs every room here.
+	Cluster Cluster
 
 	Logger *slog.Logger
 }
@@ -103,13 +111,15 @@ type Config struct {
 // Server is the signaling HTTP API (see docs/API.md). It is an http.Handler
 // for the /v1/ routes and /healthz; anything else is answered 404.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	mux    *http.ServeMux
-	store  store.Store
-	access *prekeyAccess
-	now    func() time.Time
-	calls  *calls // guarded by mu, except its limiter
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	store   store.Store
+	cluster Cluster
+	handler http.Handler // mux behind the CORS check
+	access  *prekeyAccess
+	now     func() time.Time
+	calls   *calls // guarded by mu, except its limiter
 
 	mu      sync.Mutex
 	rooms   map[string]*room
@@ -148,10 +158,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StoreKind == "" {
+		cfg.StoreKind = "memory"
+	}
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		store:   cfg.Store,
+		cluster: cfg.Cluster,
 		access:  newPrekeyAccess(cfg.MaxParticipants),
 		calls:   newCalls(cfg.InviteTTL, cfg.CallsPerMinute),
 		now:     time.Now,
@@ -163,6 +177,7 @@ func New(cfg Config) (*Server, error) {
 		s.store = store.NewMemory(func() time.Time { return s.now() })
 	}
 	s.routes()
+	s.handler = s.withCORS(s.mux)
 	return s, nil
 }
 
@@ -203,8 +218,15 @@ func allow(method string, h http.HandlerFunc) http.HandlerFunc {
 }
 
 // ServeHTTP routes a request of the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
+// healthTimeout bounds the store's answer to a health check.
+const healthTimeout = time.Second
+
+// handleHealth answers 200 while the server serves, with the state of its
+// store: "degraded" while the store does not answer, still 200, because
+// calls in progress go on (a 503 would have orchestrators restart every
+// node of a cluster whose Redis is down, cutting every call).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	closing := s.closing
@@ -213,7 +235,16 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(api.CodeShuttingDown, "server is shutting down"))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	h := api.Health{Status: "ok", Store: s.cfg.StoreKind, StoreStatus: "ok"}
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		h.Status, h.StoreStatus = "degraded", "unavailable"
+	}
+	if s.cluster != nil {
+		h.Node, h.Nodes = s.cluster.ID(), s.cluster.Alive()
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 // bearer returns the claims of the request's bearer token, which must admit

@@ -55,6 +55,15 @@ type loadReport struct {
 	Rejoins         *uint64             `json:"rejoins"`
 	RecoveryMS      *map[string]float64 `json:"recovery_ms"`
 	ServerRestarts  *int                `json:"server_restarts"`
+	// Against a cluster.
+	Nodes []struct {
+		URL              string  `json:"url"`
+		Rooms            int     `json:"rooms"`
+		Participants     int     `json:"participants"`
+		CPUSeconds       float64 `json:"cpu_seconds"`
+		ForwardedPackets uint64  `json:"forwarded_packets"`
+	} `json:"nodes"`
+	JoinsRedirected int `json:"joins_redirected"`
 }
 
 // runLoadCmd runs "sotto load" against base and returns its report and

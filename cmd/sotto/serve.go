@@ -35,7 +35,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.IntVar(&c.Media.TCPPort, "tcp-port", 7881, "ICE-TCP fallback port (-1 disables)")
 	fs.StringVar(&c.Media.IP, "media-ip", "", `IP the media ports bind to; default the --http host when it is an IP, "" or 0.0.0.0 for all`)
 	fs.Var((*listFlag)(&c.Media.PublicIPs), "public-ip", "public IP to advertise for media behind 1:1 NAT (repeatable or comma-separated)")
-	fs.Var((*listFlag)(&c.AllowOrigins), "allow-origin", "extra browser origin host pattern allowed to open event streams, e.g. app.example.com (repeatable or comma-separated)")
+	fs.Var((*listFlag)(&c.AllowOrigins), "allow-origin", "extra browser origin host pattern allowed to call the API and open event streams, e.g. app.example.com (repeatable or comma-separated)")
 	fs.StringVar(&o.secret, "secret", "", "token signing secret, at least 16 bytes, e.g. from openssl rand -hex 32 (default: the development secret, see README)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", signaling.DefaultMaxParticipants, "participants per room")
 	fs.IntVar(&c.MaxRooms, "max-rooms", signaling.DefaultMaxRooms, "rooms at once")
@@ -54,6 +54,9 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file; with --tls-key, serve HTTPS (browsers need it beyond localhost)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.DurationVar(&c.InviteTTL, "invite-ttl", signaling.DefaultInviteTTL, "how long a private-call invite link stays valid")
+	fs.StringVar(&c.Store.DataDir, "data-dir", "", "keep calls and the prekey directory in a file in this directory, across restarts (default: memory, nothing survives)")
+	fs.StringVar(&c.Store.RedisURL, "redis", "", "redis://[user:password@]host:6379/0: keep the state in Redis and run as a node of the cluster sharing it")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "with --redis: the base URL clients reach this node at, e.g. https://node1.example.com (default: the --http address, when it is one IP)")
 	o.turn.register(fs, &c.TURN)
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
@@ -108,6 +111,9 @@ var configFlags = map[string]string{
 	"DropTimeout":                "--drop-timeout",
 	"SilenceTimeout":             "--silence-timeout",
 	"InviteTTL":                  "--invite-ttl",
+	"Store.DataDir":              "--data-dir",
+	"Store.RedisURL":             "--redis",
+	"AdvertiseURL":               "--advertise-url",
 	"TURN.Off":                   "--turn=false",
 	"TURN.URLs":                  "--turn-url",
 	"TURN.Secret":                "--turn-secret",

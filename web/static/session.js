@@ -143,10 +143,9 @@ export class CallSession extends EventTarget {
 
   /** Opens the event stream; 'welcome' comes first. */
   openEvents() {
-    const path = this._eventsPath;
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = `${scheme}//${location.host}${path}?session=${encodeURIComponent(this.session)}`;
-    const ws = new WebSocket(url);
+    // The node that answered the join, which may be another than this
+    // page's in a cluster.
+    const ws = new WebSocket(api.eventsURL(this.room, this._eventsPath, this.session));
     this.ws = ws;
     ws.addEventListener('message', (e) => this._onMessage(e.data));
     ws.addEventListener('close', () => {
