@@ -288,9 +288,9 @@ func (s *session) joined(p api.Participant, returning bool) {
 
 func (s *session) left(p api.Participant, reason string) {
 	s.e2e.participantLeft(p)
-	if reason == api.ReasonShutdown {
-		// The server is stopping and tells everyone in turn: the others
-		// rejoin as this call does.
+	if reason == api.ReasonShutdown || reason == api.ReasonMoved {
+		// The server is stopping (or another node runs the room now) and
+		// tells everyone in turn: the others rejoin as this call does.
 		s.call.back.expect([]api.Participant{p})
 		return
 	}
