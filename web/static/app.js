@@ -825,6 +825,7 @@ window.sottoTest = {
       decrypt: app.decrypt,
       inbound: app.session ? await app.session.inboundAudio() : {},
       codecs: app.session ? await app.session.codecs() : [],
+      path: app.session ? await app.session.mediaPath() : null,
     };
   },
 };

@@ -474,6 +474,23 @@ export class CallSession extends EventTarget {
     return out;
   }
 
+  /** The media path: the selected candidate pair's local and remote
+   *  addresses, as 'ip:port' ('[ip]:port' for IPv6), and every local UDP
+   *  candidate's (locals), or null before there is one. */
+  async mediaPath() {
+    if (!this.pc) return null;
+    const report = await this.pc.getStats();
+    const addr = (c) => (c.address.includes(':') ? `[${c.address}]:${c.port}` : `${c.address}:${c.port}`);
+    const locals = [...report.values()].filter((s) => s.type === 'local-candidate' && s.protocol === 'udp').map(addr);
+    for (const t of report.values()) {
+      const pair = t.type === 'transport' && report.get(t.selectedCandidatePairId);
+      const l = pair && report.get(pair.localCandidateId);
+      const r = pair && report.get(pair.remoteCandidateId);
+      if (l && r) return { local: addr(l), remote: addr(r), locals };
+    }
+    return null;
+  }
+
   /** The codecs in use on the peer connection, e.g. ['audio/opus']. */
   async codecs() {
     if (!this.pc) return [];

@@ -1,0 +1,147 @@
+package web_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/sotto-voice/sotto/internal/browsertest"
+	"github.com/sotto-voice/sotto/internal/wait"
+)
+
+// mediaPath is the media path a page reports: its selected candidate
+// pair, and every local candidate.
+type mediaPath struct {
+	Local  string   `json:"local"`
+	Remote string   `json:"remote"`
+	Locals []string `json:"locals"`
+}
+
+func (p *page) mediaPath() mediaPath {
+	p.t.Helper()
+	var path *mediaPath
+	if err := p.eval(`window.sottoTest.stats().then((s) => s.path)`, &path); err != nil || path == nil {
+		p.t.Fatalf("%s: media path: %v (%v)", p.name, path, err)
+	}
+	return *path
+}
+
+func (p *page) iceRestarts() int {
+	p.t.Helper()
+	var n int
+	if err := p.eval(`window.sottoTest.state().iceRestarts`, &n); err != nil {
+		p.t.Fatalf("%s: ICE restarts: %v", p.name, err)
+	}
+	return n
+}
+
+// usableIPTables finds iptables, or skips the test without it (fails it on
+// CI, where it must be installed).
+func usableIPTables(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/sbin/iptables", "/sbin/iptables"} {
+		if exec.Command(p, "-w", "-S", "OUTPUT").Run() == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("iptables (usable, as root) is needed to cut a page's media path")
+	}
+	t.Skip("iptables not usable here")
+	return ""
+}
+
+// blockSockets drops every UDP packet from or to the local ports of
+// addrs (the page's ICE sockets: what its network change leaves dead),
+// with iptables rules that name this test and are removed when it ends,
+// failed or not.
+func blockSockets(t *testing.T, addrs []string) {
+	t.Helper()
+	ipt := usableIPTables(t)
+	comment := fmt.Sprintf("sotto-web-test-%d", os.Getpid())
+	for _, a := range addrs {
+		_, port, err := net.SplitHostPort(a)
+		if err != nil {
+			t.Fatalf("candidate address %q: %v", a, err)
+		}
+		for _, dir := range []string{"--sport", "--dport"} {
+			r := []string{"OUTPUT", "-p", "udp", dir, port, "-m", "comment", "--comment", comment, "-j", "DROP"}
+			t.Cleanup(func() {
+				if out, err := exec.Command(ipt, append([]string{"-w", "-D"}, r...)...).CombinedOutput(); err != nil {
+					t.Errorf("remove iptables rule %v: %v: %s", r, err, out)
+				}
+			})
+			if out, err := exec.Command(ipt, append([]string{"-w", "-A"}, r...)...).CombinedOutput(); err != nil {
+				t.Fatalf("iptables rule %v: %v: %s", r, err, out)
+			}
+		}
+	}
+}
+
+// TestBrowserICERestartOnPathCut: one page's media path is cut (every
+// UDP socket of its ICE agent blocked, as when its network changes). The page
+// restarts ICE through the event stream, on the same peer connection with
+// the same keys: both pages hear each other again on a new path, the page
+// stays the same participant, and nothing fails to decrypt.
+func TestBrowserICERestartOnPathCut(t *testing.T) {
+	browsertest.Require(t)
+	usableIPTables(t)
+	// A real "sotto serve" without ICE-TCP or TURN: nothing but a new
+	// UDP path can save the page's media.
+	srv := &callServer{URL: startSottoProcess(t).url}
+	wav := browsertest.WriteToneWAV(t, 10*time.Second)
+	alice := openPage(t, "alice", wav)
+	bob := openPage(t, "bob", wav)
+	bob.acceptInvite(alice.startCall(srv, "Alice").InviteLink, "Alice", "Bob")
+	as, bs := alice.waitEncrypted(1), bob.waitEncrypted(1)
+	decrypted := func(p *page, from string) int {
+		st := p.stats()
+		if st.Decrypt == nil {
+			return 0
+		}
+		return st.Decrypt.ByParticipant[from].Decrypted
+	}
+	wait.For(t, "both to hear each other", func() bool {
+		return decrypted(alice, bs.SelfID) > 50 && decrypted(bob, as.SelfID) > 50
+	})
+
+	old := alice.mediaPath()
+	cut := time.Now()
+	blockSockets(t, old.Locals)
+	wait.For(t, "Alice to restart ICE", func() bool { return alice.iceRestarts() > 0 })
+	restarted := time.Since(cut)
+	// Nothing crosses the cut path: whatever arrives from now on came over
+	// the new one.
+	heardBob, heardAlice := decrypted(alice, bs.SelfID), decrypted(bob, as.SelfID)
+	var back time.Duration
+	wait.For(t, "both to hear each other again", func() bool {
+		ok := decrypted(alice, bs.SelfID) > heardBob+25 && decrypted(bob, as.SelfID) > heardAlice+25
+		back = time.Since(cut)
+		return ok
+	})
+	now := alice.mediaPath()
+	t.Logf("path %s cut: ICE restarted %v later, both hear each other again %v after the cut, on %s",
+		old.Local, restarted.Round(time.Millisecond), back.Round(time.Millisecond), now.Local)
+	for _, a := range old.Locals {
+		if now.Local == a {
+			t.Errorf("Alice still uses %s", a)
+		}
+	}
+	// Chromium takes its path for disconnected after about 2.5 s without
+	// answers, and the page restarts 1.5 s later.
+	if back > 10*time.Second {
+		t.Errorf("heard again %v after the cut, want within 10 s", back)
+	}
+	for _, p := range []*page{alice, bob} {
+		s := p.resumeState()
+		if s.SelfID != map[*page]string{alice: as.SelfID, bob: bs.SelfID}[p] || s.Status != "connected" || s.Banner != "" {
+			t.Errorf("%s: participant %s, status %q, banner %q after the ICE restart; want the same participant, connected, no banner", p.name, s.SelfID, s.Status, s.Banner)
+		}
+		if st := p.stats(); st.failures() != 0 {
+			t.Errorf("%s: %d frames failed to decrypt", p.name, st.failures())
+		}
+	}
+}
