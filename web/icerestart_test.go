@@ -130,10 +130,11 @@ func TestBrowserICERestartOnPathCut(t *testing.T) {
 			t.Errorf("Alice still uses %s", a)
 		}
 	}
-	// Chromium takes its path for disconnected after about 2.5 s without
-	// answers, and the page restarts 1.5 s later.
-	if back > 10*time.Second {
-		t.Errorf("heard again %v after the cut, want within 10 s", back)
+	// The page takes its path for dead after 1.5 s without audio (checked
+	// every 0.5 s), long before Chromium calls it disconnected, and
+	// restarts ICE at once; the machine is shared.
+	if back > 6*time.Second {
+		t.Errorf("heard again %v after the cut, want within 6 s", back)
 	}
 	for _, p := range []*page{alice, bob} {
 		s := p.resumeState()

@@ -17,6 +17,11 @@ const ICE_RESTART_GRACE_MS = 1500;
 const ICE_RESTART_RETRY_MS = 2000;
 const ICE_GIVE_UP_MS = 15000;
 const ICE_ANSWER_TIMEOUT_MS = 5000;
+/** Incoming audio that stops for MEDIA_SILENCE_MS while others are in the
+ *  call means a dead path seconds before the browser calls it
+ *  disconnected; it is checked every MEDIA_POLL_MS. */
+const MEDIA_SILENCE_MS = 1500;
+const MEDIA_POLL_MS = 500;
 
 function b64encode(bytes) {
   let s = '';
@@ -120,6 +125,10 @@ export class CallSession extends EventTarget {
     this._restartOffer = null; // our ICE restart offer awaiting its answer
     this._iceTimer = 0;
     this._iceDown = 0; // when the media path went down; 0 while up
+    this._mediaTimer = 0;
+    this._rtpPackets = 0; // audio packets received, all tracks
+    this._rtpAt = 0; // when that count last grew; 0 while none is expected
+    this._silent = false; // audio stopped: the path is taken for down
     this.iceRestarts = 0;
   }
 
@@ -159,6 +168,7 @@ export class CallSession extends EventTarget {
     this.session = jr.session;
     this._eventsPath = jr.events_url;
     await pc.setRemoteDescription({ type: 'answer', sdp: jr.sdp });
+    this._mediaTimer = setInterval(() => this._watchMedia(), MEDIA_POLL_MS);
     return jr;
   }
 
@@ -297,6 +307,8 @@ export class CallSession extends EventTarget {
   }
 
   _left(participant, reason) {
+    // Their audio stops: no sign of a dead path until audio flows again.
+    this._rtpAt = 0;
     if (this._roster) this._roster.delete(participant.id);
     this._receivers.delete(participant.id);
     this._emit('left', { participant, reason });
@@ -361,15 +373,16 @@ export class CallSession extends EventTarget {
   }
 
   /** Restarts ICE when the media path fails: disconnected for
-   *  ICE_RESTART_GRACE_MS, or failed; again every ICE_RESTART_RETRY_MS
-   *  until it is back, and gives up after ICE_GIVE_UP_MS. Called on every
-   *  ICE state change and by its own timer. */
+   *  ICE_RESTART_GRACE_MS, failed, or silent (_watchMedia); again every
+   *  ICE_RESTART_RETRY_MS until it is back, and gives up after
+   *  ICE_GIVE_UP_MS. Called on every ICE state change, by _watchMedia and
+   *  by its own timer. */
   _watchIce() {
     const pc = this.pc;
     if (this.closed || !pc) return;
     clearTimeout(this._iceTimer);
     const state = pc.iceConnectionState;
-    if (state === 'connected' || state === 'completed') {
+    if ((state === 'connected' || state === 'completed') && !this._silent) {
       if (this._iceDown) console.info(`media path back after ${Date.now() - this._iceDown} ms`);
       this._iceDown = 0;
       return;
@@ -378,8 +391,8 @@ export class CallSession extends EventTarget {
     if ((state === 'new' || state === 'checking') && !this._iceDown) return;
     const now = Date.now();
     if (!this._iceDown) {
-      this._iceDown = now;
-      if (state === 'disconnected') {
+      this._iceDown = this._silent ? this._rtpAt : now;
+      if (state === 'disconnected' && !this._silent) {
         this._iceTimer = setTimeout(() => this._watchIce(), ICE_RESTART_GRACE_MS);
         return;
       }
@@ -390,6 +403,34 @@ export class CallSession extends EventTarget {
     }
     if (now - this._iceDown >= ICE_RESTART_GRACE_MS || state === 'failed') this._restartIce();
     this._iceTimer = setTimeout(() => this._watchIce(), ICE_RESTART_RETRY_MS);
+  }
+
+  /** Counts the audio packets received: when they stop for
+   *  MEDIA_SILENCE_MS after flowing, the path is taken for down
+   *  (_watchIce restarts it) until they flow again. */
+  async _watchMedia() {
+    let packets = 0;
+    try {
+      for (const s of (await this.pc.getStats()).values()) {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') packets += s.packetsReceived || 0;
+      }
+    } catch {
+      return; // closed meanwhile
+    }
+    if (this.closed) return;
+    const now = Date.now();
+    if (packets !== this._rtpPackets) {
+      this._rtpPackets = packets;
+      this._rtpAt = now;
+      if (this._silent) {
+        this._silent = false;
+        this._watchIce();
+      }
+    } else if (!this._silent && this._rtpAt && now - this._rtpAt > MEDIA_SILENCE_MS) {
+      console.info(`no audio for ${now - this._rtpAt} ms`);
+      this._silent = true;
+      this._watchIce();
+    }
   }
 
   /** Sends the relay an offer with new ICE credentials, applied only once
@@ -519,6 +560,7 @@ export class CallSession extends EventTarget {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this._iceTimer);
+    clearInterval(this._mediaTimer);
     if (this.ws) {
       const ws = this.ws;
       this.ws = null;
