@@ -1,14 +1,17 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
+	"github.com/sotto-voice/sotto/internal/loopback"
 	"github.com/sotto-voice/sotto/internal/wait"
 )
 
@@ -144,5 +147,57 @@ func TestBrowserICERestartOnPathCut(t *testing.T) {
 		if st := p.stats(); st.failures() != 0 {
 			t.Errorf("%s: %d frames failed to decrypt", p.name, st.failures())
 		}
+	}
+}
+
+// TestBrowserSilentPeerIsNoDeadPath: the only other caller stops sending
+// (an SDK caller that writes no frames for a while). The page's path is
+// fine: it may restart ICE once, when the audio stops, but it neither
+// keeps restarting nor rejoins, and hears the caller again when it talks.
+func TestBrowserSilentPeerIsNoDeadPath(t *testing.T) {
+	srv := startCallServer(t)
+	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 5*time.Second))
+	as := alice.startCall(srv, "Alice")
+	bob := joinGo(t, srv, redeem(t, srv, as.InviteLink[len(srv.URL+"/join#invite="):], "Bob").Token, false)
+	var talking atomic.Bool
+	talking.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		loopback.EveryFrame(ctx, func() {
+			if talking.Load() {
+				_ = bob.call.WriteFrame([]byte{0xf8, 0xff, 0xfe}, 20*time.Millisecond)
+			}
+		})
+	}()
+	heard := func() int {
+		st := alice.stats()
+		if st.Decrypt == nil {
+			return 0
+		}
+		return st.Decrypt.ByParticipant[bob.call.ID()].Decrypted
+	}
+	wait.For(t, "Alice to hear Bob", func() bool { return heard() > 50 })
+
+	talking.Store(false)
+	// Longer than the page's give-up on a dead path (15 s).
+	time.Sleep(18 * time.Second)
+	s := alice.resumeState()
+	restarts := alice.iceRestarts()
+	t.Logf("after 18 s of silence: %d ICE restarts, participant %s, status %q", restarts, s.SelfID, s.Status)
+	if s.SelfID != as.SelfID || s.Screen != "call" || s.Status != "connected" || restarts > 1 {
+		t.Errorf("after 18 s of silence: participant %s (was %s), screen %q, status %q, %d ICE restarts; want the same participant, in the call, connected, at most 1 restart",
+			s.SelfID, as.SelfID, s.Screen, s.Status, restarts)
+	}
+	before := heard()
+	talking.Store(true)
+	wait.For(t, "Alice to hear Bob again", func() bool { return heard() > before+50 })
+	if st := alice.stats(); st.failures() != 0 {
+		t.Errorf("%d frames failed to decrypt", st.failures())
 	}
 }

@@ -464,6 +464,11 @@ export class CallSession extends EventTarget {
       try {
         await this.pc.setLocalDescription(pending.offer);
         await this.pc.setRemoteDescription({ type: 'answer', sdp });
+        // From now on the ICE state tells whether the new path works;
+        // silence again means something only after audio flowed again
+        // (the others may have stopped sending, or frozen).
+        this._silent = false;
+        this._rtpAt = 0;
       } catch (err) {
         console.warn('ICE restart answer:', err);
       }
