@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/sotto-voice/sotto/internal/browsertest"
-	"github.com/sotto-voice/sotto/internal/loopback"
 	"github.com/sotto-voice/sotto/internal/wait"
 )
 
@@ -140,7 +138,7 @@ func TestBrowserICERestartOnPathCut(t *testing.T) {
 		t.Errorf("heard again %v after the cut, want within 6 s", back)
 	}
 	for _, p := range []*page{alice, bob} {
-		s := p.resumeState()
+		s := p.state()
 		if s.SelfID != map[*page]string{alice: as.SelfID, bob: bs.SelfID}[p] || s.Status != "connected" || s.Banner != "" {
 			t.Errorf("%s: participant %s, status %q, banner %q after the ICE restart; want the same participant, connected, no banner", p.name, s.SelfID, s.Status, s.Banner)
 		}
@@ -161,20 +159,7 @@ func TestBrowserSilentPeerIsNoDeadPath(t *testing.T) {
 	bob := joinGo(t, srv, redeem(t, srv, as.InviteLink[len(srv.URL+"/join#invite="):], "Bob").Token, false)
 	var talking atomic.Bool
 	talking.Store(true)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	go func() {
-		defer close(done)
-		loopback.EveryFrame(ctx, func() {
-			if talking.Load() {
-				_ = bob.call.WriteFrame([]byte{0xf8, 0xff, 0xfe}, 20*time.Millisecond)
-			}
-		})
-	}()
+	speakWhile(t, bob, talking.Load)
 	heard := func() int {
 		st := alice.stats()
 		if st.Decrypt == nil {
@@ -187,7 +172,7 @@ func TestBrowserSilentPeerIsNoDeadPath(t *testing.T) {
 	talking.Store(false)
 	// Longer than the page's give-up on a dead path (15 s).
 	time.Sleep(18 * time.Second)
-	s := alice.resumeState()
+	s := alice.state()
 	restarts := alice.iceRestarts()
 	t.Logf("after 18 s of silence: %d ICE restarts, participant %s, status %q", restarts, s.SelfID, s.Status)
 	if s.SelfID != as.SelfID || s.Screen != "call" || s.Status != "connected" || restarts > 1 {

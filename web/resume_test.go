@@ -151,35 +151,9 @@ func (p *sottoProcess) stop(sig syscall.Signal) {
 	p.cmd = nil
 }
 
-// resumeState is the part of window.sottoTest.state() these tests read.
-type resumeState struct {
-	Screen       string `json:"screen"`
-	SelfID       string `json:"selfId"`
-	Status       string `json:"status"`
-	Reconnecting bool   `json:"reconnecting"`
-	Banner       string `json:"banner"`
-	Participants []struct {
-		ID           string `json:"id"`
-		Identity     string `json:"identity"`
-		Self         bool   `json:"self"`
-		Encrypted    bool   `json:"encrypted"`
-		SafetyNumber string `json:"safetyNumber"`
-		Warning      string `json:"warning"`
-	} `json:"participants"`
-}
-
-func (p *page) resumeState() resumeState {
-	p.t.Helper()
-	var s resumeState
-	if err := p.eval(`window.sottoTest.state()`, &s); err != nil {
-		p.t.Fatalf("%s: state: %v", p.name, err)
-	}
-	return s
-}
-
 // peerIdentities returns the identities of the other participants the
 // page lists.
-func (s resumeState) peerIdentities() []string {
+func (s pageState) peerIdentities() []string {
 	var out []string
 	for _, q := range s.Participants {
 		if !q.Self {
@@ -191,7 +165,7 @@ func (s resumeState) peerIdentities() []string {
 
 // safetyNumbers returns the safety number the page shows for each peer,
 // by identity.
-func (s resumeState) safetyNumbers() map[string]string {
+func (s pageState) safetyNumbers() map[string]string {
 	out := map[string]string{}
 	for _, q := range s.Participants {
 		if !q.Self {
@@ -236,7 +210,7 @@ func (p *page) statusLog() []statusEntry {
 // than former, connected, and decrypts and plays audio from each of
 // identities.
 func (p *page) hearsAll(identities []string, former string) bool {
-	s := p.resumeState()
+	s := p.state()
 	if s.Screen != "call" || s.Reconnecting || s.Status != "connected" || s.SelfID == former {
 		return false
 	}
@@ -275,11 +249,11 @@ func testBrowserServerRestart(t *testing.T, sig syscall.Signal) {
 	bob := openPage(t, "bob", wav)
 	bob.acceptInvite(alice.startCall(srv, "Alice").InviteLink, "Alice", "Bob")
 	pages := []*page{alice, bob}
-	before := map[*page]resumeState{}
+	before := map[*page]pageState{}
 	peers := map[*page][]string{}
 	for _, pg := range pages {
 		pg.waitEncrypted(1)
-		s := pg.resumeState()
+		s := pg.state()
 		wait.For(t, pg.name+" to hear the other", func() bool { return pg.hearsAll(s.peerIdentities(), "") })
 		before[pg], peers[pg] = s, s.peerIdentities()
 		pg.recordStatus()
@@ -304,7 +278,7 @@ func testBrowserServerRestart(t *testing.T, sig syscall.Signal) {
 		}
 	}
 	for pg := range pending {
-		t.Fatalf("%s does not hear %v %v after the new server started; state %+v", pg.name, peers[pg], time.Since(spawned).Round(time.Millisecond), pg.resumeState())
+		t.Fatalf("%s does not hear %v %v after the new server started; state %+v", pg.name, peers[pg], time.Since(spawned).Round(time.Millisecond), pg.state())
 	}
 	t.Logf("%v: no server for %v; the pages hear each other %v after the new process started (%v after the stop)",
 		sig, spawned.Sub(stopped).Round(time.Millisecond), worst.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
@@ -316,7 +290,7 @@ func testBrowserServerRestart(t *testing.T, sig syscall.Signal) {
 	}
 
 	for _, pg := range pages {
-		s, b := pg.resumeState(), before[pg]
+		s, b := pg.state(), before[pg]
 		if s.Status != "connected" || s.Banner != "" || s.Screen != "call" {
 			t.Errorf("%s: screen %q, status %q, banner %q after the rejoin, want the call, connected, no banner", pg.name, s.Screen, s.Status, s.Banner)
 		}
