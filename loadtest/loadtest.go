@@ -75,8 +75,12 @@ type Config struct {
 	StallAfter time.Duration
 	// Rejoin makes the load tester join a caller again, with backoff,
 	// when its call ends on its own, as an application would. Without it
-	// such a call is lost for good, unless the SDK rejoins by itself.
+	// such a call is lost for good. The SDK rejoins by itself first, for
+	// up to ResumeWindow, when the server loses a call.
 	Rejoin bool
+	// ResumeWindow is the SDK's (client.Options.ResumeWindow): 0 its
+	// default, negative for callers that never rejoin by themselves.
+	ResumeWindow time.Duration
 	// Audio is an Ogg Opus file of 20 ms packets; nil plays DefaultClip.
 	Audio []byte
 
@@ -477,12 +481,13 @@ func (c *caller) connect(ctx context.Context) error {
 	t0 := time.Now()
 	watch := &joinWatch{base: r.transport}
 	call, err := client.Join(jctx, r.cfg.URL, tok, &client.Options{
-		RelayOnly:   r.cfg.RelayOnly,
-		IPFilter:    r.cfg.IPFilter,
-		ListenMedia: r.listenMedia(),
-		Logger:      r.cfg.Logger.With("caller", c.identity),
-		Identity:    c.key,
-		HTTPClient:  &http.Client{Transport: watch},
+		RelayOnly:    r.cfg.RelayOnly,
+		IPFilter:     r.cfg.IPFilter,
+		ListenMedia:  r.listenMedia(),
+		ResumeWindow: r.cfg.ResumeWindow,
+		Logger:       r.cfg.Logger.With("caller", c.identity),
+		Identity:     c.key,
+		HTTPClient:   &http.Client{Transport: watch},
 	})
 	took := time.Since(t0)
 	if err != nil {
@@ -589,16 +594,22 @@ func (p *participation) receive() {
 }
 
 // watch follows the participation's events: how long each peer's frame
-// key takes to arrive, and identity changes (which a caller keeping its
-// key across rejoins should never cause). When the SDK rejoins by itself
-// (issue 11), its Reconnected event belongs here: it calls
-// p.caller.rejoined and, if the participant ID changed, r.addSender with
-// the call's new ID; a stall while it reconnects is seen by checkStall.
+// key takes to arrive, identity changes (which a caller keeping its key
+// across rejoins should never cause), and the rejoins the SDK makes by
+// itself when the server loses the call: Reconnecting interrupts the
+// caller, Reconnected counts the rejoin. The call keeps its participant ID
+// across them, and names the others as before, so senders stay as they
+// are.
 func (p *participation) watch() {
 	defer close(p.evDone)
 	r := p.caller.r
 	for ev := range p.call.Events() {
 		switch e := ev.(type) {
+		case client.Reconnecting:
+			start, needFrames := p.outageStart(time.Now().UnixNano())
+			p.caller.interrupt(start, false, needFrames)
+		case client.Reconnected:
+			p.caller.rejoined()
 		case client.PeerEncrypted:
 			from := p.joinedAt
 			r.sendersMu.RLock()

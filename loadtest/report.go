@@ -39,8 +39,10 @@ type Report struct {
 	// CallsLost counts callers whose last interruption never recovered by
 	// the end of the run: their call was lost for good, and the run fails.
 	CallsLost int `json:"calls_lost"`
-	// Rejoins counts callers joined again after their call ended (Rejoin),
-	// and RejoinFailures the attempts that failed on the way.
+	// Rejoins counts callers joined again after the server lost their
+	// call: by the SDK itself, or by the load tester after the call ended
+	// (Rejoin); RejoinFailures counts the load tester's attempts that
+	// failed on the way.
 	Rejoins        uint64 `json:"rejoins"`
 	RejoinFailures uint64 `json:"rejoin_failures"`
 	// RecoveryMS is the length of each recovered interruption: from the

@@ -81,6 +81,8 @@ type pageState struct {
 	Room         string `json:"room"`
 	SelfID       string `json:"selfId"`
 	Identity     string `json:"identity"`
+	Status       string `json:"status"`
+	Reconnecting bool   `json:"reconnecting"`
 	ClosedReason string `json:"closedReason"`
 	Banner       string `json:"banner"`
 	InviteLink   string `json:"inviteLink"`

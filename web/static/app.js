@@ -5,6 +5,7 @@
 import { api, describeError, ApiError, E2EE } from './api.js';
 import { Contacts, displayName, identityTag } from './contacts.js';
 import { CallSession } from './session.js';
+import { Resumption, Returning, resumable } from './resume.js';
 import { CallCrypto } from './e2ee/call.js';
 import { attachReceiver, attachSender, createWorker, hasScriptTransform } from './e2ee/transform.js';
 import { StorageTrustStore, loadOrCreateIdentity } from './e2ee/truststore.js';
@@ -40,6 +41,9 @@ const app = {
   abandoned: false, // the session is being left because joining failed
   unloading: false, // the page is going away (reload, close)
   inviteExpires: 0,
+  resuming: null, // the Resumption rejoining a lost call
+  reconnecting: false, // from losing the call until media flows again
+  returning: new Returning(), // people expected back after a rejoin
 };
 
 // The call this tab is in, kept in sessionStorage (this tab only, gone when
@@ -241,6 +245,14 @@ async function joinCall() {
   $('mute-button').setAttribute('aria-pressed', 'false');
   $('mute-button').textContent = 'Mute';
   app.closedReason = '';
+  await connect();
+  show('call');
+  rememberCall();
+}
+
+/** Joins the room once: keys, worker, media, event stream. A rejoin finds
+ *  the people of the call, back under new participant ids, by identity. */
+async function connect() {
   const device = await loadOrCreateIdentity(localStorage, 'device');
   app.worker = createWorker();
   app.worker.addEventListener('error', (e) => console.error('e2ee worker:', e.message));
@@ -258,11 +270,13 @@ async function joinCall() {
   app.session = session;
   session.addEventListener('track', (e) => playRemote(e.detail.participantId, e.detail.stream));
   session.addEventListener('speaking', (e) => setSpeaking(e.detail.participantId, e.detail.speaking));
-  session.addEventListener('connection', (e) => setStatus(connectionText(e.detail.state)));
-  session.addEventListener('closed', (e) => ended(e.detail.reason));
+  session.addEventListener('connection', (e) => connectionChanged(e.detail.state));
+  session.addEventListener('closed', (e) => {
+    if (app.session === session && !resumed(e.detail)) ended(e.detail.reason);
+  });
   session.addEventListener('servererror', (e) => console.warn('server:', e.detail.code, e.detail.message));
 
-  setStatus('connecting…');
+  if (!app.reconnecting) setStatus('connecting…');
   const jr = await session.start();
   app.selfId = jr.participant_id;
   const cc = new CallCrypto({
@@ -294,6 +308,7 @@ async function joinCall() {
       // already been reported left by the session.
       for (const p of others) cc.onJoined(p);
       cc.onReconnected();
+      connectionChanged(session.pc.connectionState);
     }
   });
   session.addEventListener('joined', (e) => {
@@ -302,18 +317,27 @@ async function joinCall() {
   });
   session.addEventListener('left', (e) => {
     cc.onLeft(e.detail.participant);
-    removePerson(e.detail.participant.id);
+    // The server is stopping and tells everyone in turn: they rejoin, as
+    // this page does.
+    if (e.detail.reason === 'server_shutdown') expectBack(e.detail.participant.id);
+    else removePerson(e.detail.participant.id);
   });
   session.addEventListener('envelope', (e) => cc.onEnvelope(e.detail.from, e.detail.data));
   session.addEventListener('prekeys_low', (e) => cc.onPrekeysLow(e.detail.remaining));
 
-  const me = new Person(jr.participant_id, jr.identity, true);
-  app.participants.set(me.id, me);
-  render(me);
-  show('call');
-  rememberCall();
+  addSelf(jr.participant_id, jr.identity);
   session.openEvents();
+  clearInterval(app.keyTimer);
   app.keyTimer = setInterval(checkKeys, 1000);
+}
+
+function addSelf(id, identity) {
+  let me = [...app.participants.values()].find((p) => p.self);
+  if (me) app.participants.delete(me.id);
+  else me = new Person(id, identity, true);
+  me.id = id;
+  app.participants.set(id, me);
+  render(me);
 }
 
 /** A peer's prekey bundle. A peer that joined a moment ago may not have
@@ -334,12 +358,21 @@ function connectionText(state) {
     case 'connected':
       return 'connected';
     case 'disconnected':
-      return 'reconnecting…';
+    case 'reconnecting':
+      return 'Reconnecting…';
     case 'failed':
       return 'connection failed';
     default:
       return `${state}…`;
   }
+}
+
+/** While a lost call rejoins, the page says "Reconnecting…" until the
+ *  new media connects. */
+function connectionChanged(state) {
+  if (app.reconnecting && state !== 'connected') return;
+  app.reconnecting = false;
+  setStatus(connectionText(state));
 }
 
 function setStatus(text) {
@@ -349,6 +382,17 @@ function setStatus(text) {
 
 function addPerson(p) {
   if (p.id === app.selfId || app.participants.has(p.id)) return;
+  const back = app.returning.claim(p.identity);
+  if (back) {
+    // Someone the call knew, back under a new participant id.
+    app.participants.delete(back.id);
+    back.id = p.id;
+    back.since = Date.now();
+    back.el.dataset.participant = p.id;
+    app.participants.set(p.id, back);
+    render(back);
+    return;
+  }
   const person = new Person(p.id, p.identity, false);
   person.plain = p.e2ee !== E2EE;
   app.participants.set(p.id, person);
@@ -576,6 +620,12 @@ function toggleMute() {
 }
 
 async function leaveCall() {
+  if (app.resuming) {
+    // Between joins: a join under way is left too.
+    if (app.session) app.session.leave();
+    ended('left');
+    return;
+  }
   if (app.session) await app.session.leave();
 }
 
@@ -608,11 +658,17 @@ const CLOSED_TEXT = {
   ice_failed: ['The audio connection failed', 'Your browser could not reach the server for audio (a firewall may block it).'],
   server_shutdown: ['The server is restarting', 'The call was interrupted by a server restart. Try again in a moment.'],
   disconnected: ['Disconnected', 'The connection to the server was lost.'],
+  not_resumed: ['Disconnected', 'The call was lost and could not be rejoined within a minute.'],
+  token_expired: ['Your pass has expired', 'The call was lost, and your pass for it expired before it could be rejoined.'],
 };
 
 /** Releases the call's keys, worker, microphone and audio. */
 function teardown() {
   clearInterval(app.keyTimer);
+  if (app.resuming) app.resuming.cancel();
+  app.resuming = null;
+  app.returning.clear();
+  app.reconnecting = false;
   if (app.crypto) app.crypto.close();
   if (app.worker) app.worker.terminate();
   if (app.mic) for (const t of app.mic.getTracks()) t.stop();
@@ -631,7 +687,7 @@ function ended(reason) {
   teardown();
   // Leaving on purpose, or for good, forgets the call; a reload or a lost
   // connection keeps it to rejoin.
-  if (!app.unloading && ['left', 'room_ended', 'replaced'].includes(reason)) forgetCall();
+  if (!app.unloading && ['left', 'room_ended', 'replaced', 'token_expired'].includes(reason)) forgetCall();
   if (app.abandoned) {
     // A join that failed: fail() has said why.
     app.abandoned = false;
@@ -642,6 +698,78 @@ function ended(reason) {
   if (reason === 'room_ended' && app.role === 'creator') text = 'You ended the call for everyone.';
   history.replaceState(null, '', '/');
   message(title, text);
+}
+
+// ---- a lost call rejoins (resume.js) ----
+
+/** Takes over a session that ended for a reason a new join cures: keeps
+ *  the microphone and the people, drops the media and keys, and rejoins
+ *  the room. Returns false for an end that is final. */
+function resumed({ reason, retryAfterMs }) {
+  if (app.unloading || app.screen !== 'call' || !resumable(reason)) return false;
+  console.info(`call lost (${reason}); rejoining`);
+  suspend();
+  app.reconnecting = true;
+  setStatus('Reconnecting…');
+  const r = new Resumption({ token: app.token, retryAfterMs, attempt: rejoinOnce });
+  app.resuming = r;
+  r.run().then(
+    (after) => {
+      if (app.resuming !== r) return;
+      app.resuming = null;
+      console.info(`call rejoined after ${after} ms`);
+      app.returning.giveUpLater((p) => removePerson(p.id));
+    },
+    (err) => {
+      if (app.resuming !== r || err.kind === 'cancelled') return;
+      app.resuming = null;
+      console.warn(err.message);
+      const code = err.kind === 'refused' ? err.cause.code : '';
+      ended(code === 'call_ended' ? 'room_ended' : err.kind === 'expired' ? 'token_expired' : code || 'not_resumed');
+    },
+  );
+  return true;
+}
+
+async function rejoinOnce() {
+  try {
+    await connect();
+  } catch (err) {
+    suspend();
+    throw err;
+  }
+}
+
+/** Ends the current join's media, keys and worker, keeping the microphone
+ *  and the people, who are expected back. */
+function suspend() {
+  clearInterval(app.keyTimer);
+  const s = app.session;
+  app.session = null;
+  if (s && !s.closed) s.leave();
+  if (app.crypto) app.crypto.close();
+  if (app.worker) app.worker.terminate();
+  app.crypto = null;
+  app.worker = null;
+  app.decrypt = null;
+  for (const a of app.audio.values()) a.remove();
+  app.audio.clear();
+  for (const p of app.participants.values()) if (!p.self) expectBack(p.id);
+  app.returning.pause();
+}
+
+/** Keeps participant id listed, waiting for encryption, until it is back
+ *  under a new id or given up. */
+function expectBack(id) {
+  const p = app.participants.get(id);
+  if (!p) return;
+  p.encrypted = false;
+  p.speaking = false;
+  p.failing = '';
+  app.returning.expect(p);
+  app.returning.giveUpLater((q) => removePerson(q.id));
+  render(p);
+  refreshBanner();
 }
 
 function fail(err) {
@@ -680,6 +808,8 @@ window.sottoTest = {
       selfId: app.selfId,
       identity: app.identity,
       status: app.status,
+      reconnecting: app.reconnecting,
+      iceRestarts: app.session ? app.session.iceRestarts : 0,
       closedReason: app.closedReason,
       banner: $('banner').hidden ? '' : $('banner').textContent,
       inviteLink: $('invite-link').value,
@@ -702,6 +832,7 @@ window.sottoTest = {
       decrypt: app.decrypt,
       inbound: app.session ? await app.session.inboundAudio() : {},
       codecs: app.session ? await app.session.codecs() : [],
+      path: app.session ? await app.session.mediaPath() : null,
     };
   },
 };
@@ -726,6 +857,7 @@ function init() {
   $('rejoin-button').addEventListener('click', rejoin);
   window.addEventListener('pagehide', () => {
     app.unloading = true;
+    if (app.resuming) app.resuming.cancel();
     if (app.session && !app.session.closed) app.session.leave();
   });
   if (!window.isSecureContext) {
