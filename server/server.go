@@ -91,6 +91,9 @@ func New(cfg Config) (*Server, error) {
 		DropTimeout:      cfg.DropTimeout,
 		OriginPatterns:   cfg.AllowOrigins,
 		InviteTTL:        cfg.InviteTTL,
+		MaxBlobBytes:     cfg.MaxBlobBytes,
+		RoomBlobBytes:    cfg.RoomBlobBytes,
+		BlobTTL:          cfg.BlobTTL,
 		ICEServers:       s.turn.iceServers(),
 		Logger:           log.With("component", "signaling"),
 	})
