@@ -173,6 +173,12 @@ type Stats struct {
 	// which send one when a session starts, when their chain changes for
 	// a leave, and when an accepted identity lets them in.
 	KeysReceived uint64
+	// MessagesDropped counts messages lost because Messages was full;
+	// MessagesRefused those that did not parse, came out of their
+	// sender's order or came from a participant whose changed identity key
+	// was not accepted.
+	MessagesDropped uint64
+	MessagesRefused uint64
 }
 
 // DecryptFailures is the number of received frames dropped as malformed,
@@ -196,6 +202,7 @@ func (s Stats) DecryptFailures() uint64 {
 type Call struct {
 	conn      *conn
 	e2e       *e2eeState
+	chat      *chat
 	frames    chan Frame
 	events    chan Event
 	envelopes chan Envelope
@@ -250,6 +257,7 @@ func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, err
 		envelopes: make(chan Envelope, EnvelopeBuffer),
 		done:      make(chan struct{}),
 		sealBuf:   make([]byte, 0, MaxFrameSize+sealOverhead),
+		chat:      newChat(),
 	}
 	log := opts.logger().With("room", claims.Room, "identity", claims.Identity)
 	c.e2e, err = newE2EE(ctx, a, tok, opts, log)
@@ -281,6 +289,7 @@ func (c *Call) finish() {
 	close(c.frames)
 	close(c.events)
 	close(c.envelopes)
+	close(c.chat.messages)
 	close(c.done)
 }
 
@@ -404,6 +413,8 @@ func (c *Call) Stats() Stats {
 		Dropped:          c.e2e.droppedByReason(),
 		Rekeys:           c.e2e.rekeys.Load(),
 		KeysReceived:     c.e2e.keysReceived.Load(),
+		MessagesDropped:  c.chat.dropped.Load(),
+		MessagesRefused:  c.chat.refused.Load(),
 	}
 }
 

@@ -326,6 +326,7 @@ func (e *e2eeState) removeRemote(ctx context.Context, p api.Participant) {
 		return
 	}
 	e.receiver.RemoveParticipant(p.ID)
+	e.call.chat.forget(p.ID)
 	e.rekey(ctx)
 }
 
@@ -497,6 +498,8 @@ func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
 			return
 		}
 		e.sender.Acknowledge(r.p.ID, ack)
+	case e2ee.ContentMessage, e2ee.ContentReceipt:
+		e.message(ctx, r, pt)
 	}
 }
 
@@ -556,19 +559,22 @@ func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
 	}
 }
 
-// send encrypts a plaintext in r's session and relays it.
-func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) {
+// send encrypts a plaintext in r's session and relays it. Failures are
+// logged; callers that report them to the application use the error.
+func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) error {
 	if r.sess == nil {
-		return
+		return ErrNoSession
 	}
 	payload, err := r.sess.Encrypt(pt)
 	if err != nil {
 		e.log.Error("encrypt end-to-end message", "participant", r.p.ID, "err", err)
-		return
+		return err
 	}
-	if err := e.call.conn.sendEnvelope(ctx, r.p.ID, payload); err != nil && !errors.Is(err, ErrClosed) {
+	err = e.call.conn.sendEnvelope(ctx, r.p.ID, payload)
+	if err != nil && !errors.Is(err, ErrClosed) {
 		e.log.Warn("send end-to-end message", "participant", r.p.ID, "err", err)
 	}
+	return err
 }
 
 // refill uploads more one-time prekeys after the server said they run low.
