@@ -66,10 +66,10 @@ type fileVector struct {
 type corruptVector struct {
 	File   string   `json:"file"`
 	Op     string   `json:"op"`
-	Offset int      `json:"offset,omitempty"`
-	Length int      `json:"length,omitempty"`
-	A      int      `json:"a,omitempty"`
-	B      int      `json:"b,omitempty"`
+	Offset int      `json:"offset"`
+	Length int      `json:"length"`
+	A      int      `json:"a"`
+	B      int      `json:"b"`
 	Bytes  hexBytes `json:"bytes,omitempty"`
 }
 
