@@ -15,7 +15,7 @@ import (
 	"github.com/sotto-voice/sotto/e2ee"
 )
 
-// This file is a call's files (docs/PROTOCOL.md §11): the sender encrypts
+// This file is a call's files (docs/PROTOCOL.md §12): the sender encrypts
 // a file under a fresh key as it reads it and uploads only the ciphertext
 // to the server's blob store; the key, the digest of the ciphertext, the
 // name, type and size travel in an end-to-end message (messages.go).

@@ -11,7 +11,7 @@ import (
 	"github.com/sotto-voice/sotto/e2ee"
 )
 
-// This file is a call's messages (docs/PROTOCOL.md §6.6): text and file
+// This file is a call's messages (docs/PROTOCOL.md §11): text and file
 // offers sent end to end, one copy per recipient in the Double Ratchet
 // session the call already has with it, numbered per recipient, and the
 // receipts recipients send back. The worker of keys.go runs all of it.

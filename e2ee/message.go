@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 )
 
-// Messages between participants (docs/PROTOCOL.md §5.4, §6.6): ratchet
+// Messages between participants (docs/PROTOCOL.md §5.4, §11): ratchet
 // plaintexts sent in the Double Ratchet session with each recipient, one
 // copy per recipient, and the receipts recipients send back.
 

@@ -14,7 +14,7 @@ import (
 
 const messageVectorsPath = "testdata/sotto-message-vectors.json"
 
-// The vectors of docs/PROTOCOL.md §6.6 and §11: message and receipt
+// The vectors of docs/PROTOCOL.md §11 and §12: message and receipt
 // contents, encrypted files and the damaged files a reader must refuse.
 
 type messageVector struct {
@@ -82,7 +82,7 @@ type messageVectors struct {
 }
 
 func generateMessageVectors(t *testing.T) messageVectors {
-	v := messageVectors{Comment: "Sotto messages and files (docs/PROTOCOL.md §6.6, §11). Byte strings are hex; seq and sent_ms are decimal strings. Regenerate: go test ./e2ee -run TestMessageVectors -update"}
+	v := messageVectors{Comment: "Sotto messages and files (docs/PROTOCOL.md §11, §12). Byte strings are hex; seq and sent_ms are decimal strings. Regenerate: go test ./e2ee -run TestMessageVectors -update"}
 	rnd := &drbg{label: "sotto message vectors"}
 	sent := time.UnixMilli(1767225600123)
 	key := func() hexBytes {

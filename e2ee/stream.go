@@ -11,7 +11,7 @@ import (
 	"io"
 )
 
-// Encrypted files (docs/PROTOCOL.md §11): a fresh key per file, the
+// Encrypted files (docs/PROTOCOL.md §12): a fresh key per file, the
 // plaintext cut into chunks of FileChunkSize, each sealed with AES-256-GCM
 // under a nonce made of the chunk's counter and a last-chunk flag, in the
 // manner of age's STREAM. Dropping, repeating, reordering or cutting chunks

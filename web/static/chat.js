@@ -1,5 +1,5 @@
 // The call's message panel: text and files between participants, end to
-// end encrypted (docs/PROTOCOL.md §6.6, §11). Each message goes to each
+// end encrypted (docs/PROTOCOL.md §11, §12). Each message goes to each
 // recipient in its own Double Ratchet session (CallCrypto.sendContent),
 // numbered per recipient so that each shows what one sender sent in order;
 // the recipient's encrypted receipt marks it delivered. A file is

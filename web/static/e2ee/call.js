@@ -548,7 +548,7 @@ export class CallCrypto {
         }
       });
     } else {
-      // Messages and receipts (§6.6) are the application's; other content
+      // Messages and receipts (§11) are the application's; other content
       // types are ignored there (§5.4).
       await this._onContent(peer.id, pt);
     }

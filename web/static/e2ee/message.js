@@ -1,4 +1,4 @@
-// Message and receipt contents (docs/PROTOCOL.md §6.6), as e2ee/message.go
+// Message and receipt contents (docs/PROTOCOL.md §11), as e2ee/message.go
 // writes and reads them. They travel as ratchet plaintexts, one copy per
 // recipient. seq is a BigInt (u64); sentMs and file sizes are Numbers.
 //

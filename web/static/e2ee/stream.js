@@ -1,4 +1,4 @@
-// Encrypted files (docs/PROTOCOL.md §11), as e2ee/stream.go writes and
+// Encrypted files (docs/PROTOCOL.md §12), as e2ee/stream.go writes and
 // reads them: a fresh key per file, the plaintext in chunks of 64 KiB,
 // each sealed with AES-256-GCM under the nonce counter (11 bytes) || last
 // flag (1 byte), with the 8-byte header as associated data. A chunk

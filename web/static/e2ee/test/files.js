@@ -1,4 +1,4 @@
-// The message and file formats (docs/PROTOCOL.md §6.6, §11) in the page's
+// The message and file formats (docs/PROTOCOL.md §11, §12) in the page's
 // modules: every vector of e2ee/testdata/sotto-message-vectors.json (the
 // same the Go tests pass), then unit tests of the refusals: a tampered,
 // truncated or reordered chunk, a wrong key, malformed messages. Results:
