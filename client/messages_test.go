@@ -55,16 +55,9 @@ func keyed(ctx context.Context, t *testing.T, peers ...*peer) {
 	t.Helper()
 	for _, p := range peers {
 		for _, q := range peers {
-			if p == q {
-				continue
+			if p != q {
+				waitEvent(ctx, t, p, q.name+"'s key", isEncrypted(q.call.ID()))
 			}
-			wait.Until(ctx, t, p.name+" keyed with "+q.name, func() bool {
-				_, ok := p.findEvent(func(e Event) bool {
-					pe, ok := e.(PeerEncrypted)
-					return ok && pe.Participant.ID == q.call.ID()
-				})
-				return ok
-			})
 		}
 	}
 }
@@ -73,12 +66,9 @@ func keyed(ctx context.Context, t *testing.T, peers ...*peer) {
 // call from recipient.
 func delivered(ctx context.Context, t *testing.T, p *peer, id uint64, recipient *peer) {
 	t.Helper()
-	wait.Until(ctx, t, fmt.Sprintf("%s's message %d delivered to %s", p.name, id, recipient.name), func() bool {
-		_, ok := p.findEvent(func(e Event) bool {
-			d, ok := e.(MessageDelivered)
-			return ok && d.ID == id && d.To.ID == recipient.call.ID()
-		})
-		return ok
+	waitEvent(ctx, t, p, fmt.Sprintf("message %d delivered to %s", id, recipient.name), func(e Event) bool {
+		d, ok := e.(MessageDelivered)
+		return ok && d.ID == id && d.To.ID == recipient.call.ID()
 	})
 }
 

@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/coder/websocket"
 )
 
 // wireTap stands between every client (pages and Go callers) and the
@@ -22,8 +19,7 @@ import (
 // streams, with each envelope's data decoded, so that a test can look
 // for plaintext in all of it.
 type wireTap struct {
-	URL      string
-	upstream *url.URL
+	URL string
 
 	mu      sync.Mutex
 	records [][]byte
@@ -36,7 +32,8 @@ func startWireTap(t *testing.T, upstream string) *wireTap {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := &wireTap{upstream: u}
+	x := &wireTap{}
+	events := &eventProxy{upstream: "ws://" + u.Host, links: map[*proxyLink]struct{}{}, record: x.recordEvent}
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	proxy.ModifyResponse = func(resp *http.Response) error {
 		if !strings.HasPrefix(resp.Request.URL.Path, "/v1/") {
@@ -57,7 +54,7 @@ func startWireTap(t *testing.T, upstream string) *wireTap {
 			x.record([]byte(name + ": " + strings.Join(vs, ",")))
 		}
 		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			x.serveEvents(w, r)
+			events.ServeHTTP(w, r)
 			return
 		}
 		body, err := io.ReadAll(r.Body)
@@ -88,47 +85,17 @@ func (x *wireTap) record(b []byte) {
 	x.records = append(x.records, bytes.Clone(b))
 }
 
-// serveEvents proxies an event stream, recording every message and the
-// decoded data of every envelope.
-func (x *wireTap) serveEvents(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	up := "ws://" + x.upstream.Host + r.URL.RequestURI()
-	server, _, err := websocket.Dial(ctx, up, nil)
-	if err != nil {
-		http.Error(w, "tap: "+err.Error(), http.StatusBadGateway)
-		return
+// recordEvent records an event-stream message and, for an envelope, its
+// decoded data.
+func (x *wireTap) recordEvent(msg []byte) {
+	x.record(msg)
+	var env struct {
+		Type string `json:"type"`
+		Data []byte `json:"data"`
 	}
-	defer server.CloseNow()
-	client, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return
+	if json.Unmarshal(msg, &env) == nil && env.Type == "envelope" {
+		x.record(env.Data)
 	}
-	defer client.CloseNow()
-	server.SetReadLimit(1 << 20)
-	client.SetReadLimit(1 << 20)
-	pipe := func(src, dst *websocket.Conn) {
-		defer cancel()
-		for {
-			typ, msg, err := src.Read(ctx)
-			if err != nil {
-				return
-			}
-			x.record(msg)
-			var env struct {
-				Type string `json:"type"`
-				Data []byte `json:"data"`
-			}
-			if json.Unmarshal(msg, &env) == nil && env.Type == "envelope" {
-				x.record(env.Data)
-			}
-			if err := dst.Write(ctx, typ, msg); err != nil {
-				return
-			}
-		}
-	}
-	go pipe(server, client)
-	pipe(client, server)
 }
 
 // find reports the first record that contains needle.

@@ -9,29 +9,12 @@ import { concat, equal, fromHex, toHex } from '../bytes.js';
 import { encodeMessage, encodeReceipt, parseMessage, parseReceipt, MAX_MESSAGE_TEXT } from '../message.js';
 import { sha256 } from '../primitives.js';
 import { FILE_CHUNK_SIZE, FILE_HEADER, chunkNonce, decryptFile, encryptFile, encryptedFileSize, fileAEADKey, newFileKey } from '../stream.js';
+import { assert, eqHex, harness } from './harness.js';
 
-const results = [];
-window.filesResults = { done: false, results };
+const h = harness('filesResults');
+const { run } = h;
 const CHUNK = FILE_CHUNK_SIZE + 16;
 const H = FILE_HEADER.length;
-
-async function run(group, name, fn) {
-  try {
-    await fn();
-    results.push({ group, name, ok: true });
-  } catch (e) {
-    results.push({ group, name, ok: false, error: String(e && e.stack ? e.stack : e) });
-  }
-}
-
-function assert(cond, what) {
-  if (!cond) throw new Error(what);
-}
-
-function eqHex(got, wantHex, what) {
-  const g = toHex(got);
-  if (g !== wantHex) throw new Error(`${what}: got ${g}, want ${wantHex}`);
-}
 
 /** n bytes, byte i being i mod 251, as the vectors' plaintexts. */
 function patterned(n) {
@@ -143,6 +126,16 @@ async function vectors(v) {
   }
 }
 
+/** Whether fn throws the 'invalid' ProtocolError. */
+function invalid(fn) {
+  try {
+    fn();
+  } catch (e) {
+    return e.code === 'invalid';
+  }
+  return false;
+}
+
 async function units() {
   const key = newFileKey();
   const pt = patterned(3 * FILE_CHUNK_SIZE + 77);
@@ -196,39 +189,17 @@ async function units() {
       'empty text': good.subarray(0, 19),
       'cut header': good.subarray(0, 10),
     };
-    for (const [name, b] of Object.entries(bad)) {
-      let threw = false;
-      try {
-        parseMessage(b);
-      } catch (e) {
-        threw = e.code === 'invalid';
-      }
-      assert(threw, `${name} parses`);
-    }
+    for (const [name, b] of Object.entries(bad)) assert(invalid(() => parseMessage(b)), `${name} parses`);
     for (const [name, m] of Object.entries({
       'too long': { seq: 1n, sentMs: 0, text: 'a'.repeat(MAX_MESSAGE_TEXT + 1) },
       'no text': { seq: 1n, sentMs: 0, text: '' },
       'bad blob id': { seq: 1n, sentMs: 0, file: { blobId: '../x', key: new Uint8Array(32), digest: new Uint8Array(32), size: 1, name: 'n', type: '' } },
       'no name': { seq: 1n, sentMs: 0, file: { blobId: 'x', key: new Uint8Array(32), digest: new Uint8Array(32), size: 1, name: '', type: '' } },
     })) {
-      let threw = false;
-      try {
-        encodeMessage(m);
-      } catch (e) {
-        threw = e.code === 'invalid';
-      }
-      assert(threw, `${name} encodes`);
+      assert(invalid(() => encodeMessage(m)), `${name} encodes`);
     }
     const withFile = encodeMessage({ seq: 1n, sentMs: 0, file: { blobId: 'b', key: new Uint8Array(32), digest: new Uint8Array(32), size: 3, name: 'ñ', type: 'text/plain' } });
-    for (let n = 19; n < withFile.length; n++) {
-      let threw = false;
-      try {
-        parseMessage(withFile.subarray(0, n));
-      } catch {
-        threw = true;
-      }
-      assert(threw, `file message cut to ${n} bytes parses`);
-    }
+    for (let n = 19; n < withFile.length; n++) assert(invalid(() => parseMessage(withFile.subarray(0, n))), `file message cut to ${n} bytes parses`);
   });
 }
 
@@ -240,11 +211,9 @@ async function main() {
     await vectors(await r.json());
     await units();
   } catch (e) {
-    results.push({ group: 'setup', name: 'load', ok: false, error: String(e && e.stack ? e.stack : e) });
+    h.fail(e);
   }
-  const failed = results.filter((r) => !r.ok);
-  document.getElementById('out').textContent = `${results.length - failed.length}/${results.length} passed\n` + failed.map((r) => `FAIL ${r.group} ${r.name}: ${r.error}`).join('\n');
-  window.filesResults = { done: true, results };
+  h.finish();
 }
 
 main();
