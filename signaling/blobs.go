@@ -299,6 +299,8 @@ func readBlob(w http.ResponseWriter, r *http.Request, limit int) ([]byte, *api.E
 	for {
 		_, err := io.CopyN(buf, body, blobProgressBytes)
 		if err == io.EOF {
+			// No deadline on what follows: the answer, the next request.
+			_ = rc.SetReadDeadline(time.Time{})
 			return buf.Bytes(), nil
 		}
 		var tooBig *http.MaxBytesError
