@@ -381,3 +381,22 @@ type RedeemInviteResponse struct {
 	Token    string `json:"token"`
 	Inviter  string `json:"inviter"`
 }
+
+// Error codes of the blob routes (POST /v1/rooms/{room}/blobs and
+// GET /v1/rooms/{room}/blobs/{id}), which store the encrypted files of a
+// call.
+const (
+	CodeBlobTooLarge      ErrorCode = "blob_too_large"      // 413: the file is over the server's size cap
+	CodeRoomQuotaExceeded ErrorCode = "room_quota_exceeded" // 507: the room's stored files would exceed its quota
+	CodeBlobStorageFull   ErrorCode = "blob_storage_full"   // 507: the server stores all it may; try later
+	CodeBlobNotFound      ErrorCode = "blob_not_found"      // 404: no such file in this room (expired, or of another room)
+)
+
+// BlobCreated answers POST /v1/rooms/{room}/blobs: the stored file's id,
+// its size in bytes and when it will be deleted at the latest (unix
+// seconds); it also goes when the room ends.
+type BlobCreated struct {
+	ID      string `json:"id"`
+	Size    int64  `json:"size"`
+	Expires int64  `json:"expires"`
+}

@@ -225,6 +225,12 @@ type Stats struct {
 	// initiator (none left, or one handed out to it a moment before).
 	SessionsOneTimeKEM    uint64
 	SessionsLastResortKEM uint64
+	// MessagesDropped counts messages lost because Messages was full;
+	// MessagesRefused those that did not parse, came out of their
+	// sender's order or came from a participant whose changed identity key
+	// was not accepted.
+	MessagesDropped uint64
+	MessagesRefused uint64
 }
 
 // add returns the sum of two calls' counters.
@@ -251,6 +257,8 @@ func (s Stats) add(o Stats) Stats {
 
 		SessionsOneTimeKEM:    s.SessionsOneTimeKEM + o.SessionsOneTimeKEM,
 		SessionsLastResortKEM: s.SessionsLastResortKEM + o.SessionsLastResortKEM,
+		MessagesDropped:       s.MessagesDropped + o.MessagesDropped,
+		MessagesRefused:       s.MessagesRefused + o.MessagesRefused,
 	}
 }
 
@@ -288,6 +296,7 @@ type Call struct {
 	store  *e2ee.PrekeyStore  // one key-exchange worker at a time uses it
 	self   api.Participant    // the caller as the call names it
 	back   *returning         // participants expected back after a rejoin
+	chat   *chat              // the messages of all its joins
 	ctx    context.Context    // canceled by Leave
 	cancel context.CancelFunc // stops a rejoin under way
 
@@ -354,6 +363,7 @@ func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, err
 		opts:      *opts,
 		self:      api.Participant{Identity: claims.Identity},
 		back:      newReturning(),
+		chat:      newChat(),
 		frames:    make(chan Frame, FrameBuffer),
 		events:    make(chan Event, EventBuffer),
 		envelopes: make(chan Envelope, EnvelopeBuffer),
@@ -583,6 +593,8 @@ func (c *Call) Stats() Stats {
 		EnvelopesDropped: c.envelopesDropped.Load(),
 		FramesUnsent:     c.framesUnsent.Load(),
 		Rejoins:          c.rejoins.Load(),
+		MessagesDropped:  c.chat.dropped.Load(),
+		MessagesRefused:  c.chat.refused.Load(),
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -43,6 +43,14 @@
 // is false for it, a PeerNotEncrypted event says so, and its frames are
 // dropped and counted (DropNotEncrypted).
 //
+// Participants send each other messages end to end in the same sessions:
+// Call.SendMessage (or SendMessageTo one participant) and Call.Messages,
+// which names each sender's identity and whether its key is verified;
+// MessageDelivered events carry each recipient's encrypted receipt.
+// Call.SendFile encrypts a file from an io.Reader and stores only its
+// ciphertext on the server; a recipient gets it with Call.ReceiveFile into
+// an io.Writer, checked chunk by chunk.
+//
 // Call.Events reports who joins, leaves and speaks; Call.SendEnvelope and
 // Call.Envelopes carry opaque messages between participants through the
 // server. The channels are buffered and never block the connection: when

@@ -82,6 +82,9 @@ type e2eeState struct {
 	wake  chan struct{}
 
 	lastRefill time.Time // worker only
+	// chat numbers the messages between the caller and each participant
+	// in this join (messages.go); worker only.
+	chat map[string]*chatPeer
 
 	encrypted atomic.Uint64
 	decrypted atomic.Uint64
@@ -139,6 +142,7 @@ func newE2EE(ctx context.Context, a *apiClient, token string, opts *Options, sto
 		keyLog:   opts.keyLog,
 		remotes:  make(map[string]*remote),
 		admitted: make(map[string]bool),
+		chat:     make(map[string]*chatPeer),
 		wake:     make(chan struct{}, 1),
 	}
 	if err := e.uploadPrekeys(ctx); err != nil {
@@ -337,6 +341,7 @@ func (e *e2eeState) removeRemote(ctx context.Context, p api.Participant) {
 		return
 	}
 	e.receiver.RemoveParticipant(p.ID)
+	delete(e.chat, p.ID)
 	e.rekey(ctx)
 }
 
@@ -525,6 +530,8 @@ func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
 			return
 		}
 		e.sender.Acknowledge(r.p.ID, ack)
+	case e2ee.ContentMessage, e2ee.ContentReceipt:
+		e.message(ctx, r, pt)
 	}
 }
 
@@ -584,19 +591,22 @@ func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
 	}
 }
 
-// send encrypts a plaintext in r's session and relays it.
-func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) {
+// send encrypts a plaintext in r's session and relays it. Failures are
+// logged; callers that report them to the application use the error.
+func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) error {
 	if r.sess == nil {
-		return
+		return ErrNoSession
 	}
 	payload, err := r.sess.Encrypt(pt)
 	if err != nil {
 		e.log.Error("encrypt end-to-end message", "participant", r.p.ID, "err", err)
-		return
+		return err
 	}
-	if err := e.sess.conn.sendEnvelope(ctx, r.p.ID, payload); err != nil && !errors.Is(err, ErrClosed) {
+	err = e.sess.conn.sendEnvelope(ctx, r.p.ID, payload)
+	if err != nil && !errors.Is(err, ErrClosed) {
 		e.log.Warn("send end-to-end message", "participant", r.p.ID, "err", err)
 	}
+	return err
 }
 
 // refill uploads more one-time prekeys of both kinds after the server said

@@ -132,6 +132,7 @@ func (c *Call) finish(err error) {
 	close(c.frames)
 	close(c.events)
 	close(c.envelopes)
+	close(c.chat.messages)
 	close(c.done)
 }
 

@@ -97,6 +97,9 @@ func New(cfg Config) (*Server, error) {
 		ProbeTimeout:     cfg.SilenceTimeout / 5,
 		OriginPatterns:   cfg.AllowOrigins,
 		InviteTTL:        cfg.InviteTTL,
+		MaxBlobBytes:     cfg.MaxBlobBytes,
+		RoomBlobBytes:    cfg.RoomBlobBytes,
+		BlobTTL:          cfg.BlobTTL,
 		ICEServers:       s.turn.iceServers(),
 		Logger:           log.With("component", "signaling"),
 	})

@@ -168,6 +168,7 @@ func (s *Server) removeLocked(p *participant, reason string) cleanup {
 func (s *Server) dropRoomLocked(rm *room, c *cleanup) {
 	if s.rooms[rm.name] == rm {
 		delete(s.rooms, rm.name)
+		s.blobs.dropRoom(rm.name)
 	}
 	c.rooms = append(c.rooms, rm.media)
 }

@@ -29,8 +29,10 @@ const (
 	DefaultQueueLength      = 1024
 	DefaultMaxPrekeys       = 500
 	// A sender's envelopes: ample for key agreement and rekeys in a full
-	// room (a few per peer at a time) and for file chunks at 1 MiB/s,
-	// far below what one connection can push (thousands per second).
+	// room (a few per peer at a time) and for messages (one copy per peer,
+	// at most a few KiB each; files go to the blob routes, not through
+	// envelopes), far below what one connection can push (thousands per
+	// second).
 	DefaultEnvelopesPerSecond     = 100
 	DefaultEnvelopeBytesPerSecond = 1 << 20
 )
@@ -55,6 +57,17 @@ type Config struct {
 	// refused with envelope_rate_limited.
 	EnvelopesPerSecond     int
 	EnvelopeBytesPerSecond int
+
+	// MaxBlobBytes caps one stored file (its ciphertext, as uploaded),
+	// RoomBlobBytes the files one room stores at once and BlobStoreBytes
+	// those of all rooms together. BlobTTL deletes a file that long after
+	// its upload; a room's files are deleted when the room ends. Blobs
+	// keeps the bytes; nil keeps them in memory (MemoryBlobStore).
+	MaxBlobBytes   int
+	RoomBlobBytes  int
+	BlobStoreBytes int
+	BlobTTL        time.Duration
+	Blobs          BlobStore
 
 	// DropTimeout is how long a participant may be without an event stream
 	// (before its first connection or after losing one) before it is dropped.
@@ -110,6 +123,7 @@ type Server struct {
 	access *prekeyAccess
 	now    func() time.Time
 	calls  *calls // guarded by mu, except its limiter
+	blobs  *blobIndex
 
 	mu      sync.Mutex
 	rooms   map[string]*room
@@ -142,6 +156,16 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.ShutdownRetry, DefaultShutdownRetry)
 	setDefault(&cfg.InviteTTL, DefaultInviteTTL)
 	setDefault(&cfg.CallsPerMinute, DefaultCallsPerMinute)
+	setDefault(&cfg.MaxBlobBytes, DefaultMaxBlobBytes)
+	setDefault(&cfg.RoomBlobBytes, max(DefaultRoomBlobBytes, cfg.MaxBlobBytes))
+	setDefault(&cfg.BlobStoreBytes, max(DefaultBlobStoreBytes, cfg.RoomBlobBytes))
+	setDefault(&cfg.BlobTTL, DefaultBlobTTL)
+	if err := checkBlobLimits(&cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Blobs == nil {
+		cfg.Blobs = &MemoryBlobStore{}
+	}
 	if cfg.QueueLength < 2 {
 		return nil, errors.New("signaling: queue length must be at least 2")
 	}
@@ -162,6 +186,7 @@ func New(cfg Config) (*Server, error) {
 		// Its expiries follow s.now, which tests move.
 		s.store = store.NewMemory(func() time.Time { return s.now() })
 	}
+	s.blobs = newBlobIndex(cfg.Blobs, s.log.Warn)
 	s.routes()
 	return s, nil
 }
@@ -182,6 +207,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/v1/invites/redeem", allow(http.MethodPost, s.handleRedeemInvite))
 	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}", allow(http.MethodDelete, s.handleLeave))
 	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}/events", allow(http.MethodGet, s.handleEvents))
+	s.mux.HandleFunc("/v1/rooms/{room}/blobs", allow(http.MethodPost, s.handleBlobUpload))
+	s.mux.HandleFunc("/v1/rooms/{room}/blobs/{id}", allow(http.MethodGet, s.handleBlobDownload))
 	s.mux.HandleFunc("/v1/ice-servers", allow(http.MethodGet, s.handleICEServers))
 	s.mux.HandleFunc("/v1/prekeys", allow(http.MethodPut, s.handlePrekeyUpload))
 	s.mux.HandleFunc("/v1/prekeys/{identity}", allow(http.MethodGet, s.handlePrekeyFetch))

@@ -54,6 +54,9 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file; with --tls-key, serve HTTPS (browsers need it beyond localhost)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.DurationVar(&c.InviteTTL, "invite-ttl", signaling.DefaultInviteTTL, "how long a private-call invite link stays valid")
+	fs.IntVar(&c.MaxBlobBytes, "max-file-bytes", signaling.DefaultMaxBlobBytes, "largest encrypted file a participant may share in a call")
+	fs.IntVar(&c.RoomBlobBytes, "room-file-bytes", signaling.DefaultRoomBlobBytes, "encrypted files one call may store at once, in bytes")
+	fs.DurationVar(&c.BlobTTL, "file-ttl", signaling.DefaultBlobTTL, "delete a shared file this long after its upload (or when its call ends)")
 	o.turn.register(fs, &c.TURN)
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
@@ -69,7 +72,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	errs = append(errs, o.turn.apply(&c.TURN))
 	// The server takes 0 for its default; given as a flag it is a mistake.
 	for _, name := range []string{"max-participants", "max-rooms", "max-message-bytes", "max-envelope-bytes",
-		"drop-timeout", "silence-timeout", "invite-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
+		"drop-timeout", "silence-timeout", "invite-ttl", "max-file-bytes", "room-file-bytes", "file-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
 		"turn-max-allocations-per-user", "turn-max-allocations", "turn-credential-ttl"} {
 		switch v := fs.Lookup(name).Value.(flag.Getter).Get().(type) {
 		case int:
@@ -108,6 +111,9 @@ var configFlags = map[string]string{
 	"DropTimeout":                "--drop-timeout",
 	"SilenceTimeout":             "--silence-timeout",
 	"InviteTTL":                  "--invite-ttl",
+	"MaxBlobBytes":               "--max-file-bytes",
+	"RoomBlobBytes":              "--room-file-bytes",
+	"BlobTTL":                    "--file-ttl",
 	"TURN.Off":                   "--turn=false",
 	"TURN.URLs":                  "--turn-url",
 	"TURN.Secret":                "--turn-secret",

@@ -97,6 +97,14 @@ export function describeError(err) {
         return 'Your pass for this call is no longer valid. Open the invite link again.';
       case 'shutting_down':
         return 'The server is restarting. Try again in a moment.';
+      case 'blob_too_large':
+        return 'This file is larger than the server accepts.';
+      case 'room_quota_exceeded':
+        return 'This call has shared as many files as the server keeps at once. Try again when earlier ones have expired.';
+      case 'blob_storage_full':
+        return 'The server is storing all the files it can right now. Try again later.';
+      case 'blob_not_found':
+        return 'This file is no longer on the server (files are deleted after a while, and when the call ends).';
       default:
         return `The server refused: ${err.message}`;
     }

@@ -5,6 +5,7 @@
 import { api, describeError, ApiError, E2EE } from './api.js';
 import { Contacts, displayName, identityTag } from './contacts.js';
 import { CallSession } from './session.js';
+import { Chat } from './chat.js';
 import { CallCrypto } from './e2ee/call.js';
 import { attachReceiver, attachSender, createWorker, hasScriptTransform } from './e2ee/transform.js';
 import { StorageTrustStore, loadOrCreateIdentity } from './e2ee/truststore.js';
@@ -28,6 +29,7 @@ const app = {
   mic: null,
   session: null,
   crypto: null,
+  chat: null, // the message panel of the call
   worker: null,
   contacts: new Contacts(localStorage),
   selfId: '',
@@ -265,6 +267,19 @@ async function joinCall() {
   setStatus('connecting…');
   const jr = await session.start();
   app.selfId = jr.participant_id;
+  app.chat = new Chat({
+    room: app.room,
+    session: () => session.session,
+    selfId: jr.participant_id,
+    nameOf: (id) => {
+      const p = app.participants.get(id);
+      return p ? displayName(p.identity) : 'someone who left';
+    },
+    verifiedOf: (id) => {
+      const p = app.participants.get(id);
+      return !!(p && p.verified);
+    },
+  });
   const cc = new CallCrypto({
     identity: device,
     selfId: jr.participant_id,
@@ -276,9 +291,11 @@ async function joinCall() {
     },
     sendEnvelope: (to, data) => session.sendEnvelope(to, data),
     onEvent: onCryptoEvent,
+    onContent: (from, content) => app.chat && app.chat.onContent(from, content),
   });
   app.crypto = cc;
   cc.attachWorker(app.worker);
+  app.chat.attach(cc);
 
   let started = false;
   session.addEventListener('welcome', (e) => {
@@ -305,6 +322,7 @@ async function joinCall() {
     removePerson(e.detail.participant.id);
   });
   session.addEventListener('envelope', (e) => cc.onEnvelope(e.detail.from, e.detail.data));
+  session.addEventListener('left', (e) => app.chat && app.chat.forget(e.detail.participant.id));
   session.addEventListener('prekeys_low', (e) => cc.onPrekeysLow(e.detail.remaining));
 
   const me = new Person(jr.participant_id, jr.identity, true);
@@ -613,6 +631,8 @@ const CLOSED_TEXT = {
 /** Releases the call's keys, worker, microphone and audio. */
 function teardown() {
   clearInterval(app.keyTimer);
+  if (app.chat) app.chat.close();
+  app.chat = null;
   if (app.crypto) app.crypto.close();
   if (app.worker) app.worker.terminate();
   if (app.mic) for (const t of app.mic.getTracks()) t.stop();
@@ -696,6 +716,9 @@ window.sottoTest = {
         failing: p.failing,
       })),
     };
+  },
+  messages() {
+    return app.chat ? app.chat.state() : null;
   },
   async stats() {
     return {

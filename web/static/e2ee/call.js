@@ -18,6 +18,12 @@
 //                         //  uploadBundle(api.PrekeyUpload JSON) -> Promise<{remaining}>}
 //     sendEnvelope,       // (toParticipantId, Uint8Array) => void (envelope data)
 //     onEvent,            // (event) => void, see below
+//     onContent,          // optional (participantId, Uint8Array) => void|Promise:
+//                         // ratchet plaintexts of other content types
+//                         // (messages, receipts: message.js), in the
+//                         // order the peer sent them; awaiting
+//                         // sendContent to the same peer in it would wait
+//                         // for itself
 //     now,                // () => ms; default Date.now
 //     // optional: suite, switchDelayMs (1000), gracePeriodMs (1000),
 //     // prekeyBatch (20), random (n => Uint8Array)
@@ -38,6 +44,10 @@
 //   cc.acceptIdentityChange(participantId) // after identity_changed: trust the
 //                                   // new key and let the call continue with it
 //   cc.setVerified(participantId, true)    // the user compared safety numbers
+//   cc.reachable()                  // ids of the peers a content can be sent to now
+//   await cc.sendContent(participantId, bytes) // encrypts a ratchet plaintext
+//                                   // in the peer's session and sends it;
+//                                   // false if the peer cannot receive now
 //   cc.peers()                      // [{participantId, identity, fingerprint,
 //                                   //   safetyNumber, verified, encrypted, blocked}]
 //   cc.sendKeyState()               // the key frames are sealed with now
@@ -122,6 +132,7 @@ export class CallCrypto {
     this.api = o.api;
     this.sendEnvelope = o.sendEnvelope;
     this._onEvent = o.onEvent || (() => {});
+    this._onContent = o.onContent || (() => {});
     this.now = o.now || (() => Date.now());
     this.suite = o.suite || DEFAULT_SUITE;
     this.switchDelayMs = o.switchDelayMs || DEFAULT_SWITCH_DELAY_MS;
@@ -536,8 +547,35 @@ export class CallCrypto {
           this._postSendKey();
         }
       });
+    } else {
+      // Messages and receipts (§11) are the application's; other content
+      // types are ignored there (§5.4).
+      await this._onContent(peer.id, pt);
     }
-    // Other content types are ignored (§5.4).
+  }
+
+  _canSend(peer) {
+    return !!(peer && !peer.gone && !peer.blocked && peer.session && peer.session.canEncrypt);
+  }
+
+  /** The ids of the peers a content can be sent to now: a session set up
+   *  and their identity accepted. */
+  reachable() {
+    return [...this._peers.values()].filter((p) => this._canSend(p)).map((p) => p.id);
+  }
+
+  /** Encrypts a ratchet plaintext (a message or receipt) in a peer's
+   *  session, after whatever is queued for that peer, and sends it.
+   *  Resolves to whether it went out. */
+  async sendContent(participantId, content) {
+    const peer = this._peers.get(participantId);
+    if (this._closed || !this._canSend(peer)) return false;
+    const sent = await this._serial(peer, async () => {
+      if (!this._canSend(peer)) return false;
+      await this._sendContent(peer, content);
+      return true;
+    });
+    return sent === true;
   }
 
   async _maybeAnnounce(peer) {

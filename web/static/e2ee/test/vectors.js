@@ -12,27 +12,10 @@ import { hmacSha256, x25519, x25519KeyPair, x25519Public } from '../primitives.j
 import { SFrameKey, ctrHmacOpen, ctrHmacSeal, decodeHeader, deriveKeySalt, encodeHeader, ratchetBaseKey, suiteParams } from '../sframe.js';
 import { nobleKem, webCryptoKem } from '../mlkem.js';
 import { KEM_PREKEY_LABEL, PQXDH_INFO, PrekeyStore, acceptSession, initiateSession, pqxdhSecret, verifyBundle } from '../pqxdh.js';
+import { assert, eqHex, harness } from './harness.js';
 
-const results = [];
-window.vectorResults = { done: false, results };
-
-function assert(cond, what) {
-  if (!cond) throw new Error(what);
-}
-
-function eqHex(got, wantHex, what) {
-  const g = toHex(got);
-  if (g !== wantHex.toLowerCase()) throw new Error(`${what}: got ${g}, want ${wantHex}`);
-}
-
-async function run(group, name, fn) {
-  try {
-    await fn();
-    results.push({ group, name, ok: true });
-  } catch (e) {
-    results.push({ group, name, ok: false, error: String(e && e.stack ? e.stack : e) });
-  }
-}
+const h = harness('vectorResults');
+const { run } = h;
 
 // JSON with 64-bit kid/ctr numbers read exactly (JSON.parse source text).
 function parseBig(text) {
@@ -348,11 +331,9 @@ async function main() {
     await rfc9605(parseBig(await fetchText(base + 'rfc9605-test-vectors.json')));
     await sotto(JSON.parse(await fetchText(base + 'sotto-vectors.json')));
   } catch (e) {
-    results.push({ group: 'setup', name: 'load', ok: false, error: String(e && e.stack ? e.stack : e) });
+    h.fail(e);
   }
-  const failed = results.filter((r) => !r.ok);
-  document.getElementById('out').textContent = `${results.length - failed.length}/${results.length} passed\n` + failed.map((r) => `FAIL ${r.group} ${r.name}: ${r.error}`).join('\n');
-  window.vectorResults = { done: true, results };
+  h.finish();
 }
 
 main();
