@@ -183,6 +183,94 @@ func TestMessages(t *testing.T) {
 	}
 }
 
+// TestMessagesAcrossRejoin: the messages of a call that rejoins on its
+// own go on both ways. The others see it as a new participant and number
+// their messages to it from 1 again, as it does: none is refused or
+// reported missed; it still names the others by the IDs it first knew.
+func TestMessagesAcrossRejoin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
+	defer cancel()
+	srv := testserver.Start(t, nil)
+	alice := joinPeer(ctx, t, srv, "chat-rejoin", "alice")
+	bob := joinPeer(ctx, t, srv, "chat-rejoin", "bob")
+	carol := joinPeer(ctx, t, srv, "chat-rejoin", "carol")
+	aliceIn, bobIn, carolIn := readMessages(alice), readMessages(bob), readMessages(carol)
+	keyed(ctx, t, alice, bob, carol)
+	var last uint64
+	for i := range 3 {
+		sent, err := alice.call.SendMessage(ctx, fmt.Sprintf("before %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = sent.ID
+	}
+	for i := range 2 {
+		if _, err := bob.call.SendMessageTo(ctx, alice.call.ID(), fmt.Sprintf("bob before %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bobIn.waitFor(ctx, t, "bob's messages before", 3)
+	carolIn.waitFor(ctx, t, "carol's messages before", 3)
+	aliceIn.waitFor(ctx, t, "alice's messages before", 2)
+
+	for _, p := range []*peer{alice, bob, carol} {
+		p.forget()
+	}
+	if err := alice.call.tconn().pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(ctx, t, alice, "her rejoin", isReconnected)
+	isAlice := func(e Event) bool { pe, ok := e.(PeerEncrypted); return ok && pe.Participant.Identity == "alice" }
+	waitEvent(ctx, t, bob, "alice's new key", isAlice)
+	waitEvent(ctx, t, carol, "alice's new key", isAlice)
+	waitEvent(ctx, t, alice, "bob's key again", isEncrypted(bob.call.ID()))
+	waitEvent(ctx, t, alice, "carol's key again", isEncrypted(carol.call.ID()))
+
+	after, err := alice.call.SendMessage(ctx, "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ID <= last || len(after.To) != 2 {
+		t.Fatalf("message after the rejoin: %+v; want an ID above %d, to bob and carol", after, last)
+	}
+	for _, rc := range []struct {
+		p  *peer
+		in *inbox
+	}{{bob, bobIn}, {carol, carolIn}} {
+		if m := rc.in.waitFor(ctx, t, rc.p.name+" gets alice's message after her rejoin", 4)[3]; m.Text != "after" || m.Missed != 0 || m.From.Identity != "alice" {
+			t.Fatalf("%s got %+v", rc.p.name, m)
+		}
+		delivered(ctx, t, alice, after.ID, rc.p)
+	}
+	// Bob names alice by her new ID; alice names bob by his first.
+	bobsAlice := bob.call.Participants()
+	if len(bobsAlice) != 2 {
+		t.Fatalf("bob sees %v", bobsAlice)
+	}
+	var to string
+	for _, p := range bobsAlice {
+		if p.Identity == "alice" {
+			to = p.ID
+		}
+	}
+	reply, err := bob.call.SendMessageTo(ctx, to, "bob after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := aliceIn.waitFor(ctx, t, "alice gets bob's message after her rejoin", 3)[2]; m.Text != "bob after" || m.Missed != 0 || m.From.ID != bob.call.ID() {
+		t.Fatalf("alice got %+v", m)
+	}
+	waitEvent(ctx, t, bob, "alice's receipt", func(e Event) bool {
+		d, ok := e.(MessageDelivered)
+		return ok && d.ID == reply.ID && d.To.ID == to
+	})
+	for _, p := range []*peer{alice, bob, carol} {
+		if st := p.call.Stats(); st.MessagesDropped != 0 || st.MessagesRefused != 0 {
+			t.Errorf("%s: %d messages dropped, %d refused", p.name, st.MessagesDropped, st.MessagesRefused)
+		}
+	}
+}
+
 func TestMessageWithoutRecipients(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
