@@ -37,6 +37,8 @@ var httpStatus = map[api.ErrorCode]int{
 	api.CodeRetry:            http.StatusServiceUnavailable,
 	api.CodeRequestTimeout:   http.StatusRequestTimeout,
 	api.CodeStoreUnavailable: http.StatusServiceUnavailable,
+	api.CodeKnockAnswered:    http.StatusConflict,
+	api.CodeTooManyKnocks:    http.StatusTooManyRequests,
 }
 
 // errorf builds an *api.Error with a formatted message.

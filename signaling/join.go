@@ -33,7 +33,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.refuseJoin(w, errorf(api.CodeBadRequest, "sdp (the client's offer) is required"))
 		return
 	}
-	p, apiErr := s.reserve(roomName, claims.Identity)
+	p, apiErr := s.reserve(roomName, claims.Identity, req.Replaces)
 	if apiErr != nil {
 		s.refuseJoin(w, apiErr)
 		return

@@ -14,6 +14,7 @@ type participant struct {
 	room     *room
 	id       string
 	identity string
+	replaces string // the participant this join takes over on the same device, if any
 	session  string
 	out      *outbox
 	sent     envelopeLimit
