@@ -52,6 +52,7 @@ type Config struct {
 	MaxEnvelopeBytes int           // decoded envelope payload
 	DropTimeout      time.Duration // a participant without event stream this long is dropped
 	InviteTTL        time.Duration // life of a private-call invite
+	KnockTimeout     time.Duration // how long a guest's knock waits for an answer
 	// AllowOrigins are extra browser origin host patterns allowed to open
 	// event streams (signaling.Config.OriginPatterns).
 	AllowOrigins []string
@@ -173,7 +174,7 @@ func (c *Config) Validate() error {
 		"HTTP.MaxConnsPerIP": int64(c.HTTP.MaxConnsPerIP),
 		"MaxParticipants":    int64(c.MaxParticipants), "MaxRooms": int64(c.MaxRooms),
 		"MaxMessageBytes": int64(c.MaxMessageBytes), "MaxEnvelopeBytes": int64(c.MaxEnvelopeBytes),
-		"DropTimeout": int64(c.DropTimeout), "InviteTTL": int64(c.InviteTTL),
+		"DropTimeout": int64(c.DropTimeout), "InviteTTL": int64(c.InviteTTL), "KnockTimeout": int64(c.KnockTimeout),
 		"TURN.MaxAllocationsPerUser": int64(c.TURN.MaxAllocationsPerUser), "TURN.MaxAllocations": int64(c.TURN.MaxAllocations),
 	}
 	for _, field := range slices.Sorted(maps.Keys(nonNegative)) {

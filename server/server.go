@@ -91,6 +91,7 @@ func New(cfg Config) (*Server, error) {
 		DropTimeout:      cfg.DropTimeout,
 		OriginPatterns:   cfg.AllowOrigins,
 		InviteTTL:        cfg.InviteTTL,
+		KnockTimeout:     cfg.KnockTimeout,
 		ICEServers:       s.turn.iceServers(),
 		Logger:           log.With("component", "signaling"),
 	})

@@ -53,6 +53,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file; with --tls-key, serve HTTPS (browsers need it beyond localhost)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.DurationVar(&c.InviteTTL, "invite-ttl", signaling.DefaultInviteTTL, "how long a private-call invite link stays valid")
+	fs.DurationVar(&c.KnockTimeout, "knock-timeout", signaling.DefaultKnockTimeout, "how long a guest asking to join waits for the host's answer")
 	o.turn.register(fs, &c.TURN)
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
@@ -68,7 +69,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	errs = append(errs, o.turn.apply(&c.TURN))
 	// The server takes 0 for its default; given as a flag it is a mistake.
 	for _, name := range []string{"max-participants", "max-rooms", "max-message-bytes", "max-envelope-bytes",
-		"drop-timeout", "invite-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
+		"drop-timeout", "invite-ttl", "knock-timeout", "body-timeout", "idle-timeout", "max-conns-per-ip",
 		"turn-max-allocations-per-user", "turn-max-allocations", "turn-credential-ttl"} {
 		switch v := fs.Lookup(name).Value.(flag.Getter).Get().(type) {
 		case int:
@@ -106,6 +107,7 @@ var configFlags = map[string]string{
 	"MaxEnvelopeBytes":           "--max-envelope-bytes",
 	"DropTimeout":                "--drop-timeout",
 	"InviteTTL":                  "--invite-ttl",
+	"KnockTimeout":               "--knock-timeout",
 	"TURN.Off":                   "--turn=false",
 	"TURN.URLs":                  "--turn-url",
 	"TURN.Secret":                "--turn-secret",
