@@ -49,10 +49,15 @@ var (
 )
 
 // ClosedError is Call.Err when the server ended the call. Reason is one of
-// the api.Reason* values, such as api.ReasonReplaced when the same identity
-// joined again elsewhere or api.ReasonShutdown.
+// the api.Reason* values, such as api.ReasonMovedToAnotherDevice when the
+// same identity joined from another device (errors.Is(err,
+// ErrMovedToAnotherDevice)) or api.ReasonShutdown.
 type ClosedError struct {
 	Reason string
+	// By and At say who ended the call for everyone, and when, with
+	// api.ReasonRoomEnded.
+	By string
+	At time.Time
 }
 
 func (e *ClosedError) Error() string { return "client: call closed by server: " + e.Reason }
@@ -209,6 +214,9 @@ type Call struct {
 
 	sealMu  sync.Mutex
 	sealBuf []byte // reused for every sealed frame
+
+	door     doorState      // the call's door and who waits at it (knock.go)
+	switches deviceSwitches // participants that moved to another device (device.go)
 }
 
 // Join joins the room that tok admits to, on the Sotto server at
@@ -304,7 +312,8 @@ func (c *Call) Participants() []api.Participant { return c.conn.roster.present()
 // order and at the pace they are produced. frame is not retained.
 //
 // A frame written before the relay forwards to a participant is not
-// delivered to that participant; frames are never queued.
+// delivered to that participant; frames are never queued. While the call
+// is muted (SetMuted), frames are discarded and WriteFrame returns nil.
 func (c *Call) WriteFrame(frame []byte, duration time.Duration) error {
 	return c.writeFrame(frame, duration, AudioLevel{}, false)
 }
@@ -323,6 +332,9 @@ func (c *Call) writeFrame(frame []byte, duration time.Duration, level AudioLevel
 	samples := duration * clockRate / time.Second
 	if samples < 1 || duration > MaxFrameDuration {
 		return fmt.Errorf("client: frame duration %v, want up to %v", duration, MaxFrameDuration)
+	}
+	if c.e2e.muted.Load() {
+		return nil // muted, as the others are told: nothing leaves
 	}
 	c.sealMu.Lock()
 	defer c.sealMu.Unlock()
@@ -442,11 +454,15 @@ func (c *Call) admitted(present []api.Participant) { c.e2e.noteAdmitted(present)
 // about it, which the worker may emit as soon as the work is queued.
 func (c *Call) joined(p api.Participant) {
 	c.event(ParticipantJoined{Participant: p})
+	if prev, ok := c.switches.joined(p); ok {
+		c.event(DeviceSwitched{Participant: p, Previous: prev})
+	}
 	c.e2e.participantJoined(p)
 }
 
 func (c *Call) left(p api.Participant, reason string) {
 	c.event(ParticipantLeft{Participant: p, Reason: reason})
+	c.switches.left(p, reason)
 	c.e2e.participantLeft(p)
 }
 

@@ -4,7 +4,8 @@ import "github.com/sotto-voice/sotto/api"
 
 // Event is something that happened in the call, delivered on Call.Events.
 // It is one of ParticipantJoined, ParticipantLeft, Speaking, PeerEncrypted,
-// IdentityChanged, ServerError or Closed; switch on the type:
+// IdentityChanged, DeviceSwitched, MuteChanged, GuestKnock, DoorChanged,
+// ServerError or Closed; switch on the type:
 //
 //	switch e := ev.(type) {
 //	case client.ParticipantJoined:

@@ -82,6 +82,8 @@ type e2eeState struct {
 
 	lastRefill time.Time // worker only
 
+	muted atomic.Bool // the caller is muted (mute.go)
+
 	encrypted    atomic.Uint64
 	decrypted    atomic.Uint64
 	rekeys       atomic.Uint64
@@ -110,6 +112,9 @@ type remote struct {
 	// path.
 	blocked atomic.Bool
 	keyed   atomic.Bool // at least one of its frame keys is installed
+
+	muted     atomic.Bool // as it last said (mute.go)
+	muteKnown atomic.Bool // it said so at least once
 }
 
 // newE2EE creates the call's identity state and publishes its prekeys,
@@ -497,6 +502,8 @@ func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
 			return
 		}
 		e.sender.Acknowledge(r.p.ID, ack)
+	case e2ee.ContentMuteState:
+		e.muteStateReceived(r, pt)
 	}
 }
 
@@ -542,7 +549,8 @@ func (e *e2eeState) bind(r *remote, id e2ee.PublicIdentity) bool {
 	return true
 }
 
-// sendKeys sends a participant what it needs to open our frames now.
+// sendKeys sends a participant what it needs to open our frames now,
+// and whether we are muted.
 func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
 	for _, k := range e.sender.Keys() {
 		pt, err := k.MarshalBinary()
@@ -554,6 +562,7 @@ func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
 		e.send(ctx, r, pt)
 		clear(pt)
 	}
+	e.sendMuteState(ctx, r)
 }
 
 // send encrypts a plaintext in r's session and relays it.
