@@ -75,7 +75,7 @@ func TestBrowserInviteFlow(t *testing.T) {
 	// Accepting: the caller sees the invitee arrive, then ends the call for
 	// both.
 	bob.navigate("about:blank")
-	bob.acceptInvite(link, "Alice", "Bob")
+	bob.joinAsGuest(alice, link, "Alice", "Bob")
 	alice.waitEncrypted(1)
 	bob.waitEncrypted(1)
 	var endHidden bool

@@ -1,13 +1,11 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -18,20 +16,27 @@ import (
 	"github.com/sotto-voice/sotto/internal/wait"
 )
 
-// redeem exchanges an invite for a token as a non-browser invitee would.
-func redeem(t *testing.T, srv *callServer, invite, name string) api.RedeemInviteResponse {
+// redeem knocks with an invite as a Go SDK guest would, has the host page
+// let it in, and returns the guest's token.
+func redeem(t *testing.T, srv *callServer, host *page, invite, name string) api.RedeemInviteResponse {
 	t.Helper()
-	body, _ := json.Marshal(api.RedeemInviteRequest{Invite: invite, Name: name})
-	resp, err := http.Post(srv.URL+"/v1/invites/redeem", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
+	defer cancel()
+	type result struct {
+		adm *client.Admission
+		err error
 	}
-	defer resp.Body.Close()
-	var rr api.RedeemInviteResponse
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rr) != nil {
-		t.Fatalf("redeem: HTTP %d", resp.StatusCode)
+	done := make(chan result, 1)
+	go func() {
+		adm, err := client.Knock(ctx, srv.URL, invite, name, nil)
+		done <- result{adm, err}
+	}()
+	host.letIn(name)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("%s knocks: %v", name, r.err)
 	}
-	return rr
+	return api.RedeemInviteResponse{Room: r.adm.Room, Identity: r.adm.Identity, Token: r.adm.Token, Inviter: r.adm.Inviter}
 }
 
 // goCaller is a Go SDK participant that checks every frame it receives is
@@ -138,7 +143,7 @@ func TestBrowserGoInterop(t *testing.T) {
 	started := alice.startCall(srv, "Alice")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
 
-	bobToken := redeem(t, srv, invite, "GoBob")
+	bobToken := redeem(t, srv, alice, invite, "GoBob")
 	bob := joinGo(t, srv, bobToken.Token, true)
 	bobID := bob.call.ID()
 	aliceID := started.SelfID
@@ -164,7 +169,7 @@ func TestBrowserGoInterop(t *testing.T) {
 
 	// A third party joins and leaves: everyone rekeys.
 	bobBefore := bob.call.Stats()
-	carolToken := redeem(t, srv, invite, "GoCarol")
+	carolToken := redeem(t, srv, alice, invite, "GoCarol")
 	carol := joinGo(t, srv, carolToken.Token, false)
 	alice.waitEncrypted(2)
 	wait.For(t, "Carol to decrypt the browser", func() bool { return carol.framesFrom(aliceID) > 20 })

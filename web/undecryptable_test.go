@@ -90,7 +90,7 @@ func TestBrowserUndecryptablePeer(t *testing.T) {
 	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 5*time.Second))
 	started := alice.startCall(srv, "Alice")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
-	rr := redeem(t, srv, invite, "Mallory")
+	rr := redeem(t, srv, alice, invite, "Mallory")
 	malloryID := joinPlain(t, srv, rr.Room, rr.Token)
 
 	s := alice.waitFailing(malloryID, "the undecryptable peer flagged")
