@@ -51,6 +51,7 @@ type goCaller struct {
 	invalid  []string
 	enc      map[string]bool // publishers whose key is in place
 	speakers map[string]bool
+	muted    map[string]bool // as each participant last said
 }
 
 func joinGo(t *testing.T, srv *callServer, token string, echo bool) *goCaller {
@@ -63,7 +64,7 @@ func joinGo(t *testing.T, srv *callServer, token string, echo bool) *goCaller {
 	if err != nil {
 		t.Fatalf("Go caller join: %v", err)
 	}
-	g := &goCaller{t: t, call: call, echo: echo, frames: map[string]int{}, enc: map[string]bool{}, speakers: map[string]bool{}}
+	g := &goCaller{t: t, call: call, echo: echo, frames: map[string]int{}, enc: map[string]bool{}, speakers: map[string]bool{}, muted: map[string]bool{}}
 	t.Cleanup(func() { _ = call.Leave() })
 	go g.readFrames()
 	go g.readEvents()
@@ -101,8 +102,23 @@ func (g *goCaller) readEvents() {
 			g.mu.Unlock()
 		case client.IdentityChanged:
 			g.t.Errorf("Go caller: identity changed for %s", e.Participant.Identity)
+		case client.MuteChanged:
+			g.mu.Lock()
+			g.muted[e.Participant.ID] = e.Muted
+			g.mu.Unlock()
 		}
 	}
+}
+
+// waitMuted waits until participant id said it is muted (or not).
+func (g *goCaller) waitMuted(id string, want bool) {
+	g.t.Helper()
+	wait.For(g.t, fmt.Sprintf("the Go caller to see %s muted=%v", id, want), func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		m, ok := g.muted[id]
+		return ok && m == want
+	})
 }
 
 func (g *goCaller) framesFrom(id string) int {
