@@ -98,7 +98,7 @@ type pageState struct {
 	} `json:"knocks"`
 	Focused string `json:"focused"`
 	Muted   bool   `json:"muted"`
-	SendKey      *struct {
+	SendKey *struct {
 		SenderIndex uint32 `json:"senderIndex"`
 		Generation  uint32 `json:"generation"`
 		Step        int    `json:"step"`
