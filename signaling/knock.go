@@ -282,34 +282,40 @@ func (s *Server) handleKnockAnswer(admit bool) http.HandlerFunc {
 			writeError(w, apiErr)
 			return
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		k := s.calls.knocks[r.PathValue("id")]
-		switch {
-		case k == nil || k.Room != roomName:
-			writeError(w, errorf(api.CodeNotFound, "no knock %q at this call's door", r.PathValue("id")))
-			return
-		case !s.mayAnswerLocked(roomName, k.Inviter, claims.Identity):
-			writeError(w, errorf(api.CodeForbidden, "only the host, or with the door %q anyone in the call, answers knocks", api.DoorCall))
-			return
-		case k.State != api.KnockPending:
-			writeError(w, errorf(api.CodeKnockAnswered, "this knock is %s already", k.State))
+		v, apiErr := s.answerKnock(roomName, r.PathValue("id"), claims.Identity, admit)
+		if apiErr != nil {
+			writeError(w, apiErr)
 			return
 		}
-		if !admit {
-			s.closeKnockLocked(k, api.KnockRefused, claims.Identity)
-			writeJSON(w, http.StatusOK, k.forAnswerers())
-			return
-		}
-		tok, err := token.Mint(s.cfg.Secret, token.Claims{Room: roomName, Identity: k.Identity, Expiry: s.now().Add(callTokenTTL)})
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+// answerKnock has by admit (minting the guest's token) or refuse knock id
+// at room's door, and returns the knock as the answerers see it.
+func (s *Server) answerKnock(room, id, by string, admit bool) (api.Knock, *api.Error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.calls.knocks[id]
+	switch {
+	case k == nil || k.Room != room:
+		return api.Knock{}, errorf(api.CodeNotFound, "no knock %q at this call's door", id)
+	case !s.mayAnswerLocked(room, k.Inviter, by):
+		return api.Knock{}, errorf(api.CodeForbidden, "only the host, or with the door %q anyone in the call, answers knocks", api.DoorCall)
+	case k.State != api.KnockPending:
+		return api.Knock{}, errorf(api.CodeKnockAnswered, "this knock is %s already", k.State)
+	}
+	state := api.KnockRefused
+	if admit {
+		tok, err := token.Mint(s.cfg.Secret, token.Claims{Room: room, Identity: k.Identity, Expiry: s.now().Add(callTokenTTL)})
 		if err != nil {
-			writeError(w, errorf(api.CodeInternal, "mint token: %v", err))
-			return
+			return api.Knock{}, errorf(api.CodeInternal, "mint token: %v", err)
 		}
 		k.Token = tok
-		s.closeKnockLocked(k, api.KnockAdmitted, claims.Identity)
-		writeJSON(w, http.StatusOK, k.forAnswerers())
+		state = api.KnockAdmitted
 	}
+	s.closeKnockLocked(k, state, by)
+	return k.forAnswerers(), nil
 }
 
 // handleDoor serves PUT /v1/rooms/{room}/door: the call's creator decides

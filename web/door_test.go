@@ -97,7 +97,8 @@ func TestBrowserDoor(t *testing.T) {
 }
 
 // TestBrowserKnockExpires: nobody answers; the guest's page says so once
-// the (short) knock timeout passes, and offers to ask again.
+// the (short) knock timeout passes, and offers to ask again. A guest who
+// stops asking is gone from the host's door at once.
 func TestBrowserKnockExpires(t *testing.T) {
 	srv := startCallServerWith(t, &testserver.Options{KnockTimeout: 3 * time.Second})
 	wav := browsertest.WriteToneWAV(t, 5*time.Second)
@@ -118,10 +119,22 @@ func TestBrowserKnockExpires(t *testing.T) {
 		t.Errorf("no way to ask again (%v)", err)
 	}
 	alice.waitKnock("Bob", "expired")
-	// Asking again knocks anew.
-	bob.do(chromedp.Click(chromedp.CSS("#ask-again-button")))
-	bob.do(chromedp.WaitVisible(chromedp.CSS("#invite-name")))
-	bob.do(chromedp.SetValue(chromedp.CSS("#invite-name"), "Bob"), chromedp.Click(chromedp.CSS("#accept-button")))
+	// Asking again knocks anew; stopping tells the host at once.
+	askAgain := func() {
+		t.Helper()
+		bob.do(chromedp.Click(chromedp.CSS("#ask-again-button")))
+		bob.do(chromedp.WaitVisible(chromedp.CSS("#invite-name")))
+		bob.do(chromedp.SetValue(chromedp.CSS("#invite-name"), "Bob"), chromedp.Click(chromedp.CSS("#accept-button")))
+	}
+	askAgain()
+	alice.waitKnock("Bob", "pending")
+	bob.do(chromedp.WaitVisible(chromedp.CSS("#cancel-knock-button")), chromedp.Click(chromedp.CSS("#cancel-knock-button")))
+	alice.waitKnock("Bob", "withdrawn")
+	bob.waitState("the stopped message", func(s pageState) bool { return s.Screen == "message" && s.Knock == nil })
+	if title := bob.text("#message-title"); !strings.Contains(title, "stopped asking") {
+		t.Errorf("after stopping, bob's page says %q", title)
+	}
+	askAgain()
 	alice.letIn("Bob")
 	bob.waitEncrypted(1)
 }

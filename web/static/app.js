@@ -233,24 +233,24 @@ async function waitAtDoor(first) {
   $('knock-title').textContent = `Asking ${host} to let you in…`;
   $('knock-text').textContent = `${host} sees your name and decides. Please wait here: they have until ${formatWhen(k.expires)} to answer.`;
   show('knock');
-  let failures = 0;
-  while (app.knock === k && k.state === 'pending') {
-    try {
-      const r = await api.waitKnock(k.id, k.secret, 15);
-      failures = 0;
-      if (app.knock !== k) break;
-      Object.assign(k, { state: r.state, by: r.by || '' });
-      if (r.state === 'admitted') {
-        app.knock = null;
-        return r;
+  try {
+    let failures = 0;
+    while (app.knock === k && k.state === 'pending') {
+      try {
+        const r = await api.waitKnock(k.id, k.secret, 15);
+        failures = 0;
+        if (app.knock !== k) break; // the guest stopped asking
+        Object.assign(k, { state: r.state, by: r.by || '' });
+        if (r.state === 'admitted') return r;
+      } catch (err) {
+        // A lost connection is retried while the knock lasts.
+        if (!(err instanceof UnreachableError) || ++failures > 5 || Date.now() / 1000 > k.expires) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 1000 * failures));
       }
-    } catch (err) {
-      // A lost connection is retried while the knock lasts.
-      if (!(err instanceof UnreachableError) || ++failures > 5 || Date.now() / 1000 > k.expires) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 1000 * failures));
     }
+  } finally {
+    if (app.knock === k) app.knock = null;
   }
-  if (app.knock === k) app.knock = null;
   closeMicrophone();
   switch (k.state) {
     case 'refused':
@@ -268,24 +268,19 @@ async function waitAtDoor(first) {
   return null;
 }
 
-/** The guest gives up waiting. */
+/** The guest gives up waiting: waitAtDoor stops, and says so, once the
+ *  server has the knock withdrawn (which ends its long poll). */
 async function cancelKnock() {
   const k = app.knock;
   if (!k) return;
+  app.knock = null;
   busy($('cancel-knock-button'), true);
   try {
-    const r = await api.withdrawKnock(k.id, k.secret);
-    k.state = r.state;
-    k.by = r.by || '';
+    await api.withdrawKnock(k.id, k.secret);
   } catch (err) {
-    k.state = 'withdrawn'; // it expires on its own
-    console.warn('withdraw knock:', err);
+    console.warn('withdraw knock (it expires on its own):', err);
   } finally {
     busy($('cancel-knock-button'), false);
-  }
-  app.knock = null;
-  if (k.state === 'admitted') {
-    message('You stopped asking to join', 'You were let in at the same moment; open the invite link again to join.', { askAgain: true });
   }
 }
 
