@@ -82,14 +82,7 @@ func joinPeerWith(ctx context.Context, t *testing.T, srv *testserver.Server, roo
 	if err != nil {
 		t.Fatalf("%s: join: %v", name, err)
 	}
-	p := &peer{t: t, name: name, call: call, frames: make(map[string][]Frame), readDone: make(chan struct{})}
-	go p.read()
-	t.Cleanup(func() {
-		p.stop()
-		call.Leave()
-		<-p.readDone
-	})
-	return p
+	return track(t, call)
 }
 
 func (p *peer) read() {

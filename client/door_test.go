@@ -25,8 +25,8 @@ func startHost(ctx context.Context, t *testing.T, srv *testserver.Server, name s
 	return track(t, call), cr
 }
 
-// track reads call's channels into a peer named by its identity, as
-// joinPeer does.
+// track reads call's channels into a peer named by its identity, until
+// the test ends and leaves the call.
 func track(t *testing.T, call *Call) *peer {
 	p := &peer{t: t, name: call.Identity(), call: call, frames: make(map[string][]Frame), readDone: make(chan struct{})}
 	go p.read()

@@ -287,15 +287,21 @@ func (s *Server) handleRedeemInvite(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.RedeemInviteResponse{Room: c.Room, Identity: identity, Token: tok, Inviter: c.Inviter})
 }
 
+// roomBearer returns the request's room (its path) and the claims of its
+// bearer token, which must admit to that room.
+func (s *Server) roomBearer(r *http.Request) (string, token.Claims, *api.Error) {
+	roomName := r.PathValue("room")
+	if !token.ValidRoom(roomName) {
+		return "", token.Claims{}, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -")
+	}
+	claims, apiErr := s.bearer(r, roomName)
+	return roomName, claims, apiErr
+}
+
 // handleEndCall serves POST /v1/rooms/{room}/end: the creator's token ends
 // the call for everyone, and the room refuses joins from then on.
 func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
-	roomName := r.PathValue("room")
-	if !token.ValidRoom(roomName) {
-		writeError(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
-		return
-	}
-	claims, apiErr := s.bearer(r, roomName)
+	roomName, claims, apiErr := s.roomBearer(r)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return

@@ -272,12 +272,7 @@ func (s *Server) handleKnockWithdraw(w http.ResponseWriter, r *http.Request) {
 // guest in, which mints its token, or turns it away.
 func (s *Server) handleKnockAnswer(admit bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		roomName := r.PathValue("room")
-		if !token.ValidRoom(roomName) {
-			writeError(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
-			return
-		}
-		claims, apiErr := s.bearer(r, roomName)
+		roomName, claims, apiErr := s.roomBearer(r)
 		if apiErr != nil {
 			writeError(w, apiErr)
 			return
@@ -321,12 +316,7 @@ func (s *Server) answerKnock(room, id, by string, admit bool) (api.Knock, *api.E
 // handleDoor serves PUT /v1/rooms/{room}/door: the call's creator decides
 // who lets guests in. Guests waiting already still wait for an answer.
 func (s *Server) handleDoor(w http.ResponseWriter, r *http.Request) {
-	roomName := r.PathValue("room")
-	if !token.ValidRoom(roomName) {
-		writeError(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
-		return
-	}
-	claims, apiErr := s.bearer(r, roomName)
+	roomName, claims, apiErr := s.roomBearer(r)
 	if apiErr != nil {
 		writeError(w, apiErr)
 		return

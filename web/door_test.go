@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -8,14 +9,18 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/client"
 	"github.com/sotto-voice/sotto/internal/browsertest"
 	"github.com/sotto-voice/sotto/internal/testserver"
+	"github.com/sotto-voice/sotto/internal/wait"
 )
 
 // TestBrowserDoor: the host decides who comes in. Bob's page knocks and
 // waits, without a token, until Alice lets him in; her page then puts his
-// safety number one click away. Carol is turned away and told so. With
-// the door open, Dan comes in without asking.
+// safety number one click away. Carol is turned away and told so. When
+// Alice lets anyone in the call answer, Bob's page lets Cleo in; with the
+// door open, Dan comes in without asking.
 func TestBrowserDoor(t *testing.T) {
 	srv := startCallServer(t)
 	wav := browsertest.WriteToneWAV(t, 10*time.Second)
@@ -80,19 +85,36 @@ func TestBrowserDoor(t *testing.T) {
 		t.Errorf("alice sees %d peers, want bob alone", n)
 	}
 
-	// The door open: Dan walks in.
-	alice.do(chromedp.SetValue(chromedp.CSS("#door-select"), "open"))
-	alice.do(chromedp.Evaluate[chromedp.Void](`document.getElementById('door-select').dispatchEvent(new Event('change'))`))
-	alice.waitState("the door open", func(s pageState) bool { return s.Door == "open" })
-	bob.waitState("bob told the door opened", func(s pageState) bool { return s.Door == "open" })
+	// Anyone in the call lets people in: bob's page answers Cleo.
+	setDoor := func(door string) {
+		t.Helper()
+		alice.do(chromedp.SetValue(chromedp.CSS("#door-select"), door))
+		alice.do(chromedp.Evaluate[chromedp.Void](`document.getElementById('door-select').dispatchEvent(new Event('change'))`))
+		alice.waitState("the door "+door, func(s pageState) bool { return s.Door == door })
+		bob.waitState("bob told the door is "+door, func(s pageState) bool { return s.Door == door })
+	}
+	setDoor("call")
+	carol.navigate("about:blank")
+	carol.acceptInvite(started.InviteLink, "Alice", "Cleo")
+	id = bob.waitKnock("Cleo", "pending")
+	alice.waitKnock("Cleo", "pending")
+	bob.do(chromedp.Click(chromedp.CSS(`li[data-knock="` + id + `"] .k-admit`)))
+	carol.waitEncrypted(2)
+	if s := alice.state(); s.knockOf("Cleo", "admitted") != id {
+		t.Errorf("alice's door shows %+v, want Cleo let in by bob", s.Knocks)
+	}
+
+	// The door open: Dan walks in without knocking.
+	setDoor("open")
 	if txt := alice.text("#invite-panel-text"); !strings.Contains(txt, "without asking") {
 		t.Errorf("with the door open the invite panel says %q", txt)
 	}
-	carol.navigate("about:blank")
-	carol.acceptInvite(started.InviteLink, "Alice", "Dan")
-	carol.waitEncrypted(2)
-	if s := alice.state(); s.knockOf("Dan", "pending") != "" {
-		t.Errorf("dan knocked at an open door")
+	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
+	ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
+	defer cancel()
+	adm, err := client.Knock(ctx, srv.URL, invite, "Dan", &client.KnockOptions{Waiting: func(k api.Knock) { t.Errorf("Dan waits at an open door: %+v", k) }})
+	if err != nil || adm.Token == "" || adm.By != "" {
+		t.Fatalf("Dan at the open door: %+v, %v", adm, err)
 	}
 }
 
@@ -139,18 +161,26 @@ func TestBrowserKnockExpires(t *testing.T) {
 	bob.waitEncrypted(1)
 }
 
+// twoPageCall starts a call on Alice's page and lets Bob's page in; it
+// returns once both are encrypted, with Alice's state when the call
+// started and Bob's now.
+func twoPageCall(t *testing.T) (srv *callServer, alice, bob *page, started, bs pageState) {
+	t.Helper()
+	srv = startCallServer(t)
+	wav := browsertest.WriteToneWAV(t, 10*time.Second)
+	alice = openPage(t, "alice", wav)
+	bob = openPage(t, "bob", wav)
+	started = alice.startCall(srv, "Alice")
+	bob.joinAsGuest(alice, started.InviteLink, "Alice", "Bob")
+	alice.waitEncrypted(1)
+	return srv, alice, bob, started, bob.waitEncrypted(1)
+}
+
 // TestBrowserMuteSeen: muting on one page shows on the other, end to end
 // (the relay only forwards an envelope), and a Go SDK caller sees it too
 // and is seen when it mutes.
 func TestBrowserMuteSeen(t *testing.T) {
-	srv := startCallServer(t)
-	wav := browsertest.WriteToneWAV(t, 10*time.Second)
-	alice := openPage(t, "alice", wav)
-	bob := openPage(t, "bob", wav)
-	started := alice.startCall(srv, "Alice")
-	bob.joinAsGuest(alice, started.InviteLink, "Alice", "Bob")
-	alice.waitEncrypted(1)
-	bs := bob.waitEncrypted(1)
+	srv, alice, bob, started, bs := twoPageCall(t)
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
 	gus := joinGo(t, srv, redeem(t, srv, alice, invite, "Gus").Token, false)
 	alice.waitEncrypted(2)
@@ -193,14 +223,7 @@ func TestBrowserMuteSeen(t *testing.T) {
 // and asks her to compare the new device's safety number before its audio
 // plays.
 func TestBrowserDeviceSwitch(t *testing.T) {
-	srv := startCallServer(t)
-	wav := browsertest.WriteToneWAV(t, 10*time.Second)
-	alice := openPage(t, "alice", wav)
-	bob := openPage(t, "bob", wav)
-	started := alice.startCall(srv, "Alice")
-	bob.joinAsGuest(alice, started.InviteLink, "Alice", "Bob")
-	alice.waitEncrypted(1)
-	bs := bob.waitEncrypted(1)
+	srv, alice, bob, _, bs := twoPageCall(t)
 
 	var remembered string
 	if err := bob.eval(`sessionStorage.getItem('sotto.call')`, &remembered); err != nil {
