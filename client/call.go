@@ -56,14 +56,20 @@ var (
 )
 
 // ClosedError is Call.Err when the server ended the call. Reason is one of
-// the api.Reason* values, such as api.ReasonReplaced when the same identity
-// joined again elsewhere or api.ReasonRoomEnded. Reasons that a rejoin
-// cures (api.ReasonShutdown, api.ReasonDropped and the other losses) end a
-// call only when its resume window runs out; then Call.Err wraps it.
-// RetryAfter is the server's hint of when to rejoin after a shutdown.
+// the api.Reason* values, such as api.ReasonMovedToAnotherDevice when the
+// same identity joined from another device (errors.Is(err,
+// ErrMovedToAnotherDevice); final: the call does not rejoin) or
+// api.ReasonRoomEnded. Reasons that a rejoin cures (api.ReasonShutdown,
+// api.ReasonDropped and the other losses) end a call only when its resume
+// window runs out; then Call.Err wraps it. RetryAfter is the server's hint
+// of when to rejoin after a shutdown.
 type ClosedError struct {
 	Reason     string
 	RetryAfter time.Duration
+	// By and At say who ended the call for everyone, and when, with
+	// api.ReasonRoomEnded.
+	By string
+	At time.Time
 }
 
 func (e *ClosedError) Error() string { return "client: call closed by server: " + e.Reason }
@@ -320,6 +326,10 @@ type Call struct {
 
 	sealMu  sync.Mutex
 	sealBuf []byte // reused for every sealed frame
+
+	muted    atomic.Bool    // the caller is muted (mute.go)
+	door     doorState      // the call's door and who waits at it (knock.go)
+	switches deviceSwitches // participants that moved to another device (device.go)
 }
 
 // Join joins the room that tok admits to, on the Sotto server at
@@ -441,7 +451,8 @@ func (c *Call) Participants() []api.Participant {
 // A frame written before the relay forwards to a participant is not
 // delivered to that participant; frames are never queued. While the call
 // reconnects, frames go nowhere: WriteFrame counts them (FramesUnsent) and
-// returns nil.
+// returns nil. While the call is muted (SetMuted), frames are discarded and
+// WriteFrame returns nil.
 func (c *Call) WriteFrame(frame []byte, duration time.Duration) error {
 	return c.writeFrame(frame, duration, AudioLevel{}, false)
 }
@@ -463,6 +474,9 @@ func (c *Call) writeFrame(frame []byte, duration time.Duration, level AudioLevel
 	samples := duration * clockRate / time.Second
 	if samples < 1 || duration > MaxFrameDuration {
 		return fmt.Errorf("client: frame duration %v, want up to %v", duration, MaxFrameDuration)
+	}
+	if c.muted.Load() && !c.ended() {
+		return nil // muted, as the others are told: nothing leaves
 	}
 	s := c.session()
 	if s == nil {

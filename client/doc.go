@@ -51,6 +51,15 @@
 // ciphertext on the server; a recipient gets it with Call.ReceiveFile into
 // an io.Writer, checked chunk by chunk.
 //
+// A private call (CreateCall) has a door: a guest with its invite knocks
+// (Knock) and gets a token once the host admits it; the host's call
+// reports each knock (GuestKnock) and answers it (Call.Admit, Call.Refuse,
+// Call.SetDoor). One device at a time: joining with the same identity from
+// another device moves the call there, the first device's call ends with
+// ErrMovedToAnotherDevice (and does not rejoin) and the others see
+// DeviceSwitched. Call.SetMuted tells the others, end to end, that the
+// caller is muted (MuteChanged).
+//
 // Call.Events reports who joins, leaves and speaks; Call.SendEnvelope and
 // Call.Envelopes carry opaque messages between participants through the
 // server. The channels are buffered and never block the connection: when

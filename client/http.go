@@ -45,10 +45,13 @@ func newAPIClient(serverURL string, hc *http.Client) (*apiClient, error) {
 	return &apiClient{base: u, http: hc}, nil
 }
 
-// url returns the absolute URL of an API path such as "/v1/ice-servers".
+// url returns the absolute URL of an API path such as "/v1/ice-servers",
+// which may end with a query ("/v1/knocks/k_x?wait=25").
 func (a *apiClient) url(path string) string {
 	u := *a.base
-	u.Path += path
+	p, query, _ := strings.Cut(path, "?")
+	u.Path += p
+	u.RawQuery = query
 	return u.String()
 }
 

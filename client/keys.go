@@ -117,6 +117,9 @@ type remote struct {
 	// path.
 	blocked atomic.Bool
 	keyed   atomic.Bool // at least one of its frame keys is installed
+
+	muted     atomic.Bool // as it last said (mute.go)
+	muteKnown atomic.Bool // it said so at least once
 }
 
 // newE2EE creates the end-to-end state of one join, for the identity, trust
@@ -532,6 +535,8 @@ func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
 		e.sender.Acknowledge(r.p.ID, ack)
 	case e2ee.ContentMessage, e2ee.ContentReceipt:
 		e.message(ctx, r, pt)
+	case e2ee.ContentMuteState:
+		e.muteStateReceived(r, pt)
 	}
 }
 
@@ -577,7 +582,8 @@ func (e *e2eeState) bind(r *remote, id e2ee.PublicIdentity) bool {
 	return true
 }
 
-// sendKeys sends a participant what it needs to open our frames now.
+// sendKeys sends a participant what it needs to open our frames now,
+// and whether we are muted.
 func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
 	for _, k := range e.sender.Keys() {
 		pt, err := k.MarshalBinary()
@@ -589,6 +595,7 @@ func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
 		e.send(ctx, r, pt)
 		clear(pt)
 	}
+	e.sendMuteState(ctx, r)
 }
 
 // send encrypts a plaintext in r's session and relays it. Failures are

@@ -277,6 +277,9 @@ func (s *session) admitted(present []api.Participant) { s.e2e.noteAdmitted(prese
 func (s *session) joined(p api.Participant, returning bool) {
 	if !returning {
 		s.call.event(ParticipantJoined{Participant: p})
+		if prev, ok := s.call.switches.joined(p); ok {
+			s.call.event(DeviceSwitched{Participant: p, Previous: prev})
+		}
 	}
 	if !p.Encrypted() {
 		s.call.event(PeerNotEncrypted{Participant: p})
@@ -293,6 +296,7 @@ func (s *session) left(p api.Participant, reason string) {
 		return
 	}
 	s.call.event(ParticipantLeft{Participant: p, Reason: reason})
+	s.call.switches.left(p, reason)
 }
 
 func (s *session) prekeysLow() { s.e2e.prekeysLow() }
@@ -306,6 +310,12 @@ func (s *session) speaking(p api.Participant, on bool) {
 func (s *session) serverError(e *api.Error) { s.call.event(ServerError{Err: e}) }
 
 func (s *session) event(e Event) { s.call.event(e) }
+
+func (s *session) doorChanged(door, by string) { s.call.doorChanged(door, by) }
+
+func (s *session) knocksWaiting(pending []api.Knock) { s.call.knocksWaiting(pending) }
+
+func (s *session) knockUpdate(k api.Knock) { s.call.knockUpdate(k) }
 
 // returning holds the participants a call knew when it lost its join, by
 // identity (one participant per identity in a room), until they are back

@@ -94,6 +94,14 @@ type sink interface {
 	// one, once the roster agrees with it again: messages sent or received
 	// around the loss may be gone.
 	reconnected()
+	// doorChanged reports the call's door: in every welcome (by empty), and when
+	// it changes.
+	doorChanged(door, by string)
+	// knocksWaiting reports the guests waiting at the door, for a participant who
+	// may answer them, in every welcome.
+	knocksWaiting(pending []api.Knock)
+	// knockUpdate reports a guest knocking, or what became of its knock.
+	knockUpdate(k api.Knock)
 }
 
 // conn is one participant's connection to the server, one join: its event
@@ -869,6 +877,18 @@ func (c *conn) handle(m api.Message) error {
 		if resumed {
 			c.sink.reconnected()
 		}
+		c.sink.doorChanged(w.Door, "")
+		c.sink.knocksWaiting(w.Knocks)
+	case api.TypeDoor:
+		var d api.DoorEvent
+		if c.decode(m, &d) {
+			c.sink.doorChanged(d.Door, d.By)
+		}
+	case api.TypeKnock:
+		var k api.KnockEvent
+		if c.decode(m, &k) {
+			c.sink.knockUpdate(k.Knock)
+		}
 	case api.TypeJoined:
 		var j api.Joined
 		if c.decode(m, &j) {
@@ -946,7 +966,11 @@ func (c *conn) handle(m api.Message) error {
 	case api.TypeClosed:
 		var cl api.Closed
 		c.decode(m, &cl)
-		return &ClosedError{Reason: cl.Reason, RetryAfter: time.Duration(max(0, cl.RetryAfterMs)) * time.Millisecond}
+		e := &ClosedError{Reason: cl.Reason, RetryAfter: time.Duration(max(0, cl.RetryAfterMs)) * time.Millisecond, By: cl.By}
+		if cl.At != 0 {
+			e.At = time.Unix(cl.At, 0)
+		}
+		return e
 	default:
 		c.log.Debug("ignored event", "type", m.Type)
 	}

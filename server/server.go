@@ -100,6 +100,7 @@ func New(cfg Config) (*Server, error) {
 		MaxBlobBytes:     cfg.MaxBlobBytes,
 		RoomBlobBytes:    cfg.RoomBlobBytes,
 		BlobTTL:          cfg.BlobTTL,
+		KnockTimeout:     cfg.KnockTimeout,
 		ICEServers:       s.turn.iceServers(),
 		Logger:           log.With("component", "signaling"),
 	})

@@ -41,6 +41,8 @@ var httpStatus = map[api.ErrorCode]int{
 	api.CodeBlobStorageFull:   http.StatusInsufficientStorage,
 	api.CodeBlobNotFound:      http.StatusNotFound,
 	api.CodeStoreUnavailable:  http.StatusServiceUnavailable,
+	api.CodeKnockAnswered:     http.StatusConflict,
+	api.CodeTooManyKnocks:     http.StatusTooManyRequests,
 }
 
 // errorf builds an *api.Error with a formatted message.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -100,9 +102,14 @@ type Config struct {
 	// InviteTTL is how long an invite to a private call (POST /v1/calls)
 	// can be redeemed.
 	InviteTTL time.Duration
-	// CallsPerMinute limits call creations and invite redemptions per
-	// client address.
+	// CallsPerMinute limits call creations and invite redemptions (knocks
+	// included) per client address.
 	CallsPerMinute int
+	// KnockTimeout is how long a guest's knock waits for an answer before
+	// it expires.
+	KnockTimeout time.Duration
+	// MaxKnocks bounds the guests waiting at one call's door at once.
+	MaxKnocks int
 
 	// Store keeps what must outlive the process: private calls and their
 	// end, the prekey directory and its one-time grants. Nil keeps them in
@@ -125,11 +132,12 @@ type Server struct {
 	calls  *calls // guarded by mu, except its limiter
 	blobs  *blobIndex
 
-	mu      sync.Mutex
-	rooms   map[string]*room
-	closing bool
-	streams map[*stream]struct{}
-	wg      sync.WaitGroup // live event streams; Add only under mu while !closing
+	mu       sync.Mutex
+	rooms    map[string]*room
+	closing  bool
+	stopping chan struct{} // closed when closing is set: long polls return
+	streams  map[*stream]struct{}
+	wg       sync.WaitGroup // live event streams; Add only under mu while !closing
 
 	counters counters
 }
@@ -156,6 +164,8 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.ShutdownRetry, DefaultShutdownRetry)
 	setDefault(&cfg.InviteTTL, DefaultInviteTTL)
 	setDefault(&cfg.CallsPerMinute, DefaultCallsPerMinute)
+	setDefault(&cfg.KnockTimeout, DefaultKnockTimeout)
+	setDefault(&cfg.MaxKnocks, DefaultMaxKnocks)
 	setDefault(&cfg.MaxBlobBytes, DefaultMaxBlobBytes)
 	setDefault(&cfg.RoomBlobBytes, max(DefaultRoomBlobBytes, cfg.MaxBlobBytes))
 	setDefault(&cfg.BlobStoreBytes, max(DefaultBlobStoreBytes, cfg.RoomBlobBytes))
@@ -173,14 +183,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		store:   cfg.Store,
-		access:  newPrekeyAccess(cfg.MaxParticipants),
-		calls:   newCalls(cfg.InviteTTL, cfg.CallsPerMinute),
-		now:     time.Now,
-		rooms:   make(map[string]*room),
-		streams: make(map[*stream]struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		store:    cfg.Store,
+		access:   newPrekeyAccess(cfg.MaxParticipants),
+		calls:    newCalls(cfg.InviteTTL, cfg.CallsPerMinute),
+		now:      time.Now,
+		rooms:    make(map[string]*room),
+		streams:  make(map[*stream]struct{}),
+		stopping: make(chan struct{}),
 	}
 	if s.store == nil {
 		// Its expiries follow s.now, which tests move.
@@ -205,6 +216,13 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/v1/calls", allow(http.MethodPost, s.handleCreateCall))
 	s.mux.HandleFunc("/v1/invites/inspect", allow(http.MethodPost, s.handleInspectInvite))
 	s.mux.HandleFunc("/v1/invites/redeem", allow(http.MethodPost, s.handleRedeemInvite))
+	s.mux.HandleFunc("/v1/knocks/{id}", allowEach(map[string]http.HandlerFunc{
+		http.MethodGet:    s.handleKnockWait,
+		http.MethodDelete: s.handleKnockWithdraw,
+	}))
+	s.mux.HandleFunc("/v1/rooms/{room}/knocks/{id}/admit", allow(http.MethodPost, s.handleKnockAnswer(true)))
+	s.mux.HandleFunc("/v1/rooms/{room}/knocks/{id}/refuse", allow(http.MethodPost, s.handleKnockAnswer(false)))
+	s.mux.HandleFunc("/v1/rooms/{room}/door", allow(http.MethodPut, s.handleDoor))
 	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}", allow(http.MethodDelete, s.handleLeave))
 	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}/events", allow(http.MethodGet, s.handleEvents))
 	s.mux.HandleFunc("/v1/rooms/{room}/blobs", allow(http.MethodPost, s.handleBlobUpload))
@@ -226,6 +244,19 @@ func allow(method string, h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		h(w, r)
+	}
+}
+
+// allowEach is allow for a route with a handler per method.
+func allowEach(handlers map[string]http.HandlerFunc) http.HandlerFunc {
+	methods := slices.Sorted(maps.Keys(handlers))
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h := handlers[r.Method]; h != nil {
+			h(w, r)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: errorf(api.CodeMethodNotAllowed, "%s does not accept %s", r.URL.Path, r.Method)})
 	}
 }
 
@@ -306,6 +337,9 @@ func (s *Server) handleICEServers(w http.ResponseWriter, r *http.Request) {
 // the moment Shutdown is called. The HTTP server itself is the caller's.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.stopping)
+	}
 	s.closing = true
 	var c cleanup
 	for _, rm := range s.rooms {

@@ -198,7 +198,7 @@ func TestBrowserMessagesAndFiles(t *testing.T) {
 	bob.onNewDocument(notificationScript, "the notification recorder")
 
 	started := alice.startCall(front, "Alice")
-	bob.acceptInvite(started.InviteLink, "Alice", "Bob")
+	bob.joinAsGuest(alice, started.InviteLink, "Alice", "Bob")
 	aliceID := alice.waitEncrypted(1).SelfID
 	bobID := bob.waitEncrypted(1).SelfID
 
@@ -334,7 +334,7 @@ func TestBrowserGoMessagesAndFiles(t *testing.T) {
 	started := alice.startCall(front, "Alice")
 	aliceID := started.SelfID
 	invite := started.InviteLink[len(front.URL+"/join#invite="):]
-	bob := joinGo(t, front, redeem(t, front, invite, "GoBob").Token, false)
+	bob := joinGo(t, front, redeem(t, front, alice, invite, "GoBob").Token, false)
 	var inbox goInbox
 	go inbox.read(bob.call)
 	alice.waitEncrypted(1)
@@ -406,7 +406,7 @@ func TestBrowserFileLimits(t *testing.T) {
 	srv := startCallServerWith(t, &testserver.Options{MaxBlobBytes: 1 << 20, RoomBlobBytes: 2 << 20})
 	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 5*time.Second))
 	started := alice.startCall(srv, "Alice")
-	bob := joinGo(t, srv, redeem(t, srv, started.InviteLink[len(srv.URL+"/join#invite="):], "GoBob").Token, false)
+	bob := joinGo(t, srv, redeem(t, srv, alice, started.InviteLink[len(srv.URL+"/join#invite="):], "GoBob").Token, false)
 	alice.waitEncrypted(1)
 	wait.For(t, "the Go caller to be keyed", func() bool { return bob.encrypted(started.SelfID) })
 

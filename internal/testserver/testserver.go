@@ -32,6 +32,9 @@ type Options struct {
 	DropTimeout time.Duration
 	// MaxParticipants per room; 0 means the signaling default.
 	MaxParticipants int
+	// KnockTimeout is how long a guest's knock waits for an answer; 0
+	// means the signaling default.
+	KnockTimeout time.Duration
 	// TURN starts the embedded TURN server on loopback (Server.TURN), as
 	// "sotto serve" does, and offers its STUN and TURN URLs to every
 	// participant.
@@ -102,6 +105,7 @@ func New(opts *Options) (*Server, error) {
 		MaxBlobBytes:    opts.MaxBlobBytes,
 		RoomBlobBytes:   opts.RoomBlobBytes,
 		DropTimeout:     drop,
+		KnockTimeout:    opts.KnockTimeout,
 		MetricsToken:    opts.MetricsToken,
 		Logger:          log,
 	}

@@ -21,10 +21,11 @@ export class UnreachableError extends Error {
 
 const TIMEOUT_MS = 20000;
 
-async function request(method, path, { token, session, body } = {}) {
+async function request(method, path, { token, session, knock, body, keepalive } = {}) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (session) headers.Authorization = `Session ${session}`;
+  if (knock) headers.Authorization = `Knock ${knock}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let resp;
   try {
@@ -34,6 +35,7 @@ async function request(method, path, { token, session, body } = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
       credentials: 'omit',
+      keepalive: !!keepalive,
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
   } catch (err) {
@@ -61,10 +63,17 @@ export const E2EE = 'sotto-1';
 export const api = {
   createCall: (name) => request('POST', '/v1/calls', { body: { name } }),
   inspectInvite: (invite) => request('POST', '/v1/invites/inspect', { body: { invite } }),
+  // A knock (202, with an id) unless the door is open: then the token.
   redeemInvite: (invite, name) => request('POST', '/v1/invites/redeem', { body: { invite, name } }),
+  // The knock's state, once answered or after waitS seconds (below TIMEOUT_MS).
+  waitKnock: (id, secret, waitS) => request('GET', `/v1/knocks/${encodeURIComponent(id)}?wait=${waitS}`, { knock: secret }),
+  withdrawKnock: (id, secret) => request('DELETE', `/v1/knocks/${encodeURIComponent(id)}`, { knock: secret, keepalive: true }),
+  answerKnock: (room, token, id, action) =>
+    request('POST', `/v1/rooms/${encodeURIComponent(room)}/knocks/${encodeURIComponent(id)}/${action}`, { token }),
+  setDoor: (room, token, door) => request('PUT', `/v1/rooms/${encodeURIComponent(room)}/door`, { token, body: { door } }),
   iceServers: (token) => request('GET', '/v1/ice-servers', { token }),
-  join: (room, token, sdp) =>
-    request('POST', `/v1/rooms/${encodeURIComponent(room)}/join`, { token, body: { sdp, e2ee: E2EE } }),
+  join: (room, token, sdp, replaces) =>
+    request('POST', `/v1/rooms/${encodeURIComponent(room)}/join`, { token, body: replaces ? { sdp, e2ee: E2EE, replaces } : { sdp, e2ee: E2EE } }),
   leave: (room, id, session) =>
     request('DELETE', `/v1/rooms/${encodeURIComponent(room)}/participants/${encodeURIComponent(id)}`, { session }),
   endCall: (room, token) => request('POST', `/v1/rooms/${encodeURIComponent(room)}/end`, { token }),
@@ -89,6 +98,10 @@ export function describeError(err) {
         return 'The server is busy right now. Try again in a few minutes.';
       case 'rate_limited':
         return 'Too many calls from this address. Wait a minute and try again.';
+      case 'too_many_knocks':
+        return 'Too many people are waiting to be let in right now. Try again in a few minutes.';
+      case 'knock_answered':
+        return 'Someone answered that request already.';
       case 'invalid_name':
         return 'Names may use letters, digits, dots, dashes and underscores (up to 40).';
       case 'unauthorized':

@@ -49,7 +49,8 @@
 //                                   // in the peer's session and sends it;
 //                                   // false if the peer cannot receive now
 //   cc.peers()                      // [{participantId, identity, fingerprint,
-//                                   //   safetyNumber, verified, encrypted, blocked}]
+//                                   //   safetyNumber, verified, encrypted, blocked, muted}]
+//   cc.setMuted(true)               // tells every peer, end to end (§6.6)
 //   cc.sendKeyState()               // the key frames are sealed with now
 //   cc.receiverKeys()               // [{participantId, key}] installed keys
 //   cc.close();
@@ -63,6 +64,8 @@
 //                    known for its identity name; nothing is exchanged with
 //                    it until acceptIdentityChange
 //   send_key         {senderIndex, generation, step} frames now sealed with this key
+//   peer_muted       {participantId, muted} a peer's mute state, when first
+//                    known and on every change
 //   decrypt_stats    {stats} the worker's counters: encrypted,
 //                    unencrypted_dropped (no key yet: never sent in clear),
 //                    decrypted, and drops by reason: malformed, unknown_kid,
@@ -79,12 +82,15 @@ import { ProtocolError } from './errors.js';
 import {
   CONTENT_FRAME_KEY,
   CONTENT_FRAME_KEY_ACK,
+  CONTENT_MUTE_STATE,
   PUBLIC_IDENTITY_OFFSET,
   TYPE_PQXDH_INIT,
   encodeFrameKey,
   encodeFrameKeyAck,
+  encodeMuteState,
   parseFrameKey,
   parseFrameKeyAck,
+  parseMuteState,
   parsePayload,
 } from './envelope.js';
 import { DEFAULT_GRACE_PERIOD_MS, DEFAULT_SWITCH_DELAY_MS, FrameReceiver, FrameSender } from './framekeys.js';
@@ -117,6 +123,7 @@ class Peer {
     this.queue = Promise.resolve();
     this.gone = false;
     this.fallback = null; // timer: initiate if the newcomer's session does not come
+    this.muted = null; // as it last said; null until it did
   }
 }
 
@@ -146,6 +153,7 @@ export class CallCrypto {
     this._store = null;
     this._switchTimer = null;
     this._closed = false;
+    this._muted = false;
     this._selfHalf = null;
     this.lastStats = null;
     let ready;
@@ -513,7 +521,19 @@ export class CallCrypto {
     const keys = this._sender.keys();
     peer.keysSent = true; // from now on, rekeys include this peer
     for (const k of keys) await this._sendContent(peer, encodeFrameKey(k));
+    await this._sendContent(peer, encodeMuteState(this._muted));
     await this._maybeAnnounce(peer);
+  }
+
+  /** Mutes or unmutes: every keyed peer is told now, the others with
+   *  their keys (§6.6). */
+  setMuted(muted) {
+    muted = !!muted;
+    if (this._closed || muted === this._muted) return;
+    this._muted = muted;
+    for (const peer of this._peers.values()) {
+      if (peer.keysSent && !peer.blocked) this._serial(peer, () => this._sendContent(peer, encodeMuteState(this._muted)));
+    }
   }
 
   async _sendContent(peer, content) {
@@ -547,6 +567,12 @@ export class CallCrypto {
           this._postSendKey();
         }
       });
+    } else if (pt[0] === CONTENT_MUTE_STATE) {
+      const muted = parseMuteState(pt);
+      if (peer.muted !== muted) {
+        peer.muted = muted;
+        this._emit({ type: 'peer_muted', participantId: peer.id, muted });
+      }
     } else {
       // Messages and receipts (§11) are the application's; other content
       // types are ignored there (§5.4).
@@ -614,6 +640,7 @@ export class CallCrypto {
       safetyNumber: p.blocked ? null : p.safetyNumber,
       encrypted: p.announced,
       blocked: !!p.blocked,
+      muted: !!p.muted,
     }));
   }
 

@@ -5,7 +5,7 @@
 // (default /testdata/). web/e2ee_test.go drives this page in Chromium.
 
 import { concat, equal, fromHex, scriptedRandom, toHex, u16, u32, u64, utf8 } from '../bytes.js';
-import { encodeFrameKey, encodeFrameKeyAck, parseFrameKey, parseFrameKeyAck } from '../envelope.js';
+import { encodeFrameKey, encodeFrameKeyAck, encodeMuteState, parseFrameKey, parseFrameKeyAck, parseMuteState } from '../envelope.js';
 import { FrameReceiver, FrameSealer, ackOf, kidOf } from '../framekeys.js';
 import { PrivateIdentity, PublicIdentity, safetyHalf, safetyNumber } from '../identity.js';
 import { hmacSha256, x25519, x25519KeyPair, x25519Public } from '../primitives.js';
@@ -325,11 +325,32 @@ async function sotto(v) {
   });
 }
 
+async function muteState(v) {
+  for (const m of v.mute_state) {
+    await run('mute.mute_state', m.encoded, async () => {
+      eqHex(encodeMuteState(m.muted), m.encoded, 'encoding');
+      assert(parseMuteState(fromHex(m.encoded)) === m.muted, 'decoding');
+    });
+  }
+  for (const bad of v.invalid) {
+    await run('mute.invalid', bad || '(empty)', async () => {
+      let refused = false;
+      try {
+        parseMuteState(fromHex(bad));
+      } catch {
+        refused = true;
+      }
+      assert(refused, 'accepted');
+    });
+  }
+}
+
 async function main() {
   const base = new URLSearchParams(location.search).get('testdata') || '/testdata/';
   try {
     await rfc9605(parseBig(await fetchText(base + 'rfc9605-test-vectors.json')));
     await sotto(JSON.parse(await fetchText(base + 'sotto-vectors.json')));
+    await muteState(JSON.parse(await fetchText(base + 'mute-state-vectors.json')));
   } catch (e) {
     h.fail(e);
   }
