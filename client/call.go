@@ -391,7 +391,7 @@ func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, err
 	if c.store, err = e2ee.NewPrekeyStore(c.opts.Identity, nil); err != nil {
 		return nil, fmt.Errorf("join room %q: create prekeys: %w", claims.Room, err)
 	}
-	s, err := c.join(ctx)
+	s, err := c.join(ctx, "")
 	if err != nil {
 		c.store.Destroy()
 		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)

@@ -3,10 +3,16 @@ package client
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/internal/pionlog"
 	"github.com/sotto-voice/sotto/internal/testserver"
 	"github.com/sotto-voice/sotto/internal/wait"
 )
@@ -237,6 +243,75 @@ func TestDeviceSwitch(t *testing.T) {
 	checkRekeyedOut(t, tp, "alice's old device", oldKeys, bob, time.Now())
 	if n := countFrom(alice, bob.call.ID()); n == 0 {
 		t.Fatal("the old device never heard bob: the check above is vacuous")
+	}
+}
+
+// crashable is media a test can cut as a crashed process loses it: each
+// join of the call gets a UDP socket the test owns, whose closing sends no
+// DTLS close.
+type crashable struct {
+	t    *testing.T
+	mu   sync.Mutex
+	sock net.PacketConn // the current join's
+}
+
+func (c *crashable) settings(se *webrtc.SettingEngine) {
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		c.t.Error(err)
+		return
+	}
+	c.t.Cleanup(func() { sock.Close() })
+	c.mu.Lock()
+	c.sock = sock
+	c.mu.Unlock()
+	se.SetICEUDPMux(webrtc.NewICEUDPMux(pionlog.Factory(slog.New(slog.DiscardHandler)).NewLogger("mux"), sock))
+}
+
+// cut silences the current join's media and drops its event stream
+// without a goodbye; the server holds the participant until it times out.
+func (c *crashable) cut(call *Call) {
+	c.mu.Lock()
+	c.sock.Close()
+	c.mu.Unlock()
+	call.tconn().closeAbruptly()
+}
+
+// TestRejoinIsNotADeviceSwitch: a muted caller whose connection breaks
+// while the server still holds it rejoins naming its earlier participant
+// (JoinRequest.Replaces): the others see that one leave as replaced, not
+// as a device switch, and learn with the new keys that the caller is still
+// muted; the caller's own rejoin goes on.
+func TestRejoinIsNotADeviceSwitch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
+	defer cancel()
+	srv := testserver.Start(t, nil)
+	const room = "not-a-switch"
+	media := &crashable{t: t}
+	alice := joinWith(ctx, t, srv, room, "alice", &Options{settings: media.settings})
+	bob := joinPeer(ctx, t, srv, room, "bob")
+	talkAndCheck(ctx, t, []*peer{alice, bob}, 10)
+	alice.call.SetMuted(true)
+	waitEvent(ctx, t, bob, "alice muted", isMute(alice.call.ID(), true))
+	oldID := alice.call.tconn().self.ID
+	bob.forget()
+	alice.stop()
+
+	media.cut(alice.call)
+	waitEvent(ctx, t, alice, "her rejoin", isReconnected)
+	if l := waitEvent(ctx, t, bob, "alice's old participant leaving", isLeft(oldID)).(ParticipantLeft); l.Reason != api.ReasonReplaced {
+		t.Fatalf("alice's old participant left with %q, want %q: the server held it, and the rejoin must name it", l.Reason, api.ReasonReplaced)
+	}
+	newID := alice.call.tconn().self.ID
+	waitEvent(ctx, t, bob, "alice muted, with her new keys", isMute(newID, true))
+	if m, err := bob.call.Muted(newID); err != nil || !m {
+		t.Fatalf("bob: Muted(alice) = %v, %v after her rejoin", m, err)
+	}
+	if _, ok := bob.findEvent(func(e Event) bool { _, ok := e.(DeviceSwitched); return ok }); ok {
+		t.Error("bob took alice's rejoin for a device switch")
+	}
+	if err := alice.call.Err(); err != nil {
+		t.Fatalf("alice's call ended: %v", err)
 	}
 }
 

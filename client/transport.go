@@ -178,10 +178,14 @@ var (
 
 // naming tells dial how the call names the caller and the others: me is
 // the caller's call name (its ID empty: the join's own), claim as in
-// roster.
+// roster. replaces is the server's ID of the caller's previous join, on a
+// rejoin (api.JoinRequest.Replaces): if the server still holds it, it
+// closes it as replaced, and the others do not take the rejoin for a
+// switch of devices.
 type naming struct {
-	me    api.Participant
-	claim func(identity string) (api.Participant, bool)
+	me       api.Participant
+	claim    func(identity string) (api.Participant, bool)
+	replaces string
 }
 
 // dial joins the room named by claims and returns once the media
@@ -266,7 +270,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 
 	var jr api.JoinResponse
 	path := api.Version + "/rooms/" + url.PathEscape(claims.Room) + "/join"
-	join := api.JoinRequest{SDP: pc.LocalDescription().SDP, E2EE: api.E2EESotto1}
+	join := api.JoinRequest{SDP: pc.LocalDescription().SDP, E2EE: api.E2EESotto1, Replaces: names.replaces}
 	if err := a.do(ctx, http.MethodPost, path, "Bearer "+tok, join, &jr); err != nil {
 		return nil, err
 	}
