@@ -74,8 +74,11 @@
 // up to Options.ResumeWindow, with new media and new end-to-end sessions
 // with everyone. The application keeps its one Call and sees Reconnecting
 // and Reconnected events; participants it knew keep their IDs (see
-// Call.ID). The call ends only when leaving, when the window runs out, the
-// token expires, or the server refuses the room for good (ended, 410).
+// Call.ID); the caller's mute state and messages go on, and a rejoin names
+// the join it replaces, so that the others do not take it for a switch of
+// devices. The call ends only when leaving, when the window runs out, the
+// token expires, the server refuses the room for good (ended, 410) or the
+// call moved to another device.
 //
 // Under the Call, an unexported transport speaks the API (docs/API.md): an
 // HTTP join carrying a complete SDP offer, the WebSocket event stream with
