@@ -72,6 +72,16 @@ func delivered(ctx context.Context, t *testing.T, p *peer, id uint64, recipient 
 	})
 }
 
+// noMessagesLost checks that no peer dropped or refused a message.
+func noMessagesLost(t *testing.T, peers ...*peer) {
+	t.Helper()
+	for _, p := range peers {
+		if st := p.call.Stats(); st.MessagesDropped != 0 || st.MessagesRefused != 0 {
+			t.Errorf("%s: %d messages dropped, %d refused", p.name, st.MessagesDropped, st.MessagesRefused)
+		}
+	}
+}
+
 // TestMessages: text messages reach every participant with a session, in
 // the order sent, named by their sender's identity and key, and each
 // recipient's receipt comes back; a direct message reaches its recipient
@@ -176,11 +186,7 @@ func TestMessages(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	for _, p := range []*peer{alice, bob, carol} {
-		if st := p.call.Stats(); st.MessagesDropped != 0 || st.MessagesRefused != 0 {
-			t.Errorf("%s: %d messages dropped, %d refused", p.name, st.MessagesDropped, st.MessagesRefused)
-		}
-	}
+	noMessagesLost(t, alice, bob, carol)
 }
 
 // TestMessagesAcrossRejoin: the messages of a call that rejoins on its
@@ -264,11 +270,7 @@ func TestMessagesAcrossRejoin(t *testing.T) {
 		d, ok := e.(MessageDelivered)
 		return ok && d.ID == reply.ID && d.To.ID == to
 	})
-	for _, p := range []*peer{alice, bob, carol} {
-		if st := p.call.Stats(); st.MessagesDropped != 0 || st.MessagesRefused != 0 {
-			t.Errorf("%s: %d messages dropped, %d refused", p.name, st.MessagesDropped, st.MessagesRefused)
-		}
-	}
+	noMessagesLost(t, alice, bob, carol)
 }
 
 func TestMessageWithoutRecipients(t *testing.T) {
