@@ -8,8 +8,9 @@ import (
 
 // Event is something that happened in the call, delivered on Call.Events.
 // It is one of ParticipantJoined, ParticipantLeft, Speaking, PeerEncrypted,
-// PeerNotEncrypted, IdentityChanged, ServerError, Reconnecting, Reconnected
-// or Closed; switch on the type:
+// PeerNotEncrypted, IdentityChanged, MessageDelivered, DeviceSwitched,
+// MuteChanged, GuestKnock, DoorChanged, ServerError, Reconnecting,
+// Reconnected or Closed; switch on the type:
 //
 //	switch e := ev.(type) {
 //	case client.ParticipantJoined:

@@ -45,10 +45,13 @@ func newAPIClient(serverURL string, hc *http.Client) (*apiClient, error) {
 	return &apiClient{base: u, http: hc}, nil
 }
 
-// url returns the absolute URL of an API path such as "/v1/ice-servers".
+// url returns the absolute URL of an API path such as "/v1/ice-servers",
+// which may end with a query ("/v1/knocks/k_x?wait=25").
 func (a *apiClient) url(path string) string {
 	u := *a.base
-	u.Path += path
+	p, query, _ := strings.Cut(path, "?")
+	u.Path += p
+	u.RawQuery = query
 	return u.String()
 }
 
@@ -164,11 +167,19 @@ const maxNodeHops = 2
 // as it is, so that a later join starts again from the URL the
 // application gave.
 func (a *apiClient) postJoin(ctx context.Context, path, auth string, in any, out *api.JoinResponse) (*apiClient, error) {
+	a, err := a.follow(ctx, http.MethodPost, path, auth, in, out)
+	if err == nil && out.NodeURL != "" {
+		return a.at(out.NodeURL)
+	}
+	return a, err
+}
+
+// follow sends a request and, while a node of a cluster answers that
+// another runs the room (wrong_node), sends it again there, a bounded
+// number of times; it returns the client of the node that answered.
+func (a *apiClient) follow(ctx context.Context, method, path, auth string, in, out any) (*apiClient, error) {
 	for hops := 0; ; hops++ {
-		err := a.do(ctx, http.MethodPost, path, auth, in, out)
-		if err == nil && out.NodeURL != "" {
-			return a.at(out.NodeURL)
-		}
+		err := a.do(ctx, method, path, auth, in, out)
 		var ae *api.Error
 		if !errors.As(err, &ae) || ae.Code != api.CodeWrongNode || hops == maxNodeHops {
 			return a, err

@@ -94,6 +94,14 @@ type sink interface {
 	// one, once the roster agrees with it again: messages sent or received
 	// around the loss may be gone.
 	reconnected()
+	// doorChanged reports the call's door: in every welcome (by empty), and when
+	// it changes.
+	doorChanged(door, by string)
+	// knocksWaiting reports the guests waiting at the door, for a participant who
+	// may answer them, in every welcome.
+	knocksWaiting(pending []api.Knock)
+	// knockUpdate reports a guest knocking, or what became of its knock.
+	knockUpdate(k api.Knock)
 }
 
 // conn is one participant's connection to the server, one join: its event
@@ -170,10 +178,14 @@ var (
 
 // naming tells dial how the call names the caller and the others: me is
 // the caller's call name (its ID empty: the join's own), claim as in
-// roster.
+// roster. replaces is the server's ID of the caller's previous join, on a
+// rejoin (api.JoinRequest.Replaces): if the server still holds it, it
+// closes it as replaced, and the others do not take the rejoin for a
+// switch of devices.
 type naming struct {
-	me    api.Participant
-	claim func(identity string) (api.Participant, bool)
+	me       api.Participant
+	claim    func(identity string) (api.Participant, bool)
+	replaces string
 }
 
 // dial joins the room named by claims and returns once the media
@@ -258,7 +270,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 
 	var jr api.JoinResponse
 	path := api.Version + "/rooms/" + url.PathEscape(claims.Room) + "/join"
-	join := api.JoinRequest{SDP: pc.LocalDescription().SDP, E2EE: api.E2EESotto1}
+	join := api.JoinRequest{SDP: pc.LocalDescription().SDP, E2EE: api.E2EESotto1, Replaces: names.replaces}
 	// In a cluster the join may be answered by another node than a's:
 	// the one that runs the room, where the call then lives.
 	if c.api, err = a.postJoin(ctx, path, "Bearer "+tok, join, &jr); err != nil {
@@ -871,6 +883,18 @@ func (c *conn) handle(m api.Message) error {
 		if resumed {
 			c.sink.reconnected()
 		}
+		c.sink.doorChanged(w.Door, "")
+		c.sink.knocksWaiting(w.Knocks)
+	case api.TypeDoor:
+		var d api.DoorEvent
+		if c.decode(m, &d) {
+			c.sink.doorChanged(d.Door, d.By)
+		}
+	case api.TypeKnock:
+		var k api.KnockEvent
+		if c.decode(m, &k) {
+			c.sink.knockUpdate(k.Knock)
+		}
 	case api.TypeJoined:
 		var j api.Joined
 		if c.decode(m, &j) {
@@ -948,7 +972,11 @@ func (c *conn) handle(m api.Message) error {
 	case api.TypeClosed:
 		var cl api.Closed
 		c.decode(m, &cl)
-		return &ClosedError{Reason: cl.Reason, RetryAfter: time.Duration(max(0, cl.RetryAfterMs)) * time.Millisecond}
+		e := &ClosedError{Reason: cl.Reason, RetryAfter: time.Duration(max(0, cl.RetryAfterMs)) * time.Millisecond, By: cl.By}
+		if cl.At != 0 {
+			e.At = time.Unix(cl.At, 0)
+		}
+		return e
 	default:
 		c.log.Debug("ignored event", "type", m.Type)
 	}

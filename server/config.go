@@ -63,6 +63,10 @@ type Config struct {
 	// stream answers has failed (ice_failed).
 	SilenceTimeout time.Duration
 	InviteTTL      time.Duration // life of a private-call invite
+	KnockTimeout   time.Duration // how long a guest's knock waits for an answer
+	MaxBlobBytes   int           // one encrypted file stored for a call
+	RoomBlobBytes  int           // the files one call stores at once
+	BlobTTL        time.Duration // a stored file is deleted this long after its upload, or with its call
 	// AllowOrigins are extra browser origin host patterns allowed to call
 	// the API and open event streams (signaling.Config.OriginPatterns).
 	AllowOrigins []string
@@ -197,6 +201,8 @@ func (c *Config) Validate() error {
 		"MaxParticipants":    int64(c.MaxParticipants), "MaxRooms": int64(c.MaxRooms),
 		"MaxMessageBytes": int64(c.MaxMessageBytes), "MaxEnvelopeBytes": int64(c.MaxEnvelopeBytes),
 		"DropTimeout": int64(c.DropTimeout), "SilenceTimeout": int64(c.SilenceTimeout), "InviteTTL": int64(c.InviteTTL),
+		"KnockTimeout": int64(c.KnockTimeout),
+		"MaxBlobBytes": int64(c.MaxBlobBytes), "RoomBlobBytes": int64(c.RoomBlobBytes), "BlobTTL": int64(c.BlobTTL),
 		"TURN.MaxAllocationsPerUser": int64(c.TURN.MaxAllocationsPerUser), "TURN.MaxAllocations": int64(c.TURN.MaxAllocations),
 	}
 	for _, field := range slices.Sorted(maps.Keys(nonNegative)) {

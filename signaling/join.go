@@ -45,7 +45,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.refuseJoin(w, errorf(api.CodeBadRequest, "e2ee must be 1-32 of a-z 0-9 . _ -, such as %q", api.E2EESotto1))
 		return
 	}
-	p, apiErr := s.reserve(roomName, claims.Identity, req.E2EE)
+	p, apiErr := s.reserve(roomName, claims.Identity, req.E2EE, req.Replaces)
 	if apiErr != nil {
 		s.refuseJoin(w, apiErr)
 		return

@@ -16,6 +16,7 @@ type participant struct {
 	id       string
 	identity string
 	e2ee     string // declared end-to-end encryption, relayed as is
+	replaces string // the participant this join takes over on the same device, if any
 	session  string
 	out      *outbox
 	sent     envelopeLimit

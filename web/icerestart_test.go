@@ -156,7 +156,7 @@ func TestBrowserSilentPeerIsNoDeadPath(t *testing.T) {
 	srv := startCallServer(t)
 	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 5*time.Second))
 	as := alice.startCall(srv, "Alice")
-	bob := joinGo(t, srv, redeem(t, srv, as.InviteLink[len(srv.URL+"/join#invite="):], "Bob").Token, false)
+	bob := joinGo(t, srv, redeem(t, srv, alice, as.InviteLink[len(srv.URL+"/join#invite="):], "Bob").Token, false)
 	var talking atomic.Bool
 	talking.Store(true)
 	speakWhile(t, bob, talking.Load)

@@ -74,7 +74,7 @@ func TestBrowserUndecryptablePeer(t *testing.T) {
 	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 5*time.Second))
 	started := alice.startCall(srv, "Alice")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
-	rr := redeem(t, srv, invite, "Mallory")
+	rr := redeem(t, srv, alice, invite, "Mallory")
 	malloryID := joinPlain(t, srv, rr.Room, rr.Token, api.E2EESotto1)
 
 	s := alice.waitFailing(malloryID, "the undecryptable peer flagged")
@@ -112,7 +112,7 @@ func TestBrowserNotEncryptedPeer(t *testing.T) {
 	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 5*time.Second))
 	started := alice.startCall(srv, "Alice")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
-	rr := redeem(t, srv, invite, "Native")
+	rr := redeem(t, srv, alice, invite, "Native")
 	nativeID := joinPlain(t, srv, rr.Room, rr.Token, "")
 
 	alice.waitState("the plain peer listed", func(s pageState) bool { return slices.Contains(s.peers(), nativeID) })

@@ -76,12 +76,12 @@ func TestBrowserFramesUnderAnotherName(t *testing.T) {
 	proxy.watch(started.SelfID)
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
 
-	ann := joinGo(t, srv, redeem(t, srv, invite, "Ann").Token, false)
+	ann := joinGo(t, srv, redeem(t, srv, pat, invite, "Ann").Token, false)
 	annID := ann.call.ID()
 	speak(t, ann)
 	pat.waitEncrypted(1)
 	proxy.filter(presentTracksAs(annID), nil)
-	ben := joinGo(t, srv, redeem(t, srv, invite, "Ben").Token, false)
+	ben := joinGo(t, srv, redeem(t, srv, pat, invite, "Ben").Token, false)
 	benID := ben.call.ID()
 	speak(t, ben)
 	pat.waitEncrypted(2)
@@ -142,7 +142,7 @@ func TestBrowserReusedTrackNewPublisher(t *testing.T) {
 	started := pat.startCall(srv, "Pat")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
 
-	ann := joinGo(t, srv, redeem(t, srv, invite, "Ann").Token, false)
+	ann := joinGo(t, srv, redeem(t, srv, pat, invite, "Ann").Token, false)
 	annID := ann.call.ID()
 	speak(t, ann)
 	pat.waitEncrypted(1)
@@ -154,7 +154,7 @@ func TestBrowserReusedTrackNewPublisher(t *testing.T) {
 	}
 	pat.waitState("Ann gone", func(s pageState) bool { return len(s.peers()) == 0 })
 
-	ben := joinGo(t, srv, redeem(t, srv, invite, "Ben").Token, false)
+	ben := joinGo(t, srv, redeem(t, srv, pat, invite, "Ben").Token, false)
 	benID := ben.call.ID()
 	speak(t, ben)
 	pat.waitEncrypted(1)

@@ -57,6 +57,10 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&c.Store.DataDir, "data-dir", "", "keep calls and the prekey directory in a file in this directory, across restarts (default: memory, nothing survives)")
 	fs.StringVar(&c.Store.RedisURL, "redis", "", "redis://[user:password@]host:6379/0: keep the state in Redis and run as a node of the cluster sharing it")
 	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "with --redis: the base URL clients reach this node at, e.g. https://node1.example.com (default: the --http address, when it is one IP)")
+	fs.IntVar(&c.MaxBlobBytes, "max-file-bytes", signaling.DefaultMaxBlobBytes, "largest encrypted file a participant may share in a call")
+	fs.IntVar(&c.RoomBlobBytes, "room-file-bytes", signaling.DefaultRoomBlobBytes, "encrypted files one call may store at once, in bytes")
+	fs.DurationVar(&c.BlobTTL, "file-ttl", signaling.DefaultBlobTTL, "delete a shared file this long after its upload (or when its call ends)")
+	fs.DurationVar(&c.KnockTimeout, "knock-timeout", signaling.DefaultKnockTimeout, "how long a guest asking to join waits for the host's answer")
 	o.turn.register(fs, &c.TURN)
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
@@ -72,7 +76,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	errs = append(errs, o.turn.apply(&c.TURN))
 	// The server takes 0 for its default; given as a flag it is a mistake.
 	for _, name := range []string{"max-participants", "max-rooms", "max-message-bytes", "max-envelope-bytes",
-		"drop-timeout", "silence-timeout", "invite-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
+		"drop-timeout", "silence-timeout", "invite-ttl", "knock-timeout", "max-file-bytes", "room-file-bytes", "file-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
 		"turn-max-allocations-per-user", "turn-max-allocations", "turn-credential-ttl"} {
 		switch v := fs.Lookup(name).Value.(flag.Getter).Get().(type) {
 		case int:
@@ -114,6 +118,10 @@ var configFlags = map[string]string{
 	"Store.DataDir":              "--data-dir",
 	"Store.RedisURL":             "--redis",
 	"AdvertiseURL":               "--advertise-url",
+	"MaxBlobBytes":               "--max-file-bytes",
+	"RoomBlobBytes":              "--room-file-bytes",
+	"BlobTTL":                    "--file-ttl",
+	"KnockTimeout":               "--knock-timeout",
 	"TURN.Off":                   "--turn=false",
 	"TURN.URLs":                  "--turn-url",
 	"TURN.Secret":                "--turn-secret",

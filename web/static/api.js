@@ -23,10 +23,11 @@ export class UnreachableError extends Error {
 
 const TIMEOUT_MS = 20000;
 
-async function request(method, path, { token, session, body } = {}) {
+async function request(method, path, { token, session, knock, body, keepalive } = {}) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (session) headers.Authorization = `Session ${session}`;
+  if (knock) headers.Authorization = `Knock ${knock}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let resp;
   try {
@@ -36,6 +37,7 @@ async function request(method, path, { token, session, body } = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
       credentials: 'omit',
+      keepalive: !!keepalive,
       signal: AbortSignal.timeout(TIMEOUT_MS),
     });
   } catch (err) {
@@ -116,15 +118,39 @@ function eventsURL(room, path, session) {
 export const api = {
   createCall: (name) => request('POST', '/v1/calls', { body: { name } }),
   inspectInvite: (invite) => request('POST', '/v1/invites/inspect', { body: { invite } }),
+  // A knock (202, with an id) unless the door is open: then the token. In
+  // a cluster the node that runs the call answers (after a wrong_node),
+  // and the knock waits there.
   redeemInvite: async (invite, name) => {
-    const r = await request('POST', '/v1/invites/redeem', { body: { invite, name } });
-    if (r && r.node_url) nodes.set(r.room, r.node_url.replace(/\/+$/, ''));
-    return r;
+    for (let b = '', hops = 0; ; hops++) {
+      try {
+        const r = await request('POST', `${b}/v1/invites/redeem`, { body: { invite, name } });
+        const node = (r && r.node_url) || b;
+        if (r && r.room && node) nodes.set(r.room, node.replace(/\/+$/, ''));
+        return r;
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'wrong_node' && err.nodeURL && hops < MAX_NODE_HOPS) {
+          b = err.nodeURL.replace(/\/+$/, '');
+          continue;
+        }
+        throw err;
+      }
+    }
   },
+  // Knock k's state, once answered or after waitS seconds (below TIMEOUT_MS).
+  waitKnock: (k, waitS) =>
+    request('GET', `${base(k.room)}/v1/knocks/${encodeURIComponent(k.id)}?wait=${waitS}`, { knock: k.secret }),
+  withdrawKnock: (k) =>
+    request('DELETE', `${base(k.room)}/v1/knocks/${encodeURIComponent(k.id)}`, { knock: k.secret, keepalive: true }),
+  answerKnock: (room, token, id, action) =>
+    toRoom(room, (b) => request('POST', `${b}/v1/rooms/${encodeURIComponent(room)}/knocks/${encodeURIComponent(id)}/${action}`, { token })),
+  setDoor: (room, token, door) =>
+    toRoom(room, (b) => request('PUT', `${b}/v1/rooms/${encodeURIComponent(room)}/door`, { token, body: { door } })),
   iceServers: (token) => request('GET', '/v1/ice-servers', { token }),
-  join: async (room, token, sdp) => {
+  join: async (room, token, sdp, replaces) => {
+    const body = replaces ? { sdp, e2ee: E2EE, replaces } : { sdp, e2ee: E2EE };
     const jr = await toRoom(room, (b) =>
-      request('POST', `${b}/v1/rooms/${encodeURIComponent(room)}/join`, { token, body: { sdp, e2ee: E2EE } }),
+      request('POST', `${b}/v1/rooms/${encodeURIComponent(room)}/join`, { token, body }),
     );
     // The node that runs the call, when the join went through another
     // address (a load balancer): the event stream and leave go there.
@@ -158,6 +184,10 @@ export function describeError(err) {
         return 'The server is busy right now. Try again in a few minutes.';
       case 'rate_limited':
         return 'Too many calls from this address. Wait a minute and try again.';
+      case 'too_many_knocks':
+        return 'Too many people are waiting to be let in right now. Try again in a few minutes.';
+      case 'knock_answered':
+        return 'Someone answered that request already.';
       case 'invalid_name':
         return 'Names may use letters, digits, dots, dashes and underscores (up to 40).';
       case 'unauthorized':
@@ -169,6 +199,14 @@ export function describeError(err) {
       case 'store_unavailable':
       case 'retry':
         return 'The server cannot take the call right now. Try again in a moment.';
+      case 'blob_too_large':
+        return 'This file is larger than the server accepts.';
+      case 'room_quota_exceeded':
+        return 'This call has shared as many files as the server keeps at once. Try again when earlier ones have expired.';
+      case 'blob_storage_full':
+        return 'The server is storing all the files it can right now. Try again later.';
+      case 'blob_not_found':
+        return 'This file is no longer on the server (files are deleted after a while, and when the call ends).';
       default:
         return `The server refused: ${err.message}`;
     }

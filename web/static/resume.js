@@ -23,7 +23,7 @@ export const RETURN_GRACE_MS = 10000;
  *  forgot the session, the media path or the event stream failed, or the
  *  server took the caller for frozen. Leaving, being replaced by another
  *  join and the end of the call are final. */
-const RESUMABLE = new Set(['server_shutdown', 'session_lost', 'disconnected', 'dropped', 'connection_lost', 'ice_failed', 'timeout']);
+const RESUMABLE = new Set(['server_shutdown', 'room_moved', 'session_lost', 'disconnected', 'dropped', 'connection_lost', 'ice_failed', 'timeout']);
 
 export function resumable(reason) {
   return RESUMABLE.has(reason);

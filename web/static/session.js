@@ -74,11 +74,16 @@ function preferOpus(transceiver) {
  * CallSession joins one room and runs it until it ends.
  *
  * Events (CustomEvent detail):
- *  - 'welcome' {participantId, participants, reconnected}: reconnected is
- *    true for the welcome of a stream that replaces a lost one
- *  - 'joined' {participant}, 'left' {participant, reason}: reason 'absent'
- *    for someone the welcome after a reconnect no longer lists (its own
- *    'left' was lost with the old stream)
+ *  - 'welcome' {participantId, participants, reconnected, door, knocks}:
+ *    reconnected is true for the welcome of a stream that replaces a lost
+ *    one; door is who lets guests in, knocks the guests waiting that this
+ *    participant may answer
+ *  - 'joined' {participant, replaces}, 'left' {participant, reason}: reason
+ *    'absent' for someone the welcome after a reconnect no longer lists
+ *    (its own 'left' was lost with the old stream); replaces is the
+ *    participant of the same identity this one took over
+ *  - 'knock' {knock}: a guest at the door, or what became of it
+ *  - 'door' {door, by}: the door changed
  *  - 'speaking' {participantId, speaking}
  *  - 'track' {participantId, stream, receiver}
  *  - 'envelope' {from, data: Uint8Array}
@@ -87,11 +92,13 @@ function preferOpus(transceiver) {
  *  - 'connection' {state}: the peer connection's state, or 'reconnecting'
  *    while the event stream is being reconnected
  *  - 'icerestart' {}: an ICE restart offer went out
- *  - 'closed' {reason, retryAfterMs}: the session is over ('left',
- *    'room_ended', 'replaced', 'dropped', 'ice_failed', 'server_shutdown',
- *    'disconnected', or 'session_lost': the event stream's reconnect was
- *    refused, the server no longer knows the participant); retryAfterMs is
- *    the server's hint of when to join again (server_shutdown), or 0
+ *  - 'closed' {reason, retryAfterMs, by, at}: the session is over ('left',
+ *    'room_ended', 'replaced', 'moved_to_another_device', 'dropped',
+ *    'ice_failed', 'server_shutdown', 'disconnected', or 'session_lost':
+ *    the event stream's reconnect was refused, the server no longer knows
+ *    the participant); retryAfterMs is the server's hint of when to join
+ *    again (server_shutdown), or 0; by and at (unix seconds) say who
+ *    ended the call and when, for 'room_ended'
  */
 export class CallSession extends EventTarget {
   /**
@@ -102,11 +109,14 @@ export class CallSession extends EventTarget {
    * @param {object} o.transforms  {legacy: boolean, sender(rtpSender), receiver(rtpReceiver)}:
    *   legacy means createEncodedStreams, which needs the peer connection
    *   created with encodedInsertableStreams.
+   * @param {string} [o.replaces]  this device's earlier participant in the
+   *   room, which the join takes over (a rejoin, not a device switch)
    */
-  constructor({ room, token, track, transforms }) {
+  constructor({ room, token, track, transforms, replaces }) {
     super();
     this.room = room;
     this.token = token;
+    this.replaces = replaces || '';
     this.track = track;
     this.transforms = transforms;
     this.participantId = '';
@@ -163,7 +173,7 @@ export class CallSession extends EventTarget {
 
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
-    const jr = await api.join(this.room, this.token, pc.localDescription.sdp);
+    const jr = await api.join(this.room, this.token, pc.localDescription.sdp, this.replaces);
     this.participantId = jr.participant_id;
     this.session = jr.session;
     this._eventsPath = jr.events_url;
@@ -254,12 +264,18 @@ export class CallSession extends EventTarget {
           for (const p of [...this._roster.values()]) if (!present.has(p.id)) this._left(p, 'absent');
         }
         this._roster = new Map(participants.map((p) => [p.id, p]));
-        this._emit('welcome', { participantId: m.participant_id, participants, reconnected });
+        this._emit('welcome', { participantId: m.participant_id, participants, reconnected, door: m.door || 'host', knocks: m.knocks || [] });
         break;
       }
       case 'joined':
         if (this._roster) this._roster.set(m.participant.id, m.participant);
-        this._emit('joined', { participant: m.participant });
+        this._emit('joined', { participant: m.participant, replaces: m.replaces || '' });
+        break;
+      case 'knock':
+        if (m.knock) this._emit('knock', { knock: m.knock });
+        break;
+      case 'door':
+        this._emit('door', { door: m.door, by: m.by || '' });
         break;
       case 'left':
         this._left(m.participant, m.reason);
@@ -298,7 +314,7 @@ export class CallSession extends EventTarget {
         break;
       }
       case 'closed':
-        this._finish(m.reason || 'disconnected', m.retry_after_ms);
+        this._finish(m.reason || 'disconnected', { retryAfterMs: m.retry_after_ms, by: m.by || '', at: m.at || 0 });
         break;
       default:
       // Unknown types are ignored, as the API asks.
@@ -560,7 +576,7 @@ export class CallSession extends EventTarget {
     this._finish('left');
   }
 
-  _finish(reason, retryAfterMs = 0) {
+  _finish(reason, { retryAfterMs = 0, by = '', at = 0 } = {}) {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this._iceTimer);
@@ -572,6 +588,6 @@ export class CallSession extends EventTarget {
       setTimeout(() => ws.close(1000), 200);
     }
     if (this.pc) this.pc.close();
-    this._emit('closed', { reason, retryAfterMs: retryAfterMs > 0 ? retryAfterMs : 0 });
+    this._emit('closed', { reason, retryAfterMs: retryAfterMs > 0 ? retryAfterMs : 0, by, at });
   }
 }
