@@ -148,11 +148,13 @@ func TestClusterAnswersWithTheOwner(t *testing.T) {
 	if k := b.knock(call.Invite, "erin"); k.Room != call.Room {
 		t.Errorf("erin knocks at %q on b, want %q", k.Room, call.Room)
 	}
+	dave.expect(api.TypeKnock)
 	status, body = a.do(http.MethodPost, "/v1/rooms/"+call.Room+"/end", "Bearer "+call.Token, nil)
 	a.expectWrongNode(status, body, b)
 	if status, body = b.do(http.MethodPost, "/v1/rooms/"+call.Room+"/end", "Bearer "+call.Token, nil); status != http.StatusNoContent {
 		t.Fatalf("end on the owner: %d %s", status, body)
 	}
+	dave.expect(api.TypeKnock) // erin's knock ends with the call
 	dave.expectClosed(api.ReasonRoomEnded)
 
 	// Should another node take the lease of a room a runs, a closes it:

@@ -96,7 +96,7 @@ func TestBrowserICERestartOnPathCut(t *testing.T) {
 	wav := browsertest.WriteToneWAV(t, 10*time.Second)
 	alice := openPage(t, "alice", wav)
 	bob := openPage(t, "bob", wav)
-	bob.acceptInvite(alice.startCall(srv, "Alice").InviteLink, "Alice", "Bob")
+	bob.joinAsGuest(alice, alice.startCall(srv, "Alice").InviteLink, "Alice", "Bob")
 	as, bs := alice.waitEncrypted(1), bob.waitEncrypted(1)
 	decrypted := func(p *page, from string) int {
 		st := p.stats()

@@ -247,7 +247,7 @@ func testBrowserServerRestart(t *testing.T, sig syscall.Signal) {
 	wav := browsertest.WriteToneWAV(t, 10*time.Second)
 	alice := openPage(t, "alice", wav)
 	bob := openPage(t, "bob", wav)
-	bob.acceptInvite(alice.startCall(srv, "Alice").InviteLink, "Alice", "Bob")
+	bob.joinAsGuest(alice, alice.startCall(srv, "Alice").InviteLink, "Alice", "Bob")
 	pages := []*page{alice, bob}
 	before := map[*page]pageState{}
 	peers := map[*page][]string{}
