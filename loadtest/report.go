@@ -312,7 +312,7 @@ func (r *loadRun) serverFigures(rep *Report, w *serverWatch, before, after map[s
 	r.reportLoss(rep, before, after)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rep.ServerRestarts = w.counters.restarts
+	rep.ServerRestarts = w.restarts()
 	rep.ServerScrapesFailed = w.failed
 	if w.ok < 2 {
 		err := w.lastErr
