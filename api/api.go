@@ -57,6 +57,12 @@ const (
 // calls in progress are not affected.
 const CodeStoreUnavailable ErrorCode = "store_unavailable"
 
+// CodeWrongNode (409) answers a join, or an end, sent to a node of a
+// cluster that does not run the room: Error.NodeURL is the base URL of the
+// node that does. Send the same request there (and use that base URL for
+// the event stream and leave); the token is valid on every node.
+const CodeWrongNode ErrorCode = "wrong_node"
+
 // CodeMethodNotAllowed answers a known route called with the wrong HTTP
 // method (status 405).
 const CodeMethodNotAllowed ErrorCode = "method_not_allowed"
@@ -67,6 +73,9 @@ const CodeMethodNotAllowed ErrorCode = "method_not_allowed"
 type Error struct {
 	Code    ErrorCode `json:"code"`
 	Message string    `json:"message"`
+	// NodeURL comes with CodeWrongNode: the base URL of the node that
+	// runs the room, such as "https://node2.sotto.example".
+	NodeURL string `json:"node_url,omitempty"`
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
@@ -85,28 +94,57 @@ type ICEServer struct {
 }
 
 // Participant names one participant of a room. ID is assigned by the server
-// per join; Identity is the authenticated identity from the token.
+// per join; Identity is the authenticated identity from the token; E2EE is
+// the end-to-end encryption the participant declared when it joined
+// (JoinRequest.E2EE), empty if none.
 type Participant struct {
 	ID       string `json:"id"`
 	Identity string `json:"identity"`
+	E2EE     string `json:"e2ee,omitempty"`
 }
+
+// E2EESotto1 declares the end-to-end encryption of docs/PROTOCOL.md,
+// version 1, which the Go SDK and the browser client implement. Audio of a
+// participant that does not declare it cannot be heard by those that do:
+// they drop every frame that is not SFrame under a key they were given.
+const E2EESotto1 = "sotto-1"
+
+// Encrypted reports whether p declared E2EESotto1: its audio is end-to-end
+// encrypted in a way Sotto's clients can open. The server relays the
+// declaration without checking it; the frames tell.
+func (p Participant) Encrypted() bool { return p.E2EE == E2EESotto1 }
 
 // JoinRequest is the body of POST /v1/rooms/{room}/join. The token travels in
 // the Authorization header ("Bearer <token>").
 type JoinRequest struct {
 	SDP string `json:"sdp"` // the client's SDP offer
+	// E2EE declares the end-to-end encryption the client implements, such
+	// as E2EESotto1; empty declares none. The server relays it to the
+	// others in Participant.E2EE without interpreting it: 1 to 32 of
+	// a-z 0-9 . _ -.
+	E2EE string `json:"e2ee,omitempty"`
+	// Replaces, if set, names this identity's participant that the join
+	// takes over on the same device (a rejoin after a lost connection): it
+	// is closed with ReasonReplaced. Any other participant of the same
+	// identity is closed with ReasonMovedToAnotherDevice.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // JoinResponse answers a successful join.
 type JoinResponse struct {
-	ParticipantID string        `json:"participant_id"`
-	Identity      string        `json:"identity"`
-	Room          string        `json:"room"`
-	SDP           string        `json:"sdp"`     // the server's SDP answer
-	Session       string        `json:"session"` // secret that authenticates the event stream and leave
-	EventsURL     string        `json:"events_url"`
-	ICEServers    []ICEServer   `json:"ice_servers"`
-	Participants  []Participant `json:"participants"` // others already in the room
+	ParticipantID string `json:"participant_id"`
+	Identity      string `json:"identity"`
+	Room          string `json:"room"`
+	SDP           string `json:"sdp"`        // the server's SDP answer
+	Session       string `json:"session"`    // secret that authenticates the event stream and leave
+	EventsURL     string `json:"events_url"` // relative to NodeURL, if set, else to the server
+	// NodeURL, in a cluster, is the base URL of the node that runs the
+	// call (which may not be the address the join was sent to, such as a
+	// load balancer's): the event stream, leave and prekey fetches go
+	// there.
+	NodeURL      string        `json:"node_url,omitempty"`
+	ICEServers   []ICEServer   `json:"ice_servers"`
+	Participants []Participant `json:"participants"` // others already in the room
 }
 
 // ICEServersResponse is the body of GET /v1/ice-servers.
@@ -170,12 +208,21 @@ type Welcome struct {
 	Type          string        `json:"type"`
 	ParticipantID string        `json:"participant_id"`
 	Participants  []Participant `json:"participants"` // others in the room now
+	// Door is who lets guests in (a Door* value).
+	Door string `json:"door"`
+	// Knocks are the guests waiting at the door now, for a participant who
+	// may answer them (see Knock); absent for the others.
+	Knocks []Knock `json:"knocks,omitempty"`
 }
 
 // Joined announces a participant that entered the room.
 type Joined struct {
 	Type        string      `json:"type"`
 	Participant Participant `json:"participant"`
+	// Replaces is the participant of the same identity this one took the
+	// place of, announced just before as left (ReasonReplaced or
+	// ReasonMovedToAnotherDevice); empty for a plain join.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // Reasons a participant left, in Left.Reason and Closed.Reason.
@@ -187,7 +234,16 @@ const (
 	ReasonTimeout        = "timeout"         // media silent and the event stream unresponsive: the caller froze or vanished
 	ReasonShutdown       = "server_shutdown" // the server is stopping
 	ReasonRoomEnded      = "room_ended"      // the room was ended for everyone
-	ReasonReplaced       = "replaced"        // the same identity joined again
+	ReasonReplaced       = "replaced"        // the same identity joined again from the same device (JoinRequest.Replaces)
+	// ReasonMoved: another node of the cluster now runs the room (this
+	// one lost its lease); rejoin, through any node, as after
+	// ReasonShutdown.
+	ReasonMoved = "room_moved"
+	// ReasonMovedToAnotherDevice: the same identity joined from another
+	// device, where the call goes on. It is final: a client told so must
+	// not rejoin by itself, or the two devices would take the call from
+	// each other in turn.
+	ReasonMovedToAnotherDevice = "moved_to_another_device"
 )
 
 // Left announces a participant that is gone.
@@ -245,6 +301,10 @@ type Closed struct {
 	Type         string `json:"type"`
 	Reason       string `json:"reason"`
 	RetryAfterMs int64  `json:"retry_after_ms,omitempty"`
+	// By is the identity that ended the call, with ReasonRoomEnded.
+	By string `json:"by,omitempty"`
+	// At is when the call ended (unix seconds), with ReasonRoomEnded.
+	At int64 `json:"at,omitempty"`
 }
 
 // PrekeysLow tells a device its one-time prekeys are running out.
@@ -361,4 +421,118 @@ type RedeemInviteResponse struct {
 	Identity string `json:"identity"`
 	Token    string `json:"token"`
 	Inviter  string `json:"inviter"`
+	// NodeURL, in a cluster, is the base URL of the node that runs the
+	// room when it is not the node that answered: join there directly.
+	NodeURL string `json:"node_url,omitempty"`
 }
+
+// Health is the body of GET /healthz.
+type Health struct {
+	// Status is "ok", or "degraded" while the state store does not
+	// answer: calls in progress go on, what needs the store fails with
+	// store_unavailable.
+	Status string `json:"status"`
+	// Store is the kind of state store: "memory", "file" or "redis".
+	Store string `json:"store"`
+	// StoreStatus is "ok" or "unavailable".
+	StoreStatus string `json:"store_status"`
+	// Node is this node's id and Nodes the live nodes it sees, itself
+	// included; both only in cluster mode.
+	Node  string `json:"node,omitempty"`
+	Nodes int    `json:"nodes,omitempty"`
+}
+
+// Error codes of the blob routes (POST /v1/rooms/{room}/blobs and
+// GET /v1/rooms/{room}/blobs/{id}), which store the encrypted files of a
+// call.
+const (
+	CodeBlobTooLarge      ErrorCode = "blob_too_large"      // 413: the file is over the server's size cap
+	CodeRoomQuotaExceeded ErrorCode = "room_quota_exceeded" // 507: the room's stored files would exceed its quota
+	CodeBlobStorageFull   ErrorCode = "blob_storage_full"   // 507: the server stores all it may; try later
+	CodeBlobNotFound      ErrorCode = "blob_not_found"      // 404: no such file in this room (expired, or of another room)
+)
+
+// BlobCreated answers POST /v1/rooms/{room}/blobs: the stored file's id,
+// its size in bytes and when it will be deleted at the latest (unix
+// seconds); it also goes when the room ends.
+type BlobCreated struct {
+	ID      string `json:"id"`
+	Size    int64  `json:"size"`
+	Expires int64  `json:"expires"`
+}
+
+// The door of a private call: who lets a guest with an invite in. A guest
+// who redeems an invite knocks (RedeemInviteResponse does not come at
+// once: see Knock) unless the door is DoorOpen.
+const (
+	DoorHost = "host" // the host (the invite's inviter) admits or refuses each guest; the default
+	DoorCall = "call" // anyone in the call may admit or refuse a guest
+	DoorOpen = "open" // anyone with the link comes in without knocking
+)
+
+// States of a Knock.
+const (
+	KnockPending   = "pending"   // waiting for an answer
+	KnockAdmitted  = "admitted"  // let in: Token is set for the guest
+	KnockRefused   = "refused"   // turned away by By
+	KnockExpired   = "expired"   // nobody answered in time
+	KnockWithdrawn = "withdrawn" // the guest gave up
+	KnockEnded     = "ended"     // the call ended meanwhile
+)
+
+// Event-stream message types of the door (server to client).
+const (
+	// TypeKnock (KnockEvent) goes to the participants who may answer a
+	// guest: when it knocks and when its knock is answered, expires or is
+	// withdrawn.
+	TypeKnock = "knock"
+	// TypeDoor (DoorEvent) goes to every participant when the door
+	// changes.
+	TypeDoor = "door"
+)
+
+// Knock is a guest waiting at a call's door, as the guest sees it (the
+// answer to POST /v1/invites/redeem, status 202, and to GET
+// /v1/knocks/{id}) and as those who may answer see it (KnockEvent,
+// Welcome.Knocks, without Secret and Token).
+type Knock struct {
+	ID       string `json:"id"`
+	State    string `json:"state"`              // a Knock* value
+	Name     string `json:"name"`               // the name the guest chose
+	Identity string `json:"identity"`           // the identity the guest gets if admitted
+	Inviter  string `json:"inviter"`            // the host: who sent the invite
+	Room     string `json:"room"`               // the call
+	Expires  int64  `json:"expires"`            // unix seconds: unanswered by then, it expires
+	By       string `json:"by,omitempty"`       // who admitted or refused it
+	Secret   string `json:"secret,omitempty"`   // the guest's proof for GET and DELETE /v1/knocks/{id}; only in the redeem answer
+	Token    string `json:"token,omitempty"`    // the guest's room token, once admitted; only for the guest
+	WaitURL  string `json:"wait_url,omitempty"` // path of GET /v1/knocks/{id}; only for the guest
+}
+
+// KnockEvent tells those who may answer about a knock.
+type KnockEvent struct {
+	Type  string `json:"type"`
+	Knock Knock  `json:"knock"`
+}
+
+// DoorRequest is the body of PUT /v1/rooms/{room}/door and its answer.
+type DoorRequest struct {
+	Door string `json:"door"` // a Door* value
+}
+
+// DoorEvent announces a change of the door.
+type DoorEvent struct {
+	Type string `json:"type"`
+	Door string `json:"door"`
+	By   string `json:"by"` // the identity that changed it
+}
+
+// Error codes of the door.
+const (
+	// CodeKnockAnswered (409): the knock is not pending any more (answered,
+	// expired, withdrawn); the body's message says which.
+	CodeKnockAnswered ErrorCode = "knock_answered"
+	// CodeTooManyKnocks (429): too many guests wait at this call's door,
+	// or from this address, at once.
+	CodeTooManyKnocks ErrorCode = "too_many_knocks"
+)

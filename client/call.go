@@ -50,17 +50,26 @@ var (
 	// ErrReconnecting is returned by methods that need the server while
 	// the call rejoins (between Reconnecting and Reconnected).
 	ErrReconnecting = errors.New("client: call is reconnecting")
+	// ErrListenOnly is returned by WriteFrame on a call joined with
+	// Options.ListenOnly.
+	ErrListenOnly = errors.New("client: listen-only call: nothing is published")
 )
 
 // ClosedError is Call.Err when the server ended the call. Reason is one of
-// the api.Reason* values, such as api.ReasonReplaced when the same identity
-// joined again elsewhere or api.ReasonRoomEnded. Reasons that a rejoin
-// cures (api.ReasonShutdown, api.ReasonDropped and the other losses) end a
-// call only when its resume window runs out; then Call.Err wraps it.
-// RetryAfter is the server's hint of when to rejoin after a shutdown.
+// the api.Reason* values, such as api.ReasonMovedToAnotherDevice when the
+// same identity joined from another device (errors.Is(err,
+// ErrMovedToAnotherDevice); final: the call does not rejoin) or
+// api.ReasonRoomEnded. Reasons that a rejoin cures (api.ReasonShutdown,
+// api.ReasonDropped and the other losses) end a call only when its resume
+// window runs out; then Call.Err wraps it. RetryAfter is the server's hint
+// of when to rejoin after a shutdown.
 type ClosedError struct {
 	Reason     string
 	RetryAfter time.Duration
+	// By and At say who ended the call for everyone, and when, with
+	// api.ReasonRoomEnded.
+	By string
+	At time.Time
 }
 
 func (e *ClosedError) Error() string { return "client: call closed by server: " + e.Reason }
@@ -70,6 +79,11 @@ type Options struct {
 	// ICEServers are STUN or TURN servers to use in addition to those the
 	// server offers.
 	ICEServers []api.ICEServer
+
+	// ListenOnly joins without publishing: the call receives everyone's
+	// audio and sends none (WriteFrame fails with ErrListenOnly), and the
+	// others get no track of it. Recorders and monitors use it.
+	ListenOnly bool
 
 	// RelayOnly restricts media to TURN relays: no host or server-reflexive
 	// path is tried. Use it behind firewalls that block direct UDP, or to
@@ -187,10 +201,11 @@ type Stats struct {
 	// Dropped counts received frames that were not delivered because they
 	// could not be decrypted, by reason: the Drop* constants, every one
 	// present. DropAwaitingKey (the publisher's key is still on its way),
-	// DropBeforeKey (audio from before this caller joined) and
+	// DropBeforeKey (audio from before this caller joined),
 	// DropIdentityUnverified (the application has not accepted the
-	// publisher's changed identity) are expected states, not decryption
-	// failures; DecryptFailures leaves them out.
+	// publisher's changed identity) and DropNotEncrypted (the publisher
+	// does not encrypt) are expected states, not decryption failures;
+	// DecryptFailures leaves them out.
 	Dropped map[string]uint64
 	// Rekeys counts changes of this caller's own sending key: one ratchet
 	// step for every participant who joined after it and one fresh chain
@@ -216,6 +231,12 @@ type Stats struct {
 	// initiator (none left, or one handed out to it a moment before).
 	SessionsOneTimeKEM    uint64
 	SessionsLastResortKEM uint64
+	// MessagesDropped counts messages lost because Messages was full;
+	// MessagesRefused those that did not parse, came out of their
+	// sender's order or came from a participant whose changed identity key
+	// was not accepted.
+	MessagesDropped uint64
+	MessagesRefused uint64
 }
 
 // add returns the sum of two calls' counters.
@@ -242,18 +263,20 @@ func (s Stats) add(o Stats) Stats {
 
 		SessionsOneTimeKEM:    s.SessionsOneTimeKEM + o.SessionsOneTimeKEM,
 		SessionsLastResortKEM: s.SessionsLastResortKEM + o.SessionsLastResortKEM,
+		MessagesDropped:       s.MessagesDropped + o.MessagesDropped,
+		MessagesRefused:       s.MessagesRefused + o.MessagesRefused,
 	}
 }
 
 // DecryptFailures is the number of received frames dropped as malformed,
 // forged, tampered, replayed, sent under an expired key or re-sent by the
 // wrong participant: every Dropped reason except DropAwaitingKey,
-// DropBeforeKey and DropIdentityUnverified.
+// DropBeforeKey, DropIdentityUnverified and DropNotEncrypted.
 func (s Stats) DecryptFailures() uint64 {
 	var n uint64
 	for reason, v := range s.Dropped {
 		switch reason {
-		case DropAwaitingKey, DropBeforeKey, DropIdentityUnverified:
+		case DropAwaitingKey, DropBeforeKey, DropIdentityUnverified, DropNotEncrypted:
 		default:
 			n += v
 		}
@@ -279,6 +302,7 @@ type Call struct {
 	store  *e2ee.PrekeyStore  // one key-exchange worker at a time uses it
 	self   api.Participant    // the caller as the call names it
 	back   *returning         // participants expected back after a rejoin
+	chat   *chat              // the messages of all its joins
 	ctx    context.Context    // canceled by Leave
 	cancel context.CancelFunc // stops a rejoin under way
 
@@ -302,6 +326,10 @@ type Call struct {
 
 	sealMu  sync.Mutex
 	sealBuf []byte // reused for every sealed frame
+
+	muted    atomic.Bool    // the caller is muted (mute.go)
+	door     doorState      // the call's door and who waits at it (knock.go)
+	switches deviceSwitches // participants that moved to another device (device.go)
 }
 
 // Join joins the room that tok admits to, on the Sotto server at
@@ -345,6 +373,7 @@ func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, err
 		opts:      *opts,
 		self:      api.Participant{Identity: claims.Identity},
 		back:      newReturning(),
+		chat:      newChat(),
 		frames:    make(chan Frame, FrameBuffer),
 		events:    make(chan Event, EventBuffer),
 		envelopes: make(chan Envelope, EnvelopeBuffer),
@@ -362,8 +391,9 @@ func Join(ctx context.Context, serverURL, tok string, opts *Options) (*Call, err
 	if c.store, err = e2ee.NewPrekeyStore(c.opts.Identity, nil); err != nil {
 		return nil, fmt.Errorf("join room %q: create prekeys: %w", claims.Room, err)
 	}
-	s, err := c.join(ctx)
+	s, err := c.join(ctx, "")
 	if err != nil {
+		c.store.Destroy()
 		return nil, fmt.Errorf("join room %q: %w", claims.Room, err)
 	}
 	c.self = s.conn.me
@@ -421,7 +451,8 @@ func (c *Call) Participants() []api.Participant {
 // A frame written before the relay forwards to a participant is not
 // delivered to that participant; frames are never queued. While the call
 // reconnects, frames go nowhere: WriteFrame counts them (FramesUnsent) and
-// returns nil.
+// returns nil. While the call is muted (SetMuted), frames are discarded and
+// WriteFrame returns nil.
 func (c *Call) WriteFrame(frame []byte, duration time.Duration) error {
 	return c.writeFrame(frame, duration, AudioLevel{}, false)
 }
@@ -434,12 +465,18 @@ func (c *Call) WriteFrameLevel(frame []byte, duration time.Duration, level Audio
 }
 
 func (c *Call) writeFrame(frame []byte, duration time.Duration, level AudioLevel, hasLevel bool) error {
+	if c.opts.ListenOnly {
+		return ErrListenOnly
+	}
 	if len(frame) == 0 || len(frame) > MaxFrameSize {
 		return fmt.Errorf("client: frame of %d bytes, want 1 to %d", len(frame), MaxFrameSize)
 	}
 	samples := duration * clockRate / time.Second
 	if samples < 1 || duration > MaxFrameDuration {
 		return fmt.Errorf("client: frame duration %v, want up to %v", duration, MaxFrameDuration)
+	}
+	if c.muted.Load() && !c.ended() {
+		return nil // muted, as the others are told: nothing leaves
 	}
 	s := c.session()
 	if s == nil {
@@ -570,6 +607,8 @@ func (c *Call) Stats() Stats {
 		EnvelopesDropped: c.envelopesDropped.Load(),
 		FramesUnsent:     c.framesUnsent.Load(),
 		Rejoins:          c.rejoins.Load(),
+		MessagesDropped:  c.chat.dropped.Load(),
+		MessagesRefused:  c.chat.refused.Load(),
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

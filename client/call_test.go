@@ -82,14 +82,7 @@ func joinPeerWith(ctx context.Context, t *testing.T, srv *testserver.Server, roo
 	if err != nil {
 		t.Fatalf("%s: join: %v", name, err)
 	}
-	p := &peer{t: t, name: name, call: call, frames: make(map[string][]Frame), readDone: make(chan struct{})}
-	go p.read()
-	t.Cleanup(func() {
-		p.stop()
-		call.Leave()
-		<-p.readDone
-	})
-	return p
+	return track(t, call)
 }
 
 func (p *peer) read() {
@@ -541,8 +534,8 @@ func TestWriteFrameRejectsBadInput(t *testing.T) {
 	}
 }
 
-// A second join with the same identity replaces the first, which ends with
-// a ClosedError.
+// A second join with the same identity takes the call to its device: the
+// first ends with a ClosedError that says it moved.
 func TestCallReplaced(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
 	defer cancel()
@@ -555,8 +548,8 @@ func TestCallReplaced(t *testing.T) {
 		t.Fatal("first call did not end")
 	}
 	var ce *ClosedError
-	if err := first.call.Err(); !errors.As(err, &ce) || ce.Reason != api.ReasonReplaced {
-		t.Fatalf("Err() = %v, want ClosedError %q", err, api.ReasonReplaced)
+	if err := first.call.Err(); !errors.As(err, &ce) || ce.Reason != api.ReasonMovedToAnotherDevice || !errors.Is(err, ErrMovedToAnotherDevice) {
+		t.Fatalf("Err() = %v, want ClosedError %q", err, api.ReasonMovedToAnotherDevice)
 	}
 	<-first.readDone
 	if _, ok := first.findEvent(func(e Event) bool { _, ok := e.(Closed); return ok }); !ok {

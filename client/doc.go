@@ -36,6 +36,30 @@
 //		decoder(f.From.ID).Decode(f.Data) // f.From.Identity says who spoke
 //	}
 //
+// A call joined with Options.ListenOnly publishes nothing and hears
+// everyone. Every call declares its encryption when it joins
+// (api.E2EESotto1); a participant that declares none, a client on another
+// stack without docs/PROTOCOL.md, cannot be heard: api.Participant.Encrypted
+// is false for it, a PeerNotEncrypted event says so, and its frames are
+// dropped and counted (DropNotEncrypted).
+//
+// Participants send each other messages end to end in the same sessions:
+// Call.SendMessage (or SendMessageTo one participant) and Call.Messages,
+// which names each sender's identity and whether its key is verified;
+// MessageDelivered events carry each recipient's encrypted receipt.
+// Call.SendFile encrypts a file from an io.Reader and stores only its
+// ciphertext on the server; a recipient gets it with Call.ReceiveFile into
+// an io.Writer, checked chunk by chunk.
+//
+// A private call (CreateCall) has a door: a guest with its invite knocks
+// (Knock) and gets a token once the host admits it; the host's call
+// reports each knock (GuestKnock) and answers it (Call.Admit, Call.Refuse,
+// Call.SetDoor). One device at a time: joining with the same identity from
+// another device moves the call there, the first device's call ends with
+// ErrMovedToAnotherDevice (and does not rejoin) and the others see
+// DeviceSwitched. Call.SetMuted tells the others, end to end, that the
+// caller is muted (MuteChanged).
+//
 // Call.Events reports who joins, leaves and speaks; Call.SendEnvelope and
 // Call.Envelopes carry opaque messages between participants through the
 // server. The channels are buffered and never block the connection: when
@@ -50,8 +74,11 @@
 // up to Options.ResumeWindow, with new media and new end-to-end sessions
 // with everyone. The application keeps its one Call and sees Reconnecting
 // and Reconnected events; participants it knew keep their IDs (see
-// Call.ID). The call ends only when leaving, when the window runs out, the
-// token expires, or the server refuses the room for good (ended, 410).
+// Call.ID); the caller's mute state and messages go on, and a rejoin names
+// the join it replaces, so that the others do not take it for a switch of
+// devices. The call ends only when leaving, when the window runs out, the
+// token expires, the server refuses the room for good (ended, 410) or the
+// call moved to another device.
 //
 // Under the Call, an unexported transport speaks the API (docs/API.md): an
 // HTTP join carrying a complete SDP offer, the WebSocket event stream with

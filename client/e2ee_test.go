@@ -51,6 +51,9 @@ func (*tap) serverError(*api.Error)             {}
 func (*tap) admitted(present []api.Participant) {}
 func (*tap) prekeysLow()                        {}
 func (*tap) reconnected()                       {}
+func (*tap) doorChanged(string, string)         {}
+func (*tap) knocksWaiting([]api.Knock)          {}
+func (*tap) knockUpdate(api.Knock)              {}
 func (t *tap) count(publisher string) int       { return len(t.captured(publisher)) }
 
 // captured returns the payloads recorded from publisher so far.

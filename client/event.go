@@ -8,8 +8,9 @@ import (
 
 // Event is something that happened in the call, delivered on Call.Events.
 // It is one of ParticipantJoined, ParticipantLeft, Speaking, PeerEncrypted,
-// IdentityChanged, ServerError, Reconnecting, Reconnected or Closed;
-// switch on the type:
+// PeerNotEncrypted, IdentityChanged, MessageDelivered, DeviceSwitched,
+// MuteChanged, GuestKnock, DoorChanged, ServerError, Reconnecting,
+// Reconnected or Closed; switch on the type:
 //
 //	switch e := ev.(type) {
 //	case client.ParticipantJoined:
@@ -61,6 +62,16 @@ type PeerEncrypted struct {
 	Participant api.Participant
 }
 
+// PeerNotEncrypted reports a participant that declared no end-to-end
+// encryption this SDK speaks (api.Participant.Encrypted is false): a
+// client on another stack that does not implement docs/PROTOCOL.md. It
+// cannot be heard: its frames are dropped (DropNotEncrypted), and it gets
+// no key to the caller's frames. Show it as "not encrypted — cannot be
+// heard". It comes once, right after the participant's ParticipantJoined.
+type PeerNotEncrypted struct {
+	Participant api.Participant
+}
+
 // IdentityChanged reports a participant whose identity key differs from
 // the one remembered for its identity name (Options.TrustStore): another
 // device, a reinstalled one, or someone impersonating it. Until the
@@ -106,6 +117,7 @@ func (ParticipantJoined) event() {}
 func (ParticipantLeft) event()   {}
 func (Speaking) event()          {}
 func (PeerEncrypted) event()     {}
+func (PeerNotEncrypted) event()  {}
 func (IdentityChanged) event()   {}
 func (ServerError) event()       {}
 func (Reconnecting) event()      {}

@@ -47,6 +47,10 @@ const (
 	// differs from the one known for its name, and the application has
 	// not accepted it (Call.AcceptIdentity).
 	DropIdentityUnverified = "identity_unverified"
+	// DropNotEncrypted: the publisher declared no end-to-end encryption
+	// this SDK speaks (its api.Participant is not Encrypted, and a
+	// PeerNotEncrypted event said so): it cannot be heard.
+	DropNotEncrypted = "not_encrypted"
 )
 
 // dropReasons lists the Drop* reasons in the order of e2eeState.dropped,
@@ -64,10 +68,14 @@ var dropReasons = [...]struct {
 	{DropAwaitingKey, e2ee.ErrAwaitingKey},
 	{DropBeforeKey, e2ee.ErrBeforeKey},
 	{DropIdentityUnverified, nil}, // the application's decision, not the receiver's
+	{DropNotEncrypted, nil},       // the publisher's declaration, not the receiver's
 }
 
-// dropIdentityUnverified is the index of DropIdentityUnverified.
-const dropIdentityUnverified = len(dropReasons) - 1
+// The indexes of the reasons no error of Open gives.
+const (
+	dropIdentityUnverified = len(dropReasons) - 2
+	dropNotEncrypted       = len(dropReasons) - 1
+)
 
 // dropIndex returns the index in dropReasons of the reason Open gave.
 func dropIndex(err error) int {
@@ -84,6 +92,10 @@ func dropIndex(err error) int {
 func (e *e2eeState) open(from api.Participant, payload []byte, now time.Time) ([]byte, bool) {
 	if len(payload) == 0 {
 		return nil, true // an empty (DTX) frame carries no audio to protect
+	}
+	if from.Identity != "" && !from.Encrypted() {
+		e.dropped[dropNotEncrypted].Add(1)
+		return nil, false
 	}
 	r := e.remote(from.ID)
 	if r != nil && r.blocked.Load() {

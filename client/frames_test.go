@@ -13,7 +13,7 @@ import (
 // receiver that knows alice's sender.
 func frameState(t testing.TB) (*e2eeState, *e2ee.FrameSender, api.Participant) {
 	t.Helper()
-	alice := api.Participant{ID: "p_alice", Identity: "alice"}
+	alice := api.Participant{ID: "p_alice", Identity: "alice", E2EE: api.E2EESotto1}
 	sender, err := e2ee.NewFrameSender(e2ee.FrameSenderConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +93,7 @@ func TestOpenClassifiesDrops(t *testing.T) {
 	check("truncated", alice, good[:len(good)-len("opus frame")-2], DropMalformed)
 	check("bad header", alice, []byte{0xd8, 1}, DropMalformed)
 	check("another participant's track", api.Participant{ID: "p_mallory"}, seal(t, s, []byte("x")), DropWrongSender)
+	check("a participant that does not encrypt", api.Participant{ID: "p_plain", Identity: "plain"}, []byte("plain opus"), DropNotEncrypted)
 
 	// A fresh chain whose key has not arrived: awaiting, as long as it is
 	// the publisher's own chain and only a few generations ahead.

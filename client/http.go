@@ -45,10 +45,13 @@ func newAPIClient(serverURL string, hc *http.Client) (*apiClient, error) {
 	return &apiClient{base: u, http: hc}, nil
 }
 
-// url returns the absolute URL of an API path such as "/v1/ice-servers".
+// url returns the absolute URL of an API path such as "/v1/ice-servers",
+// which may end with a query ("/v1/knocks/k_x?wait=25").
 func (a *apiClient) url(path string) string {
 	u := *a.base
-	u.Path += path
+	p, query, _ := strings.Cut(path, "?")
+	u.Path += p
+	u.RawQuery = query
 	return u.String()
 }
 
@@ -149,4 +152,56 @@ func responseError(status int, body []byte) error {
 func isAPIError(err error, code api.ErrorCode) bool {
 	var ae *api.Error
 	return errors.As(err, &ae) && ae.Code == code
+}
+
+// maxNodeHops bounds the wrong_node answers a join follows: the node asked
+// first names the one that runs the room, which answers itself; a second
+// hop covers a room that moved in between.
+const maxNodeHops = 2
+
+// postJoin sends a join to path, following wrong_node answers (a cluster
+// node that does not run the room names the one that does) with the same
+// request, and returns the client of the node that runs the call, as its
+// answer names it (JoinResponse.NodeURL) or else the one that answered:
+// the event stream, leave and prekey fetches go there. a itself is left
+// as it is, so that a later join starts again from the URL the
+// application gave.
+func (a *apiClient) postJoin(ctx context.Context, path, auth string, in any, out *api.JoinResponse) (*apiClient, error) {
+	a, err := a.follow(ctx, http.MethodPost, path, auth, in, out)
+	if err == nil && out.NodeURL != "" {
+		return a.at(out.NodeURL)
+	}
+	return a, err
+}
+
+// follow sends a request and, while a node of a cluster answers that
+// another runs the room (wrong_node), sends it again there, a bounded
+// number of times; it returns the client of the node that answered.
+func (a *apiClient) follow(ctx context.Context, method, path, auth string, in, out any) (*apiClient, error) {
+	for hops := 0; ; hops++ {
+		err := a.do(ctx, method, path, auth, in, out)
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code != api.CodeWrongNode || hops == maxNodeHops {
+			return a, err
+		}
+		next, nerr := a.at(ae.NodeURL)
+		if nerr != nil {
+			return a, fmt.Errorf("%w (cannot follow: %v)", err, nerr)
+		}
+		a = next
+	}
+}
+
+// at returns a client for the base URL of another node of the same
+// cluster, over the same HTTP client. A move from https to http is
+// refused: the token would travel in the clear.
+func (a *apiClient) at(nodeURL string) (*apiClient, error) {
+	next, err := newAPIClient(nodeURL, a.http)
+	if err != nil {
+		return nil, fmt.Errorf("node URL: %w", err)
+	}
+	if a.base.Scheme == "https" && next.base.Scheme != "https" {
+		return nil, fmt.Errorf("node URL %q: not https", nodeURL)
+	}
+	return next, nil
 }

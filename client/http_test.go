@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -174,5 +175,67 @@ func TestFailedJoinLeaves(t *testing.T) {
 	}
 	if got, _ := leaveAuth.Load().(string); got != "Session s3cr3t" {
 		t.Fatalf("leave request authorization %q, want the session", got)
+	}
+}
+
+// A join answered wrong_node is sent again, whole, to the node named; the
+// client of that node is returned and the first is left as it was. A
+// redirect loop ends after maxNodeHops, and https never moves to http.
+func TestPostJoinFollowsWrongNode(t *testing.T) {
+	var ownerHits atomic.Int32
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ownerHits.Add(1)
+		var req api.JoinRequest
+		if r.Header.Get("Authorization") != "Bearer tok" || json.NewDecoder(r.Body).Decode(&req) != nil || req.SDP != "offer" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"participant_id":"p1"}`))
+	}))
+	defer owner.Close()
+	wrongNode := func(target *string) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusConflict)
+			json.NewEncoder(w).Encode(api.ErrorBody{Error: &api.Error{Code: api.CodeWrongNode, Message: "elsewhere", NodeURL: *target}})
+		}))
+	}
+	ownerURL := owner.URL
+	entry := wrongNode(&ownerURL)
+	defer entry.Close()
+
+	a, err := newAPIClient(entry.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jr api.JoinResponse
+	got, err := a.postJoin(context.Background(), "/v1/rooms/r/join", "Bearer tok", api.JoinRequest{SDP: "offer"}, &jr)
+	if err != nil || jr.ParticipantID != "p1" || got.base.String() != owner.URL || a.base.String() != entry.URL {
+		t.Fatalf("join: %v, %+v, answered by %s (entry now %s)", err, jr, got.base, a.base)
+	}
+
+	// Two nodes naming each other.
+	var bURL string
+	ping := wrongNode(&bURL)
+	defer ping.Close()
+	pingURL := ping.URL
+	pong := wrongNode(&pingURL)
+	defer pong.Close()
+	bURL = pong.URL
+	a, _ = newAPIClient(ping.URL, nil)
+	if _, err := a.postJoin(context.Background(), "/v1/rooms/r/join", "Bearer tok", api.JoinRequest{SDP: "offer"}, &jr); !isAPIError(err, api.CodeWrongNode) {
+		t.Fatalf("redirect loop: %v, want wrong_node", err)
+	}
+
+	secure, _ := newAPIClient("https://sotto.example", nil)
+	if _, err := secure.at("http://node2.sotto.example"); err == nil {
+		t.Error("followed https to http")
+	}
+	if next, err := secure.at("https://node2.sotto.example/"); err != nil || next.url("/v1/x") != "https://node2.sotto.example/v1/x" {
+		t.Errorf("https to https: %v", err)
+	}
+	if ownerHits.Load() != 1 {
+		t.Errorf("owner asked %d times", ownerHits.Load())
 	}
 }

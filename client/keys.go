@@ -82,6 +82,9 @@ type e2eeState struct {
 	wake  chan struct{}
 
 	lastRefill time.Time // worker only
+	// chat numbers the messages between the caller and each participant
+	// in this join (messages.go); worker only.
+	chat map[string]*chatPeer
 
 	encrypted atomic.Uint64
 	decrypted atomic.Uint64
@@ -114,6 +117,9 @@ type remote struct {
 	// path.
 	blocked atomic.Bool
 	keyed   atomic.Bool // at least one of its frame keys is installed
+
+	muted     atomic.Bool // as it last said (mute.go)
+	muteKnown atomic.Bool // it said so at least once
 }
 
 // newE2EE creates the end-to-end state of one join, for the identity, trust
@@ -139,6 +145,7 @@ func newE2EE(ctx context.Context, a *apiClient, token string, opts *Options, sto
 		keyLog:   opts.keyLog,
 		remotes:  make(map[string]*remote),
 		admitted: make(map[string]bool),
+		chat:     make(map[string]*chatPeer),
 		wake:     make(chan struct{}, 1),
 	}
 	if err := e.uploadPrekeys(ctx); err != nil {
@@ -184,10 +191,11 @@ func apiKEMPrekey(k e2ee.KEMPrekey) api.KEMPrekey {
 	return api.KEMPrekey{ID: k.ID, Key: k.Key, Signature: k.Signature}
 }
 
-// close zeroes every key once the call has ended and nothing uses them.
+// close zeroes the session's keys once it has ended and nothing uses them.
+// The prekey store is the call's: it outlives the session, so that a peer
+// that fetched its bundle before a rejoin can still start a session.
 func (e *e2eeState) close() {
 	e.sender.Close()
-	e.store.Destroy()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for id := range e.remotes {
@@ -294,6 +302,9 @@ func (e *e2eeState) reachable() []*remote {
 // newcomer our chain advances so that it cannot open what we sent before,
 // and its session comes to us.
 func (e *e2eeState) addRemote(ctx context.Context, p api.Participant) {
+	if !p.Encrypted() {
+		return // it has no prekeys to start a session with, nor use for our keys
+	}
 	e.mu.Lock()
 	if e.remotes[p.ID] != nil {
 		e.mu.Unlock()
@@ -333,6 +344,7 @@ func (e *e2eeState) removeRemote(ctx context.Context, p api.Participant) {
 		return
 	}
 	e.receiver.RemoveParticipant(p.ID)
+	delete(e.chat, p.ID)
 	e.rekey(ctx)
 }
 
@@ -521,6 +533,10 @@ func (e *e2eeState) content(ctx context.Context, r *remote, pt []byte) {
 			return
 		}
 		e.sender.Acknowledge(r.p.ID, ack)
+	case e2ee.ContentMessage, e2ee.ContentReceipt:
+		e.message(ctx, r, pt)
+	case e2ee.ContentMuteState:
+		e.muteStateReceived(r, pt)
 	}
 }
 
@@ -566,7 +582,8 @@ func (e *e2eeState) bind(r *remote, id e2ee.PublicIdentity) bool {
 	return true
 }
 
-// sendKeys sends a participant what it needs to open our frames now.
+// sendKeys sends a participant what it needs to open our frames now,
+// and whether we are muted.
 func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
 	for _, k := range e.sender.Keys() {
 		pt, err := k.MarshalBinary()
@@ -578,21 +595,25 @@ func (e *e2eeState) sendKeys(ctx context.Context, r *remote) {
 		e.send(ctx, r, pt)
 		clear(pt)
 	}
+	e.sendMuteState(ctx, r)
 }
 
-// send encrypts a plaintext in r's session and relays it.
-func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) {
+// send encrypts a plaintext in r's session and relays it. Failures are
+// logged; callers that report them to the application use the error.
+func (e *e2eeState) send(ctx context.Context, r *remote, pt []byte) error {
 	if r.sess == nil {
-		return
+		return ErrNoSession
 	}
 	payload, err := r.sess.Encrypt(pt)
 	if err != nil {
 		e.log.Error("encrypt end-to-end message", "participant", r.p.ID, "err", err)
-		return
+		return err
 	}
-	if err := e.sess.conn.sendEnvelope(ctx, r.p.ID, payload); err != nil && !errors.Is(err, ErrClosed) {
+	err = e.sess.conn.sendEnvelope(ctx, r.p.ID, payload)
+	if err != nil && !errors.Is(err, ErrClosed) {
 		e.log.Warn("send end-to-end message", "participant", r.p.ID, "err", err)
 	}
+	return err
 }
 
 // refill uploads more one-time prekeys of both kinds after the server said

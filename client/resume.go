@@ -45,8 +45,9 @@ type session struct {
 }
 
 // join makes a session: the prekeys published, the room joined, the media
-// connected and the key exchange running.
-func (c *Call) join(ctx context.Context) (*session, error) {
+// connected and the key exchange running. replaces is the server's ID of
+// the call's previous join, on a rejoin.
+func (c *Call) join(ctx context.Context, replaces string) (*session, error) {
 	s := &session{call: c}
 	var err error
 	s.e2e, err = newE2EE(ctx, c.api, c.token, &c.opts, c.store, c.log)
@@ -54,11 +55,14 @@ func (c *Call) join(ctx context.Context) (*session, error) {
 		return nil, err
 	}
 	s.e2e.sess = s
-	s.conn, err = dial(ctx, c.api, c.token, c.claims, &c.opts, s, naming{me: c.self, claim: c.back.claim})
+	s.conn, err = dial(ctx, c.api, c.token, c.claims, &c.opts, s, naming{me: c.self, claim: c.back.claim, replaces: replaces})
 	if err != nil {
 		s.e2e.close()
 		return nil, err
 	}
+	// Prekey fetches go to the node that runs the room (in a cluster, the
+	// one the join found), which knows who is in it.
+	s.e2e.api = s.conn.api
 	s.conn.goRun(func() { s.e2e.run(s.conn.ctx) })
 	return s, nil
 }
@@ -111,7 +115,7 @@ func (c *Call) run(s *session) {
 		c.back.expect(s.conn.roster.present())
 		c.log.Info("call lost; rejoining", "err", err)
 		c.event(Reconnecting{Cause: err})
-		if s, err = c.rejoin(err, lost); err != nil {
+		if s, err = c.rejoin(s.conn.self.ID, err, lost); err != nil {
 			break
 		}
 		c.rejoins.Add(1)
@@ -126,11 +130,13 @@ func (c *Call) run(s *session) {
 // finish ends the call with err and closes its channels.
 func (c *Call) finish(err error) {
 	c.cancel()
+	c.store.Destroy()
 	c.err = err
 	c.event(Closed{Err: err})
 	close(c.frames)
 	close(c.events)
 	close(c.envelopes)
+	close(c.chat.messages)
 	close(c.done)
 }
 
@@ -138,13 +144,15 @@ func (c *Call) finish(err error) {
 // join: everything but leaving and the server's word that the caller must
 // not come back (replaced by another join, the room ended).
 func (c *Call) resumable(err error) bool {
-	if c.opts.ResumeWindow < 0 || errors.Is(err, ErrLeft) {
+	if c.opts.ResumeWindow < 0 || errors.Is(err, ErrLeft) || errors.Is(err, ErrMovedToAnotherDevice) {
+		// Rejoining after a move would take the call back from the other
+		// device, which would do the same in turn.
 		return false
 	}
 	var ce *ClosedError
 	if errors.As(err, &ce) {
 		switch ce.Reason {
-		case api.ReasonShutdown, api.ReasonDropped, api.ReasonConnectionLost, api.ReasonICEFailed, api.ReasonTimeout:
+		case api.ReasonShutdown, api.ReasonMoved, api.ReasonDropped, api.ReasonConnectionLost, api.ReasonICEFailed, api.ReasonTimeout:
 			return true
 		default:
 			return false
@@ -153,11 +161,12 @@ func (c *Call) resumable(err error) bool {
 	return true
 }
 
-// rejoin joins the room again after the session ended with cause at lost,
-// with exponential backoff and jitter (after the server's retry hint, if it
-// gave one), until it succeeds, the resume window runs out, the token
-// expires, the server refuses for good or the caller leaves.
-func (c *Call) rejoin(cause error, lost time.Time) (*session, error) {
+// rejoin joins the room again, in place of the join with server ID
+// replaces, after the session ended with cause at lost, with exponential
+// backoff and jitter (after the server's retry hint, if it gave one),
+// until it succeeds, the resume window runs out, the token expires, the
+// server refuses for good or the caller leaves.
+func (c *Call) rejoin(replaces string, cause error, lost time.Time) (*session, error) {
 	window := c.opts.ResumeWindow
 	if window == 0 {
 		window = DefaultResumeWindow
@@ -189,7 +198,7 @@ func (c *Call) rejoin(cause error, lost time.Time) (*session, error) {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, rejoinTimeout)
-		s, err := c.join(ctx)
+		s, err := c.join(ctx, replaces)
 		cancel()
 		if err == nil {
 			c.mu.Lock()
@@ -275,19 +284,26 @@ func (s *session) admitted(present []api.Participant) { s.e2e.noteAdmitted(prese
 func (s *session) joined(p api.Participant, returning bool) {
 	if !returning {
 		s.call.event(ParticipantJoined{Participant: p})
+		if prev, ok := s.call.switches.joined(p); ok {
+			s.call.event(DeviceSwitched{Participant: p, Previous: prev})
+		}
+	}
+	if !p.Encrypted() {
+		s.call.event(PeerNotEncrypted{Participant: p})
 	}
 	s.e2e.participantJoined(p)
 }
 
 func (s *session) left(p api.Participant, reason string) {
 	s.e2e.participantLeft(p)
-	if reason == api.ReasonShutdown {
-		// The server is stopping and tells everyone in turn: the others
-		// rejoin as this call does.
+	if reason == api.ReasonShutdown || reason == api.ReasonMoved {
+		// The server is stopping (or another node runs the room now) and
+		// tells everyone in turn: the others rejoin as this call does.
 		s.call.back.expect([]api.Participant{p})
 		return
 	}
 	s.call.event(ParticipantLeft{Participant: p, Reason: reason})
+	s.call.switches.left(p, reason)
 }
 
 func (s *session) prekeysLow() { s.e2e.prekeysLow() }
@@ -301,6 +317,12 @@ func (s *session) speaking(p api.Participant, on bool) {
 func (s *session) serverError(e *api.Error) { s.call.event(ServerError{Err: e}) }
 
 func (s *session) event(e Event) { s.call.event(e) }
+
+func (s *session) doorChanged(door, by string) { s.call.doorChanged(door, by) }
+
+func (s *session) knocksWaiting(pending []api.Knock) { s.call.knocksWaiting(pending) }
+
+func (s *session) knockUpdate(k api.Knock) { s.call.knockUpdate(k) }
 
 // returning holds the participants a call knew when it lost its join, by
 // identity (one participant per identity in a room), until they are back

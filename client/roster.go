@@ -61,6 +61,7 @@ func (r *roster) add(p api.Participant) (named api.Participant, added, returning
 		m.p = p
 		if r.claim != nil {
 			if back, ok := r.claim(p.Identity); ok {
+				back.E2EE = p.E2EE
 				m.p, returning = back, true
 			}
 		}

@@ -16,13 +16,14 @@ func TestRosterAwaitsIdentity(t *testing.T) {
 	got := make(chan api.Participant, 1)
 	go func() { got <- r.await(context.Background(), "p_1", time.Minute) }()
 	time.Sleep(10 * time.Millisecond) // usually lets await register first; either order must work
-	if _, added, _ := r.add(api.Participant{ID: "p_1", Identity: "alice"}); !added {
+	alice := api.Participant{ID: "p_1", Identity: "alice", E2EE: api.E2EESotto1}
+	if _, added, _ := r.add(alice); !added {
 		t.Fatal("add of a new participant reported it known")
 	}
 	select {
 	case p := <-got:
-		if p.Identity != "alice" {
-			t.Fatalf("await = %+v, want alice", p)
+		if p != alice {
+			t.Fatalf("await = %+v, want %+v", p, alice)
 		}
 	case <-time.After(wait.Timeout):
 		t.Fatal("await did not return after add")

@@ -94,6 +94,14 @@ type sink interface {
 	// one, once the roster agrees with it again: messages sent or received
 	// around the loss may be gone.
 	reconnected()
+	// doorChanged reports the call's door: in every welcome (by empty), and when
+	// it changes.
+	doorChanged(door, by string)
+	// knocksWaiting reports the guests waiting at the door, for a participant who
+	// may answer them, in every welcome.
+	knocksWaiting(pending []api.Knock)
+	// knockUpdate reports a guest knocking, or what became of its knock.
+	knockUpdate(k api.Knock)
 }
 
 // conn is one participant's connection to the server, one join: its event
@@ -112,8 +120,8 @@ type conn struct {
 	session   string
 	eventsURL string
 	pc        *webrtc.PeerConnection
-	sock      net.PacketConn // from Options.ListenMedia, or nil
-	track     *webrtc.TrackLocalStaticRTP
+	sock      net.PacketConn              // from Options.ListenMedia, or nil
+	track     *webrtc.TrackLocalStaticRTP // nil for a listen-only call
 
 	ctx    context.Context // canceled on shutdown
 	cancel context.CancelFunc
@@ -170,10 +178,14 @@ var (
 
 // naming tells dial how the call names the caller and the others: me is
 // the caller's call name (its ID empty: the join's own), claim as in
-// roster.
+// roster. replaces is the server's ID of the caller's previous join, on a
+// rejoin (api.JoinRequest.Replaces): if the server still holds it, it
+// closes it as replaced, and the others do not take the rejoin for a
+// switch of devices.
 type naming struct {
-	me    api.Participant
-	claim func(identity string) (api.Participant, bool)
+	me       api.Participant
+	claim    func(identity string) (api.Participant, bool)
+	replaces string
 }
 
 // dial joins the room named by claims and returns once the media
@@ -231,15 +243,10 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	// Random initial sequence number and timestamp, as RFC 3550 asks.
 	c.pkt.SequenceNumber = uint16(rand.Uint32())
 	c.pkt.Timestamp = rand.Uint32()
-	c.track, err = webrtc.NewTrackLocalStaticRTP(opusCodec, "audio", "sotto")
+	sender, err := c.addAudio(opts.ListenOnly)
 	if err != nil {
-		return nil, fmt.Errorf("create audio track: %w", err)
+		return nil, err
 	}
-	tr, err := pc.AddTransceiverFromTrack(c.track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		return nil, fmt.Errorf("add audio transceiver: %w", err)
-	}
-	c.goRun(func() { drainRTCP(tr.Sender()) })
 	pc.OnTrack(c.onTrack)
 	pc.OnConnectionStateChange(c.onConnectionState)
 	pc.OnICEConnectionStateChange(c.onICEState)
@@ -263,7 +270,10 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 
 	var jr api.JoinResponse
 	path := api.Version + "/rooms/" + url.PathEscape(claims.Room) + "/join"
-	if err := a.do(ctx, http.MethodPost, path, "Bearer "+tok, api.JoinRequest{SDP: pc.LocalDescription().SDP}, &jr); err != nil {
+	join := api.JoinRequest{SDP: pc.LocalDescription().SDP, E2EE: api.E2EESotto1, Replaces: names.replaces}
+	// In a cluster the join may be answered by another node than a's:
+	// the one that runs the room, where the call then lives.
+	if c.api, err = a.postJoin(ctx, path, "Bearer "+tok, join, &jr); err != nil {
 		return nil, err
 	}
 	c.self = api.Participant{ID: jr.ParticipantID, Identity: jr.Identity}
@@ -287,7 +297,9 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: jr.SDP}); err != nil {
 		return nil, fmt.Errorf("apply answer: %w", err)
 	}
-	c.levelID = audioLevelID(tr.Sender())
+	if sender != nil {
+		c.levelID = audioLevelID(sender)
+	}
 	present := make([]api.Participant, 0, len(jr.Participants))
 	var news []api.Participant
 	var back []bool
@@ -306,7 +318,7 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 		s.joined(p, back[i])
 	}
 
-	c.eventsURL, err = a.eventsURL(jr.EventsURL, jr.Session)
+	c.eventsURL, err = c.api.eventsURL(jr.EventsURL, jr.Session)
 	if err != nil {
 		return nil, err
 	}
@@ -336,6 +348,31 @@ func dial(ctx context.Context, a *apiClient, tok string, claims token.Claims, op
 	case <-ctx.Done():
 		return nil, fmt.Errorf("connect media: %w", ctx.Err())
 	}
+}
+
+// addAudio adds the call's audio m-line: a sendonly one with the track
+// frames are written to and returns its sender or, listen-only, a recvonly
+// one without a track (and a nil sender), which the relay takes for a
+// participant that publishes nothing.
+func (c *conn) addAudio(listenOnly bool) (*webrtc.RTPSender, error) {
+	if listenOnly {
+		_, err := c.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		if err != nil {
+			return nil, fmt.Errorf("add audio transceiver: %w", err)
+		}
+		return nil, nil
+	}
+	track, err := webrtc.NewTrackLocalStaticRTP(opusCodec, "audio", "sotto")
+	if err != nil {
+		return nil, fmt.Errorf("create audio track: %w", err)
+	}
+	tr, err := c.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, fmt.Errorf("add audio transceiver: %w", err)
+	}
+	c.track = track
+	c.goRun(func() { drainRTCP(tr.Sender()) })
+	return tr.Sender(), nil
 }
 
 var opusCodec = webrtc.RTPCodecCapability{
@@ -846,6 +883,18 @@ func (c *conn) handle(m api.Message) error {
 		if resumed {
 			c.sink.reconnected()
 		}
+		c.sink.doorChanged(w.Door, "")
+		c.sink.knocksWaiting(w.Knocks)
+	case api.TypeDoor:
+		var d api.DoorEvent
+		if c.decode(m, &d) {
+			c.sink.doorChanged(d.Door, d.By)
+		}
+	case api.TypeKnock:
+		var k api.KnockEvent
+		if c.decode(m, &k) {
+			c.sink.knockUpdate(k.Knock)
+		}
 	case api.TypeJoined:
 		var j api.Joined
 		if c.decode(m, &j) {
@@ -923,7 +972,11 @@ func (c *conn) handle(m api.Message) error {
 	case api.TypeClosed:
 		var cl api.Closed
 		c.decode(m, &cl)
-		return &ClosedError{Reason: cl.Reason, RetryAfter: time.Duration(max(0, cl.RetryAfterMs)) * time.Millisecond}
+		e := &ClosedError{Reason: cl.Reason, RetryAfter: time.Duration(max(0, cl.RetryAfterMs)) * time.Millisecond, By: cl.By}
+		if cl.At != 0 {
+			e.At = time.Unix(cl.At, 0)
+		}
+		return e
 	default:
 		c.log.Debug("ignored event", "type", m.Type)
 	}

@@ -1,9 +1,11 @@
 // Package e2ee implements Sotto's end-to-end encryption: device identities
 // and safety numbers, PQXDH key agreement (X25519 with ML-KEM-768), the
-// Double Ratchet, per-sender frame-key chains and SFrame (RFC 9605). It is
-// a pure library with no network or file I/O and no goroutines; only
-// clients use it. docs/PROTOCOL.md gives every byte it produces, and
-// testdata/ holds the vectors another implementation must reproduce.
+// Double Ratchet, per-sender frame-key chains and SFrame (RFC 9605),
+// messages and encrypted files. It is a pure library with no network or
+// file I/O (files are read and written through io.Reader and io.Writer)
+// and no goroutines; only clients use it. docs/PROTOCOL.md gives every
+// byte it produces, and testdata/ holds the vectors another implementation
+// must reproduce.
 //
 // # Sessions
 //
@@ -33,6 +35,16 @@
 // steady state. Open takes the participant whose track carried the frame,
 // and drops and counts every frame that fails (Stats) with an error that
 // says why (ErrAwaitingKey, ErrWrongSender, …).
+//
+// # Messages and files
+//
+// Text and file messages travel as ratchet plaintexts too, one copy per
+// recipient in its session (Message, answered by a Receipt once the
+// recipient's application has it). A file is encrypted once under a fresh
+// key (NewFileKey, EncryptFile: chunks sealed in the manner of age's
+// STREAM), stored as ciphertext on the server, and its FileRef (key,
+// digest, name, type, size) goes in a Message; DecryptFile refuses a file
+// with any chunk altered, missing, moved or cut.
 //
 // Envelope data for which IsPayload is true belongs to the sessions;
 // anything else is the application's.

@@ -8,14 +8,12 @@ import (
 	"crypto/mlkem/mlkemtest"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"flag"
-	"os"
 	"strconv"
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/sotto-vectors.json")
+var update = flag.Bool("update", false, "rewrite the generated vector files in testdata")
 
 const vectorsPath = "testdata/sotto-vectors.json"
 
@@ -370,37 +368,12 @@ func vectorSession(t *testing.T, alice, bob *Identity, bundle PrekeyBundle, alic
 // TestProtocolVectors regenerates the protocol vectors deterministically
 // and requires them to equal the committed file byte for byte.
 func TestProtocolVectors(t *testing.T) {
-	got, err := json.MarshalIndent(generateVectors(t), "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, '\n')
-	if *update {
-		if err := os.WriteFile(vectorsPath, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from the regenerated vectors; run with -update if the protocol changed on purpose", vectorsPath)
-	}
+	checkVectorFile(t, vectorsPath, generateVectors(t))
 }
 
-// TestProtocolVectorsConsumer checks the committed vectors the way another
-// implementation would: from the recorded inputs, independently of the
-// generator.
 func TestProtocolVectorsConsumer(t *testing.T) {
-	raw, err := os.ReadFile(vectorsPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var v protocolVectors
-	if err := json.Unmarshal(raw, &v); err != nil {
-		t.Fatal(err)
-	}
+	readVectorFile(t, vectorsPath, &v)
 	var pubs []PublicIdentity
 	for _, iv := range v.Identities {
 		id, err := ParseIdentity(iv.Private)

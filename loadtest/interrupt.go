@@ -65,8 +65,8 @@ func (c *caller) resume(at int64) {
 }
 
 // rejoined counts a rejoin of the caller after its call ended or broke:
-// the load tester's own (Config.Rejoin) and, once the SDK rejoins by
-// itself, its Reconnected event, which watch passes on here. A caller that
+// the load tester's own (Config.Rejoin) and the SDK's, reported by its
+// Reconnected event, which watch passes on here. A caller that
 // expected no frames has recovered by being back; the others recover at
 // their next frame.
 func (c *caller) rejoined() {
@@ -134,12 +134,19 @@ func (p *participation) ended() {
 	p.leaving = now
 	p.stats = p.call.Stats()
 	r.cfg.Logger.Info("loadtest: call ended", "caller", c.identity, "err", p.call.Err())
-	start, needFrames := now, p.expectSince.Load() != 0
-	if needFrames {
-		start = max(p.lastFrame.Load(), p.expectSince.Load())
-	}
+	start, needFrames := p.outageStart(now)
 	c.interrupt(start, true, needFrames)
 	r.startRejoin(c)
+}
+
+// outageStart returns when an interruption of the participation's call
+// noticed at now began, and whether only a frame ends it: the last frame
+// received, if another publisher was in the room, else now.
+func (p *participation) outageStart(now int64) (start int64, needFrames bool) {
+	if p.expectSince.Load() == 0 {
+		return now, false
+	}
+	return max(p.lastFrame.Load(), p.expectSince.Load()), true
 }
 
 // startRejoin rejoins the caller in the background when Config.Rejoin is

@@ -75,8 +75,12 @@ type Config struct {
 	StallAfter time.Duration
 	// Rejoin makes the load tester join a caller again, with backoff,
 	// when its call ends on its own, as an application would. Without it
-	// such a call is lost for good, unless the SDK rejoins by itself.
+	// such a call is lost for good. The SDK rejoins by itself first, for
+	// up to ResumeWindow, when the server loses a call.
 	Rejoin bool
+	// ResumeWindow is the SDK's (client.Options.ResumeWindow): 0 its
+	// default, negative for callers that never rejoin by themselves.
+	ResumeWindow time.Duration
 	// Audio is an Ogg Opus file of 20 ms packets; nil plays DefaultClip.
 	Audio []byte
 
@@ -184,7 +188,13 @@ type loadRun struct {
 	mu        sync.Mutex
 	parts     []*participation // every join, finished or not
 	joinTimes []time.Duration
-	joinErrs  map[string]int
+	// The same joins, split by whether a cluster node answered with
+	// another (joinWatch).
+	joinsDirect, joinsRedirected []time.Duration
+	joinErrs                     map[string]int
+
+	// transport carries every caller's API requests and event stream.
+	transport http.RoundTripper
 	failed    map[*caller]bool // callers with a failed join, a rejoin included
 
 	latency      histogram
@@ -288,6 +298,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		senders:    make(map[string]*sender),
 		joinErrs:   make(map[string]int),
 		failed:     make(map[*caller]bool),
+		transport:  http.DefaultTransport,
 		roomActive: make([]atomic.Int64, cfg.Rooms),
 	}
 	r.rejoinCtx, r.stopRejoin = context.WithCancel(ctx)
@@ -360,6 +371,7 @@ ramp:
 	// allocations.
 	server.poll()
 	before := server.totals()
+	nodesBefore := server.nodes()
 	cpuStart := time.Now()
 	steadyEnd := time.After(cfg.Duration)
 	r.steadyEnd.Store(cpuStart.Add(cfg.Duration).UnixNano())
@@ -422,6 +434,11 @@ ramp:
 
 	rep := r.report()
 	r.serverFigures(rep, server, before, after)
+	rep.Nodes = nodeReports(nodesBefore, server.nodes())
+	r.mu.Lock()
+	rep.JoinsRedirected = len(r.joinsRedirected)
+	rep.JoinMSDirect, rep.JoinMSRedirected = percentilesOf(r.joinsDirect), percentilesOf(r.joinsRedirected)
+	r.mu.Unlock()
 	rep.DurationS = round3(steady.Seconds())
 	rep.ElapsedS = round3(time.Since(start).Seconds())
 	rep.LoadCPUSeconds = round3((ownCPU() - startCPU).Seconds())
@@ -462,12 +479,15 @@ func (c *caller) connect(ctx context.Context) error {
 	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	t0 := time.Now()
+	watch := &joinWatch{base: r.transport}
 	call, err := client.Join(jctx, r.cfg.URL, tok, &client.Options{
-		RelayOnly:   r.cfg.RelayOnly,
-		IPFilter:    r.cfg.IPFilter,
-		ListenMedia: r.listenMedia(),
-		Logger:      r.cfg.Logger.With("caller", c.identity),
-		Identity:    c.key,
+		RelayOnly:    r.cfg.RelayOnly,
+		IPFilter:     r.cfg.IPFilter,
+		ListenMedia:  r.listenMedia(),
+		ResumeWindow: r.cfg.ResumeWindow,
+		Logger:       r.cfg.Logger.With("caller", c.identity),
+		Identity:     c.key,
+		HTTPClient:   &http.Client{Transport: watch},
 	})
 	took := time.Since(t0)
 	if err != nil {
@@ -488,6 +508,11 @@ func (c *caller) connect(ctx context.Context) error {
 	r.mu.Lock()
 	r.parts = append(r.parts, p)
 	r.joinTimes = append(r.joinTimes, took)
+	if watch.redirected.Load() {
+		r.joinsRedirected = append(r.joinsRedirected, took)
+	} else {
+		r.joinsDirect = append(r.joinsDirect, took)
+	}
 	r.mu.Unlock()
 	r.joined.Add(1)
 	r.roomActive[c.room].Add(1)
@@ -569,16 +594,22 @@ func (p *participation) receive() {
 }
 
 // watch follows the participation's events: how long each peer's frame
-// key takes to arrive, and identity changes (which a caller keeping its
-// key across rejoins should never cause). When the SDK rejoins by itself
-// (issue 11), its Reconnected event belongs here: it calls
-// p.caller.rejoined and, if the participant ID changed, r.addSender with
-// the call's new ID; a stall while it reconnects is seen by checkStall.
+// key takes to arrive, identity changes (which a caller keeping its key
+// across rejoins should never cause), and the rejoins the SDK makes by
+// itself when the server loses the call: Reconnecting interrupts the
+// caller, Reconnected counts the rejoin. The call keeps its participant ID
+// across them, and names the others as before, so senders stay as they
+// are.
 func (p *participation) watch() {
 	defer close(p.evDone)
 	r := p.caller.r
 	for ev := range p.call.Events() {
 		switch e := ev.(type) {
+		case client.Reconnecting:
+			start, needFrames := p.outageStart(time.Now().UnixNano())
+			p.caller.interrupt(start, false, needFrames)
+		case client.Reconnected:
+			p.caller.rejoined()
 		case client.PeerEncrypted:
 			from := p.joinedAt
 			r.sendersMu.RLock()

@@ -39,8 +39,10 @@ type Report struct {
 	// CallsLost counts callers whose last interruption never recovered by
 	// the end of the run: their call was lost for good, and the run fails.
 	CallsLost int `json:"calls_lost"`
-	// Rejoins counts callers joined again after their call ended (Rejoin),
-	// and RejoinFailures the attempts that failed on the way.
+	// Rejoins counts callers joined again after the server lost their
+	// call: by the SDK itself, or by the load tester after the call ended
+	// (Rejoin); RejoinFailures counts the load tester's attempts that
+	// failed on the way.
 	Rejoins        uint64 `json:"rejoins"`
 	RejoinFailures uint64 `json:"rejoin_failures"`
 	// RecoveryMS is the length of each recovered interruption: from the
@@ -144,6 +146,16 @@ type Report struct {
 	RatioToFloor              float64 `json:"ratio_to_floor,omitempty"`
 	FloorError                string  `json:"floor_error,omitempty"`
 	ServerProfileErr          string  `json:"server_profile_error,omitempty"`
+
+	// Nodes, against a cluster, are its nodes one by one; the server
+	// figures above are their sums.
+	Nodes []NodeReport `json:"nodes,omitempty"`
+	// JoinsRedirected counts joins answered first by a node that does not
+	// run the room (wrong_node); JoinMSRedirected and JoinMSDirect time
+	// those and the others.
+	JoinsRedirected  int         `json:"joins_redirected"`
+	JoinMSDirect     Percentiles `json:"join_ms_direct"`
+	JoinMSRedirected Percentiles `json:"join_ms_redirected"`
 
 	Timeline         []Sample `json:"timeline,omitempty"`
 	LatencyHistogram []uint64 `json:"-"` // 0.1 ms buckets, for plots
@@ -300,7 +312,7 @@ func (r *loadRun) serverFigures(rep *Report, w *serverWatch, before, after map[s
 	r.reportLoss(rep, before, after)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rep.ServerRestarts = w.counters.restarts
+	rep.ServerRestarts = w.restarts()
 	rep.ServerScrapesFailed = w.failed
 	if w.ok < 2 {
 		err := w.lastErr
@@ -386,7 +398,11 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if rep.SDKFramesDropped > 0 || rep.WriteErrors > 0 || rep.FramesUnmatched > 0 {
 		row("warnings", "%d frames dropped by slow readers, %d write errors, %d unmatched frames", rep.SDKFramesDropped, rep.WriteErrors, rep.FramesUnmatched)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	rep.writeNodes(w)
+	return nil
 }
 
 func interruptions(rep *Report) string {

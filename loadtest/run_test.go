@@ -73,14 +73,15 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestRunServerGone stops the server mid-run: every call ends, the load
-// tester's rejoins find no server, and the run says the calls were lost.
+// TestRunServerGone stops the server mid-run: every call ends (the SDK
+// does not try to rejoin it), the load tester's rejoins find no server,
+// and the run says the calls were lost.
 func TestRunServerGone(t *testing.T) {
 	srv, cfg := serverWithMetrics(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfg.Rooms, cfg.Callers, cfg.Duration, cfg.Ramp = 1, 3, 6*time.Second, 20
-	cfg.Rejoin = true
+	cfg.Rejoin, cfg.ResumeWindow = true, -1
 	var rep *Report
 	done := make(chan error, 1)
 	go func() {

@@ -1,9 +1,7 @@
 package loadtest
 
 import (
-	"context"
 	"math"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -115,25 +113,64 @@ type serverWatch struct {
 
 	// mu is held across a scrape, so scrapes are observed in order.
 	mu       sync.Mutex
-	counters serverCounters
+	counters map[string]*serverCounters // by cluster node id; "" for a server alone
 	ok       int
 	failed   int
 	lastErr  error
+	latest   *nodeScrape // the last scrape of every node of a cluster
 }
 
 // poll scrapes the server once.
 func (w *serverWatch) poll() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	snap, err := w.r.scrape()
+	snap, nodes, err := w.r.scrape()
 	if err != nil {
 		w.failed++
 		w.lastErr = err
 		return err
 	}
 	w.ok++
-	w.counters.observe(snap)
+	if nodes == nil {
+		w.observe("", snap)
+	} else {
+		// Each node is a process of its own: its restarts and counters are
+		// its own, and nodes seen later start from their first scrape.
+		for id, s := range nodes.snaps {
+			w.observe(id, s)
+		}
+	}
+	w.latest = nodes
 	return nil
+}
+
+func (w *serverWatch) observe(node string, snap scrape.Snapshot) {
+	if w.counters == nil {
+		w.counters = make(map[string]*serverCounters)
+	}
+	sc := w.counters[node]
+	if sc == nil {
+		sc = &serverCounters{}
+		w.counters[node] = sc
+	}
+	sc.observe(snap)
+}
+
+// restarts counts the server processes (of every node) seen restarting.
+func (w *serverWatch) restarts() int {
+	n := 0
+	for _, sc := range w.counters {
+		n += sc.restarts
+	}
+	return n
+}
+
+// nodes returns the last scrape of a cluster's nodes; nil for a server
+// alone.
+func (w *serverWatch) nodes() *nodeScrape {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.latest
 }
 
 // run polls every scrapeEvery until stop is closed.
@@ -161,13 +198,9 @@ func (w *serverWatch) totals() map[string]float64 {
 	defer w.mu.Unlock()
 	m := make(map[string]float64, len(trackedCounters))
 	for _, name := range trackedCounters {
-		m[name] = w.counters.total(name)
+		for _, sc := range w.counters {
+			m[name] += sc.total(name)
+		}
 	}
 	return m
-}
-
-func (r *loadRun) scrape() (scrape.Snapshot, error) {
-	ctx, cancel := context.WithTimeout(r.ctx, scrapeTimeout)
-	defer cancel()
-	return scrape.Fetch(ctx, &http.Client{Timeout: scrapeTimeout}, r.cfg.MetricsURL, r.cfg.MetricsToken)
 }

@@ -46,6 +46,7 @@ type clientOptions struct {
 	noReplayCheck bool // accept a retransmitted packet the client already has (NACK test)
 	tcpOnly       bool // reach the server over ICE-TCP only
 	holdOffers    bool // keep server offers until answerHeld (a slow client)
+	listenOnly    bool // offer one recvonly audio m-line and publish nothing
 	codec         webrtc.RTPCodecCapability
 	// uplink, if set, is the socket the client's media goes through (one
 	// that loses packets); such a client reads the RTCP on its sender, so
@@ -151,7 +152,7 @@ func newClientAPI(opts clientOptions) (*webrtc.API, error) {
 // it. Split so tests can inspect or break the offer.
 func newClient(t testing.TB, id string, opts clientOptions) (*client, string) {
 	t.Helper()
-	if opts.tracks == 0 {
+	if opts.tracks == 0 && !opts.listenOnly {
 		opts.tracks = 1
 	}
 	pc, err := clientAPI(t, opts).NewPeerConnection(webrtc.Configuration{})
@@ -196,6 +197,11 @@ func newClient(t testing.TB, id string, opts clientOptions) (*client, string) {
 		c.tracks = append(c.tracks, tr)
 		if i == 0 {
 			c.raw = ct
+		}
+	}
+	if opts.listenOnly {
+		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
 		}
 	}
 	pc.OnTrack(c.onTrack)

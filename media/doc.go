@@ -23,10 +23,13 @@
 // A participant joins with an SDP offer holding one audio m-line that sends
 // (sendrecv or sendonly) and offers Opus. The answer receives on that m-line
 // (recvonly) and carries every candidate of the relay; clients need not
-// trickle, and the candidates they trickle are checked and otherwise not
+// trickle. A trickled candidate that names no m-line of the session, or
+// another username fragment, fails with ErrCandidate; the others are not
 // needed. Every other participant's audio arrives on m-lines the relay adds
 // (sendonly) through server-initiated renegotiation (PeerHandler.Offer,
-// answered with Peer.SetAnswer).
+// answered with Peer.SetAnswer). A listen-only participant offers Opus on
+// recvonly m-lines only: the answer makes them inactive, it receives
+// everyone, and the others get no track of it.
 //
 //   - On join, every other participant immediately gets an offer adding the
 //     newcomer's track, and the newcomer gets one offer with every existing
@@ -35,7 +38,10 @@
 //     inactive (its msid is gone and the remote track ends). The m-line is
 //     reused for the next publisher once that offer is answered, so the
 //     SDP does not grow with churn. A reused m-line keeps its SSRC, and the
-//     relay keeps its sequence numbers and timestamps continuous.
+//     relay keeps its sequence numbers and timestamps continuous: stacks
+//     that bind a receiver to the SSRC of its first description (aiortc)
+//     drop a new one. Clients map each mid to its publisher by the msid of
+//     the latest offer.
 //   - One offer in flight per participant. Changes arriving meanwhile queue
 //     and go out together in a single offer after the answer.
 //   - A client's own offer (Peer.AnswerOffer) may restart ICE: the relay
@@ -55,6 +61,7 @@
 // offers them; no RED, no other codec. An offer without Opus audio fails
 // with ErrUnsupportedCodec; an unparsable offer, or one without a sending
 // audio m-line, ICE credentials or a DTLS fingerprint, with ErrInvalidSDP.
+// A join the relay cannot take now fails with ErrUnavailable.
 //
 // Only the participant's own stream (the SSRC its offer declares on its
 // audio m-line, or the first one it sends if it declares none) is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -395,6 +396,22 @@ func TestAddCandidate(t *testing.T) {
 	}
 	if err := alice.peer.AddCandidate(api.ICECandidate{Candidate: "candidate:nonsense", SDPMid: &mid}); err == nil {
 		t.Error("garbage candidate accepted")
+	}
+	// Candidates that do not belong to this session, as a client on
+	// another stack may send them.
+	ufrag := regexp.MustCompile(`a=ice-ufrag:(\S+)`).FindStringSubmatch(alice.pc.LocalDescription().SDP)[1]
+	if err := alice.peer.AddCandidate(api.ICECandidate{Candidate: line, SDPMid: &mid, UsernameFragment: &ufrag}); err != nil {
+		t.Errorf("valid candidate with its usernameFragment: %v", err)
+	}
+	wrongMid, stray := "7", ufrag+"\u00a0"
+	for name, c := range map[string]api.ICECandidate{
+		"wrong sdpMid":           {Candidate: line, SDPMid: &wrongMid},
+		"no sdpMid nor index":    {Candidate: line},
+		"stray usernameFragment": {Candidate: line, SDPMid: &mid, UsernameFragment: &stray},
+	} {
+		if err := alice.peer.AddCandidate(c); !errors.Is(err, ErrCandidate) {
+			t.Errorf("%s: err = %v, want ErrCandidate", name, err)
+		}
 	}
 	alice.peer.Close()
 	if err := alice.peer.AddCandidate(api.ICECandidate{Candidate: line, SDPMid: &mid}); !errors.Is(err, ErrClosed) {

@@ -152,14 +152,15 @@ func TestJoinRejectsBadOffers(t *testing.T) {
 		t.Errorf("PCMU-only offer: err = %v, want ErrUnsupportedCodec", err)
 	}
 
-	// Written by hand: video only, and audio that only receives.
+	// Written by hand: video only, and audio that neither sends nor
+	// receives.
 	videoOnly := strings.Replace(offer, "m=audio", "m=video", 1)
-	recvOnly := strings.Replace(strings.Replace(offer, "a=sendrecv", "a=recvonly", 1), "PCMU/8000", "opus/48000/2", 1)
+	inactive := strings.Replace(strings.Replace(offer, "a=sendrecv", "a=inactive", 1), "PCMU/8000", "opus/48000/2", 1)
 	for name, sdp := range map[string]string{
 		"garbage":    "this is not SDP",
 		"empty":      "",
 		"video only": videoOnly,
-		"recvonly":   recvOnly,
+		"inactive":   inactive,
 		"truncated":  offer[:len(offer)/3],
 	} {
 		if _, _, err := r.Join(ctx, "bad", sdp, pcmu); !errors.Is(err, ErrInvalidSDP) {

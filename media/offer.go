@@ -3,90 +3,49 @@ package media
 import (
 	"fmt"
 	"strings"
-
-	"github.com/pion/sdp/v3"
 )
 
-// publication is what Join needs from a client's offer: the m-line that
-// carries the participant's audio.
-type publication struct {
-	mid string
-}
-
-// checkOffer validates an initial offer before any PeerConnection exists:
-// it must parse, carry an audio m-line that sends (sendrecv or sendonly),
-// and offer Opus on it. The first such m-line is the participant's
-// publication; media on any other m-line is dropped and counted.
-func checkOffer(offer string) (publication, error) {
+// checkOffer reads a client's initial offer: it must parse and carry an
+// audio m-line with Opus that sends (sendrecv or sendonly) or, for a
+// listen-only participant, only receives (recvonly). It returns the
+// description and the participant's publication: the first sending Opus
+// m-line, or nil for a listen-only participant, which publishes nothing.
+// Media on any other m-line is dropped and counted.
+func checkOffer(offer string) (*remoteDescription, *remoteMLine, error) {
 	if strings.TrimSpace(offer) == "" {
-		return publication{}, fmt.Errorf("%w: empty offer", ErrInvalidSDP)
+		return nil, nil, fmt.Errorf("%w: empty offer", ErrInvalidSDP)
 	}
-	var desc sdp.SessionDescription
-	if err := desc.UnmarshalString(offer); err != nil {
-		return publication{}, fmt.Errorf("%w: %v", ErrInvalidSDP, err)
+	rd, err := parseRemote(offer)
+	if err != nil {
+		return nil, nil, err
 	}
-	sawAudio := false
-	for _, m := range desc.MediaDescriptions {
-		if m.MediaName.Media != "audio" || m.MediaName.Port.Value == 0 {
+	sawAudio, sending, listening, receiving := false, false, false, false
+	for i := range rd.lines {
+		m := &rd.lines[i]
+		if m.media != "audio" || m.port == 0 {
 			continue
 		}
 		sawAudio = true
-		if !sends(m) {
-			continue
+		sending = sending || m.sends()
+		receiving = receiving || m.dir == "recvonly"
+		switch {
+		case m.dir == "inactive" || !m.usable():
+		case m.dir == "recvonly":
+			listening = true
+		default:
+			return rd, m, nil
 		}
-		if !hasOpus(m) {
-			continue
-		}
-		mid, ok := m.Attribute(sdp.AttrKeyMID)
-		if !ok || mid == "" {
-			return publication{}, fmt.Errorf("%w: audio m-line without a=mid", ErrInvalidSDP)
-		}
-		return publication{mid: mid}, nil
 	}
 	switch {
 	case !sawAudio:
-		return publication{}, fmt.Errorf("%w: no audio m-line", ErrInvalidSDP)
-	case anySending(desc.MediaDescriptions):
-		return publication{}, ErrUnsupportedCodec
+		return nil, nil, fmt.Errorf("%w: no audio m-line", ErrInvalidSDP)
+	case sending:
+		return nil, nil, ErrUnsupportedCodec
+	case listening:
+		return rd, nil, nil
+	case receiving:
+		return nil, nil, ErrUnsupportedCodec
 	default:
-		return publication{}, fmt.Errorf("%w: no sendrecv or sendonly audio m-line", ErrInvalidSDP)
+		return nil, nil, fmt.Errorf("%w: no audio m-line that sends or receives", ErrInvalidSDP)
 	}
-}
-
-func sends(m *sdp.MediaDescription) bool {
-	for _, a := range m.Attributes {
-		switch a.Key {
-		case "recvonly", "inactive":
-			return false
-		case "sendrecv", "sendonly":
-			return true
-		}
-	}
-	return true // RFC 4566: sendrecv is the default
-}
-
-func anySending(ms []*sdp.MediaDescription) bool {
-	for _, m := range ms {
-		if m.MediaName.Media == "audio" && m.MediaName.Port.Value != 0 && sends(m) {
-			return true
-		}
-	}
-	return false
-}
-
-func hasOpus(m *sdp.MediaDescription) bool {
-	for _, a := range m.Attributes {
-		if a.Key != "rtpmap" {
-			continue
-		}
-		// a=rtpmap:<pt> <encoding>/<clock>[/<channels>]
-		_, enc, ok := strings.Cut(a.Value, " ")
-		if !ok {
-			continue
-		}
-		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(enc)), "opus/48000") {
-			return true
-		}
-	}
-	return false
 }

@@ -116,7 +116,8 @@ func TestHistory(t *testing.T) {
 }
 
 func TestCheckOffer(t *testing.T) {
-	const head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+	const head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
+		"a=ice-ufrag:abcd\r\na=ice-pwd:efghijklmnopqrstuvwxyz\r\na=fingerprint:sha-256 01:02:03\r\n"
 	for _, tc := range []struct {
 		name, sdp string
 		err       error
@@ -127,7 +128,11 @@ func TestCheckOffer(t *testing.T) {
 			"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:b\r\na=rtpmap:111 OPUS/48000/2\r\na=sendonly\r\n", nil, "b"},
 		{"pcmu", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=rtpmap:0 PCMU/8000\r\n", ErrUnsupportedCodec, ""},
 		{"no rtpmap", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n", ErrUnsupportedCodec, ""},
-		{"recvonly", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=recvonly\r\n", ErrInvalidSDP, ""},
+		{"listen-only", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=recvonly\r\n", nil, ""},
+		{"listen-only pcmu", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=rtpmap:0 PCMU/8000\r\na=recvonly\r\n", ErrUnsupportedCodec, ""},
+		{"sends pcmu, receives opus", head + "m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:a\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\n" +
+			"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:b\r\na=rtpmap:111 opus/48000/2\r\na=recvonly\r\n", ErrUnsupportedCodec, ""},
+		{"inactive", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\na=inactive\r\n", ErrInvalidSDP, ""},
 		{"rejected", head + "m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n", ErrInvalidSDP, ""},
 		{"no mid", head + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n", ErrInvalidSDP, ""},
 		{"video", head + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\n", ErrInvalidSDP, ""},
@@ -135,12 +140,16 @@ func TestCheckOffer(t *testing.T) {
 		{"garbage", "\x00\x01not sdp", ErrInvalidSDP, ""},
 		{"blank", " \r\n", ErrInvalidSDP, ""},
 	} {
-		pub, err := checkOffer(tc.sdp)
+		_, pub, err := checkOffer(tc.sdp)
 		if !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.err)
 		}
-		if pub.mid != tc.mid {
-			t.Errorf("%s: mid %q, want %q", tc.name, pub.mid, tc.mid)
+		var mid string
+		if pub != nil {
+			mid = pub.mid
+		}
+		if mid != tc.mid {
+			t.Errorf("%s: mid %q, want %q", tc.name, mid, tc.mid)
 		}
 	}
 }

@@ -290,15 +290,22 @@ func (p *Peer) AnswerOffer(ctx context.Context, offer string) error {
 	return nil
 }
 
-// AddCandidate checks a remote trickled candidate. An empty candidate
-// marks the end of candidates. An ICE-lite relay has no use for the
-// client's candidates: the client's checks bring its addresses.
+// AddCandidate checks a remote trickled candidate: one that does not fit
+// the session fails with ErrCandidate (see checkCandidate). An empty
+// candidate marks the end of candidates. An ICE-lite relay has no use for
+// the client's candidates: the client's checks bring its addresses.
 func (p *Peer) AddCandidate(c api.ICECandidate) error {
+	p.mu.Lock()
+	closed, err := p.closed, checkCandidate(p.neg, c)
+	p.mu.Unlock()
+	if closed {
+		return fmt.Errorf("peer %q: %w", p.id, ErrClosed)
+	}
+	if err != nil {
+		return fmt.Errorf("peer %q: %w", p.id, err)
+	}
 	if c.Candidate == "" {
 		return nil
-	}
-	if p.isClosed() {
-		return fmt.Errorf("peer %q: %w", p.id, ErrClosed)
 	}
 	if _, err := pionice.UnmarshalCandidate(strings.TrimPrefix(c.Candidate, "candidate:")); err != nil {
 		return fmt.Errorf("peer %q: add candidate: %w", p.id, err)

@@ -61,13 +61,15 @@ func (r *Room) appendPeers(peers []*Peer) []*Peer {
 
 // Join admits a participant with its SDP offer and returns the answer. The
 // offer must carry an audio m-line that sends (sendrecv or sendonly) with
-// Opus; the answer receives on it (recvonly). Errors wrap ErrInvalidSDP or
+// Opus; the answer receives on it (recvonly). An offer whose Opus m-lines
+// only receive (recvonly) joins a listen-only participant: it receives
+// everyone and the others get no track of it. Errors wrap ErrInvalidSDP or
 // ErrUnsupportedCodec for bad offers. The answer carries every candidate
 // of the relay. Once joined, the participant gets the other participants'
 // audio through h.Offer, and they get its audio the same way. The answer
 // is made at once: ctx only stops a join whose request is gone.
 func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, h PeerHandler) (*Peer, string, error) {
-	pub, err := checkOffer(offerSDP)
+	rd, pub, err := checkOffer(offerSDP)
 	if err != nil {
 		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
 	}
@@ -77,7 +79,7 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 	if err := r.admissible(participantID); err != nil {
 		return nil, "", err
 	}
-	p, answer, err := r.newPeer(participantID, offerSDP, pub)
+	p, answer, err := r.newPeer(participantID, rd, pub)
 	if err != nil {
 		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
 	}
@@ -94,9 +96,14 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 	}
 	r.peers[participantID] = p
 	r.e.counters.peers.Add(1)
+	// A listen-only participant (no publication) is nobody's subscription.
 	for _, q := range others {
-		p.queue(q.pub, true)
-		q.queue(p.pub, true)
+		if q.pub.publishes {
+			p.queue(q.pub, true)
+		}
+		if p.pub.publishes {
+			q.queue(p.pub, true)
+		}
 	}
 	r.mu.Unlock()
 
@@ -129,11 +136,7 @@ func (r *Room) admissibleLocked(id string) error {
 
 // newPeer starts the participant's transport session and answers its
 // offer.
-func (r *Room) newPeer(participantID, offerSDP string, pub publication) (*Peer, string, error) {
-	rd, err := parseRemote(offerSDP)
-	if err != nil {
-		return nil, "", err
-	}
+func (r *Room) newPeer(participantID string, rd *remoteDescription, pub *remoteMLine) (*Peer, string, error) {
 	n := newNegotiation(rd)
 	p := &Peer{
 		id:       participantID,
@@ -146,13 +149,12 @@ func (r *Room) newPeer(participantID, offerSDP string, pub publication) (*Peer, 
 		subs:     make(map[*publisher]*leg),
 	}
 	p.pub = newPublisher(p, r.e.cfg.NACKHistory)
-	for _, m := range rd.lines {
-		if m.mid == pub.mid && m.usable() && m.sends() {
-			p.pub.publishes, p.pub.pt = true, uint8(m.opusPT)
-			p.pub.ssrc.Store(m.ssrc)
-			p.pub.levelID.Store(uint32(m.levelID))
-		}
+	if pub != nil {
+		p.pub.publishes, p.pub.pt = true, uint8(pub.opusPT)
+		p.pub.ssrc.Store(pub.ssrc)
+		p.pub.levelID.Store(uint32(pub.levelID))
 	}
+	var err error
 	p.sess, err = r.e.tr.NewSession(transport.SessionConfig{
 		Local:        n.local,
 		Fingerprints: rd.fingerprints,

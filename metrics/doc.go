@@ -23,6 +23,17 @@
 //	sotto_turn_refused_total{reason}                      quota_user, quota_total, denied_peer, bad_credentials
 //	sotto_turn_dropped_packets_total
 //	sotto_turn_tcp_connections, sotto_turn_tcp_refused_total
+//	sotto_join_redirects_total                            joins answered wrong_node (cluster)
+//
+// A node of a cluster adds its view of the cluster (docs/CLUSTER.md):
+//
+//	sotto_cluster_nodes, sotto_cluster_rooms_owned        gauges
+//	sotto_cluster_draining, sotto_cluster_store_up        0 or 1
+//	sotto_cluster_store_errors_total, sotto_cluster_rooms_lost_total
+//	sotto_cluster_placements_total{where}                 here, elsewhere
+//	sotto_cluster_node_info{node,url,self}                1 per live node
+//	sotto_cluster_node_rooms{node}, sotto_cluster_node_participants{node},
+//	sotto_cluster_node_cpu_cores{node}, sotto_cluster_node_draining{node}
 //
 // The counters are read from each component's Stats snapshot when
 // Prometheus scrapes, so the forwarding path never calls into Prometheus.

@@ -3,6 +3,7 @@ package metrics
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/cluster"
 	"github.com/sotto-voice/sotto/internal/connlimit"
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/signaling"
@@ -24,6 +26,7 @@ type Sources struct {
 	Signaling func() signaling.Stats
 	TURN      func() turn.Stats
 	HTTP      func() connlimit.Stats // connections to the HTTP listener
+	Cluster   func() cluster.Stats   // this node's view of its cluster
 }
 
 // NewRegistry returns a private registry (not prometheus.DefaultRegisterer)
@@ -47,6 +50,9 @@ func NewRegistry(src Sources) *prometheus.Registry {
 	}
 	if src.HTTP != nil {
 		reg.MustRegister(httpCollector(src.HTTP))
+	}
+	if src.Cluster != nil {
+		reg.MustRegister(clusterCollector(src.Cluster))
 	}
 	return reg
 }
@@ -94,7 +100,7 @@ var (
 		api.CodeUnauthorized, api.CodeTokenExpired, api.CodeWrongRoom, api.CodeInvalidName,
 		api.CodeInvalidJSON, api.CodeBadRequest, api.CodeMessageTooLarge, api.CodeInvalidSDP,
 		api.CodeUnsupportedCodec, api.CodeRoomFull, api.CodeTooManyRooms, api.CodeShuttingDown,
-		api.CodeInternal, api.CodeRetry, api.CodeRequestTimeout,
+		api.CodeInternal, api.CodeRetry, api.CodeRequestTimeout, api.CodeStoreUnavailable,
 	}
 	envelopeRefusalCodes = []api.ErrorCode{
 		api.CodeUnknownRecipient, api.CodeEnvelopeTooLarge, api.CodeRecipientBusy,
@@ -171,15 +177,17 @@ func mediaCollector(stats func() media.Stats) prometheus.Collector {
 func signalingCollector(stats func() signaling.Stats) prometheus.Collector {
 	var (
 		joins    = desc("joins_total", "Joins answered 200.")
+		redirect = desc("join_redirects_total", "Joins answered wrong_node: the room runs on another node of the cluster.")
 		joinFail = desc("join_failures_total", "Refused joins, by error code.", "reason")
 		relayed  = desc("envelopes_relayed_total", "End-to-end envelopes queued for their recipient.")
 		refused  = desc("envelopes_refused_total", "Envelopes refused, by error code.", "reason")
 	)
 	return &collector{
-		descs: []*prometheus.Desc{joins, joinFail, relayed, refused},
+		descs: []*prometheus.Desc{joins, redirect, joinFail, relayed, refused},
 		collect: func(emit func(*prometheus.Desc, prometheus.ValueType, float64, ...string)) {
 			s := stats()
 			emit(joins, counter, float64(s.Joins))
+			emit(redirect, counter, float64(s.JoinRedirects))
 			emitByReason(emit, joinFail, s.JoinFailures, joinFailureCodes)
 			emit(relayed, counter, float64(s.EnvelopesRelayed))
 			emitByReason(emit, refused, s.EnvelopesRefused, envelopeRefusalCodes)
@@ -248,4 +256,53 @@ func httpCollector(stats func() connlimit.Stats) prometheus.Collector {
 			emit(refused, counter, float64(s.RefusedTotal), "total")
 		},
 	}
+}
+
+// clusterCollector exports the node's view of its cluster: the live nodes
+// with what each last published (sotto_cluster_node_*, labelled with the
+// node's id and URL, which is how "sotto load" finds every node), and this
+// node's own leases and placements.
+func clusterCollector(stats func() cluster.Stats) prometheus.Collector {
+	var (
+		nodes        = desc("cluster_nodes", "Live nodes this node sees, itself included.")
+		owned        = desc("cluster_rooms_owned", "Rooms whose lease this node renewed at its last heartbeat.")
+		draining     = desc("cluster_draining", "1 while this node drains (SIGTERM): it takes no new rooms.")
+		storeOK      = desc("cluster_store_up", "1 if the last heartbeat reached the shared store.")
+		storeErrors  = desc("cluster_store_errors_total", "Heartbeats the shared store did not answer.")
+		lost         = desc("cluster_rooms_lost_total", "Rooms closed here because another node held their lease.")
+		placed       = desc("cluster_placements_total", "First joins placed, by where: here or elsewhere.", "where")
+		nodeInfo     = desc("cluster_node_info", "A live node, as this node sees it (1).", "node", "url", "self")
+		nodeRooms    = desc("cluster_node_rooms", "Rooms a live node last published.", "node")
+		nodeParts    = desc("cluster_node_participants", "Participants a live node last published.", "node")
+		nodeCPU      = desc("cluster_node_cpu_cores", "Cores a live node kept busy over its last heartbeat.", "node")
+		nodeDraining = desc("cluster_node_draining", "1 if a live node last published that it drains.", "node")
+	)
+	return &collector{
+		descs: []*prometheus.Desc{nodes, owned, draining, storeOK, storeErrors, lost, placed, nodeInfo, nodeRooms, nodeParts, nodeCPU, nodeDraining},
+		collect: func(emit func(*prometheus.Desc, prometheus.ValueType, float64, ...string)) {
+			s := stats()
+			emit(nodes, gauge, float64(s.NodesAlive))
+			emit(owned, gauge, float64(s.RoomsOwned))
+			emit(draining, gauge, bool01(s.Draining))
+			emit(storeOK, gauge, bool01(s.StoreOK))
+			emit(storeErrors, counter, float64(s.StoreErrors))
+			emit(lost, counter, float64(s.RoomsLost))
+			emit(placed, counter, float64(s.PlacedHere), "here")
+			emit(placed, counter, float64(s.PlacedElsewhere), "elsewhere")
+			for _, n := range s.Nodes {
+				emit(nodeInfo, gauge, 1, n.ID, n.URL, fmt.Sprint(n.ID == s.Self))
+				emit(nodeRooms, gauge, float64(n.Rooms), n.ID)
+				emit(nodeParts, gauge, float64(n.Participants), n.ID)
+				emit(nodeCPU, gauge, n.CPU, n.ID)
+				emit(nodeDraining, gauge, bool01(n.Draining), n.ID)
+			}
+		},
+	}
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

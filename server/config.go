@@ -13,6 +13,8 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/sotto-voice/sotto/cluster"
+	"github.com/sotto-voice/sotto/store"
 	"github.com/sotto-voice/sotto/token"
 	"github.com/sotto-voice/sotto/turn"
 )
@@ -61,9 +63,25 @@ type Config struct {
 	// stream answers has failed (ice_failed).
 	SilenceTimeout time.Duration
 	InviteTTL      time.Duration // life of a private-call invite
-	// AllowOrigins are extra browser origin host patterns allowed to open
-	// event streams (signaling.Config.OriginPatterns).
+	KnockTimeout   time.Duration // how long a guest's knock waits for an answer
+	MaxBlobBytes   int           // one encrypted file stored for a call
+	RoomBlobBytes  int           // the files one call stores at once
+	BlobTTL        time.Duration // a stored file is deleted this long after its upload, or with its call
+	// AllowOrigins are extra browser origin host patterns allowed to call
+	// the API and open event streams (signaling.Config.OriginPatterns).
 	AllowOrigins []string
+
+	// Store chooses where the state that must outlive the process lives:
+	// memory (the default: nothing survives), a bbolt file in DataDir
+	// (sotto serve --data-dir) or Redis at RedisURL (--redis), which makes
+	// the server a node of the cluster sharing that Redis. Store.Now is
+	// ignored.
+	Store store.Options
+	// AdvertiseURL is the base URL clients use to reach this node, in
+	// cluster mode (--advertise-url): joins of rooms it runs are sent
+	// there. "" is the listener's own URL, when it is bound to one IP
+	// address.
+	AdvertiseURL string
 
 	// MetricsToken is the bearer token /metrics (and /debug/pprof/)
 	// require; empty leaves them open to whoever reaches HTTP.Addr.
@@ -183,6 +201,8 @@ func (c *Config) Validate() error {
 		"MaxParticipants":    int64(c.MaxParticipants), "MaxRooms": int64(c.MaxRooms),
 		"MaxMessageBytes": int64(c.MaxMessageBytes), "MaxEnvelopeBytes": int64(c.MaxEnvelopeBytes),
 		"DropTimeout": int64(c.DropTimeout), "SilenceTimeout": int64(c.SilenceTimeout), "InviteTTL": int64(c.InviteTTL),
+		"KnockTimeout": int64(c.KnockTimeout),
+		"MaxBlobBytes": int64(c.MaxBlobBytes), "RoomBlobBytes": int64(c.RoomBlobBytes), "BlobTTL": int64(c.BlobTTL),
 		"TURN.MaxAllocationsPerUser": int64(c.TURN.MaxAllocationsPerUser), "TURN.MaxAllocations": int64(c.TURN.MaxAllocations),
 	}
 	for _, field := range slices.Sorted(maps.Keys(nonNegative)) {
@@ -201,6 +221,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateTURN()...)
+	if c.Store.DataDir != "" && c.Store.RedisURL != "" {
+		bad("Store.DataDir", "a data dir and Redis exclude each other; choose one")
+	}
+	if c.AdvertiseURL != "" {
+		if c.Store.RedisURL == "" {
+			bad("AdvertiseURL", "only a cluster node (with Redis) advertises a URL")
+		} else if _, err := cluster.CheckURL(c.AdvertiseURL); err != nil {
+			bad("AdvertiseURL", "%v", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -5,9 +5,9 @@
 //
 // New is the only place a server is put together: "sotto serve" fills a
 // Config from its flags, and internal/testserver fills one with loopback
-// defaults, so tests run the production wiring. What later outlives a
-// process or spans several nodes (a state store, a cluster mode) is
-// configured here too, as further parts of Config.
+// defaults, so tests run the production wiring. The state store
+// (Config.Store) is opened here too; with Redis the server is a node of a
+// cluster (package cluster), which it drains when it shuts down.
 //
 //	srv, err := server.New(server.Config{Secret: secret, HTTP: server.HTTPConfig{Addr: ":7880"}})
 //	...

@@ -17,13 +17,21 @@ func (s *Server) handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", s.sig)
 	mux.Handle("/healthz", s.sig)
-	mux.Handle("/", web.Handler())
-	reg := metrics.NewRegistry(metrics.Sources{
+	if s.cluster != nil {
+		mux.Handle("/", web.ClusterHandler(s.cluster.Origins))
+	} else {
+		mux.Handle("/", web.Handler())
+	}
+	src := metrics.Sources{
 		Media:     s.media.Stats,
 		Signaling: s.sig.Stats,
 		TURN:      s.turn.stats(),
 		HTTP:      s.conns.Stats,
-	})
+	}
+	if s.cluster != nil {
+		src.Cluster = s.cluster.Stats
+	}
+	reg := metrics.NewRegistry(src)
 	mux.Handle("/metrics", metrics.Handler(reg, cfg.MetricsToken))
 	if cfg.Pprof {
 		guard := metrics.Guard(cfg.MetricsToken)

@@ -10,9 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sotto-voice/sotto/cluster"
 	"github.com/sotto-voice/sotto/internal/connlimit"
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/signaling"
+	"github.com/sotto-voice/sotto/store"
 	"github.com/sotto-voice/sotto/token"
 	"github.com/sotto-voice/sotto/turn"
 )
@@ -35,6 +37,9 @@ type Server struct {
 	conns *connlimit.Listener
 	http  *http.Server
 	url   string
+
+	store   store.Store
+	cluster *cluster.Cluster // nil unless a cluster node
 
 	secret []byte
 
@@ -64,7 +69,23 @@ func New(cfg Config) (*Server, error) {
 		return nil, &ConfigError{Field: "HTTP.Addr", Err: err}
 	}
 	s := &Server{log: log, secret: cfg.Secret, served: make(chan error, 1)}
+	// Until New succeeds, each part built is closed again on failure.
+	ok := false
+	var undo []func()
+	defer func() {
+		if !ok {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	undo = append(undo, func() { ln.Close() })
 	s.conns = connlimit.NewListener(ln, cfg.HTTP.MaxConnsPerIP, cfg.HTTP.MaxConns, log.With("component", "http"))
+	if s.store, err = openStore(cfg.Store); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { s.store.Close() })
+	log.Info("state store", "store", cfg.Store.String())
 	s.media, err = media.NewEngine(media.Config{
 		ListenIP:  cfg.Media.IP,
 		UDPPort:   cfg.Media.UDPPort,
@@ -78,13 +99,22 @@ func New(cfg Config) (*Server, error) {
 		ICEFailedTimeout:       cfg.SilenceTimeout,
 	})
 	if err != nil {
-		ln.Close()
 		return nil, err
 	}
+	undo = append(undo, func() { s.media.Close() })
 	if s.turn, err = startTURN(cfg, s.media.UDPAddr(), log.With("component", "turn")); err != nil {
-		ln.Close()
-		s.media.Close()
 		return nil, err
+	}
+	undo = append(undo, func() { s.turn.Close() })
+	scheme := "http"
+	if cfg.TLS != nil {
+		scheme = "https"
+	}
+	s.url = httpURL(scheme, ln.Addr())
+	if cfg.Store.RedisURL != "" {
+		if s.cluster, err = s.newCluster(cfg, scheme, ln.Addr()); err != nil {
+			return nil, err
+		}
 	}
 	s.sig, err = signaling.New(signaling.Config{
 		Secret:           cfg.Secret,
@@ -97,14 +127,25 @@ func New(cfg Config) (*Server, error) {
 		ProbeTimeout:     cfg.SilenceTimeout / 5,
 		OriginPatterns:   cfg.AllowOrigins,
 		InviteTTL:        cfg.InviteTTL,
+		MaxBlobBytes:     cfg.MaxBlobBytes,
+		RoomBlobBytes:    cfg.RoomBlobBytes,
+		BlobTTL:          cfg.BlobTTL,
+		KnockTimeout:     cfg.KnockTimeout,
 		ICEServers:       s.turn.iceServers(),
+		Store:            s.store,
+		StoreKind:        storeKind(cfg.Store),
+		Cluster:          s.signalingCluster(),
 		Logger:           log.With("component", "signaling"),
 	})
 	if err != nil {
-		ln.Close()
-		s.turn.Close()
-		s.media.Close()
 		return nil, err
+	}
+	if s.cluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
+		defer cancel()
+		if err := s.cluster.Start(ctx); err != nil {
+			return nil, err
+		}
 	}
 	s.http = &http.Server{
 		Handler:           s.handler(cfg),
@@ -113,17 +154,13 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	scheme := "http"
-	if cfg.TLS != nil {
-		scheme = "https"
-	}
-	s.url = httpURL(scheme, ln.Addr())
 	if fileLimit > 0 && uint64(cfg.HTTP.MaxConns) > fileLimit {
 		log.Warn("the open-file limit is below the connection cap: raise it (ulimit -n) or lower the cap",
 			"open_file_limit", fileLimit, "max_conns", cfg.HTTP.MaxConns)
 	}
 	log.Info("http limits", "max_conns", cfg.HTTP.MaxConns, "max_conns_per_ip", cfg.HTTP.MaxConnsPerIP,
 		"body_timeout", cfg.HTTP.BodyTimeout, "idle_timeout", cfg.HTTP.IdleTimeout, "open_file_limit", fileLimit)
+	ok = true
 	return s, nil
 }
 
@@ -171,6 +208,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	gctx, cancel := context.WithTimeout(ctx, shutdownGrace)
 	defer cancel()
+	s.drain(gctx)
 	if err := s.sig.Shutdown(gctx); err != nil {
 		s.log.Warn("signaling shutdown", "err", err)
 	}
@@ -180,6 +218,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// Shutdown closes the listener only if it was served.
 	_ = s.conns.Close()
+	s.closeState(gctx)
 	if err := s.turn.Close(); err != nil {
 		s.log.Warn("turn shutdown", "err", err)
 	}

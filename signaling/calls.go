@@ -15,8 +15,10 @@ import (
 
 // Private calls. POST /v1/calls creates a room with an unguessable name and
 // gives its creator a token and an invite. The invite is the capability to
-// join: POST /v1/invites/redeem exchanges it for a token of a fresh identity.
-// Only the creator may end the call for everyone (POST /v1/rooms/{room}/end).
+// ask to join: POST /v1/invites/redeem makes the guest knock (knock.go),
+// and the token of a fresh identity comes when the host admits it, or at
+// once if the host opened the door. Only the creator may end the call for
+// everyone (POST /v1/rooms/{room}/end).
 
 // Defaults for the zero values of Config.InviteTTL and Config.CallsPerMinute.
 const (
@@ -76,6 +78,10 @@ type calls struct {
 	// ended: a join that raced with an end is caught without asking the
 	// store again, even while it is unreachable.
 	ended map[string]time.Time
+	// knocks are the guests at the doors of this node's calls, by id.
+	knocks map[string]*knock
+	// doors are the calls whose door is not the default DoorHost.
+	doors map[string]doorSetting
 }
 
 func newCalls(inviteTTL time.Duration, perMinute int) *calls {
@@ -84,6 +90,8 @@ func newCalls(inviteTTL time.Duration, perMinute int) *calls {
 		limiter: newIPLimiter(float64(perMinute)/60, float64(perMinute)),
 		pending: make(map[string]time.Time),
 		ended:   make(map[string]time.Time),
+		knocks:  make(map[string]*knock),
+		doors:   make(map[string]doorSetting),
 	}
 }
 
@@ -106,12 +114,20 @@ func (s *Server) sweepCallsLocked(now time.Time) {
 			delete(s.calls.ended, name)
 		}
 	}
+	for name, d := range s.calls.doors {
+		if now.After(d.until) {
+			delete(s.calls.doors, name)
+		}
+	}
 }
 
-// markEndedLocked remembers that room's call ended.
+// markEndedLocked remembers that room's call ended, and turns away the
+// guests at its door.
 func (s *Server) markEndedLocked(room string) {
 	s.calls.ended[room] = s.now().Add(s.calls.recordTTL())
 	delete(s.calls.pending, room)
+	delete(s.calls.doors, room)
+	s.endKnocksLocked(room)
 }
 
 // callEnded reports whether room is a call that has ended, asking the
@@ -227,7 +243,9 @@ func (s *Server) handleInspectInvite(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.InviteInfo{Inviter: c.Inviter, Expires: c.Expiry.Unix()})
 }
 
-// handleRedeemInvite serves POST /v1/invites/redeem.
+// handleRedeemInvite serves POST /v1/invites/redeem: the guest knocks
+// (202 and a knock to wait on), or comes in at once (200 and its token)
+// when the door is open.
 func (s *Server) handleRedeemInvite(w http.ResponseWriter, r *http.Request) {
 	if !s.limit(w, r) {
 		return
@@ -247,25 +265,57 @@ func (s *Server) handleRedeemInvite(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr)
 		return
 	}
+	// The door and the knocks at it are kept by the node that runs the
+	// call, where the host is.
+	if s.owner(w, r, c.Room) {
+		return
+	}
+	s.mu.Lock()
+	open := s.doorLocked(c.Room) == api.DoorOpen
+	s.mu.Unlock()
+	if !open {
+		k, apiErr := s.knock(c, strings.TrimSpace(req.Name), identity, clientIP(r))
+		if apiErr != nil {
+			writeError(w, apiErr)
+			return
+		}
+		v := k.forGuest()
+		v.Secret = k.secret
+		writeJSON(w, http.StatusAccepted, v)
+		return
+	}
 	tok, err := token.Mint(s.cfg.Secret, token.Claims{Room: c.Room, Identity: identity, Expiry: s.now().Add(callTokenTTL)})
 	if err != nil {
 		writeError(w, errorf(api.CodeInternal, "mint token: %v", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, api.RedeemInviteResponse{Room: c.Room, Identity: identity, Token: tok, Inviter: c.Inviter})
+	writeJSON(w, http.StatusOK, api.RedeemInviteResponse{Room: c.Room, Identity: identity, Token: tok, Inviter: c.Inviter, NodeURL: s.nodeURL()})
+}
+
+// roomBearer returns the request's room (its path) and the claims of its
+// bearer token, which must admit to that room.
+func (s *Server) roomBearer(r *http.Request) (string, token.Claims, *api.Error) {
+	roomName := r.PathValue("room")
+	if !token.ValidRoom(roomName) {
+		return "", token.Claims{}, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -")
+	}
+	claims, apiErr := s.bearer(r, roomName)
+	return roomName, claims, apiErr
 }
 
 // handleEndCall serves POST /v1/rooms/{room}/end: the creator's token ends
-// the call for everyone, and the room refuses joins from then on.
+// the call for everyone, and the room refuses joins from then on. In a
+// cluster the node that runs the room ends it; another answers wrong_node,
+// before changing anything, or after marking the call ended when a join
+// claimed the room meanwhile (see place): the creator repeats the end
+// there, which empties the room.
 func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
-	roomName := r.PathValue("room")
-	if !token.ValidRoom(roomName) {
-		writeError(w, errorf(api.CodeInvalidName, "room name must be 1-64 of A-Z a-z 0-9 _ -"))
-		return
-	}
-	claims, apiErr := s.bearer(r, roomName)
+	roomName, claims, apiErr := s.roomBearer(r)
 	if apiErr != nil {
 		writeError(w, apiErr)
+		return
+	}
+	if s.owner(w, r, roomName) {
 		return
 	}
 	notCreator := errorf(api.CodeForbidden, "only the creator of a call can end it")
@@ -283,23 +333,30 @@ func (s *Server) handleEndCall(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.markEndedLocked(roomName)
-	cl := s.endRoomLocked(roomName)
+	cl := s.endRoomLocked(roomName, claims.Identity)
 	s.mu.Unlock()
 	cl.run(s.log)
 	s.log.Info("call ended", "room", roomName, "by", claims.Identity)
+	if s.cluster != nil {
+		if nodeURL, err := s.cluster.Owner(r.Context(), roomName); err == nil && nodeURL != "" {
+			writeError(w, wrongNode(roomName, nodeURL))
+			return
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // endRoomLocked removes every participant of room, joining or joined, with
-// reason room_ended.
-func (s *Server) endRoomLocked(roomName string) cleanup {
+// reason room_ended, telling them who ended it (by, if known) and when.
+func (s *Server) endRoomLocked(roomName, by string) cleanup {
 	var c cleanup
 	rm := s.rooms[roomName]
 	if rm == nil {
 		return c
 	}
+	closed := api.Closed{Type: api.TypeClosed, Reason: api.ReasonRoomEnded, By: by, At: s.now().Unix()}
 	for _, p := range rm.participants {
-		c.add(s.removeLocked(p, api.ReasonRoomEnded))
+		c.add(s.removeClosingLocked(p, closed))
 	}
 	return c
 }
@@ -330,7 +387,7 @@ func (s *Server) refuseEnded(join http.HandlerFunc) http.HandlerFunc {
 		s.mu.Lock()
 		var c cleanup
 		if _, ended := s.calls.ended[roomName]; ended {
-			c = s.endRoomLocked(roomName)
+			c = s.endRoomLocked(roomName, "")
 		} else if s.rooms[roomName] != nil {
 			delete(s.calls.pending, roomName)
 		}

@@ -40,19 +40,6 @@ func (s *testServer) createCall(name string) api.CreateCallResponse {
 	return cr
 }
 
-func (s *testServer) redeem(invite, name string) api.RedeemInviteResponse {
-	s.t.Helper()
-	status, b := s.postJSON("/v1/invites/redeem", "", api.RedeemInviteRequest{Invite: invite, Name: name})
-	if status != http.StatusOK {
-		s.t.Fatalf("redeem: %d %s", status, b)
-	}
-	var rr api.RedeemInviteResponse
-	if err := json.Unmarshal(b, &rr); err != nil {
-		s.t.Fatal(err)
-	}
-	return rr
-}
-
 // joinWithToken joins room with tok and a fresh Opus peer.
 func (s *testServer) joinWithToken(room, tok string) (int, []byte) {
 	s.t.Helper()
@@ -115,15 +102,18 @@ func TestCreateCallInviteRedeemJoin(t *testing.T) {
 	}
 
 	alice := s.connect(s.mustJoinWithToken(cr.Room, cr.Token))
-	rr := s.redeem(cr.Invite, "bob")
+	rr := s.letIn(cr, "bob")
 	if rr.Room != cr.Room || rr.Inviter != cr.Identity || !callIdentityPattern.MatchString(rr.Identity) {
 		t.Fatalf("redeem = %+v", rr)
 	}
+	alice.expectKnock(api.KnockPending)
+	alice.expectKnock(api.KnockAdmitted)
 	// The same name twice gives two identities: nobody can take over
 	// another's place by choosing its name.
-	if again := s.redeem(cr.Invite, "bob"); again.Identity == rr.Identity {
+	if again := s.knock(cr.Invite, "bob"); again.Identity == rr.Identity {
 		t.Fatalf("two redemptions with one name got the same identity %q", rr.Identity)
 	}
+	alice.expectKnock(api.KnockPending)
 	bobJoin := s.mustJoinWithToken(rr.Room, rr.Token)
 	if bobJoin.Identity != rr.Identity {
 		t.Fatalf("joined as %q, want %q", bobJoin.Identity, rr.Identity)
@@ -196,8 +186,12 @@ func TestInspectLeavesNoTrace(t *testing.T) {
 		t.Fatalf("roster changed by inspecting: %v -> %v", before, after)
 	}
 	// Nothing was announced to the creator either: the next event it gets
-	// is the one a later join causes.
-	rr := s.redeem(cr.Invite, "carol")
+	// is the knock a later redemption causes.
+	rr := s.letIn(cr, "carol")
+	if k := alice.expectKnock(api.KnockPending); k.Name != "carol" {
+		t.Fatalf("first event after inspecting: a knock of %q, want carol's", k.Name)
+	}
+	alice.expectKnock(api.KnockAdmitted)
 	carol := s.mustJoinWithToken(rr.Room, rr.Token)
 	alice.expectJoined(carol.ParticipantID)
 }
@@ -217,7 +211,9 @@ func (s *testServer) startCallOfTwo() callOfTwo {
 	c.cr = s.createCall("alice")
 	c.aliceJoin = s.mustJoinWithToken(c.cr.Room, c.cr.Token)
 	c.alice = s.connect(c.aliceJoin)
-	c.rr = s.redeem(c.cr.Invite, "bob")
+	c.rr = s.letIn(c.cr, "bob")
+	c.alice.expectKnock(api.KnockPending)
+	c.alice.expectKnock(api.KnockAdmitted)
 	c.bobJoin = s.mustJoinWithToken(c.rr.Room, c.rr.Token)
 	c.bob = s.connect(c.bobJoin)
 	c.alice.expectJoined(c.bobJoin.ParticipantID)

@@ -44,7 +44,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr)
 		return
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.originPatterns()})
 	if err != nil {
 		s.log.Debug("event stream upgrade failed", "participant", p.id, "err", err)
 		return
@@ -105,7 +105,13 @@ func (s *Server) attach(p *participant, st *stream) (welcome []byte, prev *strea
 	}
 	s.streams[st] = struct{}{}
 	s.wg.Add(1)
-	w := api.Welcome{Type: api.TypeWelcome, ParticipantID: p.id, Participants: p.room.activeOthers(p)}
+	w := api.Welcome{
+		Type:          api.TypeWelcome,
+		ParticipantID: p.id,
+		Participants:  p.room.activeOthers(p),
+		Door:          s.doorLocked(p.room.name),
+		Knocks:        s.pendingKnocksLocked(p),
+	}
 	return encode(w), prev, true
 }
 

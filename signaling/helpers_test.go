@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -33,12 +34,13 @@ type testServer struct {
 // newTestServer runs a Server with a real media engine on loopback.
 func newTestServer(t *testing.T, configure func(*Config)) *testServer {
 	t.Helper()
-	return newTestServerWithMedia(t, media.Config{}, configure)
+	return newTestServerOn(t, nil, media.Config{}, configure)
 }
 
-// newTestServerWithMedia is newTestServer with the media engine's ICE
-// timeouts taken from mc.
-func newTestServerWithMedia(t *testing.T, mc media.Config, configure func(*Config)) *testServer {
+// newTestServerOn is newTestServer serving on ln, if not nil (a server
+// that must know its URL before it starts: a cluster node), with the media
+// engine's ICE timeouts taken from mc.
+func newTestServerOn(t *testing.T, ln net.Listener, mc media.Config, configure func(*Config)) *testServer {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -57,7 +59,12 @@ func newTestServerWithMedia(t *testing.T, mc media.Config, configure func(*Confi
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewUnstartedServer(srv)
+	if ln != nil {
+		ts.Listener.Close()
+		ts.Listener = ln
+	}
+	ts.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait.Timeout)
 		defer cancel()

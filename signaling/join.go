@@ -5,12 +5,17 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/sotto-voice/sotto/api"
 	"github.com/sotto-voice/sotto/media"
 	"github.com/sotto-voice/sotto/token"
 )
+
+// e2eePattern is the shape of a declared end-to-end encryption: a name the
+// server relays without interpreting.
+var e2eePattern = regexp.MustCompile(`^[a-z0-9._-]{1,32}$`)
 
 // handleJoin serves POST /v1/rooms/{room}/join.
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
@@ -24,6 +29,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.refuseJoin(w, apiErr)
 		return
 	}
+	if s.place(w, r, roomName) {
+		return
+	}
 	var req api.JoinRequest
 	if apiErr := decodeBody(w, r, s.cfg.MaxMessageBytes, &req); apiErr != nil {
 		s.refuseJoin(w, apiErr)
@@ -33,7 +41,11 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		s.refuseJoin(w, errorf(api.CodeBadRequest, "sdp (the client's offer) is required"))
 		return
 	}
-	p, apiErr := s.reserve(roomName, claims.Identity)
+	if req.E2EE != "" && !e2eePattern.MatchString(req.E2EE) {
+		s.refuseJoin(w, errorf(api.CodeBadRequest, "e2ee must be 1-32 of a-z 0-9 . _ -, such as %q", api.E2EESotto1))
+		return
+	}
+	p, apiErr := s.reserve(roomName, claims.Identity, req.E2EE, req.Replaces)
 	if apiErr != nil {
 		s.refuseJoin(w, apiErr)
 		return
@@ -57,6 +69,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		SDP:           answer,
 		Session:       p.session,
 		EventsURL:     api.Version + "/rooms/" + roomName + "/participants/" + p.id + "/events",
+		NodeURL:       s.nodeURL(),
 		ICEServers:    s.iceServers(p.identity),
 		Participants:  others,
 	})

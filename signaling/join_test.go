@@ -182,7 +182,11 @@ func TestLeaveByDelete(t *testing.T) {
 	s.expectError(status, body, http.StatusNotFound, api.CodeNotFound)
 }
 
-func TestSameIdentityReplaces(t *testing.T) {
+// TestSameIdentityMovesDevice: one device at a time. The same identity
+// joining again takes the call over: the first participant is told it
+// moved to another device, the others see it leave for that reason and
+// the new one join in its place. A rejoin from the same device says so.
+func TestSameIdentityMovesDevice(t *testing.T) {
 	s := newTestServer(t, nil)
 	a1, _ := s.join("r1", "alice")
 	b, _ := s.join("r1", "bob")
@@ -190,15 +194,31 @@ func TestSameIdentityReplaces(t *testing.T) {
 	ea1.expectJoined(b.ParticipantID)
 	eb := s.connect(b)
 	a2, _ := s.join("r1", "alice")
-	ea1.expectClosed(api.ReasonReplaced)
-	eb.expectLeft(a1.ParticipantID, api.ReasonReplaced)
+	ea1.expectClosed(api.ReasonMovedToAnotherDevice)
+	eb.expectLeft(a1.ParticipantID, api.ReasonMovedToAnotherDevice)
 	var j api.Joined
 	eb.decode(eb.expect(api.TypeJoined), &j)
-	if j.Participant.ID != a2.ParticipantID {
-		t.Fatalf("joined %+v, want %s", j.Participant, a2.ParticipantID)
+	if j.Participant.ID != a2.ParticipantID || j.Replaces != a1.ParticipantID {
+		t.Fatalf("joined %+v, want %s replacing %s", j, a2.ParticipantID, a1.ParticipantID)
 	}
 	if len(a2.Participants) != 1 || a2.Participants[0].ID != b.ParticipantID {
 		t.Fatalf("new alice sees %+v", a2.Participants)
+	}
+
+	// A join that names the participant it takes over (the same device
+	// rejoining) replaces it without a device switch.
+	ea2 := s.connect(a2)
+	p := newPeer(t, webrtc.MimeTypeOpus)
+	status, body := s.postJSON("/v1/rooms/r1/join", "Bearer "+mintToken(t, "r1", "alice"), api.JoinRequest{SDP: p.offer(t), Replaces: a2.ParticipantID})
+	var a3 api.JoinResponse
+	if status != http.StatusOK || json.Unmarshal(body, &a3) != nil {
+		t.Fatalf("rejoin: %d %s", status, body)
+	}
+	ea2.expectClosed(api.ReasonReplaced)
+	eb.expectLeft(a2.ParticipantID, api.ReasonReplaced)
+	eb.decode(eb.expect(api.TypeJoined), &j)
+	if j.Participant.ID != a3.ParticipantID || j.Replaces != a2.ParticipantID {
+		t.Fatalf("joined %+v, want %s replacing %s", j, a3.ParticipantID, a2.ParticipantID)
 	}
 }
 

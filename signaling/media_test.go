@@ -180,7 +180,7 @@ func TestClientOfferRestartsICE(t *testing.T) {
 // within the media's disconnected timeout plus the probe timeout. One that
 // still answers on its stream is not: it may be restarting ICE.
 func TestFrozenCallerTimesOut(t *testing.T) {
-	s := newTestServerWithMedia(t, media.Config{ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: wait.Timeout},
+	s := newTestServerOn(t, nil, media.Config{ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: wait.Timeout},
 		func(c *Config) { c.ProbeTimeout = 500 * time.Millisecond })
 	ea, b, pb, _ := s.aliceAndBob()
 	// Bob stops reading his stream, so that he answers no ping (a stopped
@@ -201,7 +201,7 @@ func TestFrozenCallerTimesOut(t *testing.T) {
 // but whose event stream answers is kept (it may be restarting ICE) until
 // its ICE fails.
 func TestSilentMediaWithLiveStreamStays(t *testing.T) {
-	s := newTestServerWithMedia(t, media.Config{ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: 2 * time.Second},
+	s := newTestServerOn(t, nil, media.Config{ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: 2 * time.Second},
 		func(c *Config) { c.ProbeTimeout = 500 * time.Millisecond })
 	ea, b, pb, eb := s.aliceAndBob()
 	go func() {

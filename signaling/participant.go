@@ -15,6 +15,8 @@ type participant struct {
 	room     *room
 	id       string
 	identity string
+	e2ee     string // declared end-to-end encryption, relayed as is
+	replaces string // the participant this join takes over on the same device, if any
 	session  string
 	out      *outbox
 	sent     envelopeLimit
@@ -34,7 +36,7 @@ type participant struct {
 }
 
 func (p *participant) info() api.Participant {
-	return api.Participant{ID: p.id, Identity: p.identity}
+	return api.Participant{ID: p.id, Identity: p.identity, E2EE: p.e2ee}
 }
 
 // sendLocked queues a control message for p. A participant whose queue is

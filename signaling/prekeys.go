@@ -227,8 +227,14 @@ func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	visible := s.mayFetchLocked(claims.Room, claims.Identity, target)
+	running := s.rooms[claims.Room] != nil
 	s.mu.Unlock()
 	if !visible {
+		// Who is in a room only its node knows: in a cluster, a fetch
+		// for a room another node runs is sent there.
+		if !running && s.owner(w, r, claims.Room) {
+			return
+		}
 		s.refusePrekeyFetch(w, 0, errNoBundle())
 		return
 	}
@@ -254,6 +260,11 @@ func (s *Server) handlePrekeyFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		// The target is in the call but the directory has no bundle of
+		// it: the store lost it (a Redis restarted without persistence).
+		// Asking the target to upload again lets the requester's retry
+		// find one.
+		s.notifyIdentity(target, encode(api.PrekeysLow{Type: api.TypePrekeysLow, Remaining: 0}))
 		s.refusePrekeyFetch(w, 0, errNoBundle())
 		return
 	case err != nil:

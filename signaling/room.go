@@ -50,8 +50,10 @@ func (s *Server) onSpeaking(rm *room, participantID string, speaking bool) {
 
 // reserve admits identity to roomName as a participant that is counted
 // against the limits but not yet visible to others: media has still to
-// answer its offer.
-func (s *Server) reserve(roomName, identity string) (*participant, *api.Error) {
+// answer its offer. e2ee is the encryption it declared; replaces is the
+// participant of the same identity it takes over on the same device, if
+// any (api.JoinRequest.Replaces).
+func (s *Server) reserve(roomName, identity, e2ee, replaces string) (*participant, *api.Error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -82,6 +84,8 @@ func (s *Server) reserve(roomName, identity string) (*participant, *api.Error) {
 		room:     rm,
 		id:       "p_" + randomID(),
 		identity: identity,
+		e2ee:     e2ee,
+		replaces: replaces,
 		session:  randomSecret(),
 		out:      newOutbox(s.cfg.QueueLength),
 		sent:     newEnvelopeLimit(&s.cfg),
@@ -107,13 +111,21 @@ func (s *Server) activate(p *participant, peer *media.Peer) ([]api.Participant, 
 		c.add(s.removeLocked(p, api.ReasonICEFailed))
 		return nil, errorf(api.CodeInternal, "media connection failed while joining")
 	}
+	// One device at a time: the identity's earlier participant leaves. It
+	// was this device's own (a rejoin) only if the join says so.
+	var replaced string
 	for _, o := range p.room.participants {
 		if o != p && o.active && o.identity == p.identity {
-			c.add(s.removeLocked(o, api.ReasonReplaced))
+			reason := api.ReasonMovedToAnotherDevice
+			if o.id == p.replaces {
+				reason = api.ReasonReplaced
+			}
+			c.add(s.removeLocked(o, reason))
+			replaced = o.id
 		}
 	}
 	p.active = true
-	s.broadcastLocked(p.room, p, encode(api.Joined{Type: api.TypeJoined, Participant: p.info()}))
+	s.broadcastLocked(p.room, p, encode(api.Joined{Type: api.TypeJoined, Participant: p.info(), Replaces: replaced}))
 	p.armDropTimerLocked()
 	s.log.Info("participant joined", "room", p.room.name, "participant", p.id, "identity", p.identity)
 	return p.room.activeOthers(p), nil
@@ -131,6 +143,12 @@ func (s *Server) remove(p *participant, reason string) {
 // removeLocked does remove's bookkeeping under s.mu and returns the media
 // objects to close once the lock is released.
 func (s *Server) removeLocked(p *participant, reason string) cleanup {
+	return s.removeClosingLocked(p, api.Closed{Type: api.TypeClosed, Reason: reason})
+}
+
+// removeClosingLocked is removeLocked with the closed message p gets.
+func (s *Server) removeClosingLocked(p *participant, closed api.Closed) cleanup {
+	reason := closed.Reason
 	var c cleanup
 	if p.removed {
 		return c
@@ -146,7 +164,6 @@ func (s *Server) removeLocked(p *participant, reason string) cleanup {
 	delete(rm.participants, p.id)
 	if p.active {
 		s.broadcastLocked(rm, p, encode(api.Left{Type: api.TypeLeft, Participant: p.info(), Reason: reason}))
-		closed := api.Closed{Type: api.TypeClosed, Reason: reason}
 		if reason == api.ReasonShutdown {
 			closed.RetryAfterMs = s.cfg.ShutdownRetry.Milliseconds()
 		}
@@ -167,6 +184,7 @@ func (s *Server) removeLocked(p *participant, reason string) cleanup {
 func (s *Server) dropRoomLocked(rm *room, c *cleanup) {
 	if s.rooms[rm.name] == rm {
 		delete(s.rooms, rm.name)
+		s.blobs.dropRoom(rm.name)
 	}
 	c.rooms = append(c.rooms, rm.media)
 }

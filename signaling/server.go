@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +31,10 @@ const (
 	DefaultQueueLength      = 1024
 	DefaultMaxPrekeys       = 500
 	// A sender's envelopes: ample for key agreement and rekeys in a full
-	// room (a few per peer at a time) and for file chunks at 1 MiB/s,
-	// far below what one connection can push (thousands per second).
+	// room (a few per peer at a time) and for messages (one copy per peer,
+	// at most a few KiB each; files go to the blob routes, not through
+	// envelopes), far below what one connection can push (thousands per
+	// second).
 	DefaultEnvelopesPerSecond     = 100
 	DefaultEnvelopeBytesPerSecond = 1 << 20
 )
@@ -56,6 +60,17 @@ type Config struct {
 	EnvelopesPerSecond     int
 	EnvelopeBytesPerSecond int
 
+	// MaxBlobBytes caps one stored file (its ciphertext, as uploaded),
+	// RoomBlobBytes the files one room stores at once and BlobStoreBytes
+	// those of all rooms together. BlobTTL deletes a file that long after
+	// its upload; a room's files are deleted when the room ends. Blobs
+	// keeps the bytes; nil keeps them in memory (MemoryBlobStore).
+	MaxBlobBytes   int
+	RoomBlobBytes  int
+	BlobStoreBytes int
+	BlobTTL        time.Duration
+	Blobs          BlobStore
+
 	// DropTimeout is how long a participant may be without an event stream
 	// (before its first connection or after losing one) before it is dropped.
 	DropTimeout time.Duration
@@ -74,10 +89,11 @@ type Config struct {
 	// back by then.
 	ShutdownRetry time.Duration
 
-	// OriginPatterns lists extra browser origins allowed to open event
-	// streams (path.Match patterns on the origin host). The server's own
-	// host is always allowed, and clients that send no Origin (native apps)
-	// are not affected.
+	// OriginPatterns lists extra browser origins allowed to call the API
+	// (CORS) and open event streams (path.Match patterns on the origin
+	// host, or on scheme://host for a pattern with a scheme). The server's
+	// own host is always allowed, and so are the pages of a Cluster's
+	// nodes; clients that send no Origin (native apps) are not affected.
 	OriginPatterns []string
 
 	// ICEServers returns the STUN/TURN servers offered to identity in the
@@ -87,15 +103,27 @@ type Config struct {
 	// InviteTTL is how long an invite to a private call (POST /v1/calls)
 	// can be redeemed.
 	InviteTTL time.Duration
-	// CallsPerMinute limits call creations and invite redemptions per
-	// client address.
+	// CallsPerMinute limits call creations and invite redemptions (knocks
+	// included) per client address.
 	CallsPerMinute int
+	// KnockTimeout is how long a guest's knock waits for an answer before
+	// it expires.
+	KnockTimeout time.Duration
+	// MaxKnocks bounds the guests waiting at one call's door at once.
+	MaxKnocks int
 
 	// Store keeps what must outlive the process: private calls and their
 	// end, the prekey directory and its one-time grants. Nil keeps them in
 	// memory, lost when the process exits. The caller closes it, after
 	// Shutdown.
 	Store store.Store
+	// StoreKind names Store for /healthz: "memory" (the default), "file"
+	// or "redis".
+	StoreKind string
+	// Cluster, if set, places rooms across the nodes of a cluster: joins
+	// and ends of rooms run elsewhere are answered with the node that
+	// runs them (wrong_node). Nil runs every room here.
+	Cluster Cluster
 
 	Logger *slog.Logger
 }
@@ -103,19 +131,23 @@ type Config struct {
 // Server is the signaling HTTP API (see docs/API.md). It is an http.Handler
 // for the /v1/ routes and /healthz; anything else is answered 404.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	mux    *http.ServeMux
-	store  store.Store
-	access *prekeyAccess
-	now    func() time.Time
-	calls  *calls // guarded by mu, except its limiter
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	store   store.Store
+	cluster Cluster
+	handler http.Handler // mux behind the CORS check
+	access  *prekeyAccess
+	now     func() time.Time
+	calls   *calls // guarded by mu, except its limiter
+	blobs   *blobIndex
 
-	mu      sync.Mutex
-	rooms   map[string]*room
-	closing bool
-	streams map[*stream]struct{}
-	wg      sync.WaitGroup // live event streams; Add only under mu while !closing
+	mu       sync.Mutex
+	rooms    map[string]*room
+	closing  bool
+	stopping chan struct{} // closed when closing is set: long polls return
+	streams  map[*stream]struct{}
+	wg       sync.WaitGroup // live event streams; Add only under mu while !closing
 
 	counters counters
 }
@@ -142,27 +174,46 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.ShutdownRetry, DefaultShutdownRetry)
 	setDefault(&cfg.InviteTTL, DefaultInviteTTL)
 	setDefault(&cfg.CallsPerMinute, DefaultCallsPerMinute)
+	setDefault(&cfg.KnockTimeout, DefaultKnockTimeout)
+	setDefault(&cfg.MaxKnocks, DefaultMaxKnocks)
+	setDefault(&cfg.MaxBlobBytes, DefaultMaxBlobBytes)
+	setDefault(&cfg.RoomBlobBytes, max(DefaultRoomBlobBytes, cfg.MaxBlobBytes))
+	setDefault(&cfg.BlobStoreBytes, max(DefaultBlobStoreBytes, cfg.RoomBlobBytes))
+	setDefault(&cfg.BlobTTL, DefaultBlobTTL)
+	if err := checkBlobLimits(&cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Blobs == nil {
+		cfg.Blobs = &MemoryBlobStore{}
+	}
 	if cfg.QueueLength < 2 {
 		return nil, errors.New("signaling: queue length must be at least 2")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StoreKind == "" {
+		cfg.StoreKind = "memory"
+	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		store:   cfg.Store,
-		access:  newPrekeyAccess(cfg.MaxParticipants),
-		calls:   newCalls(cfg.InviteTTL, cfg.CallsPerMinute),
-		now:     time.Now,
-		rooms:   make(map[string]*room),
-		streams: make(map[*stream]struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		store:    cfg.Store,
+		cluster:  cfg.Cluster,
+		access:   newPrekeyAccess(cfg.MaxParticipants),
+		calls:    newCalls(cfg.InviteTTL, cfg.CallsPerMinute),
+		now:      time.Now,
+		rooms:    make(map[string]*room),
+		streams:  make(map[*stream]struct{}),
+		stopping: make(chan struct{}),
 	}
 	if s.store == nil {
 		// Its expiries follow s.now, which tests move.
 		s.store = store.NewMemory(func() time.Time { return s.now() })
 	}
+	s.blobs = newBlobIndex(cfg.Blobs, s.log.Warn)
 	s.routes()
+	s.handler = s.withCORS(s.mux)
 	return s, nil
 }
 
@@ -180,8 +231,17 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/v1/calls", allow(http.MethodPost, s.handleCreateCall))
 	s.mux.HandleFunc("/v1/invites/inspect", allow(http.MethodPost, s.handleInspectInvite))
 	s.mux.HandleFunc("/v1/invites/redeem", allow(http.MethodPost, s.handleRedeemInvite))
+	s.mux.HandleFunc("/v1/knocks/{id}", allowEach(map[string]http.HandlerFunc{
+		http.MethodGet:    s.handleKnockWait,
+		http.MethodDelete: s.handleKnockWithdraw,
+	}))
+	s.mux.HandleFunc("/v1/rooms/{room}/knocks/{id}/admit", allow(http.MethodPost, s.handleKnockAnswer(true)))
+	s.mux.HandleFunc("/v1/rooms/{room}/knocks/{id}/refuse", allow(http.MethodPost, s.handleKnockAnswer(false)))
+	s.mux.HandleFunc("/v1/rooms/{room}/door", allow(http.MethodPut, s.handleDoor))
 	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}", allow(http.MethodDelete, s.handleLeave))
 	s.mux.HandleFunc("/v1/rooms/{room}/participants/{id}/events", allow(http.MethodGet, s.handleEvents))
+	s.mux.HandleFunc("/v1/rooms/{room}/blobs", allow(http.MethodPost, s.handleBlobUpload))
+	s.mux.HandleFunc("/v1/rooms/{room}/blobs/{id}", allow(http.MethodGet, s.handleBlobDownload))
 	s.mux.HandleFunc("/v1/ice-servers", allow(http.MethodGet, s.handleICEServers))
 	s.mux.HandleFunc("/v1/prekeys", allow(http.MethodPut, s.handlePrekeyUpload))
 	s.mux.HandleFunc("/v1/prekeys/{identity}", allow(http.MethodGet, s.handlePrekeyFetch))
@@ -202,9 +262,29 @@ func allow(method string, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// ServeHTTP routes a request of the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// allowEach is allow for a route with a handler per method.
+func allowEach(handlers map[string]http.HandlerFunc) http.HandlerFunc {
+	methods := slices.Sorted(maps.Keys(handlers))
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h := handlers[r.Method]; h != nil {
+			h(w, r)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: errorf(api.CodeMethodNotAllowed, "%s does not accept %s", r.URL.Path, r.Method)})
+	}
+}
 
+// ServeHTTP routes a request of the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// healthTimeout bounds the store's answer to a health check.
+const healthTimeout = time.Second
+
+// handleHealth answers 200 while the server serves, with the state of its
+// store: "degraded" while the store does not answer, still 200, because
+// calls in progress go on (a 503 would have orchestrators restart every
+// node of a cluster whose Redis is down, cutting every call).
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	closing := s.closing
@@ -213,7 +293,16 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(api.CodeShuttingDown, "server is shutting down"))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	h := api.Health{Status: "ok", Store: s.cfg.StoreKind, StoreStatus: "ok"}
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		h.Status, h.StoreStatus = "degraded", "unavailable"
+	}
+	if s.cluster != nil {
+		h.Node, h.Nodes = s.cluster.ID(), s.cluster.Alive()
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 // bearer returns the claims of the request's bearer token, which must admit
@@ -279,6 +368,9 @@ func (s *Server) handleICEServers(w http.ResponseWriter, r *http.Request) {
 // the moment Shutdown is called. The HTTP server itself is the caller's.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.stopping)
+	}
 	s.closing = true
 	var c cleanup
 	for _, rm := range s.rooms {

@@ -33,11 +33,11 @@ func TestEndedCallStaysEndedAcrossRestart(t *testing.T) {
 	before := newTestServer(t, func(c *Config) { c.Store = st })
 	ended := before.createCall("alice")
 	alice := before.connect(before.mustJoinWithToken(ended.Room, ended.Token))
-	guest := before.redeem(ended.Invite, "bob")
+	guest := before.letIn(ended, "bob")
 	if status, b := before.do(http.MethodPost, "/v1/rooms/"+ended.Room+"/end", "Bearer "+ended.Token, nil); status != http.StatusNoContent {
 		t.Fatalf("end: %d %s", status, b)
 	}
-	alice.expectClosed(api.ReasonRoomEnded)
+	alice.expectClosed(api.ReasonRoomEnded, api.TypeKnock)
 	running := before.createCall("carol")
 	// Dave's directory entry: three one-time prekeys, the first handed
 	// out to erin.

@@ -12,7 +12,10 @@ import (
 // Stats is a snapshot of the server's counters, for metrics. Every value
 // only grows.
 type Stats struct {
-	Joins            uint64            // joins answered 200
+	Joins uint64 // joins answered 200
+	// JoinRedirects counts joins answered wrong_node: the room runs on
+	// another node of the cluster.
+	JoinRedirects    uint64
 	JoinFailures     map[string]uint64 // refused joins by error code (api.Code*)
 	EnvelopesRelayed uint64            // envelopes queued for their recipient
 	EnvelopesRefused map[string]uint64 // refused envelopes by error code
@@ -26,6 +29,7 @@ type Stats struct {
 // Refusals are rare, so a map under a mutex is cheap enough.
 type counters struct {
 	joins            atomic.Uint64
+	redirects        atomic.Uint64
 	envelopesRelayed atomic.Uint64
 
 	mu                   sync.Mutex
@@ -50,6 +54,7 @@ func (s *Server) Stats() Stats {
 	defer c.mu.Unlock()
 	st := Stats{
 		Joins:                c.joins.Load(),
+		JoinRedirects:        c.redirects.Load(),
 		EnvelopesRelayed:     c.envelopesRelayed.Load(),
 		JoinFailures:         maps.Clone(c.joinFailures),
 		EnvelopesRefused:     maps.Clone(c.envelopesRefused),

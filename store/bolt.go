@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -27,13 +28,15 @@ var _ Store = (*Bolt)(nil)
 
 // Buckets of the file. Every value is the entry's expiry (unix
 // nanoseconds, 8 bytes big-endian) followed by its payload: JSON of Call
-// or prekeyEntry, nothing for a mark, the holder for a lease.
+// or prekeyEntry, nothing for a mark, the holder for a lease, the record
+// for a node.
 var (
 	callsBucket   = []byte("calls")
 	prekeysBucket = []byte("prekeys")
 	marksBucket   = []byte("marks")
 	leasesBucket  = []byte("leases")
-	allBuckets    = [][]byte{callsBucket, prekeysBucket, marksBucket, leasesBucket}
+	nodesBucket   = []byte("nodes")
+	allBuckets    = [][]byte{callsBucket, prekeysBucket, marksBucket, leasesBucket, nodesBucket}
 )
 
 // lockTimeout is how long OpenBolt waits for a file another process holds.
@@ -322,6 +325,34 @@ func (b *Bolt) LeaseHolder(_ context.Context, name string) (string, error) {
 		return nil
 	})
 	return holder, err
+}
+
+// PutNode implements Nodes.
+func (b *Bolt) PutNode(_ context.Context, id string, record []byte, ttl time.Duration) error {
+	return b.update("put node "+id, func(tx *bolt.Tx, now time.Time) error {
+		return putTimed(tx.Bucket(nodesBucket), id, record, now.Add(ttl))
+	})
+}
+
+// DeleteNode implements Nodes.
+func (b *Bolt) DeleteNode(_ context.Context, id string) error {
+	return b.update("delete node "+id, func(tx *bolt.Tx, _ time.Time) error {
+		return tx.Bucket(nodesBucket).Delete([]byte(id))
+	})
+}
+
+// Nodes implements Nodes.
+func (b *Bolt) Nodes(context.Context) (map[string][]byte, error) {
+	out := make(map[string][]byte)
+	err := b.view("nodes", func(tx *bolt.Tx, now time.Time) error {
+		return tx.Bucket(nodesBucket).ForEach(func(k, v []byte) error {
+			if record, ok := liveValue(v, now); ok {
+				out[string(k)] = bytes.Clone(record)
+			}
+			return nil
+		})
+	})
+	return out, err
 }
 
 // Ping implements Store: it fails once the file is closed.

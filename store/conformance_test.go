@@ -43,6 +43,7 @@ func TestConformance(t *testing.T) {
 			t.Run("marks", func(t *testing.T) { testMarks(t, b.open) })
 			t.Run("leases", func(t *testing.T) { testLeases(t, b.open) })
 			t.Run("lease-race", func(t *testing.T) { testLeaseRace(t, b.open) })
+			t.Run("nodes", func(t *testing.T) { testNodes(t, b.open) })
 		})
 	}
 }
@@ -470,5 +471,57 @@ func testLeaseRace(t *testing.T, open pair) {
 	}
 	if h, err := a.LeaseHolder(ctx, "contested"); err != nil || h != holders[0] {
 		t.Fatalf("holder %q, %v; want %q", h, err, holders[0])
+	}
+}
+
+// testNodes: a node's record is seen by every handle until it expires or
+// is deleted, and publishing again replaces it and extends its life.
+func testNodes(t *testing.T, open pair) {
+	ctx := context.Background()
+	a, b := open(t)
+	nodes := func(s Store) map[string]string {
+		t.Helper()
+		m, err := s.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make(map[string]string, len(m))
+		for id, r := range m {
+			out[id] = string(r)
+		}
+		return out
+	}
+	if got := nodes(b); len(got) != 0 {
+		t.Fatalf("nodes of an empty store: %v", got)
+	}
+	if err := a.PutNode(ctx, "n1", []byte(`{"url":"http://n1"}`), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutNode(ctx, "n2", []byte(`{"url":"http://n2"}`), short); err != nil {
+		t.Fatal(err)
+	}
+	if got := nodes(a); len(got) != 2 || got["n1"] != `{"url":"http://n1"}` || got["n2"] != `{"url":"http://n2"}` {
+		t.Fatalf("nodes %v", got)
+	}
+	eventually(t, "a node's record expires", func() bool { _, alive := nodes(b)["n2"]; return !alive })
+	if got := nodes(a); len(got) != 1 || got["n1"] == "" {
+		t.Fatalf("after n2 expired: %v", got)
+	}
+	// Publishing again replaces the record and its expiry.
+	if err := a.PutNode(ctx, "n1", []byte("second"), short); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PutNode(ctx, "n1", []byte("third"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * short)
+	if got := nodes(b); got["n1"] != "third" {
+		t.Fatalf("republished record: %v", got)
+	}
+	if err := b.DeleteNode(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := nodes(a); len(got) != 0 {
+		t.Fatalf("after delete: %v", got)
 	}
 }

@@ -38,6 +38,10 @@
 // Leases: a room lives on one node at a time; its lease is claimed if free,
 // renewed and released only by its holder, and expires on its own.
 //
+// Nodes: the record each node of a cluster publishes about itself (package
+// cluster), kept for a few seconds and refreshed by the node: the list of
+// records is the list of live nodes.
+//
 // # What stays per node
 //
 // Rooms, participants and their sessions live on the node that runs the

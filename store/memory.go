@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -25,6 +26,7 @@ type Memory struct {
 	calls     map[string]timed[Call]
 	prekeys   map[string]timed[*prekeyEntry]
 	leases    map[string]timed[string]
+	nodes     map[string]timed[[]byte]
 	marks     marks
 	nextSweep time.Time
 }
@@ -49,6 +51,7 @@ func newMemory(now func() time.Time, maxMarks int) *Memory {
 		calls:   make(map[string]timed[Call]),
 		prekeys: make(map[string]timed[*prekeyEntry]),
 		leases:  make(map[string]timed[string]),
+		nodes:   make(map[string]timed[[]byte]),
 		marks:   marks{max: maxMarks, until: make(map[string]time.Time)},
 	}
 }
@@ -64,6 +67,7 @@ func (m *Memory) lock() time.Time {
 	m.nextSweep = now.Add(sweepInterval)
 	sweep(m.calls, now)
 	sweep(m.leases, now)
+	sweep(m.nodes, now)
 	for id, e := range m.prekeys {
 		if !e.live(now) {
 			e.v.zero()
@@ -206,6 +210,35 @@ func (m *Memory) LeaseHolder(_ context.Context, name string) (string, error) {
 		return e.v, nil
 	}
 	return "", nil
+}
+
+// PutNode implements Nodes.
+func (m *Memory) PutNode(_ context.Context, id string, record []byte, ttl time.Duration) error {
+	now := m.lock()
+	defer m.mu.Unlock()
+	m.nodes[id] = timed[[]byte]{bytes.Clone(record), now.Add(ttl)}
+	return nil
+}
+
+// DeleteNode implements Nodes.
+func (m *Memory) DeleteNode(_ context.Context, id string) error {
+	m.lock()
+	defer m.mu.Unlock()
+	delete(m.nodes, id)
+	return nil
+}
+
+// Nodes implements Nodes.
+func (m *Memory) Nodes(context.Context) (map[string][]byte, error) {
+	now := m.lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]byte, len(m.nodes))
+	for id, e := range m.nodes {
+		if e.live(now) {
+			out[id] = bytes.Clone(e.v)
+		}
+	}
+	return out, nil
 }
 
 // Ping implements Store: memory always answers.

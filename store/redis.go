@@ -92,6 +92,11 @@ func callKey(room string) string       { return keyPrefix + "call:" + room }
 func prekeyKey(identity string) string { return keyPrefix + "prekeys:{" + identity + "}" }
 func markKey(key string) string        { return keyPrefix + "mark:" + key }
 func leaseKey(name string) string      { return keyPrefix + "lease:" + name }
+func nodeKey(id string) string         { return keyPrefix + "node:" + id }
+
+// nodesKey is the set of the ids of the nodes that published a record; a
+// record's own key says whether it is still alive.
+const nodesKey = keyPrefix + "nodes"
 
 // millis is d in whole milliseconds, at least 1 (Redis refuses 0).
 func millis(d time.Duration) int64 { return max(1, d.Milliseconds()) }
@@ -432,6 +437,73 @@ func (r *Redis) LeaseHolder(ctx context.Context, name string) (string, error) {
 		return "", fail("lease holder "+name, err)
 	}
 	return holder, nil
+}
+
+// putNodeScript stores a node's record and adds it to the set of nodes,
+// which lives as long as the latest record.
+// KEYS: the record's key, the set. ARGV: id, record, ttl ms.
+var putNodeScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[1])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+return 1
+`)
+
+// nodesScript returns {id, record, ...} for every live node, and forgets
+// the ids whose record expired. KEYS: the set. ARGV: the prefix of the
+// records' keys.
+var nodesScript = redis.NewScript(`
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local record = redis.call('GET', ARGV[1] .. id)
+  if record then
+    out[#out + 1] = id
+    out[#out + 1] = record
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return out
+`)
+
+// PutNode implements Nodes.
+func (r *Redis) PutNode(ctx context.Context, id string, record []byte, ttl time.Duration) error {
+	if err := putNodeScript.Run(ctx, r.client, []string{nodeKey(id), nodesKey}, id, record, millis(ttl)).Err(); err != nil {
+		return fail("put node "+id, err)
+	}
+	return nil
+}
+
+// DeleteNode implements Nodes.
+func (r *Redis) DeleteNode(ctx context.Context, id string) error {
+	if err := r.client.Del(ctx, nodeKey(id)).Err(); err != nil {
+		return fail("delete node "+id, err)
+	}
+	if err := r.client.SRem(ctx, nodesKey, id).Err(); err != nil {
+		return fail("delete node "+id, err)
+	}
+	return nil
+}
+
+// Nodes implements Nodes.
+func (r *Redis) Nodes(ctx context.Context) (map[string][]byte, error) {
+	vals, err := nodesScript.Run(ctx, r.client, []string{nodesKey}, nodeKey("")).Slice()
+	if err != nil {
+		return nil, fail("nodes", err)
+	}
+	if len(vals)%2 != 0 {
+		return nil, fmt.Errorf("store: redis nodes: unexpected reply %v", vals)
+	}
+	out := make(map[string][]byte, len(vals)/2)
+	for i := 0; i < len(vals); i += 2 {
+		id, okID := vals[i].(string)
+		record, okRecord := vals[i+1].(string)
+		if !okID || !okRecord {
+			return nil, fmt.Errorf("store: redis nodes: unexpected reply %v", vals)
+		}
+		out[id] = []byte(record)
+	}
+	return out, nil
 }
 
 // Ping implements Store.

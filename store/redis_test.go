@@ -110,6 +110,9 @@ func TestRedisKeysExpire(t *testing.T) {
 	if _, err := r.ClaimLease(ctx, "room:room1", "node-1", time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.PutNode(ctx, "node-1", []byte(`{}`), time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	keys, err := r.client.Keys(ctx, "*").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +124,8 @@ func TestRedisKeysExpire(t *testing.T) {
 		"sotto:prekeys:{alice}:pool:mlkem768": true,
 		"sotto:mark:prekey-grant:bob:alice":   true,
 		"sotto:lease:room:room1":              true,
+		"sotto:node:node-1":                   true,
+		"sotto:nodes":                         true,
 	}
 	for _, k := range keys {
 		if !want[k] {

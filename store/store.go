@@ -13,6 +13,7 @@ type Store interface {
 	Prekeys
 	Marks
 	Leases
+	Nodes
 	// Ping reports whether the store answers now.
 	Ping(ctx context.Context) error
 	// Close releases the store's file or connections.
@@ -129,4 +130,16 @@ type Leases interface {
 	ReleaseLease(ctx context.Context, name, owner string) (bool, error)
 	// LeaseHolder returns who holds name, or "" if nobody does.
 	LeaseHolder(ctx context.Context, name string) (string, error)
+}
+
+// Nodes keeps the records the nodes of a cluster publish about themselves,
+// each for a short while: a node whose record expired is gone.
+type Nodes interface {
+	// PutNode stores id's record (opaque to the store) for ttl, replacing
+	// the one stored.
+	PutNode(ctx context.Context, id string, record []byte, ttl time.Duration) error
+	// DeleteNode forgets id's record at once.
+	DeleteNode(ctx context.Context, id string) error
+	// Nodes returns every record that has not expired, by node id.
+	Nodes(ctx context.Context) (map[string][]byte, error)
 }

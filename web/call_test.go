@@ -81,10 +81,26 @@ type pageState struct {
 	Room         string `json:"room"`
 	SelfID       string `json:"selfId"`
 	Identity     string `json:"identity"`
+	Status       string `json:"status"`
+	Reconnecting bool   `json:"reconnecting"`
 	ClosedReason string `json:"closedReason"`
 	Banner       string `json:"banner"`
 	InviteLink   string `json:"inviteLink"`
-	SendKey      *struct {
+	Door         string `json:"door"`
+	Knock        *struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	} `json:"knock"`
+	Knocks []struct {
+		ID       string `json:"id"`
+		Name     string `json:"name"`
+		Identity string `json:"identity"`
+		State    string `json:"state"`
+		By       string `json:"by"`
+	} `json:"knocks"`
+	Focused string `json:"focused"`
+	Muted   bool   `json:"muted"`
+	SendKey *struct {
 		SenderIndex uint32 `json:"senderIndex"`
 		Generation  uint32 `json:"generation"`
 		Step        int    `json:"step"`
@@ -98,7 +114,20 @@ type pageState struct {
 		Verified     bool   `json:"verified"`
 		Warning      string `json:"warning"`
 		Failing      string `json:"failing"`
+		Muted        bool   `json:"muted"`
+		Note         string `json:"note"`
 	} `json:"participants"`
+}
+
+// knockOf returns the id of the page's knock by a guest named name in
+// state, or "".
+func (s pageState) knockOf(name, state string) string {
+	for _, k := range s.Knocks {
+		if k.Name == name && k.State == state {
+			return k.ID
+		}
+	}
+	return ""
 }
 
 // peers returns the participants other than the page's own.
@@ -282,7 +311,8 @@ func (p *page) startCall(srv *callServer, name string) pageState {
 	})
 }
 
-// acceptInvite opens link, checks the inviter is named, and accepts as name.
+// acceptInvite opens link, checks the inviter is named, and accepts as
+// name: the page knocks, and joins once the host lets it in.
 func (p *page) acceptInvite(link, inviter, name string) {
 	p.t.Helper()
 	p.navigate(link)
@@ -291,6 +321,29 @@ func (p *page) acceptInvite(link, inviter, name string) {
 		p.t.Fatalf("%s: invite page says %q, want the inviter %q", p.name, got, inviter)
 	}
 	p.do(chromedp.SendKeys(chromedp.CSS("#invite-name"), name), chromedp.Click(chromedp.CSS("#accept-button")))
+}
+
+// joinAsGuest is acceptInvite, with host letting the guest in.
+func (p *page) joinAsGuest(host *page, link, inviter, name string) {
+	p.t.Helper()
+	p.acceptInvite(link, inviter, name)
+	host.letIn(name)
+}
+
+// waitKnock waits until the page shows a knock by a guest named name in
+// state, and returns its id.
+func (p *page) waitKnock(name, state string) string {
+	p.t.Helper()
+	return p.waitState(fmt.Sprintf("a knock of %s, %s", name, state), func(s pageState) bool {
+		return s.knockOf(name, state) != ""
+	}).knockOf(name, state)
+}
+
+// letIn waits for a guest named name at the page's door and lets it in.
+func (p *page) letIn(name string) {
+	p.t.Helper()
+	id := p.waitKnock(name, "pending")
+	p.do(chromedp.Click(chromedp.CSS(`li[data-knock="` + id + `"] .k-admit`)))
 }
 
 var safetyNumberPattern = regexp.MustCompile(`^\d{5}( \d{5}){11}$`)
@@ -338,7 +391,7 @@ func TestBrowserCall(t *testing.T) {
 	if !strings.HasPrefix(started.InviteLink, srv.URL+"/join#invite=") {
 		t.Fatalf("invite link %q: want the invite in the fragment of %s/join", started.InviteLink, srv.URL)
 	}
-	bob.acceptInvite(started.InviteLink, "Alice", "Bob")
+	bob.joinAsGuest(alice, started.InviteLink, "Alice", "Bob")
 
 	for _, c := range checkTalking(t, alice, bob) {
 		st := c.stats
@@ -465,7 +518,7 @@ func TestBrowserCallTwoTabs(t *testing.T) {
 	bob.do(chromedp.EmulateViewport(1100, 820))
 
 	started := alice.startCall(srv, "Alice")
-	bob.acceptInvite(started.InviteLink, "Alice", "Bob")
+	bob.joinAsGuest(alice, started.InviteLink, "Alice", "Bob")
 	as := alice.waitEncrypted(1)
 	bs := bob.waitEncrypted(1)
 	if a, b := peerSafetyNumber(t, as, bs.SelfID), peerSafetyNumber(t, bs, as.SelfID); a != b {

@@ -81,8 +81,8 @@ func readJSON(t *testing.T, name string, v any) {
 
 // TestE2EEVectorsInBrowser runs every vector of e2ee/testdata through the
 // JavaScript implementation in headless Chromium: RFC 9605 Appendix C
-// (headers, AES-CTR-HMAC, SFrame in all five suites) and every field of
-// docs/PROTOCOL.md's sotto-vectors.json. Each vector must pass, and the
+// (headers, AES-CTR-HMAC, SFrame in all five suites), every field of
+// docs/PROTOCOL.md's sotto-vectors.json and the mute-state messages. Each vector must pass, and the
 // page must have run exactly as many vectors of each group as the files
 // hold, so that none is skipped silently.
 func TestE2EEVectorsInBrowser(t *testing.T) {
@@ -109,6 +109,11 @@ func TestE2EEVectorsInBrowser(t *testing.T) {
 		Frames           []json.RawMessage `json:"frames"`
 	}
 	readJSON(t, "sotto-vectors.json", &sv)
+	var mute struct {
+		MuteState []json.RawMessage `json:"mute_state"`
+		Invalid   []json.RawMessage `json:"invalid"`
+	}
+	readJSON(t, "mute-state-vectors.json", &mute)
 	one := func(present bool) int {
 		if present {
 			return 1
@@ -131,6 +136,8 @@ func TestE2EEVectorsInBrowser(t *testing.T) {
 		"sotto.sframe_ratchet":          len(sv.SFrameRatchet),
 		"sotto.frame_keys":              len(sv.FrameKeys),
 		"sotto.frames":                  len(sv.Frames),
+		"mute.mute_state":               len(mute.MuteState),
+		"mute.invalid":                  len(mute.Invalid),
 	}
 	// The RFC's five SFrame suites and three CTR-HMAC suites must all be there.
 	if want["rfc9605.sframe"] != 5 || want["rfc9605.aes_ctr_hmac"] != 3 || want["rfc9605.header"] == 0 {

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -50,7 +51,12 @@ type file struct {
 
 // Handler serves the browser client. Mount it at "/" behind the API routes
 // (/v1/ and /healthz), which must take precedence.
-func Handler() http.Handler {
+func Handler() http.Handler { return ClusterHandler(nil) }
+
+// ClusterHandler is Handler for a node of a cluster: the page may also
+// connect to the base URLs nodes returns (the other nodes, where the
+// rooms it joins may run), which its Content-Security-Policy then lists.
+func ClusterHandler(nodes func() []string) http.Handler {
 	files := make(map[string]*file)
 	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -77,16 +83,38 @@ func Handler() http.Handler {
 		// broken build, not a runtime condition.
 		panic("web: read embedded files: " + err.Error())
 	}
-	return &handler{files: files}
+	return &handler{files: files, nodes: nodes}
 }
 
 type handler struct {
 	files map[string]*file
+	nodes func() []string
+}
+
+// csp is ContentSecurityPolicy with the cluster's nodes added to
+// connect-src, for fetch (http, https) and event streams (ws, wss).
+func (h *handler) csp() string {
+	if h.nodes == nil {
+		return ContentSecurityPolicy
+	}
+	var extra strings.Builder
+	for _, n := range h.nodes() {
+		u, err := url.Parse(n)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(u.Host, "; ,'") {
+			continue
+		}
+		ws := "ws"
+		if u.Scheme == "https" {
+			ws = "wss"
+		}
+		extra.WriteString(" " + u.Scheme + "://" + u.Host + " " + ws + "://" + u.Host)
+	}
+	return strings.Replace(ContentSecurityPolicy, "connect-src 'self'", "connect-src 'self'"+extra.String(), 1)
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
-	hdr.Set("Content-Security-Policy", ContentSecurityPolicy)
+	hdr.Set("Content-Security-Policy", h.csp())
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("Cross-Origin-Opener-Policy", "same-origin")

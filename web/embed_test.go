@@ -168,3 +168,15 @@ func TestModuleImportsResolve(t *testing.T) {
 		t.Fatal("found no imports at all; the pattern is broken")
 	}
 }
+
+// A cluster node's page may connect to the other nodes, over HTTP and
+// WebSocket, and to nothing else.
+func TestClusterHandlerCSP(t *testing.T) {
+	h := ClusterHandler(func() []string { return []string{"https://n1.example", "http://127.0.0.1:7880", "bad url;"} })
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	want := "connect-src 'self' https://n1.example wss://n1.example http://127.0.0.1:7880 ws://127.0.0.1:7880; "
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, want) {
+		t.Errorf("CSP %q, want %q in it", csp, want)
+	}
+}

@@ -53,7 +53,7 @@ func TestBrowserErrorMessages(t *testing.T) {
 		alice := openPage(t, "alice", wav)
 		bob := openPage(t, "bob", wav)
 		link := alice.startCall(srv, "Alice").InviteLink
-		bob.acceptInvite(link, "Alice", "Bob")
+		bob.joinAsGuest(alice, link, "Alice", "Bob")
 		bob.waitState("the room-full message", func(s pageState) bool { return s.Screen == "message" })
 		if msg := bob.text("#message-text"); !strings.Contains(msg, "full") {
 			t.Errorf("a full call says %q", msg)

@@ -26,6 +26,10 @@ type eventProxy struct {
 	up      filter // watched participant -> server
 	links   map[*proxyLink]struct{}
 	streams int // streams of the watched participant opened so far
+
+	// record, if set, sees every message of every stream, both ways, as
+	// it arrives.
+	record func(msg []byte)
 }
 
 // filter sees one message of the given type and returns what to forward
@@ -131,6 +135,9 @@ func (x *eventProxy) pipe(ctx context.Context, l *proxyLink, src, dst *websocket
 		typ, msg, err := src.Read(ctx)
 		if err != nil {
 			return
+		}
+		if x.record != nil {
+			x.record(msg)
 		}
 		x.mu.Lock()
 		f := current()

@@ -36,7 +36,7 @@ func TestBrowserIdentityAcrossCalls(t *testing.T) {
 	call := func(p *page, name string) pageState {
 		t.Helper()
 		link := alice.startCall(srv, "Alice").InviteLink
-		p.acceptInvite(link, "Alice", name)
+		p.joinAsGuest(alice, link, "Alice", name)
 		p.waitEncrypted(1)
 		return alice.waitEncrypted(1)
 	}

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,12 @@ func TestBrowserInviteFlow(t *testing.T) {
 	if got := bob.text("#invite-from"); got != "Alice" {
 		t.Errorf("invitee sees the inviter as %q, want Alice", got)
 	}
+	// Host and guest read the invite's expiry in one format.
+	hostExpiry := untilPattern.FindStringSubmatch(alice.text("#invite-panel-text"))
+	guestExpiry := untilPattern.FindStringSubmatch(bob.text("#invite-expiry"))
+	if hostExpiry == nil || guestExpiry == nil || hostExpiry[1] != guestExpiry[1] {
+		t.Errorf("invite expiry: the host reads %q, the guest %q; want one format", hostExpiry, guestExpiry)
+	}
 	bob.do(chromedp.Click(chromedp.CSS("#decline-button")))
 	bob.waitState("the declined message", func(s pageState) bool { return s.Screen == "message" })
 	if msg := bob.text("#message-title"); !strings.Contains(msg, "declined") {
@@ -75,7 +82,7 @@ func TestBrowserInviteFlow(t *testing.T) {
 	// Accepting: the caller sees the invitee arrive, then ends the call for
 	// both.
 	bob.navigate("about:blank")
-	bob.acceptInvite(link, "Alice", "Bob")
+	bob.joinAsGuest(alice, link, "Alice", "Bob")
 	alice.waitEncrypted(1)
 	bob.waitEncrypted(1)
 	var endHidden bool
@@ -83,10 +90,18 @@ func TestBrowserInviteFlow(t *testing.T) {
 		t.Errorf("the invitee is offered to end the call (hidden %v, %v)", endHidden, err)
 	}
 	alice.do(chromedp.Click(chromedp.CSS("#end-button")), chromedp.Click(chromedp.CSS("#end-button")))
-	for _, p := range []*page{alice, bob} {
-		s := p.waitState("the call to end", func(s pageState) bool { return s.Screen == "message" })
+	// The ended view says who ended the call and when, once.
+	for _, c := range []struct {
+		p   *page
+		who string
+	}{{alice, "You ended the call"}, {bob, "Alice ended the call"}} {
+		s := c.p.waitState("the call to end", func(s pageState) bool { return s.Screen == "message" })
 		if s.ClosedReason != "room_ended" {
-			t.Errorf("%s: call closed with %q, want room_ended", p.name, s.ClosedReason)
+			t.Errorf("%s: call closed with %q, want room_ended", c.p.name, s.ClosedReason)
+		}
+		title, text := c.p.text("#message-title"), c.p.text("#message-text")
+		if !strings.Contains(text, c.who) || !strings.Contains(text, " on ") || strings.Contains(text, title) {
+			t.Errorf("%s: the ended view says %q / %q; want %q and when, not the title again", c.p.name, title, text, c.who)
 		}
 	}
 
@@ -94,7 +109,10 @@ func TestBrowserInviteFlow(t *testing.T) {
 	bob.navigate("about:blank")
 	bob.navigate(link)
 	bob.waitState("the ended-call message", func(s pageState) bool { return s.Screen == "message" })
-	if msg := bob.text("#message-text"); !strings.Contains(msg, "ended") {
-		t.Errorf("the link of an ended call says %q", msg)
+	if title, msg := bob.text("#message-title"), bob.text("#message-text"); !strings.Contains(msg, "Alice ended this call") || msg == title {
+		t.Errorf("the link of an ended call says %q / %q", title, msg)
 	}
 }
+
+// untilPattern finds the date in "... until <date>; ..." or "until <date>.".
+var untilPattern = regexp.MustCompile(`until ([^;]+?)[;.]`)

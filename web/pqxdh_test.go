@@ -25,7 +25,7 @@ func TestBrowserGoPQXDH(t *testing.T) {
 	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 10*time.Second))
 	started := alice.startCall(srv, "Alice")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
-	bobToken := redeem(t, srv, invite, "GoBob").Token
+	bobToken := redeem(t, srv, alice, invite, "GoBob").Token
 	// Bob's device keeps its identity across his two joins.
 	bobKey, err := e2ee.NewIdentity(nil)
 	if err != nil {

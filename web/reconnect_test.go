@@ -27,8 +27,8 @@ func TestBrowserEventStreamReconnect(t *testing.T) {
 	patID := started.SelfID
 	proxy.watch(patID)
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
-	ann := joinGo(t, srv, redeem(t, srv, invite, "Ann").Token, false)
-	cy := joinGo(t, srv, redeem(t, srv, invite, "Cy").Token, false)
+	ann := joinGo(t, srv, redeem(t, srv, pat, invite, "Ann").Token, false)
+	cy := joinGo(t, srv, redeem(t, srv, pat, invite, "Cy").Token, false)
 	annID, cyID := ann.call.ID(), cy.call.ID()
 	speak(t, ann)
 	pat.waitEncrypted(2)

@@ -18,7 +18,7 @@ func TestBrowserRejoinAfterReload(t *testing.T) {
 	alice := openPage(t, "alice", wav)
 	bob := openPage(t, "bob", wav)
 	link := alice.startCall(srv, "Alice").InviteLink
-	bob.acceptInvite(link, "Alice", "Bob")
+	bob.joinAsGuest(alice, link, "Alice", "Bob")
 	bs := bob.waitEncrypted(1)
 	as := alice.waitEncrypted(1)
 	before := peerSafetyNumber(t, as, bs.SelfID)

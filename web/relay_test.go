@@ -58,7 +58,7 @@ func TestBrowserRelayCall(t *testing.T) {
 	bob.onNewDocument(forceRelayScript, "the relay-only policy")
 
 	started := alice.startCall(srv, "Alice")
-	bob.acceptInvite(started.InviteLink, "Alice", "Bob")
+	bob.joinAsGuest(alice, started.InviteLink, "Alice", "Bob")
 	checkTalking(t, alice, bob)
 
 	var local localCandidate

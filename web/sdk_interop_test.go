@@ -1,13 +1,11 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -19,20 +17,27 @@ import (
 	"github.com/sotto-voice/sotto/internal/wait"
 )
 
-// redeem exchanges an invite for a token as a non-browser invitee would.
-func redeem(t *testing.T, srv *callServer, invite, name string) api.RedeemInviteResponse {
+// redeem knocks with an invite as a Go SDK guest would, has the host page
+// let it in, and returns the guest's token.
+func redeem(t *testing.T, srv *callServer, host *page, invite, name string) api.RedeemInviteResponse {
 	t.Helper()
-	body, _ := json.Marshal(api.RedeemInviteRequest{Invite: invite, Name: name})
-	resp, err := http.Post(srv.URL+"/v1/invites/redeem", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait.Timeout)
+	defer cancel()
+	type result struct {
+		adm *client.Admission
+		err error
 	}
-	defer resp.Body.Close()
-	var rr api.RedeemInviteResponse
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rr) != nil {
-		t.Fatalf("redeem: HTTP %d", resp.StatusCode)
+	done := make(chan result, 1)
+	go func() {
+		adm, err := client.Knock(ctx, srv.URL, invite, name, nil)
+		done <- result{adm, err}
+	}()
+	host.letIn(name)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("%s knocks: %v", name, r.err)
 	}
-	return rr
+	return api.RedeemInviteResponse{Room: r.adm.Room, Identity: r.adm.Identity, Token: r.adm.Token, Inviter: r.adm.Inviter}
 }
 
 // goCaller is a Go SDK participant that checks every frame it receives is
@@ -47,6 +52,7 @@ type goCaller struct {
 	invalid  []string
 	enc      map[string]bool // publishers whose key is in place
 	speakers map[string]bool
+	muted    map[string]bool // as each participant last said
 }
 
 func joinGo(t *testing.T, srv *callServer, token string, echo bool) *goCaller {
@@ -66,7 +72,7 @@ func joinGoAs(t *testing.T, srv *callServer, token string, echo bool, id *e2ee.I
 	if err != nil {
 		t.Fatalf("Go caller join: %v", err)
 	}
-	g := &goCaller{t: t, call: call, echo: echo, frames: map[string]int{}, enc: map[string]bool{}, speakers: map[string]bool{}}
+	g := &goCaller{t: t, call: call, echo: echo, frames: map[string]int{}, enc: map[string]bool{}, speakers: map[string]bool{}, muted: map[string]bool{}}
 	t.Cleanup(func() { _ = call.Leave() })
 	go g.readFrames()
 	go g.readEvents()
@@ -104,8 +110,23 @@ func (g *goCaller) readEvents() {
 			g.mu.Unlock()
 		case client.IdentityChanged:
 			g.t.Errorf("Go caller: identity changed for %s", e.Participant.Identity)
+		case client.MuteChanged:
+			g.mu.Lock()
+			g.muted[e.Participant.ID] = e.Muted
+			g.mu.Unlock()
 		}
 	}
+}
+
+// waitMuted waits until participant id said it is muted (or not).
+func (g *goCaller) waitMuted(id string, want bool) {
+	g.t.Helper()
+	wait.For(g.t, fmt.Sprintf("the Go caller to see %s muted=%v", id, want), func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		m, ok := g.muted[id]
+		return ok && m == want
+	})
 }
 
 func (g *goCaller) framesFrom(id string) int {
@@ -146,7 +167,7 @@ func TestBrowserGoInterop(t *testing.T) {
 	started := alice.startCall(srv, "Alice")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
 
-	bobToken := redeem(t, srv, invite, "GoBob")
+	bobToken := redeem(t, srv, alice, invite, "GoBob")
 	bob := joinGo(t, srv, bobToken.Token, true)
 	bobID := bob.call.ID()
 	aliceID := started.SelfID
@@ -172,7 +193,7 @@ func TestBrowserGoInterop(t *testing.T) {
 
 	// A third party joins and leaves: everyone rekeys.
 	bobBefore := bob.call.Stats()
-	carolToken := redeem(t, srv, invite, "GoCarol")
+	carolToken := redeem(t, srv, alice, invite, "GoCarol")
 	carol := joinGo(t, srv, carolToken.Token, false)
 	alice.waitEncrypted(2)
 	wait.For(t, "Carol to decrypt the browser", func() bool { return carol.framesFrom(aliceID) > 20 })

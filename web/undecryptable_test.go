@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
@@ -19,8 +19,10 @@ import (
 
 // joinPlain joins the room with a bare pion peer that speaks the signaling
 // API but no end-to-end encryption, and sends plain Opus frames until the
-// test ends: what a broken or hostile client would publish.
-func joinPlain(t *testing.T, srv *callServer, room, token string) string {
+// test ends. Declaring e2ee (api.E2EESotto1) all the same, it is what a
+// broken or hostile client would publish; declaring nothing, an honest
+// client on another stack.
+func joinPlain(t *testing.T, srv *callServer, room, token, e2ee string) string {
 	t.Helper()
 	pc, err := loopback.NewPeerConnection()
 	if err != nil {
@@ -40,7 +42,7 @@ func joinPlain(t *testing.T, srv *callServer, room, token string) string {
 		cancel()
 		wg.Wait()
 	})
-	jr, err := loopback.Join(ctx, pc, srv.URL, room, token)
+	jr, err := loopback.JoinDeclaring(ctx, pc, srv.URL, room, token, e2ee)
 	if err != nil {
 		t.Fatalf("plain join: %v", err)
 	}
@@ -53,25 +55,7 @@ func joinPlain(t *testing.T, srv *callServer, room, token string) string {
 	}
 	wg.Go(func() {
 		defer conn.CloseNow()
-		for {
-			_, b, err := conn.Read(ctx)
-			if err != nil {
-				return
-			}
-			var m api.SDP
-			if json.Unmarshal(b, &m) != nil || m.Type != api.TypeOffer {
-				continue
-			}
-			if pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}) != nil {
-				continue
-			}
-			ans, err := pc.CreateAnswer(nil)
-			if err != nil || pc.SetLocalDescription(ans) != nil {
-				continue
-			}
-			out, _ := json.Marshal(api.SDP{Type: api.TypeAnswer, SDP: ans.SDP})
-			_ = conn.Write(ctx, websocket.MessageText, out)
-		}
+		loopback.AnswerOffers(ctx, pc, conn)
 	})
 	// An Opus frame in the clear: a CELT 20 ms TOC and random bits, which a
 	// decoder would turn into loud noise.
@@ -82,16 +66,16 @@ func joinPlain(t *testing.T, srv *callServer, room, token string) string {
 	return jr.ParticipantID
 }
 
-// TestBrowserUndecryptablePeer: a participant whose frames are not
-// end-to-end encrypted is flagged in the page, and its frames are dropped
-// rather than played.
+// TestBrowserUndecryptablePeer: a participant that claims to encrypt but
+// whose frames are not end-to-end encrypted is flagged in the page, and
+// its frames are dropped rather than played.
 func TestBrowserUndecryptablePeer(t *testing.T) {
 	srv := startCallServer(t)
 	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 5*time.Second))
 	started := alice.startCall(srv, "Alice")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
-	rr := redeem(t, srv, invite, "Mallory")
-	malloryID := joinPlain(t, srv, rr.Room, rr.Token)
+	rr := redeem(t, srv, alice, invite, "Mallory")
+	malloryID := joinPlain(t, srv, rr.Room, rr.Token, api.E2EESotto1)
 
 	s := alice.waitFailing(malloryID, "the undecryptable peer flagged")
 	if !strings.Contains(s.Banner, "cannot be decrypted") {
@@ -117,4 +101,39 @@ func TestBrowserUndecryptablePeer(t *testing.T) {
 		t.Errorf("plain frames were played: audio energy %v", in.Energy)
 	}
 	t.Logf("plain sender: %d packets received, energy %v, %d frames dropped", in.Packets, in.Energy, st.failures())
+}
+
+// TestBrowserNotEncryptedPeer: a participant that declares no end-to-end
+// encryption (a client on another stack) is shown as "not encrypted —
+// cannot be heard" from the moment it joins, gets no keys, and its frames
+// are never played.
+func TestBrowserNotEncryptedPeer(t *testing.T) {
+	srv := startCallServer(t)
+	alice := openPage(t, "alice", browsertest.WriteToneWAV(t, 5*time.Second))
+	started := alice.startCall(srv, "Alice")
+	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
+	rr := redeem(t, srv, alice, invite, "Native")
+	nativeID := joinPlain(t, srv, rr.Room, rr.Token, "")
+
+	alice.waitState("the plain peer listed", func(s pageState) bool { return slices.Contains(s.peers(), nativeID) })
+	sel := `[data-participant="` + nativeID + `"] .p-enc`
+	if got := alice.text(sel); got != "Not encrypted — cannot be heard" {
+		t.Errorf("badge of the plain peer: %q", got)
+	}
+	st := alice.waitStats("two seconds of the plain peer's packets", func(s pageStats) bool { return s.Inbound[nativeID].Packets > 100 })
+	if in := st.Inbound[nativeID]; in.Energy != 0 {
+		t.Errorf("plain frames were played: audio energy %v", in.Energy)
+	}
+	s := alice.state()
+	for _, p := range s.Participants {
+		if p.ID == nativeID && (p.Encrypted || p.Failing != "") {
+			t.Errorf("plain peer shown encrypted or failing: %+v", p)
+		}
+	}
+	if s.Banner != "" {
+		t.Errorf("banner %q for a peer shown as not encrypted", s.Banner)
+	}
+	if got := alice.text(sel); got != "Not encrypted — cannot be heard" {
+		t.Errorf("badge of the plain peer after its frames: %q", got)
+	}
 }

@@ -17,7 +17,10 @@ import (
 
 // speak makes a Go caller send a valid Opus frame (20 ms of CELT silence)
 // every 20 ms until the test ends (frames after a leave are refused).
-func speak(t *testing.T, g *goCaller) {
+func speak(t *testing.T, g *goCaller) { speakWhile(t, g, func() bool { return true }) }
+
+// speakWhile is speak, skipping the frames for which talking says false.
+func speakWhile(t *testing.T, g *goCaller, talking func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -28,6 +31,9 @@ func speak(t *testing.T, g *goCaller) {
 	go func() {
 		defer close(done)
 		loopback.EveryFrame(ctx, func() {
+			if !talking() {
+				return
+			}
 			err := g.call.WriteFrame([]byte{0xf8, 0xff, 0xfe}, 20*time.Millisecond)
 			if err != nil && !errors.Is(err, client.ErrClosed) {
 				g.t.Logf("speak: %v", err)
@@ -70,12 +76,12 @@ func TestBrowserFramesUnderAnotherName(t *testing.T) {
 	proxy.watch(started.SelfID)
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
 
-	ann := joinGo(t, srv, redeem(t, srv, invite, "Ann").Token, false)
+	ann := joinGo(t, srv, redeem(t, srv, pat, invite, "Ann").Token, false)
 	annID := ann.call.ID()
 	speak(t, ann)
 	pat.waitEncrypted(1)
 	proxy.filter(presentTracksAs(annID), nil)
-	ben := joinGo(t, srv, redeem(t, srv, invite, "Ben").Token, false)
+	ben := joinGo(t, srv, redeem(t, srv, pat, invite, "Ben").Token, false)
 	benID := ben.call.ID()
 	speak(t, ben)
 	pat.waitEncrypted(2)
@@ -136,7 +142,7 @@ func TestBrowserReusedTrackNewPublisher(t *testing.T) {
 	started := pat.startCall(srv, "Pat")
 	invite := started.InviteLink[len(srv.URL+"/join#invite="):]
 
-	ann := joinGo(t, srv, redeem(t, srv, invite, "Ann").Token, false)
+	ann := joinGo(t, srv, redeem(t, srv, pat, invite, "Ann").Token, false)
 	annID := ann.call.ID()
 	speak(t, ann)
 	pat.waitEncrypted(1)
@@ -148,7 +154,7 @@ func TestBrowserReusedTrackNewPublisher(t *testing.T) {
 	}
 	pat.waitState("Ann gone", func(s pageState) bool { return len(s.peers()) == 0 })
 
-	ben := joinGo(t, srv, redeem(t, srv, invite, "Ben").Token, false)
+	ben := joinGo(t, srv, redeem(t, srv, pat, invite, "Ben").Token, false)
 	benID := ben.call.ID()
 	speak(t, ben)
 	pat.waitEncrypted(1)

@@ -49,6 +49,7 @@ func parseLoad(args []string, stderr io.Writer) (loadOptions, error) {
 	fs.BoolVar(&o.cfg.Churn, "churn", false, "callers leave and rejoin during the run (one every 2 s), exercising rekeys")
 	fs.DurationVar(&o.cfg.StallAfter, "stall-after", loadtest.DefaultStallAfter, "a caller whose frames stop for longer, while another caller talks in its room, counts as interrupted")
 	fs.BoolVar(&o.cfg.Rejoin, "rejoin", false, "join a caller again, with backoff, when its call ends on its own (as an application would); without it that call is lost")
+	fs.DurationVar(&o.cfg.ResumeWindow, "resume-window", 0, "how long a caller's SDK rejoins a call the server lost by itself before the call ends (0: the SDK's default, 60 s; negative: never)")
 	fs.StringVar(&o.audio, "audio", "", "Ogg Opus file of 20 ms packets to play (default: the clip in loadtest/audio)")
 	fs.StringVar(&o.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&o.plotPath, "plot", "", "draw the latency histogram and frames/s over time to this .png or .svg file")

@@ -263,15 +263,7 @@ func TestServeHealthzTokenAndSIGTERM(t *testing.T) {
 // stream, welcome read.
 func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.Conn {
 	t.Helper()
-	pc, err := loopback.NewPeerConnection()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
-		t.Fatal(err)
-	}
-	jr, err := loopback.Join(ctx, pc, base, "r1", token)
+	jr, err := loopback.Join(ctx, audioPeer(t), base, "r1", token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,6 +277,21 @@ func joinCall(t *testing.T, ctx context.Context, base, token string) *websocket.
 		t.Fatalf("first event %s, %v", msg, err)
 	}
 	return conn
+}
+
+// audioPeer returns a loopback peer with one send-and-receive audio
+// transceiver, closed when the test ends.
+func audioPeer(t *testing.T) *webrtc.PeerConnection {
+	t.Helper()
+	pc, err := loopback.NewPeerConnection()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
+		t.Fatal(err)
+	}
+	return pc
 }
 
 // newOffer returns a real pion peer on loopback and its complete offer

@@ -73,6 +73,22 @@ func mintToken(t *testing.T, ctx context.Context, secret, room, identity string)
 	return strings.TrimSpace(string(tok))
 }
 
+// createCall creates a private call as name (POST /v1/calls).
+func createCall(t *testing.T, base, name string) api.CreateCallResponse {
+	t.Helper()
+	body, _ := json.Marshal(api.CreateCallRequest{Name: name})
+	resp, err := http.Post(base+"/v1/calls", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var call api.CreateCallResponse
+	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&call) != nil {
+		t.Fatalf("create call: %d", resp.StatusCode)
+	}
+	return call
+}
+
 // putPrekeys uploads a bundle with n one-time X25519 prekeys (and a
 // last-resort ML-KEM one) and returns how many the server then holds.
 func putPrekeys(t *testing.T, ctx context.Context, base, token string, n int) int {
@@ -118,15 +134,7 @@ func TestServePrekeyDrain(t *testing.T) {
 	}
 
 	// The outsider: an anonymous call of its own, nothing to do with r1.
-	resp, err := http.Post(base+"/v1/calls", "application/json", strings.NewReader(`{"name":"mallory"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var call api.CreateCallResponse
-	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&call) != nil {
-		t.Fatalf("create call: %d", resp.StatusCode)
-	}
-	resp.Body.Close()
+	call := createCall(t, base, "mallory")
 
 	absent := fetchPrekeys(t, ctx, base, call.Token, "nobody")
 	if absent.status != http.StatusNotFound || absent.errorCode(t) != api.CodeNotFound {

@@ -35,7 +35,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.IntVar(&c.Media.TCPPort, "tcp-port", 7881, "ICE-TCP fallback port (-1 disables)")
 	fs.StringVar(&c.Media.IP, "media-ip", "", `IP the media ports bind to; default the --http host when it is an IP, "" or 0.0.0.0 for all`)
 	fs.Var((*listFlag)(&c.Media.PublicIPs), "public-ip", "public IP to advertise for media behind 1:1 NAT (repeatable or comma-separated)")
-	fs.Var((*listFlag)(&c.AllowOrigins), "allow-origin", "extra browser origin host pattern allowed to open event streams, e.g. app.example.com (repeatable or comma-separated)")
+	fs.Var((*listFlag)(&c.AllowOrigins), "allow-origin", "extra browser origin host pattern allowed to call the API and open event streams, e.g. app.example.com (repeatable or comma-separated)")
 	fs.StringVar(&o.secret, "secret", "", "token signing secret, at least 16 bytes, e.g. from openssl rand -hex 32 (default: the development secret, see README)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", signaling.DefaultMaxParticipants, "participants per room")
 	fs.IntVar(&c.MaxRooms, "max-rooms", signaling.DefaultMaxRooms, "rooms at once")
@@ -54,6 +54,13 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file; with --tls-key, serve HTTPS (browsers need it beyond localhost)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.DurationVar(&c.InviteTTL, "invite-ttl", signaling.DefaultInviteTTL, "how long a private-call invite link stays valid")
+	fs.StringVar(&c.Store.DataDir, "data-dir", "", "keep calls and the prekey directory in a file in this directory, across restarts (default: memory, nothing survives)")
+	fs.StringVar(&c.Store.RedisURL, "redis", "", "redis://[user:password@]host:6379/0: keep the state in Redis and run as a node of the cluster sharing it")
+	fs.StringVar(&c.AdvertiseURL, "advertise-url", "", "with --redis: the base URL clients reach this node at, e.g. https://node1.example.com (default: the --http address, when it is one IP)")
+	fs.IntVar(&c.MaxBlobBytes, "max-file-bytes", signaling.DefaultMaxBlobBytes, "largest encrypted file a participant may share in a call")
+	fs.IntVar(&c.RoomBlobBytes, "room-file-bytes", signaling.DefaultRoomBlobBytes, "encrypted files one call may store at once, in bytes")
+	fs.DurationVar(&c.BlobTTL, "file-ttl", signaling.DefaultBlobTTL, "delete a shared file this long after its upload (or when its call ends)")
+	fs.DurationVar(&c.KnockTimeout, "knock-timeout", signaling.DefaultKnockTimeout, "how long a guest asking to join waits for the host's answer")
 	o.turn.register(fs, &c.TURN)
 	if err := parseFlags(fs, args); err != nil {
 		return o, err
@@ -69,7 +76,7 @@ func parseServe(args []string, stderr io.Writer) (serveOptions, error) {
 	errs = append(errs, o.turn.apply(&c.TURN))
 	// The server takes 0 for its default; given as a flag it is a mistake.
 	for _, name := range []string{"max-participants", "max-rooms", "max-message-bytes", "max-envelope-bytes",
-		"drop-timeout", "silence-timeout", "invite-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
+		"drop-timeout", "silence-timeout", "invite-ttl", "knock-timeout", "max-file-bytes", "room-file-bytes", "file-ttl", "body-timeout", "idle-timeout", "max-conns-per-ip",
 		"turn-max-allocations-per-user", "turn-max-allocations", "turn-credential-ttl"} {
 		switch v := fs.Lookup(name).Value.(flag.Getter).Get().(type) {
 		case int:
@@ -108,6 +115,13 @@ var configFlags = map[string]string{
 	"DropTimeout":                "--drop-timeout",
 	"SilenceTimeout":             "--silence-timeout",
 	"InviteTTL":                  "--invite-ttl",
+	"Store.DataDir":              "--data-dir",
+	"Store.RedisURL":             "--redis",
+	"AdvertiseURL":               "--advertise-url",
+	"MaxBlobBytes":               "--max-file-bytes",
+	"RoomBlobBytes":              "--room-file-bytes",
+	"BlobTTL":                    "--file-ttl",
+	"KnockTimeout":               "--knock-timeout",
 	"TURN.Off":                   "--turn=false",
 	"TURN.URLs":                  "--turn-url",
 	"TURN.Secret":                "--turn-secret",

@@ -9,10 +9,10 @@ import (
 // serverPackages must not depend, directly or transitively, on e2ee.
 // server assembles the others, so it covers everything "sotto serve" runs;
 // token is among them: the server mints and verifies with it; store too: it
-// keeps the server's state. The binary itself (./cmd/sotto) does reach
-// client and e2ee, but only through "sotto load", whose synthetic callers
-// encrypt like real ones.
-var serverPackages = []string{"./server/...", "./signaling/...", "./media/...", "./turn/...", "./token/...", "./store/...", "./internal/connlimit/..."}
+// keeps the server's state; cluster places rooms across nodes. The binary
+// itself (./cmd/sotto) does reach client and e2ee, but only through "sotto
+// load", whose synthetic callers encrypt like real ones.
+var serverPackages = []string{"./server/...", "./signaling/...", "./media/...", "./turn/...", "./token/...", "./store/...", "./cluster/...", "./internal/connlimit/..."}
 
 func TestServerNeverImportsE2EE(t *testing.T) {
 	module := goList(t, "-m")

@@ -38,13 +38,20 @@ func Offer(ctx context.Context, pc *webrtc.PeerConnection) (string, error) {
 }
 
 // Join joins room on the server at base (http://host:port) with token,
-// offering pc, and applies the server's answer to pc.
+// offering pc, and applies the server's answer to pc. It declares no
+// end-to-end encryption; see JoinDeclaring.
 func Join(ctx context.Context, pc *webrtc.PeerConnection, base, room, token string) (api.JoinResponse, error) {
+	return JoinDeclaring(ctx, pc, base, room, token, "")
+}
+
+// JoinDeclaring is Join declaring e2ee as the end-to-end encryption the
+// peer implements (api.JoinRequest.E2EE).
+func JoinDeclaring(ctx context.Context, pc *webrtc.PeerConnection, base, room, token, e2ee string) (api.JoinResponse, error) {
 	sdp, err := Offer(ctx, pc)
 	if err != nil {
 		return api.JoinResponse{}, err
 	}
-	body, err := json.Marshal(api.JoinRequest{SDP: sdp})
+	body, err := json.Marshal(api.JoinRequest{SDP: sdp, E2EE: e2ee})
 	if err != nil {
 		return api.JoinResponse{}, err
 	}
@@ -84,6 +91,31 @@ func Events(ctx context.Context, base string, jr api.JoinResponse) (*websocket.C
 		return nil, fmt.Errorf("dial events: %w", err)
 	}
 	return conn, nil
+}
+
+// AnswerOffers answers, with pc, every server offer that arrives on the
+// event stream conn until the stream or ctx ends, as any client must for
+// the relay's renegotiation to go on. Other messages are skipped.
+func AnswerOffers(ctx context.Context, pc *webrtc.PeerConnection, conn *websocket.Conn) {
+	for {
+		_, b, err := conn.Read(ctx)
+		if err != nil {
+			return
+		}
+		var m api.SDP
+		if json.Unmarshal(b, &m) != nil || m.Type != api.TypeOffer {
+			continue
+		}
+		if pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}) != nil {
+			continue
+		}
+		ans, err := pc.CreateAnswer(nil)
+		if err != nil || pc.SetLocalDescription(ans) != nil {
+			continue
+		}
+		out, _ := json.Marshal(api.SDP{Type: api.TypeAnswer, SDP: ans.SDP})
+		_ = conn.Write(ctx, websocket.MessageText, out)
+	}
 }
 
 // Talk writes frame on track every 20 ms, as a microphone would, until ctx

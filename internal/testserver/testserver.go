@@ -32,6 +32,9 @@ type Options struct {
 	DropTimeout time.Duration
 	// MaxParticipants per room; 0 means the signaling default.
 	MaxParticipants int
+	// KnockTimeout is how long a guest's knock waits for an answer; 0
+	// means the signaling default.
+	KnockTimeout time.Duration
 	// TURN starts the embedded TURN server on loopback (Server.TURN), as
 	// "sotto serve" does, and offers its STUN and TURN URLs to every
 	// participant.
@@ -39,6 +42,9 @@ type Options struct {
 	// TURNTransport, if "udp" or "tcp", offers only the TURN URLs with that
 	// transport, so that a relay-only caller reaches TURN over it.
 	TURNTransport string
+	// MaxBlobBytes and RoomBlobBytes cap one stored file and a room's
+	// files; 0 means the signaling defaults.
+	MaxBlobBytes, RoomBlobBytes int
 	// MetricsToken guards /metrics; empty leaves it open.
 	MetricsToken string
 	// Logger receives the server's logs. Nil logs errors to stderr, or
@@ -96,7 +102,10 @@ func New(opts *Options) (*Server, error) {
 		Media:           server.MediaConfig{IP: "127.0.0.1"},
 		TURN:            server.TURNConfig{Off: !opts.TURN},
 		MaxParticipants: opts.MaxParticipants,
+		MaxBlobBytes:    opts.MaxBlobBytes,
+		RoomBlobBytes:   opts.RoomBlobBytes,
 		DropTimeout:     drop,
+		KnockTimeout:    opts.KnockTimeout,
 		MetricsToken:    opts.MetricsToken,
 		Logger:          log,
 	}

@@ -93,3 +93,46 @@ func parseText(r io.Reader) (Snapshot, error) {
 	}
 	return snap, sc.Err()
 }
+
+// Labels splits a series such as `sotto_cluster_node_info{node="a",url="http://x"}`
+// into its metric name and label values; ok is false if the labels are
+// malformed. Values are unescaped (\\, \" and \n).
+func Labels(series string) (name string, labels map[string]string, ok bool) {
+	open := strings.IndexByte(series, '{')
+	if open < 0 {
+		return series, map[string]string{}, true
+	}
+	name, rest := series[:open], series[open+1:]
+	labels = map[string]string{}
+	for {
+		rest = strings.TrimLeft(rest, ", ")
+		if strings.HasPrefix(rest, "}") {
+			return name, labels, true
+		}
+		eq := strings.Index(rest, `="`)
+		if eq <= 0 {
+			return name, nil, false
+		}
+		key := rest[:eq]
+		rest = rest[eq+2:]
+		var v strings.Builder
+		for {
+			if rest == "" {
+				return name, nil, false
+			}
+			c := rest[0]
+			rest = rest[1:]
+			if c == '"' {
+				break
+			}
+			if c == '\\' && rest != "" {
+				c, rest = rest[0], rest[1:]
+				if c == 'n' {
+					c = '\n'
+				}
+			}
+			v.WriteByte(c)
+		}
+		labels[key] = v.String()
+	}
+}

@@ -18,6 +18,12 @@
 //                         //  uploadBundle(api.PrekeyUpload JSON) -> Promise<{remaining}>}
 //     sendEnvelope,       // (toParticipantId, Uint8Array) => void (envelope data)
 //     onEvent,            // (event) => void, see below
+//     onContent,          // optional (participantId, Uint8Array) => void|Promise:
+//                         // ratchet plaintexts of other content types
+//                         // (messages, receipts: message.js), in the
+//                         // order the peer sent them; awaiting
+//                         // sendContent to the same peer in it would wait
+//                         // for itself
 //     now,                // () => ms; default Date.now
 //     // optional: suite, switchDelayMs (1000), gracePeriodMs (1000),
 //     // prekeyBatch (20), random (n => Uint8Array)
@@ -38,8 +44,13 @@
 //   cc.acceptIdentityChange(participantId) // after identity_changed: trust the
 //                                   // new key and let the call continue with it
 //   cc.setVerified(participantId, true)    // the user compared safety numbers
+//   cc.reachable()                  // ids of the peers a content can be sent to now
+//   await cc.sendContent(participantId, bytes) // encrypts a ratchet plaintext
+//                                   // in the peer's session and sends it;
+//                                   // false if the peer cannot receive now
 //   cc.peers()                      // [{participantId, identity, fingerprint,
-//                                   //   safetyNumber, verified, encrypted, blocked}]
+//                                   //   safetyNumber, verified, encrypted, blocked, muted}]
+//   cc.setMuted(true)               // tells every peer, end to end (§6.6)
 //   cc.sendKeyState()               // the key frames are sealed with now
 //   cc.receiverKeys()               // [{participantId, key}] installed keys
 //   cc.close();
@@ -53,6 +64,8 @@
 //                    known for its identity name; nothing is exchanged with
 //                    it until acceptIdentityChange
 //   send_key         {senderIndex, generation, step} frames now sealed with this key
+//   peer_muted       {participantId, muted} a peer's mute state, when first
+//                    known and on every change
 //   decrypt_stats    {stats} the worker's counters: encrypted,
 //                    unencrypted_dropped (no key yet: never sent in clear),
 //                    decrypted, and drops by reason: malformed, unknown_kid,
@@ -69,12 +82,15 @@ import { ProtocolError } from './errors.js';
 import {
   CONTENT_FRAME_KEY,
   CONTENT_FRAME_KEY_ACK,
+  CONTENT_MUTE_STATE,
   PUBLIC_IDENTITY_OFFSET,
   TYPE_PQXDH_INIT,
   encodeFrameKey,
   encodeFrameKeyAck,
+  encodeMuteState,
   parseFrameKey,
   parseFrameKeyAck,
+  parseMuteState,
   parsePayload,
 } from './envelope.js';
 import { DEFAULT_GRACE_PERIOD_MS, DEFAULT_SWITCH_DELAY_MS, FrameReceiver, FrameSender } from './framekeys.js';
@@ -107,6 +123,7 @@ class Peer {
     this.queue = Promise.resolve();
     this.gone = false;
     this.fallback = null; // timer: initiate if the newcomer's session does not come
+    this.muted = null; // as it last said; null until it did
   }
 }
 
@@ -122,6 +139,7 @@ export class CallCrypto {
     this.api = o.api;
     this.sendEnvelope = o.sendEnvelope;
     this._onEvent = o.onEvent || (() => {});
+    this._onContent = o.onContent || (() => {});
     this.now = o.now || (() => Date.now());
     this.suite = o.suite || DEFAULT_SUITE;
     this.switchDelayMs = o.switchDelayMs || DEFAULT_SWITCH_DELAY_MS;
@@ -135,6 +153,7 @@ export class CallCrypto {
     this._store = null;
     this._switchTimer = null;
     this._closed = false;
+    this._muted = false;
     this._selfHalf = null;
     this.lastStats = null;
     let ready;
@@ -502,7 +521,19 @@ export class CallCrypto {
     const keys = this._sender.keys();
     peer.keysSent = true; // from now on, rekeys include this peer
     for (const k of keys) await this._sendContent(peer, encodeFrameKey(k));
+    await this._sendContent(peer, encodeMuteState(this._muted));
     await this._maybeAnnounce(peer);
+  }
+
+  /** Mutes or unmutes: every keyed peer is told now, the others with
+   *  their keys (§6.6). */
+  setMuted(muted) {
+    muted = !!muted;
+    if (this._closed || muted === this._muted) return;
+    this._muted = muted;
+    for (const peer of this._peers.values()) {
+      if (peer.keysSent && !peer.blocked) this._serial(peer, () => this._sendContent(peer, encodeMuteState(this._muted)));
+    }
   }
 
   async _sendContent(peer, content) {
@@ -536,8 +567,41 @@ export class CallCrypto {
           this._postSendKey();
         }
       });
+    } else if (pt[0] === CONTENT_MUTE_STATE) {
+      const muted = parseMuteState(pt);
+      if (peer.muted !== muted) {
+        peer.muted = muted;
+        this._emit({ type: 'peer_muted', participantId: peer.id, muted });
+      }
+    } else {
+      // Messages and receipts (§11) are the application's; other content
+      // types are ignored there (§5.4).
+      await this._onContent(peer.id, pt);
     }
-    // Other content types are ignored (§5.4).
+  }
+
+  _canSend(peer) {
+    return !!(peer && !peer.gone && !peer.blocked && peer.session && peer.session.canEncrypt);
+  }
+
+  /** The ids of the peers a content can be sent to now: a session set up
+   *  and their identity accepted. */
+  reachable() {
+    return [...this._peers.values()].filter((p) => this._canSend(p)).map((p) => p.id);
+  }
+
+  /** Encrypts a ratchet plaintext (a message or receipt) in a peer's
+   *  session, after whatever is queued for that peer, and sends it.
+   *  Resolves to whether it went out. */
+  async sendContent(participantId, content) {
+    const peer = this._peers.get(participantId);
+    if (this._closed || !this._canSend(peer)) return false;
+    const sent = await this._serial(peer, async () => {
+      if (!this._canSend(peer)) return false;
+      await this._sendContent(peer, content);
+      return true;
+    });
+    return sent === true;
   }
 
   async _maybeAnnounce(peer) {
@@ -576,6 +640,7 @@ export class CallCrypto {
       safetyNumber: p.blocked ? null : p.safetyNumber,
       encrypted: p.announced,
       blocked: !!p.blocked,
+      muted: !!p.muted,
     }));
   }
 

@@ -16,6 +16,7 @@ export const TYPE_RATCHET = 0x02;
 
 export const CONTENT_FRAME_KEY = 0x01;
 export const CONTENT_FRAME_KEY_ACK = 0x02;
+export const CONTENT_MUTE_STATE = 0x10;
 
 /** Offset of IK_A in a pqxdh-init payload (after version and type). */
 export const PUBLIC_IDENTITY_OFFSET = 2;
@@ -92,4 +93,15 @@ export function encodeFrameKeyAck(a) {
 export function parseFrameKeyAck(b) {
   if (b.length !== FRAME_KEY_ACK_SIZE || b[0] !== CONTENT_FRAME_KEY_ACK) throw new ProtocolError('invalid', 'frame key ack: malformed');
   return { senderIndex: readU32(b, 1), generation: readU32(b, 5), step: b[9] };
+}
+
+/** A mute-state message (§6.6): 0x10 then 0x01 (muted) or 0x00. */
+export function encodeMuteState(muted) {
+  return Uint8Array.of(CONTENT_MUTE_STATE, muted ? 1 : 0);
+}
+
+/** Decodes a mute-state message; true when muted. */
+export function parseMuteState(b) {
+  if (b.length !== 2 || b[0] !== CONTENT_MUTE_STATE || b[1] > 1) throw new ProtocolError('invalid', 'mute state: malformed');
+  return b[1] === 1;
 }

@@ -5,34 +5,17 @@
 // (default /testdata/). web/e2ee_test.go drives this page in Chromium.
 
 import { concat, equal, fromHex, scriptedRandom, toHex, u16, u32, u64, utf8 } from '../bytes.js';
-import { encodeFrameKey, encodeFrameKeyAck, parseFrameKey, parseFrameKeyAck } from '../envelope.js';
+import { encodeFrameKey, encodeFrameKeyAck, encodeMuteState, parseFrameKey, parseFrameKeyAck, parseMuteState } from '../envelope.js';
 import { FrameReceiver, FrameSealer, ackOf, kidOf } from '../framekeys.js';
 import { PrivateIdentity, PublicIdentity, safetyHalf, safetyNumber } from '../identity.js';
 import { hmacSha256, x25519, x25519KeyPair, x25519Public } from '../primitives.js';
 import { SFrameKey, ctrHmacOpen, ctrHmacSeal, decodeHeader, deriveKeySalt, encodeHeader, ratchetBaseKey, suiteParams } from '../sframe.js';
 import { nobleKem, webCryptoKem } from '../mlkem.js';
 import { KEM_PREKEY_LABEL, PQXDH_INFO, PrekeyStore, acceptSession, initiateSession, pqxdhSecret, verifyBundle } from '../pqxdh.js';
+import { assert, eqHex, harness } from './harness.js';
 
-const results = [];
-window.vectorResults = { done: false, results };
-
-function assert(cond, what) {
-  if (!cond) throw new Error(what);
-}
-
-function eqHex(got, wantHex, what) {
-  const g = toHex(got);
-  if (g !== wantHex.toLowerCase()) throw new Error(`${what}: got ${g}, want ${wantHex}`);
-}
-
-async function run(group, name, fn) {
-  try {
-    await fn();
-    results.push({ group, name, ok: true });
-  } catch (e) {
-    results.push({ group, name, ok: false, error: String(e && e.stack ? e.stack : e) });
-  }
-}
+const h = harness('vectorResults');
+const { run } = h;
 
 // JSON with 64-bit kid/ctr numbers read exactly (JSON.parse source text).
 function parseBig(text) {
@@ -342,17 +325,36 @@ async function sotto(v) {
   });
 }
 
+async function muteState(v) {
+  for (const m of v.mute_state) {
+    await run('mute.mute_state', m.encoded, async () => {
+      eqHex(encodeMuteState(m.muted), m.encoded, 'encoding');
+      assert(parseMuteState(fromHex(m.encoded)) === m.muted, 'decoding');
+    });
+  }
+  for (const bad of v.invalid) {
+    await run('mute.invalid', bad || '(empty)', async () => {
+      let refused = false;
+      try {
+        parseMuteState(fromHex(bad));
+      } catch {
+        refused = true;
+      }
+      assert(refused, 'accepted');
+    });
+  }
+}
+
 async function main() {
   const base = new URLSearchParams(location.search).get('testdata') || '/testdata/';
   try {
     await rfc9605(parseBig(await fetchText(base + 'rfc9605-test-vectors.json')));
     await sotto(JSON.parse(await fetchText(base + 'sotto-vectors.json')));
+    await muteState(JSON.parse(await fetchText(base + 'mute-state-vectors.json')));
   } catch (e) {
-    results.push({ group: 'setup', name: 'load', ok: false, error: String(e && e.stack ? e.stack : e) });
+    h.fail(e);
   }
-  const failed = results.filter((r) => !r.ok);
-  document.getElementById('out').textContent = `${results.length - failed.length}/${results.length} passed\n` + failed.map((r) => `FAIL ${r.group} ${r.name}: ${r.error}`).join('\n');
-  window.vectorResults = { done: true, results };
+  h.finish();
 }
 
 main();
