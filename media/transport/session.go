@@ -91,6 +91,7 @@ type Session struct {
 	integrity *ice.Integrity // of local.Pwd
 	paths     []*path
 	closed    bool
+	restarted bool // no check has come under the credentials of Restart yet
 
 	selected  atomic.Pointer[path] // where packets to the client go
 	pathReady chan struct{}        // closed when the first path is selected
@@ -173,8 +174,11 @@ func cmpLogger(a, b *slog.Logger) *slog.Logger {
 }
 
 // Restart takes new ICE credentials (an ICE restart): checks must use them
-// from now on. The DTLS session, the keys and the current path stay until
-// the client nominates a new one.
+// from now on. The DTLS session and the keys stay; the current path stays
+// until a check comes under the new credentials. That check is the
+// client's new agent speaking, which may already have dropped the old
+// path (pion's does as it restarts), so the relay sends there at once
+// rather than waiting for a nomination or for media.
 func (s *Session) Restart(local ice.Credentials) error {
 	// Lock order: a session's mu, then the transport's.
 	s.mu.Lock()
@@ -191,6 +195,7 @@ func (s *Session) Restart(local ice.Credentials) error {
 	s.t.byUfrag[local.Ufrag] = s
 	s.local = local
 	s.integrity = ice.NewIntegrity(local.Pwd)
+	s.restarted = true
 	return nil
 }
 
@@ -241,7 +246,7 @@ func (s *Session) Close() {
 
 // checked records an authenticated check from p; nominate makes p the
 // path packets to the client take. The first path checked is taken until
-// the client nominates one.
+// the client nominates one, and so is the first after a Restart.
 func (s *Session) checked(p path, nominate bool, now time.Time) {
 	s.heard.Store(now.UnixNano())
 	s.everHeard.Store(true)
@@ -271,8 +276,9 @@ func (s *Session) checked(p path, nominate bool, now time.Time) {
 		}
 	}
 	cur := s.selected.Load()
-	if nominate || cur == nil {
+	if nominate || cur == nil || s.restarted {
 		s.selected.Store(known)
+		s.restarted = false
 	}
 	if cur == nil {
 		close(s.pathReady)

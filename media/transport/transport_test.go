@@ -587,3 +587,68 @@ func TestFollowsTheClientsPath(t *testing.T) {
 		t.Errorf("stats %+v, want the unchecked packet as unknown source", st)
 	}
 }
+
+// TestRestartMovesToTheFirstNewCheck: after an ICE restart the relay sends
+// where the first check under the new credentials came from, nominated or
+// not: the client's new agent may have dropped its old path already.
+func TestRestartMovesToTheFirstNewCheck(t *testing.T) {
+	tr := listen(t, Config{})
+	c, s, _ := connect(t, tr, clientOptions{})
+	c.sendRTP(t, 1, "first")
+	c.receive(t, 1)
+
+	other, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	relay := ice.NewCredentials()
+	if err := s.Restart(relay); err != nil {
+		t.Fatal(err)
+	}
+	report, err := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 0x5e1f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, MaxPacket)
+	// readReport reads from other until the relay's report comes, skipping
+	// the check's response.
+	readReport := func() bool {
+		t.Helper()
+		_ = other.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		for {
+			n, _, err := other.ReadFrom(buf)
+			if err != nil {
+				return false
+			}
+			if buf[0] < 4 {
+				continue
+			}
+			dec, err := c.rx.DecryptRTCP(nil, buf[:n], nil)
+			if err != nil {
+				t.Fatalf("decrypt: %v", err)
+			}
+			pkts, err := rtcp.Unmarshal(dec)
+			if err != nil || len(pkts) != 1 {
+				t.Fatalf("relay's packet: %v %v", pkts, err)
+			}
+			return true
+		}
+	}
+	// Until a check comes under the new credentials, the old path stays.
+	if err := s.WriteRTCP(report); err != nil {
+		t.Fatal(err)
+	}
+	if readReport() {
+		t.Fatal("a report went to an address that never checked")
+	}
+	if _, err := other.WriteTo(bindingRequest(t, relay, ice.NewCredentials()), tr.UDPAddr()); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, "the relay to take the new check's path", func() bool {
+		if err := s.WriteRTCP(report); err != nil {
+			t.Fatal(err)
+		}
+		return readReport()
+	})
+}
