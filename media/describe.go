@@ -54,6 +54,7 @@ type remoteDescription struct {
 	fingerprints []transport.Fingerprint
 	setup        string // a=setup of the first usable m-line (or the session)
 	bundle       bool
+	cryptex      bool // a=cryptex (RFC 9335) for the session, or on every usable m-line
 	lines        []remoteMLine
 }
 
@@ -75,6 +76,8 @@ func parseRemote(text string) (*remoteDescription, error) {
 			rd.bundle = true
 		}
 	}
+	_, rd.cryptex = d.Attribute(sdp.AttrKeyCryptex)
+	mediaCryptex, usable := true, false
 	for _, md := range d.MediaDescriptions {
 		m := remoteMLine{
 			media:   md.MediaName.Media,
@@ -137,8 +140,13 @@ func parseRemote(text string) (*remoteDescription, error) {
 				rd.setup = sessSetup
 			}
 		}
+		if m.usable() {
+			_, ok := md.Attribute(sdp.AttrKeyCryptex)
+			mediaCryptex, usable = mediaCryptex && ok, true
+		}
 		rd.lines = append(rd.lines, m)
 	}
+	rd.cryptex = rd.cryptex || usable && mediaCryptex
 	for _, m := range rd.lines {
 		if !m.usable() {
 			continue
@@ -193,6 +201,7 @@ type negotiation struct {
 	levelID   uint8
 	rsize     bool
 	bundle    bool
+	cryptex   bool // the client's offer said a=cryptex: so does the relay
 	lines     []*localMLine
 	nextMid   int
 }
@@ -205,6 +214,7 @@ func newNegotiation(rd *remoteDescription) *negotiation {
 		remoteICE: rd.ice,
 		setup:     "passive",
 		bundle:    rd.bundle,
+		cryptex:   rd.cryptex,
 	}
 	if rd.setup == "passive" {
 		n.setup = "active"
@@ -291,6 +301,9 @@ func (n *negotiation) describe(offer bool, fingerprint string, candidates []stri
 	line("a=msid-semantic:WMS *")
 	line("a=fingerprint:%s", fingerprint)
 	line("a=ice-lite")
+	if n.cryptex {
+		line("a=cryptex")
+	}
 	if n.bundle {
 		var mids []string
 		for _, l := range n.lines {

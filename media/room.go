@@ -159,6 +159,7 @@ func (r *Room) newPeer(participantID string, rd *remoteDescription, pub *remoteM
 		Local:        n.local,
 		Fingerprints: rd.fingerprints,
 		Role:         n.role(),
+		Cryptex:      n.cryptex,
 		Logger:       p.log,
 	}, (*sessionHandler)(p))
 	if err != nil {

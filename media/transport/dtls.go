@@ -180,12 +180,18 @@ func (s *Session) installKeys(dc *dtls.Conn) error {
 	}()
 	// The replay window covers a repaired packet arriving well after the
 	// packets that overtook it (the relay asks again for 2.5 s at most).
+	cryptex := srtp.Cryptex(srtp.CryptexModeDisabled)
+	if s.cryptex {
+		// Enabled, not Required: RFC 9335 lets a sender leave a packet
+		// without extensions in the ordinary form.
+		cryptex = srtp.Cryptex(srtp.CryptexModeEnabled)
+	}
 	rx, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile,
-		srtp.SRTPReplayProtection(replayWindow), srtp.SRTCPReplayProtection(replayWindow))
+		srtp.SRTPReplayProtection(replayWindow), srtp.SRTCPReplayProtection(replayWindow), cryptex)
 	if err != nil {
 		return fmt.Errorf("transport: SRTP context: %w", err)
 	}
-	tx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	tx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile, cryptex)
 	if err != nil {
 		return fmt.Errorf("transport: SRTP context: %w", err)
 	}

@@ -65,7 +65,10 @@ type SessionConfig struct {
 	// handshake fails unless the client's certificate matches one.
 	Fingerprints []Fingerprint
 	Role         Role
-	Logger       *slog.Logger
+	// Cryptex: both sides said a=cryptex (RFC 9335), so the header
+	// extensions and CSRCs of RTP are encrypted both ways.
+	Cryptex bool
+	Logger  *slog.Logger
 }
 
 // maxPaths bounds the addresses a session keeps: a client checks a few
@@ -83,6 +86,7 @@ type Session struct {
 	t            *Transport
 	h            Handler
 	role         Role
+	cryptex      bool
 	fingerprints []Fingerprint
 	log          *slog.Logger
 
@@ -131,6 +135,7 @@ func (t *Transport) NewSession(cfg SessionConfig, h Handler) (*Session, error) {
 		t:            t,
 		h:            h,
 		role:         cfg.Role,
+		cryptex:      cfg.Cryptex,
 		fingerprints: cfg.Fingerprints,
 		log:          cmpLogger(cfg.Logger, t.log),
 		local:        cfg.Local,
