@@ -119,7 +119,7 @@ func TestListenOnlyReceivesEveryoneAndPublishesNothing(t *testing.T) {
 	}
 	carol.join(r, offer)
 	// Its m-line carries nothing either way.
-	if answer := carol.pc.RemoteDescription().SDP; !strings.Contains(answer, "a=inactive") || strings.Contains(answer, "a=sendonly") {
+	if answer := carol.joinAnswer; !strings.Contains(answer, "a=inactive") || strings.Contains(answer, "a=sendonly") {
 		t.Errorf("listen-only answer is not inactive:\n%s", answer)
 	}
 	carol.waitReceiving(t, 25, "alice", "bob")

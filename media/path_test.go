@@ -17,7 +17,7 @@ func TestClientAsDTLSServer(t *testing.T) {
 		t.Fatalf("offer has no a=setup:actpass:\n%s", offer)
 	}
 	bob.join(r, passive)
-	if answer := bob.pc.RemoteDescription().SDP; !strings.Contains(answer, "a=setup:active") {
+	if answer := bob.joinAnswer; !strings.Contains(answer, "a=setup:active") {
 		t.Fatalf("answer to a passive client:\n%s", answer)
 	}
 	alice.waitReceiving(t, 25, "bob")
