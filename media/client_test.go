@@ -47,6 +47,7 @@ type clientOptions struct {
 	tcpOnly       bool // reach the server over ICE-TCP only
 	holdOffers    bool // keep server offers until answerHeld (a slow client)
 	listenOnly    bool // offer one recvonly audio m-line and publish nothing
+	clearHeaders  bool // offer no cryptex (RFC 9335): header extensions in the clear
 	codec         webrtc.RTPCodecCapability
 	// uplink, if set, is the socket the client's media goes through (one
 	// that loses packets); such a client reads the RTCP on its sender, so
@@ -72,13 +73,14 @@ type remoteTrack struct {
 // it publishes RTP with known payloads and records what it receives, keyed
 // by the stream ID (the publisher's participant ID).
 type client struct {
-	t      testing.TB
-	id     string
-	pc     *webrtc.PeerConnection
-	tracks []*webrtc.TrackLocalStaticRTP
-	raw    *capturingTrack // tracks[0], for writing arbitrary RTP
-	peer   *Peer
-	joined chan struct{}
+	t          testing.TB
+	id         string
+	pc         *webrtc.PeerConnection
+	tracks     []*webrtc.TrackLocalStaticRTP
+	raw        *capturingTrack // tracks[0], for writing arbitrary RTP
+	peer       *Peer
+	joinAnswer string // the relay's answer to the join
+	joined     chan struct{}
 
 	level     atomic.Uint32 // RFC 6464 level sent on each packet
 	levelID   uint8
@@ -155,7 +157,11 @@ func newClient(t testing.TB, id string, opts clientOptions) (*client, string) {
 	if opts.tracks == 0 && !opts.listenOnly {
 		opts.tracks = 1
 	}
-	pc, err := clientAPI(t, opts).NewPeerConnection(webrtc.Configuration{})
+	cfg := webrtc.Configuration{}
+	if opts.clearHeaders {
+		cfg.RTPHeaderEncryptionPolicy = webrtc.RTPHeaderEncryptionPolicyDisable
+	}
+	pc, err := clientAPI(t, opts).NewPeerConnection(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +244,7 @@ func (c *client) tryJoin(r *Room, offer string) error {
 		return fmt.Errorf("%s: Join: %w", c.id, err)
 	}
 	c.peer = p
+	c.joinAnswer = answer
 	// Like any client, apply the answer before the server's offers.
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return fmt.Errorf("%s: set answer: %w", c.id, err)

@@ -1,29 +1,42 @@
-// Package media is Sotto's SFU-lite audio relay, built on pion/webrtc. It
-// keeps one PeerConnection per participant and, per room, forwards each
-// publisher's RTP to every other participant with the payload byte for byte
-// unchanged: the payload is end-to-end encrypted and the relay has no key.
-// RTCP is handled hop by hop.
+// Package media is Sotto's SFU-lite audio relay. Per room, it forwards
+// each publisher's RTP to every other participant with the payload byte
+// for byte unchanged: the payload is end-to-end encrypted and the relay has
+// no key. RTCP is handled hop by hop.
 //
 // This package must never import e2ee.
+//
+// # The packet path
+//
+// The relay owns its media path (package transport): all participants
+// share one UDP socket (and one ICE-TCP port), read and written in batches
+// by one goroutine. A participant's packets are told apart by their source
+// address, learned from its authenticated ICE checks, and decrypted in
+// place with its SRTP keys from a DTLS handshake of its own; each
+// subscriber's copy is built, encrypted into a slot of the batch and sent
+// with the rest of the batch in one system call. No goroutine hand-off and
+// no allocation lies between reading a packet and sending its copies. There
+// is no PeerConnection on the relay: pion's DTLS and SRTP do the
+// cryptography, the relay does the rest.
 //
 // # Sessions
 //
 // A participant joins with an SDP offer holding one audio m-line that sends
 // (sendrecv or sendonly) and offers Opus. The answer receives on that m-line
-// (recvonly) and is returned only after ICE gathering completed, so it holds
-// every server candidate; clients need not trickle. Every other
-// participant's audio arrives on server-added sendonly transceivers through
-// server-initiated renegotiation (PeerHandler.Offer, answered with
-// Peer.SetAnswer). A listen-only participant offers Opus on recvonly
-// m-lines only: the answer makes them inactive, it receives everyone, and
-// the others get no track of it.
+// (recvonly) and carries every candidate of the relay; clients need not
+// trickle. A trickled candidate that names no m-line of the session, or
+// another username fragment, fails with ErrCandidate; the others are not
+// needed. Every other participant's audio arrives on m-lines the relay adds
+// (sendonly) through server-initiated renegotiation (PeerHandler.Offer,
+// answered with Peer.SetAnswer). A listen-only participant offers Opus on
+// recvonly m-lines only: the answer makes them inactive, it receives
+// everyone, and the others get no track of it.
 //
 //   - On join, every other participant immediately gets an offer adding the
 //     newcomer's track, and the newcomer gets one offer with every existing
 //     publisher. Tracks are announced at join, before any RTP flows.
-//   - On leave, the others get an offer in which the leaver's transceiver is
-//     inactive (its msid is gone and the remote track ends). The transceiver
-//     is reused for the next publisher once that offer is answered, so the
+//   - On leave, the others get an offer in which the leaver's m-line is
+//     inactive (its msid is gone and the remote track ends). The m-line is
+//     reused for the next publisher once that offer is answered, so the
 //     SDP does not grow with churn. A reused m-line keeps its SSRC, and the
 //     relay keeps its sequence numbers and timestamps continuous: stacks
 //     that bind a receiver to the SSRC of its first description (aiortc)
@@ -31,6 +44,8 @@
 //     the latest offer.
 //   - One offer in flight per participant. Changes arriving meanwhile queue
 //     and go out together in a single offer after the answer.
+//   - A client's own offer (Peer.AnswerOffer) may restart ICE: the relay
+//     answers with new ICE credentials; the DTLS session and keys stay.
 //
 // # Track identity
 //
@@ -40,28 +55,29 @@
 //
 // # Media
 //
-// Only Opus (48 kHz, 2 channels) is negotiated, with the RFC 6464
-// audio-level extension and NACK feedback when the client offers it; no
-// RED, no other codec. The payload type is the one the client's offer gave
-// Opus. The answer and every offer state the fmtp line
-// "minptime=10;useinbandfec=1" for it, whatever the client offered
-// (forClient: pion, which echoes the client's, keeps its own copy). An offer without Opus audio fails with
-// ErrUnsupportedCodec; an unparsable offer, or one without a sending audio
-// m-line, with ErrInvalidSDP; a join this host cannot take now (out of file
-// descriptors or memory) with ErrUnavailable.
+// Only Opus (48 kHz, 2 channels) is negotiated, under the payload type the
+// client's offer gave it, with the format "minptime=10;useinbandfec=1",
+// and NACK feedback and the RFC 6464 audio-level extension when the client
+// offers them; no RED, no other codec. An offer without Opus audio fails
+// with ErrUnsupportedCodec; an unparsable offer, or one without a sending
+// audio m-line, ICE credentials or a DTLS fingerprint, with ErrInvalidSDP.
+// A join the relay cannot take now fails with ErrUnavailable.
 //
-// Only the participant's own stream (the first track on its offered audio
-// m-line) is forwarded; media on any other stream of its PeerConnection is
-// dropped and counted as unknown_ssrc. Per leg the relay rewrites the SSRC,
-// payload type and audio-level extension ID (each client picks its own),
-// never the payload. The audio level drives voice activity (speaking after
-// about 200 ms louder than -50 dBov, silent after 500 ms without), reported
-// through the room's onSpeaking callback on changes only.
+// Only the participant's own stream (the SSRC its offer declares on its
+// audio m-line, or the first one it sends if it declares none) is
+// forwarded; anything else it sends is dropped and counted as
+// unknown_ssrc, and RTP under another payload type as malformed. Per leg
+// the relay rewrites the SSRC, payload type and audio-level extension ID
+// (each client picks its own), never the payload. The audio level drives
+// voice activity (speaking after about 200 ms louder than -50 dBov, silent
+// after 500 ms without), reported through the room's onSpeaking callback
+// on changes only.
 //
 // RTCP: subscribers' receiver reports end at the relay, their NACKs are
 // answered from a per-publisher history of Config.NACKHistory packets; the
 // relay sends its own sender reports to subscribers and receiver reports to
-// publishers. Nothing is forwarded end to end.
+// publishers, once a second, in one compound packet per participant.
+// Nothing is forwarded end to end.
 //
 // Loss on the way from a publisher is repaired by the relay itself: it
 // keeps a receive window per published stream and sends the publisher a
@@ -76,10 +92,14 @@
 //
 // # Network
 //
-// All media share one UDP port (pion's UDP mux) and one ICE-TCP port. The
-// relay is an ICE-lite agent with host candidates only (or Config.PublicIPs
-// in their place behind a 1:1 NAT); the client does the connectivity checks,
-// so the relay learns the client's address from them and needs none of its
-// candidates. A trickled candidate that names no m-line of the session, or
-// another username fragment, fails with ErrCandidate.
+// All media share one UDP port and one ICE-TCP port. The relay is an
+// ICE-lite agent with host candidates only (or Config.PublicIPs in their
+// place behind a 1:1 NAT); the client does the connectivity checks, and
+// the relay sends on the path the client nominated or, if the client's
+// media comes over another path it checked, on that one. A client that
+// falls silent (no checks, no media) is reported through
+// PeerHandler.Connectivity and fails after Config.ICEFailedTimeout more.
+// The relay is DTLS server (a=setup:passive) unless the client's offer
+// insists on being one, and checks the client's certificate against the
+// fingerprint of its offer.
 package media

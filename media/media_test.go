@@ -269,7 +269,17 @@ func nackPacketAndExpectResend(t *testing.T, e *Engine, c *client, pub string, w
 	})
 }
 
+// TestSpeakingEvents: the audio level drives speaking events and reaches
+// subscribers, whether SRTP encrypts the header extensions (cryptex, RFC
+// 9335, which pion offers) or the client leaves them in the clear. The
+// relay says a=cryptex exactly when the client did.
 func TestSpeakingEvents(t *testing.T) {
+	for _, clear := range []bool{false, true} {
+		t.Run(fmt.Sprintf("clearHeaders=%v", clear), func(t *testing.T) { testSpeakingEvents(t, clear) })
+	}
+}
+
+func testSpeakingEvents(t *testing.T, clearHeaders bool) {
 	e := newTestEngine(t)
 	type event struct {
 		id       string
@@ -277,9 +287,15 @@ func TestSpeakingEvents(t *testing.T) {
 	}
 	events := make(chan event, 16)
 	r := e.NewRoom("speak", func(id string, speaking bool) { events <- event{id, speaking} })
-	alice := joinClient(t, r, "alice", clientOptions{})
-	bob := joinClient(t, r, "bob", clientOptions{})
+	alice := joinClient(t, r, "alice", clientOptions{clearHeaders: clearHeaders})
+	bob := joinClient(t, r, "bob", clientOptions{clearHeaders: clearHeaders})
 	alice.waitReceiving(t, 10, "bob")
+	for _, c := range []*client{alice, bob} {
+		desc := c.pc.CurrentRemoteDescription().SDP
+		if got := strings.Contains(desc, "a=cryptex\r\n"); got == clearHeaders {
+			t.Errorf("%s: the relay's description has a=cryptex %v; the client offered it %v:\n%s", c.id, got, !clearHeaders, desc)
+		}
+	}
 
 	next := func() event {
 		t.Helper()

@@ -116,7 +116,8 @@ func TestHistory(t *testing.T) {
 }
 
 func TestCheckOffer(t *testing.T) {
-	const head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+	const head = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
+		"a=ice-ufrag:abcd\r\na=ice-pwd:efghijklmnopqrstuvwxyz\r\na=fingerprint:sha-256 01:02:03\r\n"
 	for _, tc := range []struct {
 		name, sdp string
 		err       error
@@ -139,12 +140,16 @@ func TestCheckOffer(t *testing.T) {
 		{"garbage", "\x00\x01not sdp", ErrInvalidSDP, ""},
 		{"blank", " \r\n", ErrInvalidSDP, ""},
 	} {
-		pub, err := checkOffer(tc.sdp)
+		_, pub, err := checkOffer(tc.sdp)
 		if !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.err)
 		}
-		if pub.mid != tc.mid {
-			t.Errorf("%s: mid %q, want %q", tc.name, pub.mid, tc.mid)
+		var mid string
+		if pub != nil {
+			mid = pub.mid
+		}
+		if mid != tc.mid {
+			t.Errorf("%s: mid %q, want %q", tc.name, mid, tc.mid)
 		}
 	}
 }

@@ -2,16 +2,19 @@ package media
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
-	"github.com/pion/sdp/v3"
-	"github.com/pion/webrtc/v4"
+	pionice "github.com/pion/ice/v4"
+	"github.com/pion/rtp"
+
 	"github.com/sotto-voice/sotto/api"
+	"github.com/sotto-voice/sotto/media/ice"
+	"github.com/sotto-voice/sotto/media/transport"
 )
 
 // PeerHandler receives what media has to tell one participant. Media calls
@@ -24,58 +27,61 @@ type PeerHandler interface {
 	// Answer is the answer to a client's offer (Peer.AnswerOffer), such
 	// as an ICE restart: deliver it to the client.
 	Answer(sdp string)
-	// Candidate is a local ICE candidate gathered after the answer was made
-	// (the answer and offers already carry the candidates known then).
-	Candidate(c api.ICECandidate)
 	// Connectivity reports that the client fell silent (false: nothing,
 	// not even an ICE consent check, arrived for
 	// Config.ICEDisconnectedTimeout) or is heard again (true, also after
 	// an ICE restart).
 	Connectivity(connected bool)
-	// Failed reports that ICE or the peer connection failed or closed
-	// unexpectedly ("ICE failed", "peer connection failed", "peer
-	// connection closed", "renegotiation failed"; for logs). It is the last
-	// call; media has already closed the peer and the signaling layer drops
-	// the participant.
+	// Failed reports that the participant's media connection failed or
+	// closed unexpectedly ("ICE failed", "peer connection failed", "peer
+	// connection closed"; for logs). It is the last call; media has
+	// already closed the peer and the signaling layer drops the
+	// participant.
 	Failed(reason string)
 }
 
-// Peer is one participant's PeerConnection. Its audio m-line from the
+// Peer is one participant's session with the relay: its transport session
+// (ICE, DTLS, SRTP) and its SDP negotiation. Its audio m-line from the
 // initial offer is answered recvonly; every other participant's audio
-// reaches it on server-added sendonly transceivers through server-initiated
+// reaches it on m-lines the relay adds (sendonly) through server-initiated
 // renegotiation.
 //
 // Renegotiation rules: one server offer in flight at a time. Subscription
 // changes (a publisher joined or left) queue while an offer awaits its
 // answer and all go out together in one more offer after the answer. A
-// leaving publisher's transceiver becomes inactive, and is reused for the
-// next publisher once the client has answered the offer that freed it.
+// leaving publisher's m-line becomes inactive, and is reused for the next
+// publisher once the client has answered the offer that freed it.
 type Peer struct {
 	id       string
 	room     *Room
 	e        *Engine
-	pc       *webrtc.PeerConnection
+	sess     *transport.Session
 	log      *slog.Logger
 	pub      *publisher
-	pubMid   string // mid of the m-line carrying the participant's audio; "" = listen-only
 	rtcpSSRC uint32 // sender SSRC of our receiver reports and NACKs
 	events   *eventQueue
 	// rtt is the smoothed round-trip time to the client in nanoseconds,
 	// from its receiver reports on our streams; 0 until one arrives.
 	rtt atomic.Int64
 
+	// Scratch of the packet path: NACK answers (on the session's reading
+	// goroutine, which hands over one packet at a time) and reports (on
+	// the engine's tick).
+	nackBuf    []byte
+	nackHdr    rtp.Header
+	reportBuf  []byte
+	reportLegs []*leg
+
 	mu            sync.Mutex
-	answered      bool // the initial answer exists; later candidates trickle
+	neg           *negotiation
 	offerInFlight bool
-	answering     bool // a client offer is being answered; its answer carries the candidates
 	silent        bool // Connectivity(false) was the last report
 	ops           []subOp
 	subs          map[*publisher]*leg
-	legs          []*leg       // every leg ever added, to stop their senders on close
+	legs          []*leg       // every leg ever added
 	pendingDowns  []*downTrack // tracks in the offer in flight; forwarded once answered
 	free          []*leg       // inactive legs, negotiated, ready for reuse
 	freeing       []*leg       // legs going inactive in the offer in flight
-	trackTaken    bool
 	closed        bool
 }
 
@@ -94,50 +100,22 @@ func (p *Peer) isClosed() bool {
 	return p.closed
 }
 
-func (p *Peer) wire() {
-	p.pc.OnTrack(p.onTrack)
-	p.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		p.mu.Lock()
-		trickle := p.answered && !p.closed && !p.answering
-		p.mu.Unlock()
-		if !trickle {
-			return
-		}
-		init := c.ToJSON()
-		p.events.push(func(h PeerHandler) {
-			h.Candidate(api.ICECandidate{
-				Candidate:        init.Candidate,
-				SDPMid:           init.SDPMid,
-				SDPMLineIndex:    init.SDPMLineIndex,
-				UsernameFragment: init.UsernameFragment,
-			})
-		})
-	})
-	p.pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
-		switch s {
-		case webrtc.ICEConnectionStateFailed:
-			p.fail("ICE failed")
-		case webrtc.ICEConnectionStateDisconnected:
-			p.reportConnectivity(false)
-		case webrtc.ICEConnectionStateConnected:
-			p.reportConnectivity(true)
-		}
-	})
-	p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		switch s {
-		case webrtc.PeerConnectionStateFailed:
-			p.fail("peer connection failed")
-		case webrtc.PeerConnectionStateClosed:
-			p.fail("peer connection closed")
-		}
-	})
+// sessionHandler is a Peer as its transport session's handler.
+type sessionHandler Peer
+
+func (h *sessionHandler) RTP(pkt []byte, hdr *rtp.Header, now time.Time, w *transport.Writer) {
+	h.pub.receive(pkt, hdr, now, w)
 }
 
+func (h *sessionHandler) RTCP(pkt []byte, now time.Time, w *transport.Writer) {
+	(*Peer)(h).handleRTCP(pkt, now, w)
+}
+
+func (h *sessionHandler) Connectivity(connected bool) { (*Peer)(h).reportConnectivity(connected) }
+func (h *sessionHandler) Failed(reason string)        { (*Peer)(h).fail(reason) }
+
 // reportConnectivity tells the handler when the client falls silent or is
-// heard again; the first connection is not news.
+// heard again.
 func (p *Peer) reportConnectivity(connected bool) {
 	p.mu.Lock()
 	changed := !p.closed && p.silent == connected
@@ -148,66 +126,14 @@ func (p *Peer) reportConnectivity(connected bool) {
 	}
 }
 
-// fail closes the peer and reports reason to its handler. Pion calls it from
-// its own callbacks, where closing the PeerConnection inline could deadlock.
+// fail closes the peer and reports reason to its handler. The transport
+// calls it from its own goroutines, which closing the session inline
+// would wait for.
 func (p *Peer) fail(reason string) {
 	if p.isClosed() {
 		return
 	}
 	p.e.goTracked(func() { _ = p.closeWith(reason) })
-}
-
-// onTrack accepts the participant's one audio stream: the first track on the
-// m-line of its publication. Anything else is read and dropped as
-// unknown_ssrc.
-func (p *Peer) onTrack(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-	mid := ""
-	for _, t := range p.pc.GetTransceivers() {
-		if t.Receiver() == receiver {
-			mid = t.Mid()
-			break
-		}
-	}
-	p.mu.Lock()
-	take := !p.closed && !p.trackTaken && p.pubMid != "" && mid == p.pubMid && track.Kind() == webrtc.RTPCodecTypeAudio
-	if take {
-		p.trackTaken = true
-	}
-	p.mu.Unlock()
-	if !take {
-		p.log.Warn("dropping media on a stream the participant does not own",
-			"ssrc", track.SSRC(), "mid", mid)
-		p.e.goTracked(func() { p.drainUnowned(track) })
-		return
-	}
-	for _, ext := range receiver.GetParameters().HeaderExtensions {
-		if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 256 {
-			p.pub.levelID.Store(uint32(ext.ID))
-		}
-	}
-	p.e.goTracked(func() {
-		p.e.counters.tracks.Add(1)
-		defer p.e.counters.tracks.Add(-1)
-		p.pub.forward(track)
-	})
-	p.e.goTracked(func() { p.readPublisherRTCP(receiver) })
-}
-
-func (p *Peer) drainUnowned(track *webrtc.TrackRemote) {
-	buf := make([]byte, maxPacketSize)
-	for failures := 0; failures < maxReadFailures; {
-		_, _, err := track.Read(buf)
-		switch {
-		case err == nil:
-			failures = 0
-			p.e.counters.drop(dropUnknownSSRC)
-		case errors.Is(err, io.EOF) || p.isClosed():
-			return
-		default:
-			failures++
-			p.e.counters.drop(dropUnknownSSRC)
-		}
-	}
 }
 
 // queue records a subscription change; negotiate sends it. Callers hold the
@@ -225,39 +151,17 @@ func (p *Peer) queue(pub *publisher, add bool) {
 func (p *Peer) negotiate() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.offerInFlight || p.answering || len(p.ops) == 0 {
+	if p.closed || p.offerInFlight || len(p.ops) == 0 || !p.applyOps() {
 		return
 	}
-	if !p.applyOps() {
-		return
-	}
-	offer, err := p.pc.CreateOffer(nil)
-	if err == nil {
-		err = p.pc.SetLocalDescription(offer)
-	}
-	var desc string
-	if err == nil {
-		desc, err = forClient(p.pc.LocalDescription().SDP)
-	}
-	switch {
-	case errors.Is(err, webrtc.ErrConnectionClosed):
-		// Closed under us (the client went away): the state callback
-		// fails the peer.
-		return
-	case err != nil:
-		// The PeerConnection can no longer follow the room: drop the
-		// participant rather than leave it deaf to newcomers.
-		p.log.Error("renegotiation offer", "err", err)
-		p.e.goTracked(func() { _ = p.closeWith("renegotiation failed") })
-		return
-	}
+	sdp := p.neg.describe(true, p.e.tr.Fingerprint(), p.e.candidates)
 	p.offerInFlight = true
-	p.events.push(func(h PeerHandler) { h.Offer(desc) })
+	p.events.push(func(h PeerHandler) { h.Offer(sdp) })
 }
 
-// applyOps turns the queued changes into transceiver changes. The last
-// change queued for a publisher wins; removals go first so an offer never
-// carries a publisher twice. It reports whether anything changed.
+// applyOps turns the queued changes into leg changes. The last change
+// queued for a publisher wins; removals go first so an offer never carries
+// a publisher twice. It reports whether anything changed.
 func (p *Peer) applyOps() bool {
 	want := make(map[*publisher]bool, len(p.ops))
 	order := make([]*publisher, 0, len(p.ops))
@@ -279,54 +183,36 @@ func (p *Peer) applyOps() bool {
 		if _, ok := p.subs[pub]; ok || !want[pub] || pub.closed.Load() {
 			continue
 		}
-		if err := p.subscribe(pub); err != nil {
-			p.log.Error("subscribe", "publisher", pub.id, "err", err)
-			continue
-		}
+		p.subscribe(pub)
 		changed = true
 	}
 	return changed
 }
 
-func (p *Peer) subscribe(pub *publisher) error {
-	d := &downTrack{pub: pub}
+// subscribe puts pub on a free leg, or a new one; its packets flow once
+// the client has answered.
+func (p *Peer) subscribe(pub *publisher) {
+	var l *leg
 	if n := len(p.free); n > 0 {
-		l := p.free[n-1]
-		d.leg = l
-		if err := l.tr.SetSender(l.sender, d); err != nil {
-			return fmt.Errorf("reuse transceiver: %w", err)
-		}
-		p.free = p.free[:n-1]
-		p.subs[pub] = l
-		p.pendingDowns = append(p.pendingDowns, d)
-		return nil
+		l, p.free = p.free[n-1], p.free[:n-1]
+	} else {
+		l = &leg{ssrc: randomSSRC()}
+		p.neg.addLeg(l)
+		p.legs = append(p.legs, l)
 	}
-	l := &leg{}
-	d.leg = l
-	tr, err := p.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		return fmt.Errorf("add transceiver: %w", err)
-	}
-	l.tr, l.sender = tr, tr.Sender()
-	p.legs = append(p.legs, l)
+	l.offered = pub
 	p.subs[pub] = l
-	p.pendingDowns = append(p.pendingDowns, d)
-	p.e.goTracked(func() { p.readLegRTCP(l) })
-	return nil
+	p.pendingDowns = append(p.pendingDowns, &downTrack{pub: pub, leg: l})
 }
 
+// unsubscribe stops pub on its leg, which goes inactive in the next offer
+// and is free once that is answered. The leg keeps its SSRC.
 func (p *Peer) unsubscribe(pub *publisher, l *leg) {
 	if d := l.cur.Swap(nil); d != nil {
 		pub.removeDown(d)
 	}
 	delete(p.subs, pub)
-	// Detaching the track unbinds it and turns the transceiver inactive; the
-	// sender, and so the leg's SSRC, is kept for reuse.
-	if err := l.tr.SetSender(l.sender, nil); err != nil {
-		// Only a transceiver stopped by a closing PeerConnection refuses.
-		p.log.Debug("detach track", "publisher", pub.id, "err", err)
-		return
-	}
+	l.offered = nil
 	p.freeing = append(p.freeing, l)
 }
 
@@ -342,13 +228,18 @@ func (p *Peer) SetAnswer(answer string) error {
 		p.mu.Unlock()
 		return fmt.Errorf("peer %q: %w", p.id, ErrNoOfferPending)
 	}
-	err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer})
+	rd, err := parseRemote(answer)
+	if err == nil {
+		err = p.neg.sameLines(rd)
+	}
 	if err != nil {
 		p.mu.Unlock()
-		return fmt.Errorf("peer %q: set answer: %w: %v", p.id, ErrInvalidSDP, err)
+		return fmt.Errorf("peer %q: set answer: %w", p.id, err)
 	}
+	p.neg.remoteICE = rd.ice
 	p.offerInFlight = false
 	for _, d := range p.pendingDowns {
+		d.binding.Store(&binding{ssrc: d.leg.ssrc, pt: p.neg.pt, levelID: p.neg.levelID, sess: p.sess})
 		d.leg.cur.Store(d)
 		d.pub.addDown(d)
 	}
@@ -360,101 +251,78 @@ func (p *Peer) SetAnswer(answer string) error {
 	return nil
 }
 
-// AnswerOffer applies an offer from the client, such as an ICE restart
+// AnswerOffer answers an offer from the client, such as an ICE restart
 // (new ICE credentials, same m-lines; the DTLS session and the keys stay),
-// and delivers the answer through PeerHandler.Answer once ICE gathering is
-// complete, so that it carries the server's candidates. The offer must
-// keep every m-line of the session, in order: the client cannot add or
-// remove media this way. It fails with ErrOfferCollision while an offer
-// of the server's awaits the client's answer (the client answers it, then
-// offers again), and with ErrInvalidSDP for an offer that cannot be used.
+// through PeerHandler.Answer. The offer must keep every m-line of the
+// session, in order: the client cannot add or remove media this way. It
+// fails with ErrOfferCollision while an offer of the server's awaits the
+// client's answer (the client answers it, then offers again), and with
+// ErrInvalidSDP for an offer that cannot be used. The answer is ready at
+// once: ctx only stops an offer whose request is gone.
 func (p *Peer) AnswerOffer(ctx context.Context, offer string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("peer %q: answer: %w", p.id, err)
+	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch {
 	case p.closed:
-		p.mu.Unlock()
 		return fmt.Errorf("peer %q: %w", p.id, ErrClosed)
-	case p.offerInFlight || p.answering:
-		p.mu.Unlock()
+	case p.offerInFlight:
 		return fmt.Errorf("peer %q: %w", p.id, ErrOfferCollision)
 	}
-	if err := sameMLines(p.pc.CurrentRemoteDescription(), offer); err != nil {
-		p.mu.Unlock()
-		return fmt.Errorf("peer %q: %w", p.id, err)
+	rd, err := parseRemote(offer)
+	if err == nil {
+		err = p.neg.sameLines(rd)
 	}
-	// No server offer may start while the client's is answered; candidates
-	// gathered meanwhile go out in the answer rather than ahead of it.
-	p.answering = true
-	p.mu.Unlock()
-	sdp, err := p.answerClientOffer(ctx, offer)
-	p.mu.Lock()
-	p.answering = false
-	if err == nil && !p.closed {
-		p.events.push(func(h PeerHandler) { h.Answer(sdp) })
-	}
-	p.mu.Unlock()
-	p.negotiate()
 	if err != nil {
 		return fmt.Errorf("peer %q: %w", p.id, err)
 	}
+	if rd.ice != p.neg.remoteICE {
+		local := ice.NewCredentials()
+		if err := p.sess.Restart(local); err != nil {
+			return fmt.Errorf("peer %q: ICE restart: %w", p.id, err)
+		}
+		p.neg.local, p.neg.remoteICE = local, rd.ice
+	}
+	sdp := p.neg.describe(false, p.e.tr.Fingerprint(), p.e.candidates)
+	p.events.push(func(h PeerHandler) { h.Answer(sdp) })
 	return nil
 }
 
-// answerClientOffer applies a client's offer and returns the answer once a
-// restarted ICE agent has gathered its candidates.
-func (p *Peer) answerClientOffer(ctx context.Context, offer string) (string, error) {
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", offerError(err)
-	}
-	// An ICE restart has begun gathering in SetRemoteDescription; otherwise
-	// gathering is long complete and this is closed already.
-	gathered := webrtc.GatheringCompletePromise(p.pc)
-	answer, err := p.pc.CreateAnswer(nil)
-	if err == nil {
-		err = p.pc.SetLocalDescription(answer)
+// AddCandidate checks a remote trickled candidate: one that does not fit
+// the session fails with ErrCandidate (see checkCandidate). An empty
+// candidate marks the end of candidates. An ICE-lite relay has no use for
+// the client's candidates: the client's checks bring its addresses.
+func (p *Peer) AddCandidate(c api.ICECandidate) error {
+	p.mu.Lock()
+	closed, err := p.closed, checkCandidate(p.neg, c)
+	p.mu.Unlock()
+	if closed {
+		return fmt.Errorf("peer %q: %w", p.id, ErrClosed)
 	}
 	if err != nil {
-		// The offer is applied: a failure here is the PeerConnection's.
-		return "", fmt.Errorf("answer: %w", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", fmt.Errorf("gather candidates: %w", ctx.Err())
-	}
-	return forClient(p.pc.LocalDescription().SDP)
-}
-
-// AddCandidate adds a remote trickled candidate. One that does not fit
-// the session fails with ErrCandidate (see checkCandidate). An empty
-// candidate marks the end of candidates, which an ICE-lite server has no
-// use for.
-func (p *Peer) AddCandidate(c api.ICECandidate) error {
-	if remote := p.pc.RemoteDescription(); remote != nil {
-		if err := checkCandidate(remote.SDP, c); err != nil {
-			return fmt.Errorf("peer %q: %w", p.id, err)
-		}
+		return fmt.Errorf("peer %q: %w", p.id, err)
 	}
 	if c.Candidate == "" {
 		return nil
 	}
-	if p.isClosed() {
-		return fmt.Errorf("peer %q: %w", p.id, ErrClosed)
-	}
-	err := p.pc.AddICECandidate(webrtc.ICECandidateInit{
-		Candidate:        c.Candidate,
-		SDPMid:           c.SDPMid,
-		SDPMLineIndex:    c.SDPMLineIndex,
-		UsernameFragment: c.UsernameFragment,
-	})
-	if err != nil {
+	if _, err := pionice.UnmarshalCandidate(strings.TrimPrefix(c.Candidate, "candidate:")); err != nil {
 		return fmt.Errorf("peer %q: add candidate: %w", p.id, err)
 	}
 	return nil
 }
 
-// Close makes the participant leave: its PeerConnection closes and the
-// others renegotiate to drop its track. The handler gets no further calls.
+// abandon drops a peer that never joined its room.
+func (p *Peer) abandon() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.sess.Close()
+}
+
+// Close makes the participant leave: its session closes and the others
+// renegotiate to drop its track. The handler gets no further calls.
 func (p *Peer) Close() error { return p.closeWith("") }
 
 func (p *Peer) closeWith(reason string) error {
@@ -470,7 +338,6 @@ func (p *Peer) closeWith(reason string) error {
 			downs = append(downs, d)
 		}
 	}
-	legs := p.legs
 	p.mu.Unlock()
 
 	p.pub.closed.Store(true)
@@ -484,15 +351,8 @@ func (p *Peer) closeWith(reason string) error {
 	for _, d := range downs {
 		d.pub.removeDown(d)
 	}
-	err := p.pc.Close()
-	// A leg parked inactive is detached from its transceiver, so closing the
-	// PeerConnection does not stop its sender (and its RTCP reader).
-	for _, l := range legs {
-		_ = l.sender.Stop()
-	}
+	p.sess.Close()
+	p.pub.stopped()
 	p.e.counters.peers.Add(-1)
-	if err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
-		return fmt.Errorf("peer %q: close: %w", p.id, err)
-	}
 	return nil
 }

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/pion/webrtc/v4"
+	"github.com/sotto-voice/sotto/media/transport"
 )
 
 // Room forwards each participant's audio to every other participant.
@@ -22,14 +21,8 @@ type Room struct {
 	mu     sync.Mutex
 	peers  map[string]*Peer
 	closed bool
-	done   chan struct{}
+	ticked []*Peer // the engine's tick's copy of peers, reused
 }
-
-// How often the room evaluates voice activity and sends receiver reports.
-const (
-	roomTick           = 100 * time.Millisecond
-	receiverReportTick = 10 // in room ticks: one report per second per publisher
-)
 
 func newRoom(e *Engine, name string, onSpeaking func(string, bool)) *Room {
 	return &Room{
@@ -38,46 +31,23 @@ func newRoom(e *Engine, name string, onSpeaking func(string, bool)) *Room {
 		log:        e.log.With("room", name),
 		onSpeaking: onSpeaking,
 		peers:      make(map[string]*Peer),
-		done:       make(chan struct{}),
 	}
 }
 
-func (r *Room) start() {
-	if !r.e.goTracked(r.loop) {
-		r.markClosed()
-	}
-}
-
-func (r *Room) markClosed() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed {
-		r.closed = true
-		close(r.done)
-	}
-}
-
-func (r *Room) loop() {
-	t := time.NewTicker(roomTick)
-	defer t.Stop()
-	var peers []*Peer // reused: the loop runs ten times a second per room
-	for n := 1; ; n++ {
-		select {
-		case <-r.done:
-			return
-		case now := <-t.C:
-			peers = r.appendPeers(peers[:0])
-			for _, p := range peers {
-				if changed, speaking := p.pub.speech.evaluate(now.UnixNano()); changed && r.onSpeaking != nil {
-					r.onSpeaking(p.id, speaking)
-				}
-				if n%receiverReportTick == 0 {
-					p.sendReceiverReport(now)
-				}
-			}
-			clear(peers) // hold no closed peer until the next tick
+// tick is the room's share of the engine's periodic work at time now, in
+// tick n: voice activity every tick, RTCP reports every reportTick.
+func (r *Room) tick(now time.Time, n int) {
+	peers := r.appendPeers(r.ticked[:0])
+	for _, p := range peers {
+		if changed, speaking := p.pub.speech.evaluate(now.UnixNano()); changed && r.onSpeaking != nil {
+			r.onSpeaking(p.id, speaking)
+		}
+		if n%reportTick == 0 {
+			p.sendReports(now)
 		}
 	}
+	clear(peers) // hold no closed peer until the next tick
+	r.ticked = peers[:0]
 }
 
 func (r *Room) appendPeers(peers []*Peer) []*Peer {
@@ -94,56 +64,30 @@ func (r *Room) appendPeers(peers []*Peer) []*Peer {
 // Opus; the answer receives on it (recvonly). An offer whose Opus m-lines
 // only receive (recvonly) joins a listen-only participant: it receives
 // everyone and the others get no track of it. Errors wrap ErrInvalidSDP or
-// ErrUnsupportedCodec for bad offers. The answer is made after ICE
-// gathering completed, so it carries every server candidate. Once joined,
-// the participant gets the other participants' audio through h.Offer, and
-// they get its audio the same way.
+// ErrUnsupportedCodec for bad offers. The answer carries every candidate
+// of the relay. Once joined, the participant gets the other participants'
+// audio through h.Offer, and they get its audio the same way. The answer
+// is made at once: ctx only stops a join whose request is gone.
 func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, h PeerHandler) (*Peer, string, error) {
-	pub, err := checkOffer(offerSDP)
+	rd, pub, err := checkOffer(offerSDP)
 	if err != nil {
+		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
 	}
 	if err := r.admissible(participantID); err != nil {
 		return nil, "", err
 	}
-	pc, err := r.e.api.NewPeerConnection(webrtc.Configuration{})
+	p, answer, err := r.newPeer(participantID, rd, pub)
 	if err != nil {
-		// Nothing of the offer is used yet: the failure is this host's.
-		return nil, "", fmt.Errorf("join room %q: %w: %w", r.name, ErrUnavailable, err)
-	}
-	p := &Peer{
-		id:       participantID,
-		room:     r,
-		e:        r.e,
-		pc:       pc,
-		log:      r.log.With("participant", participantID),
-		pubMid:   pub.mid,
-		rtcpSSRC: randomSSRC(),
-		events:   newEventQueue(),
-		subs:     make(map[*publisher]*leg),
-	}
-	p.pub = newPublisher(p, r.e.cfg.NACKHistory)
-	p.wire()
-
-	answer, err := answerOffer(ctx, pc, offerSDP)
-	if err == nil {
-		answer, err = forClient(answer)
-	}
-	if err != nil {
-		p.mu.Lock()
-		p.closed = true
-		p.mu.Unlock()
-		_ = pc.Close()
 		return nil, "", fmt.Errorf("join room %q: %w", r.name, err)
 	}
 
 	r.mu.Lock()
 	if err := r.admissibleLocked(participantID); err != nil {
 		r.mu.Unlock()
-		p.mu.Lock()
-		p.closed = true
-		p.mu.Unlock()
-		_ = pc.Close()
+		p.abandon()
 		return nil, "", err
 	}
 	others := make([]*Peer, 0, len(r.peers))
@@ -152,15 +96,12 @@ func (r *Room) Join(ctx context.Context, participantID string, offerSDP string, 
 	}
 	r.peers[participantID] = p
 	r.e.counters.peers.Add(1)
-	p.mu.Lock()
-	p.answered = true
-	p.mu.Unlock()
 	// A listen-only participant (no publication) is nobody's subscription.
 	for _, q := range others {
-		if q.pubMid != "" {
+		if q.pub.publishes {
 			p.queue(q.pub, true)
 		}
-		if pub.mid != "" {
+		if p.pub.publishes {
 			q.queue(p.pub, true)
 		}
 	}
@@ -193,51 +134,41 @@ func (r *Room) admissibleLocked(id string) error {
 	return nil
 }
 
-// answerOffer applies the offer and returns the answer once ICE gathering
-// is complete, so clients that do not trickle get every candidate.
-func answerOffer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
-	err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer})
+// newPeer starts the participant's transport session and answers its
+// offer.
+func (r *Room) newPeer(participantID string, rd *remoteDescription, pub *remoteMLine) (*Peer, string, error) {
+	n := newNegotiation(rd)
+	p := &Peer{
+		id:       participantID,
+		room:     r,
+		e:        r.e,
+		neg:      n,
+		log:      r.log.With("participant", participantID),
+		rtcpSSRC: randomSSRC(),
+		events:   newEventQueue(),
+		subs:     make(map[*publisher]*leg),
+	}
+	p.pub = newPublisher(p, r.e.cfg.NACKHistory)
+	if pub != nil {
+		p.pub.publishes, p.pub.pt = true, uint8(pub.opusPT)
+		p.pub.ssrc.Store(pub.ssrc)
+		p.pub.levelID.Store(uint32(pub.levelID))
+	}
+	var err error
+	p.sess, err = r.e.tr.NewSession(transport.SessionConfig{
+		Local:        n.local,
+		Fingerprints: rd.fingerprints,
+		Role:         n.role(),
+		Cryptex:      n.cryptex,
+		Logger:       p.log,
+	}, (*sessionHandler)(p))
 	if err != nil {
-		return "", offerError(err)
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return "", offerError(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		if exhausted(err) {
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		if errors.Is(err, transport.ErrClosed) {
+			return nil, "", ErrClosed
 		}
-		return "", fmt.Errorf("set local description: %w", err)
+		return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", fmt.Errorf("gather candidates: %w", ctx.Err())
-	}
-	return pc.LocalDescription().SDP, nil
-}
-
-// offerError classifies a failure to apply or answer an offer that
-// checkOffer accepted. pion reports the host running out of file
-// descriptors or memory (it opens a netlink socket per ICE agent) through
-// the same calls that reject a bad offer; only the rest is the offer's fault.
-func offerError(err error) error {
-	if exhausted(err) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return fmt.Errorf("%w: %v", ErrInvalidSDP, err)
-}
-
-// exhausted reports whether err is this host running out of a resource.
-func exhausted(err error) bool {
-	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
-		if errors.Is(err, errno) {
-			return true
-		}
-	}
-	return false
+	return p, n.describe(false, r.e.tr.Fingerprint(), r.e.candidates), nil
 }
 
 // removePeer takes a leaving peer out of the room and has the others
@@ -271,7 +202,6 @@ func (r *Room) Close() error {
 		return nil
 	}
 	r.closed = true
-	close(r.done)
 	peers := make([]*Peer, 0, len(r.peers))
 	for _, p := range r.peers {
 		peers = append(peers, p)

@@ -2,56 +2,183 @@ package media
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
-	"io"
 	"math/rand/v2"
 	"time"
 
-	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
+
+	"github.com/sotto-voice/sotto/media/transport"
 )
 
-// RTCP is terminated hop by hop. Toward subscribers the server is the sender
-// (pion's SenderInterceptor writes sender reports for each leg) and it reads
-// every leg's RTCP: receiver reports give the round-trip time to the
-// participant, NACKs are answered from the publisher's history. Toward
-// publishers the server is the receiver: it sends its own receiver reports
-// (sendReceiverReport) and NACKs for lost packets (askRepairs), and reads
-// their sender reports. Nothing is forwarded end to end.
+// RTCP is terminated hop by hop. Toward subscribers the relay is the
+// sender: it sends sender reports for each leg and reads the subscriber's
+// RTCP, whose receiver reports give the round-trip time to the participant
+// and whose NACKs are answered from the publisher's history. Toward
+// publishers the relay is the receiver: it sends its own receiver reports
+// and NACKs for lost packets (askRepairs), and reads their sender reports.
+// Nothing is forwarded end to end, and nothing here allocates, so a burst
+// of NACKs after a loss costs no garbage.
 
-func registerSenderReports(ir *interceptor.Registry) error {
-	f, err := report.NewSenderInterceptor()
-	if err != nil {
-		return fmt.Errorf("media: sender reports: %w", err)
+// handleRTCP takes a participant's compound RTCP: NACKs about its legs are
+// answered from the publishers' histories, report blocks give its round
+// trip, and its sender reports go into the receiver reports about its own
+// stream.
+func (p *Peer) handleRTCP(pkt []byte, now time.Time, w *transport.Writer) {
+	forEachNACK(pkt, func(mediaSSRC uint32, seq uint16) { p.answerNACK(mediaSSRC, seq, w) })
+	forEachReportDelay(pkt, func(lsr, dlsr uint32) { p.observeRTT(now, lsr, dlsr) })
+	if ntp, ok := senderReportNTP(pkt); ok {
+		p.pub.recv.senderReport(now, ntp)
 	}
-	ir.Add(f)
+}
+
+// answerNACK resends packet legSeq of the leg with SSRC mediaSSRC
+// from the history of the publisher the leg carries now. The transport
+// hands a session's packets over one at a time, so the peer's NACK
+// buffers need no lock.
+func (p *Peer) answerNACK(mediaSSRC uint32, legSeq uint16, w *transport.Writer) {
+	d := p.legTrack(mediaSSRC)
+	if d == nil {
+		return
+	}
+	b, off := d.binding.Load(), d.offsets.Load()
+	if b == nil || off == nil {
+		return
+	}
+	c := &p.e.counters
+	// Only sequence numbers this publisher wrote on the leg.
+	if !d.ours(legSeq, off) {
+		c.nacksMissed.Add(1)
+		return
+	}
+	if p.nackBuf == nil {
+		p.nackBuf = make([]byte, maxPacketSize)
+	}
+	n := d.pub.history.load(legSeq-off.seq, p.nackBuf)
+	if n == 0 {
+		c.nacksMissed.Add(1)
+		return
+	}
+	if _, err := p.nackHdr.Unmarshal(p.nackBuf[:n]); err != nil {
+		c.nacksMissed.Add(1)
+		return
+	}
+	payload, ok := rtpPayload(p.nackBuf[:n])
+	if !ok {
+		c.nacksMissed.Add(1)
+		return
+	}
+	var level []byte
+	if levelID := uint8(d.pub.levelID.Load()); levelID != 0 {
+		if level = p.nackHdr.GetExtension(levelID); len(level) > 0 {
+			level = level[:1]
+		}
+	}
+	size := marshalLeg(w.Buffer(), b, p.nackHdr.Marker, legSeq, p.nackHdr.Timestamp+off.ts, payload, level)
+	if size == 0 || !w.WriteRTP(b.sess, size) {
+		c.drop(dropWriteError)
+		return
+	}
+	c.nacksAnswered.Add(1)
+}
+
+// legTrack is the track on the leg with SSRC ssrc, nil if none.
+func (p *Peer) legTrack(ssrc uint32) *downTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.legs {
+		if l.ssrc == ssrc {
+			return l.cur.Load()
+		}
+	}
 	return nil
 }
 
-// readLegRTCP consumes the RTCP a subscriber sends about one leg until the
-// leg's sender stops. Reading keeps pion's buffers drained; NACKs are
-// answered from the current publisher's history. Nothing here allocates, so
-// a burst of NACKs after a loss costs no garbage.
-func (p *Peer) readLegRTCP(l *leg) {
-	buf := make([]byte, maxPacketSize)
-	resend := make([]byte, maxPacketSize)
-	var pkt rtp.Packet
-	for {
-		n, _, err := l.sender.Read(buf)
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || p.isClosed() {
-				return
-			}
+// askRepairs sends the publisher a NACK for the lost packets of its
+// stream ssrc that are due to be asked for, and counts those given up.
+func (pub *publisher) askRepairs(now time.Time, ssrc uint32, w *transport.Writer) {
+	c := &pub.peer.e.counters
+	seqs, givenUp := pub.gaps.due(now, time.Duration(pub.peer.rtt.Load()), pub.nackSeqs[:0])
+	pub.nackSeqs = seqs
+	if givenUp > 0 {
+		c.upstreamGivenUp.Add(uint64(givenUp))
+	}
+	if len(seqs) == 0 {
+		return
+	}
+	pub.nack.Nacks = appendNACKPairs(pub.nack.Nacks[:0], seqs)
+	// RFC 4585 section 6.2.1: transport-layer feedback, FMT 1.
+	buf := w.Buffer()
+	n := 12 + 4*len(pub.nack.Nacks)
+	if n+srtpOverhead+4 > len(buf) {
+		return
+	}
+	buf[0], buf[1] = 0x80|rtcp.FormatTLN, byte(rtcp.TypeTransportSpecificFeedback)
+	binary.BigEndian.PutUint16(buf[2:], uint16(n/4-1))
+	binary.BigEndian.PutUint32(buf[4:], pub.peer.rtcpSSRC)
+	binary.BigEndian.PutUint32(buf[8:], ssrc)
+	for i, pair := range pub.nack.Nacks {
+		binary.BigEndian.PutUint16(buf[12+4*i:], pair.PacketID)
+		binary.BigEndian.PutUint16(buf[14+4*i:], uint16(pair.LostPackets))
+	}
+	if !w.WriteRTCP(pub.peer.sess, n) {
+		return
+	}
+	c.upstreamNACKs.Add(uint64(len(seqs)))
+}
+
+// maxReportSize keeps a compound report within one datagram.
+const maxReportSize = 1000
+
+// sendReports sends the participant, in one compound packet per second,
+// the relay's receiver report about its stream and a sender report for
+// each leg the relay sends it. The engine's tick calls it.
+func (p *Peer) sendReports(now time.Time) {
+	buf := p.reportBuf[:0]
+	if rep, ok := p.pub.recv.report(now); ok {
+		// RR with one report block (RFC 3550 section 6.4.2).
+		buf = append(buf, 0x81, byte(rtcp.TypeReceiverReport), 0, 7)
+		buf = binary.BigEndian.AppendUint32(buf, p.rtcpSSRC)
+		buf = binary.BigEndian.AppendUint32(buf, rep.SSRC)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(rep.FractionLost)<<24|rep.TotalLost&0xffffff)
+		buf = binary.BigEndian.AppendUint32(buf, rep.LastSequenceNumber)
+		buf = binary.BigEndian.AppendUint32(buf, rep.Jitter)
+		buf = binary.BigEndian.AppendUint32(buf, rep.LastSenderReport)
+		buf = binary.BigEndian.AppendUint32(buf, rep.Delay)
+	}
+	ntp := ntpTime(now)
+	p.mu.Lock()
+	legs := append(p.reportLegs[:0], p.legs...)
+	p.mu.Unlock()
+	for _, l := range legs {
+		last := l.lastAt.Load()
+		if l.cur.Load() == nil || last == 0 {
 			continue
 		}
-		forEachNACK(buf[:n], func(mediaSSRC uint32, seq uint16) {
-			p.answerNACK(l, mediaSSRC, seq, resend, &pkt)
-		})
-		forEachReportDelay(buf[:n], func(lsr, dlsr uint32) { p.observeRTT(time.Now(), lsr, dlsr) })
+		if len(buf)+28 > maxReportSize {
+			p.sendRTCP(buf)
+			buf = buf[:0]
+		}
+		// SR without report blocks (RFC 3550 section 6.4.1); the RTP time
+		// is the leg's last timestamp advanced to now.
+		ts := l.lastTS.Load() + uint32(now.Sub(time.Unix(0, last))*opusClockRate/time.Second)
+		buf = append(buf, 0x80, byte(rtcp.TypeSenderReport), 0, 6)
+		buf = binary.BigEndian.AppendUint32(buf, l.ssrc)
+		buf = binary.BigEndian.AppendUint64(buf, ntp)
+		buf = binary.BigEndian.AppendUint32(buf, ts)
+		buf = binary.BigEndian.AppendUint32(buf, l.packets.Load())
+		buf = binary.BigEndian.AppendUint32(buf, l.octets.Load())
+	}
+	clear(legs)
+	p.reportLegs = legs[:0]
+	p.reportBuf = buf[:0]
+	if len(buf) > 0 {
+		p.sendRTCP(buf)
+	}
+}
+
+func (p *Peer) sendRTCP(pkt []byte) {
+	if err := p.sess.WriteRTCP(pkt); err != nil && !p.isClosed() {
+		p.log.Debug("send RTCP", "err", err)
 	}
 }
 
@@ -123,37 +250,17 @@ func (p *Peer) observeRTT(now time.Time, lsr, dlsr uint32) {
 	}
 }
 
-// ntpMiddle is the middle 32 bits of t as an NTP timestamp (seconds since
-// 1900 and a 32-bit fraction), the unit of LSR and DLSR.
-func ntpMiddle(t time.Time) uint32 {
+// ntpMiddle is the middle 32 bits of t as an NTP timestamp, the unit of
+// LSR and DLSR.
+func ntpMiddle(t time.Time) uint32 { return uint32(ntpTime(t) >> 16) }
+
+// ntpTime is t as a 64-bit NTP timestamp: seconds since 1900, and a
+// 32-bit fraction.
+func ntpTime(t time.Time) uint64 {
 	const unixToNTP = 2208988800 // seconds from 1900 to 1970
 	secs := uint64(t.Unix() + unixToNTP)
 	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
-	return uint32((secs<<32 | frac) >> 16)
-}
-
-// askRepairs sends the publisher a NACK for the lost packets of its stream
-// ssrc that are due to be asked for, and counts those given up.
-func (pub *publisher) askRepairs(now time.Time, ssrc uint32) {
-	c := &pub.peer.e.counters
-	seqs, givenUp := pub.gaps.due(now, time.Duration(pub.peer.rtt.Load()), pub.nackSeqs[:0])
-	pub.nackSeqs = seqs
-	if givenUp > 0 {
-		c.upstreamGivenUp.Add(uint64(givenUp))
-	}
-	if len(seqs) == 0 {
-		return
-	}
-	p := pub.peer
-	pub.nack.SenderSSRC, pub.nack.MediaSSRC = p.rtcpSSRC, ssrc
-	pub.nack.Nacks = appendNACKPairs(pub.nack.Nacks[:0], seqs)
-	if err := p.pc.WriteRTCP(pub.nackPkts[:]); err != nil {
-		if !p.isClosed() {
-			p.log.Debug("send NACK", "err", err)
-		}
-		return
-	}
-	c.upstreamNACKs.Add(uint64(len(seqs)))
+	return secs<<32 | frac
 }
 
 // appendNACKPairs packs ascending sequence numbers (modulo 2^16) into
@@ -194,62 +301,6 @@ func forEachNACK(b []byte, f func(mediaSSRC uint32, seq uint16)) {
 	})
 }
 
-// answerNACK resends one packet of the leg, legSeq in the leg's numbering,
-// from the history of the publisher the leg carries now.
-func (p *Peer) answerNACK(l *leg, mediaSSRC uint32, legSeq uint16, buf []byte, pkt *rtp.Packet) {
-	d := l.cur.Load()
-	if d == nil {
-		return
-	}
-	b, off := d.binding.Load(), d.offsets.Load()
-	if b == nil || off == nil || mediaSSRC != b.ssrc {
-		return
-	}
-	c := &p.e.counters
-	// Only sequence numbers this publisher wrote on the leg.
-	if int16(legSeq-off.firstLeg) < 0 {
-		c.nacksMissed.Add(1)
-		return
-	}
-	n := d.pub.history.load(legSeq-off.seq, buf)
-	if n == 0 || pkt.Unmarshal(buf[:n]) != nil {
-		c.nacksMissed.Add(1)
-		return
-	}
-	var level []byte
-	if levelID := uint8(d.pub.levelID.Load()); levelID != 0 {
-		if level = pkt.Header.GetExtension(levelID); len(level) > 0 {
-			level = level[:1]
-		}
-	}
-	pkt.SequenceNumber = legSeq
-	pkt.Timestamp += off.ts
-	if d.send(b, &pkt.Header, pkt.Payload, level) != nil {
-		c.drop(dropWriteError)
-		return
-	}
-	c.nacksAnswered.Add(1)
-}
-
-// readPublisherRTCP consumes the publisher's RTCP on its receiver until the
-// receiver stops, keeping the last sender report for the LSR/DLSR fields of
-// our receiver reports.
-func (p *Peer) readPublisherRTCP(r *webrtc.RTPReceiver) {
-	buf := make([]byte, maxPacketSize)
-	for {
-		n, _, err := r.Read(buf)
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || p.isClosed() {
-				return
-			}
-			continue
-		}
-		if ntp, ok := senderReportNTP(buf[:n]); ok {
-			p.pub.recv.senderReport(time.Now(), ntp)
-		}
-	}
-}
-
 // senderReportNTP returns the NTP timestamp of the last sender report in a
 // compound RTCP packet.
 func senderReportNTP(b []byte) (ntp uint64, ok bool) {
@@ -260,19 +311,6 @@ func senderReportNTP(b []byte) (ntp uint64, ok bool) {
 		}
 	})
 	return ntp, ok
-}
-
-// sendReceiverReport sends one RTCP receiver report about the participant's
-// published stream, if it has started.
-func (p *Peer) sendReceiverReport(now time.Time) {
-	rep, ok := p.pub.recv.report(now)
-	if !ok {
-		return
-	}
-	rr := &rtcp.ReceiverReport{SSRC: p.rtcpSSRC, Reports: []rtcp.ReceptionReport{rep}}
-	if err := p.pc.WriteRTCP([]rtcp.Packet{rr}); err != nil && !p.isClosed() {
-		p.log.Debug("send receiver report", "err", err)
-	}
 }
 
 func randomSSRC() uint32 {

@@ -19,7 +19,7 @@ const (
 )
 
 // speechDetector is fed by the forwarding loop (observe, two atomic stores)
-// and evaluated by the room's goroutine (evaluate), which owns the state and
+// and evaluated by the engine's tick (evaluate), which owns the state and
 // fires the callbacks, so a slow callback never stalls forwarding.
 type speechDetector struct {
 	loudSince atomic.Int64 // unix ns: start of the current run of loud packets

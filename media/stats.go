@@ -9,6 +9,9 @@ const (
 	DropWriteError   = "write_error"   // writing to a subscriber failed (counted per subscriber)
 	DropMalformed    = "malformed"     // not a parsable RTP packet
 	DropDuplicate    = "duplicate"     // a publisher's packet received twice
+	// PathDirect only: the transport's own drops.
+	DropUnknownSource = "unknown_source" // from an address or connection no participant's ICE check authenticated
+	DropUnauthentic   = "unauthentic"    // an ICE check with wrong credentials, or SRTP that does not decrypt
 )
 
 var dropReasons = [...]string{DropUnknownSSRC, DropNoSubscriber, DropWriteError, DropMalformed, DropDuplicate}
@@ -80,6 +83,13 @@ func (e *Engine) Stats() Stats {
 	}
 	for i, name := range dropReasons {
 		s.Dropped[name] = c.dropped[i].Load()
+	}
+	if e.tr != nil {
+		ts := e.tr.Stats()
+		s.Dropped[DropUnknownSource] = ts.UnknownSource
+		s.Dropped[DropUnauthentic] = ts.Unauthentic
+		s.Dropped[DropMalformed] += ts.Malformed
+		s.Dropped[DropWriteError] += ts.WriteErrors
 	}
 	return s
 }

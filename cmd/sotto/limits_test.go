@@ -268,10 +268,11 @@ func TestServeCapsConnections(t *testing.T) {
 	}
 }
 
-// A join that fails because the server ran out of file descriptors answers
-// 503 retry, not a client error; once descriptors are free again, the same
-// kind of join succeeds.
-func TestServeJoinOutOfFilesAnswersRetry(t *testing.T) {
+// A join needs no file descriptor of the server's: every participant's
+// media shares the relay's one UDP socket. So a join succeeds while the
+// server has no descriptor to spare, where a relay opening sockets per
+// participant would have to answer 503 retry.
+func TestServeJoinNeedsNoFileDescriptor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	secret := "files-test-secret-0123456789"
@@ -328,29 +329,13 @@ func TestServeJoinOutOfFilesAnswersRetry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("join out of descriptors: %v; stderr:\n%s", err, srv.stderr.String())
 	}
-	var eb api.ErrorBody
-	_ = json.NewDecoder(resp.Body).Decode(&eb)
+	answer, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || eb.Error == nil || eb.Error.Code != api.CodeRetry || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("join out of descriptors: %d %+v (Retry-After %q), want 503 retry", resp.StatusCode, eb.Error, resp.Header.Get("Retry-After"))
+	var jr api.JoinResponse
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(answer, &jr) != nil || !strings.Contains(jr.SDP, "a=ice-lite") {
+		t.Fatalf("join out of descriptors: %d %s, want 200 and the relay's answer; stderr:\n%s", resp.StatusCode, answer, srv.stderr.String())
 	}
-
 	for _, c := range fillers {
 		c.Close()
-	}
-	// The connections' descriptors come back as the server sees them close.
-	for deadline := time.Now().Add(wait.Timeout); ; time.Sleep(100 * time.Millisecond) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.url+"/v1/rooms/r1/join", strings.NewReader(string(body)))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("join with descriptors free again: %v %v", resp, err)
-		}
 	}
 }
