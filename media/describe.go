@@ -212,12 +212,17 @@ func newNegotiation(rd *remoteDescription) *negotiation {
 		id:        rand.Uint64() >> 1, // o= wants a positive 63-bit number
 		local:     ice.NewCredentials(),
 		remoteICE: rd.ice,
-		setup:     "passive",
-		bundle:    rd.bundle,
-		cryptex:   rd.cryptex,
+		// The relay connects, as answerers do (RFC 8842): its handshake
+		// then ends when the client's last flight reaches it, so it never
+		// sends media that the client cannot decrypt yet. As DTLS server it
+		// would start sending when its own last flight left; if that flight
+		// was lost, the client sat on a second of undecryptable media.
+		setup:   "active",
+		bundle:  rd.bundle,
+		cryptex: rd.cryptex,
 	}
-	if rd.setup == "passive" {
-		n.setup = "active"
+	if rd.setup == "active" {
+		n.setup = "passive"
 	}
 	var codecFrom *remoteMLine
 	for i := range rd.lines {

@@ -40,7 +40,7 @@ func TestAnswerToABrowserOffer(t *testing.T) {
 	}
 	for _, want := range []string{
 		"a=ice-lite", "a=fingerprint:sha-256 CC:DD", "a=group:BUNDLE 0\r\n", "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
-		"a=setup:passive", "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1", "a=rtcp-fb:111 nack",
+		"a=setup:active", "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1", "a=rtcp-fb:111 nack",
 		"a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level", "a=rtcp-mux", "a=rtcp-rsize", "a=recvonly",
 		"a=candidate:1 1 udp 2130706431 192.0.2.1 7882 typ host", "a=end-of-candidates",
 		"m=video 0 UDP/TLS/RTP/SAVPF 96\r\n", "m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\n",
@@ -106,13 +106,15 @@ func TestParseRemoteRefuses(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrInvalidSDP", name, err)
 		}
 	}
-	// A client that wants to be the DTLS server makes the relay the client.
-	rd, err := parseRemote(strings.Replace(browserOffer, "a=setup:actpass", "a=setup:passive", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := newNegotiation(rd); n.setup != "active" || !strings.Contains(n.describe(false, "sha-256 X", nil), "a=setup:active") {
-		t.Errorf("relay setup %q for a passive client", n.setup)
+	// The relay is the DTLS client unless the client insists on being it.
+	for offered, want := range map[string]string{"actpass": "active", "passive": "active", "active": "passive"} {
+		rd, err := parseRemote(strings.Replace(browserOffer, "a=setup:actpass", "a=setup:"+offered, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := newNegotiation(rd); n.setup != want || !strings.Contains(n.describe(false, "sha-256 X", nil), "a=setup:"+want) {
+			t.Errorf("relay setup %q for a client offering %s, want %s", n.setup, offered, want)
+		}
 	}
 }
 

@@ -99,7 +99,7 @@
 // media comes over another path it checked, on that one. A client that
 // falls silent (no checks, no media) is reported through
 // PeerHandler.Connectivity and fails after Config.ICEFailedTimeout more.
-// The relay is DTLS server (a=setup:passive) unless the client's offer
+// The relay is DTLS client (a=setup:active) unless the client's offer
 // insists on being one, and checks the client's certificate against the
 // fingerprint of its offer.
 package media

@@ -46,9 +46,10 @@ type Role int
 
 const (
 	// Passive: the client connects (a=setup:passive), the relay is the
-	// DTLS server. The relay's answer to a client's actpass.
+	// DTLS server: the relay's answer to a client that offers active.
 	Passive Role = iota
-	// Active: the relay connects (a=setup:active) once ICE has a path.
+	// Active: the relay connects (a=setup:active) once ICE has a path:
+	// the relay's answer to a client's actpass or passive.
 	Active
 )
 
@@ -369,7 +370,7 @@ func (s *Session) fail(reason string) {
 }
 
 // maxEarly bounds the packets kept from a client that sends media before
-// the relay has its keys.
+// the relay has its keys: the newest, 320 ms of audio at most.
 const maxEarly = 16
 
 // receive handles an SRTP or SRTCP packet from the client. The session's
@@ -381,11 +382,19 @@ func (s *Session) receive(b []byte, from path, now time.Time, w *Writer) {
 	s.rxMu.Lock()
 	defer s.rxMu.Unlock()
 	if s.rx == nil {
-		if s.ended.Load() || len(s.early) == maxEarly {
+		if s.ended.Load() {
 			s.t.counters.unauthentic.Add(1)
 			return
 		}
-		s.early = append(s.early, append([]byte(nil), b...))
+		var keep []byte
+		if len(s.early) == maxEarly {
+			// Audio that waited this long is stale: the newest packets are
+			// kept, so that what follows them is continuous.
+			keep = s.early[0][:0]
+			s.early = append(s.early[:0], s.early[1:]...)
+			s.t.counters.unauthentic.Add(1)
+		}
+		s.early = append(s.early, append(keep, b...))
 		return
 	}
 	s.decrypt(b, &from, now, w)

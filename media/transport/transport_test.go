@@ -652,3 +652,35 @@ func TestRestartMovesToTheFirstNewCheck(t *testing.T) {
 		return readReport()
 	})
 }
+
+// TestEarlyPacketsKeepTheNewest: packets that come before the keys wait
+// for them, the newest maxEarly of them; older ones are stale audio.
+func TestEarlyPacketsKeepTheNewest(t *testing.T) {
+	tr := listen(t, Config{})
+	s, err := tr.NewSession(SessionConfig{Local: ice.NewCredentials()}, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w, err := tr.newWriter(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const extra = 3
+	for i := range maxEarly + extra {
+		s.receive([]byte{0x80, byte(i)}, path{}, time.Now(), w)
+	}
+	s.rxMu.Lock()
+	defer s.rxMu.Unlock()
+	if len(s.early) != maxEarly {
+		t.Fatalf("%d packets kept, want %d", len(s.early), maxEarly)
+	}
+	for i, b := range s.early {
+		if want := byte(i + extra); b[1] != want {
+			t.Errorf("kept packet %d is packet %d, want %d", i, b[1], want)
+		}
+	}
+	if st := tr.Stats(); st.Unauthentic != extra {
+		t.Errorf("%d counted as dropped, want %d", st.Unauthentic, extra)
+	}
+}
