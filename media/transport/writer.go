@@ -54,38 +54,25 @@ func (w *Writer) Buffer() []byte {
 // WriteRTP encrypts the RTP packet built in the first n bytes of Buffer
 // for s, in place, and queues it. It reports false if s cannot send yet
 // (no path or no keys) or the packet cannot be protected.
-func (w *Writer) WriteRTP(s *Session, n int) bool {
-	p := s.selected.Load()
-	if p == nil || !s.ready.Load() {
-		return false
-	}
-	buf := w.bufs[w.n][:n]
-	s.txMu.Lock()
-	var pkt []byte
-	err := errNoContext
-	if s.tx != nil {
-		pkt, err = s.tx.EncryptRTP(buf, buf, &w.txRTP)
-	}
-	s.txMu.Unlock()
-	if err != nil {
-		return false
-	}
-	w.queue(p, pkt)
-	return true
-}
+func (w *Writer) WriteRTP(s *Session, n int) bool { return w.write(s, n, false) }
 
 // WriteRTCP is WriteRTP for a compound RTCP packet.
-func (w *Writer) WriteRTCP(s *Session, n int) bool {
+func (w *Writer) WriteRTCP(s *Session, n int) bool { return w.write(s, n, true) }
+
+func (w *Writer) write(s *Session, n int, isRTCP bool) bool {
 	p := s.selected.Load()
 	if p == nil || !s.ready.Load() {
 		return false
 	}
 	buf := w.bufs[w.n][:n]
 	s.txMu.Lock()
-	var pkt []byte
-	err := errNoContext
-	if s.tx != nil {
+	pkt, err := []byte(nil), errNoContext
+	switch {
+	case s.tx == nil:
+	case isRTCP:
 		pkt, err = s.tx.EncryptRTCP(buf, buf, &w.txRTCP)
+	default:
+		pkt, err = s.tx.EncryptRTP(buf, buf, &w.txRTP)
 	}
 	s.txMu.Unlock()
 	if err != nil {
