@@ -3,13 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -20,8 +17,6 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/sotto-voice/sotto/api"
-	"github.com/sotto-voice/sotto/client"
-	"github.com/sotto-voice/sotto/e2ee"
 	"github.com/sotto-voice/sotto/internal/loopback"
 	"github.com/sotto-voice/sotto/internal/redistest"
 	"github.com/sotto-voice/sotto/internal/wait"
@@ -113,103 +108,6 @@ func clusterToken(t *testing.T, room, identity string) string {
 	return tok
 }
 
-// clusterCaller is a Go SDK caller that talks (a frame every 20 ms) and notes
-// when it last heard each other identity. It keeps its identity key
-// across rejoins, as a device does.
-type clusterCaller struct {
-	t    *testing.T
-	name string
-	room string
-	key  *e2ee.Identity
-
-	mu    sync.Mutex
-	call  *client.Call
-	heard map[string]time.Time
-}
-
-func newCaller(t *testing.T, name, room string) *clusterCaller {
-	t.Helper()
-	key, err := e2ee.NewIdentity(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &clusterCaller{t: t, name: name, room: room, key: key, heard: make(map[string]time.Time)}
-}
-
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// join joins the caller's room through base, following the cluster's
-// answers to the node that runs it, and starts talking.
-func (c *clusterCaller) join(ctx context.Context, base string) error {
-	jctx, cancel := context.WithTimeout(ctx, wait.Timeout)
-	defer cancel()
-	call, err := client.Join(jctx, base, clusterToken(c.t, c.room, c.name), &client.Options{
-		IPFilter: func(ip net.IP) bool { return ip.IsLoopback() },
-		Identity: c.key,
-		Logger:   quietLog,
-	})
-	if err != nil {
-		return err
-	}
-	c.t.Cleanup(func() { _ = call.Leave() })
-	c.mu.Lock()
-	c.call = call
-	c.mu.Unlock()
-	go func() {
-		for f := range call.Frames() {
-			c.mu.Lock()
-			c.heard[f.From.Identity] = f.Received
-			c.mu.Unlock()
-		}
-	}()
-	go func() {
-		tctx, stop := context.WithCancel(context.Background())
-		go func() { <-call.Done(); stop() }()
-		frame := []byte{0xfc, 0xff, 0xfe} // an Opus frame of silence
-		loopback.EveryFrame(tctx, func() { _ = call.WriteFrame(frame, loopback.FrameDuration) })
-	}()
-	return nil
-}
-
-// current is the caller's latest call.
-func (c *clusterCaller) current() *client.Call {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.call
-}
-
-// heardSince reports whether a frame of who arrived after since.
-func (c *clusterCaller) heardSince(who string, since time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.heard[who].After(since)
-}
-
-// hearEachOther waits until every caller heard every other after since.
-func hearEachOther(t *testing.T, ctx context.Context, callers []*clusterCaller, since time.Time) {
-	t.Helper()
-	wait.Until(ctx, t, "every caller to hear every other", func() bool {
-		for _, c := range callers {
-			for _, o := range callers {
-				if c != o && !c.heardSince(o.name, since) {
-					return false
-				}
-			}
-		}
-		return true
-	})
-}
-
-// noDecryptFailures checks the callers' current calls.
-func noDecryptFailures(t *testing.T, callers []*clusterCaller) {
-	t.Helper()
-	for _, c := range callers {
-		if st := c.current().Stats(); st.DecryptFailures() != 0 {
-			t.Errorf("%s: %d frames failed to decrypt: %v", c.name, st.DecryptFailures(), st.Dropped)
-		}
-	}
-}
-
 // Callers joining one room through three different nodes all land on the
 // node that runs it and hear each other; the other two answered each
 // with the owner (wrong_node).
@@ -218,14 +116,14 @@ func TestClusterCallersMeetOnTheOwner(t *testing.T) {
 	defer cancel()
 	rs := redistest.Start(t)
 	nodes := startCluster(t, ctx, rs.URL(), 3)
-	callers := []*clusterCaller{newCaller(t, "alice", "r"), newCaller(t, "bob", "r"), newCaller(t, "carol", "r")}
+	callers := []*caller{newCaller(t, "alice"), newCaller(t, "bob"), newCaller(t, "carol")}
 	for i, c := range callers {
-		if err := c.join(ctx, nodes[i].url); err != nil {
+		if err := c.join(ctx, nodes[i].url, clusterToken(t, "r", c.name)); err != nil {
 			t.Fatalf("%s joins through node %d: %v", c.name, i, err)
 		}
 	}
-	hearEachOther(t, ctx, callers, time.Time{})
-	noDecryptFailures(t, callers)
+	waitHearsAll(t, ctx, callers, time.Time{})
+	checkNoDecryptFailures(t, callers)
 
 	// The first join, through an idle cluster, placed the room on the node
 	// it reached; the media of all three run there.
@@ -482,19 +380,19 @@ func startBalancer(t *testing.T, nodes []*clusterNode) string {
 // callThroughBalancer starts n nodes behind a balancer and a call of the
 // named callers joined through it, and returns once they hear each other,
 // with the node that runs the call.
-func callThroughBalancer(t *testing.T, ctx context.Context, n int, names ...string) (lb string, callers []*clusterCaller, nodes []*clusterNode, owner *clusterNode, redisURL string) {
+func callThroughBalancer(t *testing.T, ctx context.Context, n int, names ...string) (lb string, callers []*caller, nodes []*clusterNode, owner *clusterNode, redisURL string) {
 	t.Helper()
 	rs := redistest.Start(t)
 	nodes = startCluster(t, ctx, rs.URL(), n)
 	lb = startBalancer(t, nodes)
 	for _, name := range names {
-		c := newCaller(t, name, "r")
-		if err := c.join(ctx, lb); err != nil {
+		c := newCaller(t, name)
+		if err := c.join(ctx, lb, clusterToken(t, "r", c.name)); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		callers = append(callers, c)
 	}
-	hearEachOther(t, ctx, callers, time.Time{})
+	waitHearsAll(t, ctx, callers, time.Time{})
 	if owner = ownerOf(t, ctx, rs.URL(), "r", nodes); owner == nil {
 		t.Fatal("nobody holds the room's lease")
 	}
@@ -503,7 +401,7 @@ func callThroughBalancer(t *testing.T, ctx context.Context, n int, names ...stri
 
 // waitRejoined waits until every caller's call rejoined by itself (it
 // is still the call the caller joined) and returns when the last did.
-func waitRejoined(t *testing.T, ctx context.Context, callers []*clusterCaller) time.Time {
+func waitRejoined(t *testing.T, ctx context.Context, callers []*caller) time.Time {
 	t.Helper()
 	for _, c := range callers {
 		wait.Until(ctx, t, c.name+"'s call to rejoin", func() bool { return c.current().Stats().Rejoins > 0 })
@@ -527,7 +425,7 @@ func TestClusterOwnerKilled(t *testing.T) {
 	if err := owner.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	hearEachOther(t, ctx, callers, waitRejoined(t, ctx, callers))
+	waitHearsAll(t, ctx, callers, waitRejoined(t, ctx, callers))
 	recovered := time.Since(killed)
 	t.Logf("every caller hears every other again %v after the owner was killed", recovered.Round(time.Millisecond))
 	if recovered > 15*time.Second {
@@ -538,7 +436,7 @@ func TestClusterOwnerKilled(t *testing.T) {
 	}
 	// A moment more of audio under the new keys, then not one failure.
 	time.Sleep(time.Second)
-	noDecryptFailures(t, callers)
+	checkNoDecryptFailures(t, callers)
 }
 
 // SIGTERM drains the node that runs a call: it hands the room back and
@@ -549,13 +447,13 @@ func TestClusterDrainOnSIGTERM(t *testing.T) {
 	defer cancel()
 	_, callers, _, owner, _ := callThroughBalancer(t, ctx, 2, "alice", "bob")
 	stopAt := owner.sigterm(t)
-	hearEachOther(t, ctx, callers, waitRejoined(t, ctx, callers))
+	waitHearsAll(t, ctx, callers, waitRejoined(t, ctx, callers))
 	t.Logf("callers hear each other again %v after SIGTERM", time.Since(stopAt).Round(time.Millisecond))
 	if d := time.Since(stopAt); d > 5*time.Second {
 		t.Errorf("moving the call took %v; the drained room should be free at once", d)
 	}
 	owner.waitExit(t, stopAt)
-	noDecryptFailures(t, callers)
+	checkNoDecryptFailures(t, callers)
 }
 
 // Redis stops mid-call: the call goes on, new joins are refused with
@@ -567,13 +465,13 @@ func TestClusterRedisOutage(t *testing.T) {
 	defer cancel()
 	rs := redistest.Start(t)
 	nodes := startCluster(t, ctx, rs.URL(), 2)
-	alice, bob := newCaller(t, "alice", "r"), newCaller(t, "bob", "r")
-	for i, c := range []*clusterCaller{alice, bob} {
-		if err := c.join(ctx, nodes[i].url); err != nil {
+	alice, bob := newCaller(t, "alice"), newCaller(t, "bob")
+	for i, c := range []*caller{alice, bob} {
+		if err := c.join(ctx, nodes[i].url, clusterToken(t, "r", c.name)); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 	}
-	hearEachOther(t, ctx, []*clusterCaller{alice, bob}, time.Time{})
+	waitHearsAll(t, ctx, []*caller{alice, bob}, time.Time{})
 	owner := ownerOf(t, ctx, rs.URL(), "r", nodes)
 
 	rs.Stop()
@@ -583,9 +481,9 @@ func TestClusterRedisOutage(t *testing.T) {
 			t.Errorf("healthz of %s with Redis down: %d %+v", n.id, status, h)
 		}
 	}
-	carol := newCaller(t, "carol", "r")
+	carol := newCaller(t, "carol")
 	for _, n := range nodes {
-		err := carol.join(ctx, n.url)
+		err := carol.join(ctx, n.url, clusterToken(t, "r", carol.name))
 		var ae *api.Error
 		if !errors.As(err, &ae) || ae.Code != api.CodeStoreUnavailable {
 			t.Errorf("join through %s with Redis down: %v, want %s", n.id, err, api.CodeStoreUnavailable)
@@ -593,7 +491,7 @@ func TestClusterRedisOutage(t *testing.T) {
 	}
 	// The call goes on: audio keeps coming, well past the lease's life.
 	time.Sleep(8 * time.Second)
-	hearEachOther(t, ctx, []*clusterCaller{alice, bob}, stopped.Add(7*time.Second))
+	waitHearsAll(t, ctx, []*caller{alice, bob}, stopped.Add(7*time.Second))
 
 	rs.Restart()
 	for _, n := range nodes {
@@ -607,19 +505,19 @@ func TestClusterRedisOutage(t *testing.T) {
 	if other == owner {
 		other = nodes[1]
 	}
-	if err := carol.join(ctx, other.url); err != nil {
+	if err := carol.join(ctx, other.url, clusterToken(t, "r", carol.name)); err != nil {
 		t.Fatalf("join after Redis returned: %v", err)
 	}
-	all := []*clusterCaller{alice, bob, carol}
-	hearEachOther(t, ctx, all, time.Now())
-	for _, c := range []*clusterCaller{alice, bob} {
+	all := []*caller{alice, bob, carol}
+	waitHearsAll(t, ctx, all, time.Now())
+	for _, c := range []*caller{alice, bob} {
 		select {
 		case <-c.current().Done():
 			t.Errorf("%s's call ended: %v", c.name, c.current().Err())
 		default:
 		}
 	}
-	noDecryptFailures(t, all)
+	checkNoDecryptFailures(t, all)
 }
 
 // A single node with --data-dir: a call ended before a restart stays

@@ -27,9 +27,6 @@ import (
 
 const faultSecret = "fault-test-secret-0123456789"
 
-// loopbackOnly keeps the callers' ICE on 127.0.0.1.
-func loopbackOnly(ip net.IP) bool { return ip.IsLoopback() }
-
 // faultServer is a "sotto serve" that can be killed and started again on
 // the same ports.
 type faultServer struct {
@@ -91,150 +88,14 @@ func (fs *faultServer) stop(sig syscall.Signal) {
 	}
 }
 
-// hearing records when a caller received each other caller's frames.
-type hearing struct {
-	mu    sync.Mutex
-	heard map[string][]time.Time // by identity: arrival times
-}
-
-func (h *hearing) add(identity string, at time.Time) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.heard == nil {
-		h.heard = make(map[string][]time.Time)
-	}
-	h.heard[identity] = append(h.heard[identity], at)
-}
-
-// firstAfter returns the first arrival from identity after t0.
-func (h *hearing) firstAfter(identity string, t0 time.Time) (time.Time, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, at := range h.heard[identity] {
-		if at.After(t0) {
-			return at, true
-		}
-	}
-	return time.Time{}, false
-}
-
-// longestGap returns the longest silence from identity between from and to.
-func (h *hearing) longestGap(identity string, from, to time.Time) time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	prev, gap := from, time.Duration(0)
-	for _, at := range h.heard[identity] {
-		if at.Before(from) || at.After(to) {
-			continue
-		}
-		gap = max(gap, at.Sub(prev))
-		prev = at
-	}
-	return max(gap, to.Sub(prev))
-}
-
-// sdkCaller is an SDK caller in the test process that talks (20 ms frames)
-// and records what it hears and the events of its call.
-type sdkCaller struct {
-	name string
-	call *client.Call
-	hearing
-
-	evMu   sync.Mutex
-	events []client.Event
-	done   chan struct{}
-}
-
-func joinSDKCaller(t *testing.T, ctx context.Context, fs *faultServer, room, name string) *sdkCaller {
+// joinCaller joins name to room on fs's server, or fails the test.
+func joinCaller(t *testing.T, ctx context.Context, fs *faultServer, room, name string) *caller {
 	t.Helper()
-	call, err := client.Join(ctx, fs.url(), fs.token(room, name), &client.Options{IPFilter: loopbackOnly})
-	if err != nil {
+	c := newCaller(t, name)
+	if err := c.join(ctx, fs.url(), fs.token(room, name)); err != nil {
 		t.Fatalf("%s: join: %v", name, err)
 	}
-	c := &sdkCaller{name: name, call: call, done: make(chan struct{})}
-	go c.talk()
-	go c.listen()
-	t.Cleanup(func() {
-		_ = call.Leave()
-		<-c.done
-	})
 	return c
-}
-
-func (c *sdkCaller) talk() {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	frame := []byte(c.name + " speaking")
-	for range tick.C {
-		if err := c.call.WriteFrame(frame, 20*time.Millisecond); err != nil {
-			return
-		}
-	}
-}
-
-func (c *sdkCaller) listen() {
-	defer close(c.done)
-	frames, events := c.call.Frames(), c.call.Events()
-	for frames != nil || events != nil {
-		select {
-		case f, ok := <-frames:
-			if !ok {
-				frames = nil
-				continue
-			}
-			c.add(f.From.Identity, f.Received)
-		case e, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			c.evMu.Lock()
-			c.events = append(c.events, e)
-			c.evMu.Unlock()
-		}
-	}
-}
-
-// event returns the first event that match accepts.
-func (c *sdkCaller) event(match func(client.Event) bool) (client.Event, bool) {
-	c.evMu.Lock()
-	defer c.evMu.Unlock()
-	for _, e := range c.events {
-		if match(e) {
-			return e, true
-		}
-	}
-	return nil, false
-}
-
-// waitHearsAll waits until every caller heard every other after t0, and
-// returns the longest wait.
-func waitHearsAll(t *testing.T, ctx context.Context, callers []*sdkCaller, t0 time.Time) time.Duration {
-	t.Helper()
-	var worst time.Duration
-	for _, l := range callers {
-		for _, tk := range callers {
-			if l == tk {
-				continue
-			}
-			wait.Until(ctx, t, l.name+" hears "+tk.name, func() bool {
-				_, ok := l.firstAfter(tk.name, t0)
-				return ok
-			})
-			at, _ := l.firstAfter(tk.name, t0)
-			worst = max(worst, at.Sub(t0))
-		}
-	}
-	return worst
-}
-
-func checkNoDecryptFailures(t *testing.T, callers []*sdkCaller) {
-	t.Helper()
-	for _, c := range callers {
-		if st := c.call.Stats(); st.DecryptFailures() != 0 {
-			t.Errorf("%s: %d decryption failures: %v", c.name, st.DecryptFailures(), st.Dropped)
-		}
-	}
 }
 
 // testServerRestart: three callers talk; the server stops with sig and a
@@ -245,9 +106,9 @@ func testServerRestart(t *testing.T, sig syscall.Signal) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*wait.Timeout)
 	defer cancel()
 	fs := startFaultServer(t, ctx)
-	var callers []*sdkCaller
+	var callers []*caller
 	for _, name := range []string{"alice", "bob", "carol"} {
-		callers = append(callers, joinSDKCaller(t, ctx, fs, "restart", name))
+		callers = append(callers, joinCaller(t, ctx, fs, "restart", name))
 	}
 	waitHearsAll(t, ctx, callers, time.Now())
 
@@ -269,7 +130,7 @@ func testServerRestart(t *testing.T, sig syscall.Signal) {
 		if _, ok := c.event(func(e client.Event) bool { _, ok := e.(client.ParticipantLeft); return ok }); ok {
 			t.Errorf("%s was told someone left", c.name)
 		}
-		if err := c.call.Err(); err != nil {
+		if err := c.current().Err(); err != nil {
 			t.Errorf("%s: call ended: %v", c.name, err)
 		}
 	}
@@ -502,12 +363,12 @@ func TestFaultCallerPathCut(t *testing.T) {
 	defer cancel()
 	iptablesPath(t)
 	fs := startFaultServer(t, ctx)
-	alice := joinSDKCaller(t, ctx, fs, "cut", "alice")
-	bob := joinSDKCaller(t, ctx, fs, "cut", "bob")
+	alice := joinCaller(t, ctx, fs, "cut", "alice")
+	bob := joinCaller(t, ctx, fs, "cut", "bob")
 	dave := startCallerProcess(t, ctx, fs, "cut", "dave")
 	start := time.Now()
-	waitHearsAll(t, ctx, []*sdkCaller{alice, bob}, start)
-	for _, c := range []*sdkCaller{alice, bob} {
+	waitHearsAll(t, ctx, []*caller{alice, bob}, start)
+	for _, c := range []*caller{alice, bob} {
 		wait.Until(ctx, t, c.name+" hears dave", func() bool { _, ok := c.firstAfter("dave", start); return ok })
 	}
 	wait.Until(ctx, t, "dave hears alice and bob", func() bool {
@@ -521,7 +382,7 @@ func TestFaultCallerPathCut(t *testing.T) {
 	cut := time.Now()
 	cutPath(t, ports, fs.udpPort())
 	var back time.Duration
-	for _, c := range []*sdkCaller{alice, bob} {
+	for _, c := range []*caller{alice, bob} {
 		wait.Until(ctx, t, c.name+" hears dave again", func() bool {
 			at, ok := c.firstAfter("dave", cut.Add(200*time.Millisecond))
 			if ok {
@@ -543,17 +404,17 @@ func TestFaultCallerPathCut(t *testing.T) {
 	if st.ICERestarts == 0 || st.Rejoins != 0 {
 		t.Errorf("dave: %d ICE restarts, %d rejoins; want a restart, no rejoin", st.ICERestarts, st.Rejoins)
 	}
-	for _, pair := range [][2]*sdkCaller{{alice, bob}, {bob, alice}} {
+	for _, pair := range [][2]*caller{{alice, bob}, {bob, alice}} {
 		if gap := pair[0].longestGap(pair[1].name, cut, end); gap > 500*time.Millisecond {
 			t.Errorf("%s lost %s for %v while dave's path was cut", pair[0].name, pair[1].name, gap)
 		}
 	}
-	for _, c := range []*sdkCaller{alice, bob} {
+	for _, c := range []*caller{alice, bob} {
 		if _, ok := c.event(func(e client.Event) bool { _, ok := e.(client.ParticipantLeft); return ok }); ok {
 			t.Errorf("%s was told someone left", c.name)
 		}
 	}
-	checkNoDecryptFailures(t, []*sdkCaller{alice, bob})
+	checkNoDecryptFailures(t, []*caller{alice, bob})
 	if st.DecryptFailures != 0 {
 		t.Errorf("dave: %d decryption failures", st.DecryptFailures)
 	}
@@ -566,14 +427,14 @@ func TestFaultFrozenCallerDropped(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*wait.Timeout)
 	defer cancel()
 	fs := startFaultServer(t, ctx)
-	alice := joinSDKCaller(t, ctx, fs, "freeze", "alice")
-	bob := joinSDKCaller(t, ctx, fs, "freeze", "bob")
+	alice := joinCaller(t, ctx, fs, "freeze", "alice")
+	bob := joinCaller(t, ctx, fs, "freeze", "bob")
 	dave := startCallerProcess(t, ctx, fs, "freeze", "dave")
 	start := time.Now()
-	for _, c := range []*sdkCaller{alice, bob} {
+	for _, c := range []*caller{alice, bob} {
 		wait.Until(ctx, t, c.name+" hears dave", func() bool { _, ok := c.firstAfter("dave", start); return ok })
 	}
-	rekeys := map[*sdkCaller]uint64{alice: alice.call.Stats().Rekeys, bob: bob.call.Stats().Rekeys}
+	rekeys := map[*caller]uint64{alice: alice.current().Stats().Rekeys, bob: bob.current().Stats().Rekeys}
 
 	frozen := time.Now()
 	if err := syscall.Kill(dave.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
@@ -584,22 +445,22 @@ func TestFaultFrozenCallerDropped(t *testing.T) {
 		return ok && l.Participant.Identity == "dave"
 	}
 	var took time.Duration
-	for _, c := range []*sdkCaller{alice, bob} {
+	for _, c := range []*caller{alice, bob} {
 		wait.Until(ctx, t, c.name+" is told dave left", func() bool { _, ok := c.event(isDaveLeft); return ok })
 		took = max(took, time.Since(frozen))
 		e, _ := c.event(isDaveLeft)
 		if r := e.(client.ParticipantLeft).Reason; r != "timeout" {
 			t.Errorf("%s: dave left with reason %q, want timeout", c.name, r)
 		}
-		wait.Until(ctx, t, c.name+" rekeys dave out", func() bool { return c.call.Stats().Rekeys > rekeys[c] })
+		wait.Until(ctx, t, c.name+" rekeys dave out", func() bool { return c.current().Stats().Rekeys > rekeys[c] })
 	}
 	t.Logf("frozen caller dropped after %v", took.Round(time.Millisecond))
 	if took > 10*time.Second {
 		t.Errorf("frozen caller dropped after %v, want within 10 s", took)
 	}
-	waitHearsAll(t, ctx, []*sdkCaller{alice, bob}, time.Now())
-	checkNoDecryptFailures(t, []*sdkCaller{alice, bob})
-	if err := errors.Join(alice.call.Err(), bob.call.Err()); err != nil {
+	waitHearsAll(t, ctx, []*caller{alice, bob}, time.Now())
+	checkNoDecryptFailures(t, []*caller{alice, bob})
+	if err := errors.Join(alice.current().Err(), bob.current().Err()); err != nil {
 		t.Errorf("calls ended: %v", err)
 	}
 }
