@@ -2,9 +2,9 @@
 // packet: a minimal relay on loopback UDP that reads one packet, opens it
 // with AES-GCM (as SRTP's AEAD_AES_128_GCM does), then for each subscriber
 // seals it with that subscriber's key and sends it. That is the least any
-// SRTP relay must do per packet; what Sotto spends beyond it is overhead
-// of its stack (pion's SRTP, interceptors, ICE and DTLS demultiplexing,
-// the Go scheduler and timers).
+// SRTP relay must do per packet; what Sotto spends beyond it is the
+// overhead of its own path (SRTP bookkeeping, demultiplexing, RTCP and
+// loss repair, the Go scheduler's wake-ups) and of the rest of the server.
 //
 // The relay runs in a child process (ServeRelay, spoken to over its stdin
 // and stdout), so that its CPU time, like the server's

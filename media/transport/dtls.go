@@ -178,14 +178,14 @@ func (s *Session) installKeys(dc *dtls.Conn) error {
 		clear(cfg.Keys.RemoteMasterKey)
 		clear(cfg.Keys.RemoteMasterSalt)
 	}()
-	// The replay window covers a repaired packet arriving well after the
-	// packets that overtook it (the relay asks again for 2.5 s at most).
 	cryptex := srtp.Cryptex(srtp.CryptexModeDisabled)
 	if s.cryptex {
 		// Enabled, not Required: RFC 9335 lets a sender leave a packet
 		// without extensions in the ordinary form.
 		cryptex = srtp.Cryptex(srtp.CryptexModeEnabled)
 	}
+	// The replay window covers a repaired packet arriving well after the
+	// packets that overtook it (the relay asks again for 2.5 s at most).
 	rx, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile,
 		srtp.SRTPReplayProtection(replayWindow), srtp.SRTCPReplayProtection(replayWindow), cryptex)
 	if err != nil {
