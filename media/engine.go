@@ -44,7 +44,7 @@ type Config struct {
 	UDPPort     int      // the one UDP port of all media; 0 = ephemeral
 	TCPPort     int      // ICE-TCP fallback port; 0 = ephemeral; -1 = disabled
 	PublicIPs   []string // 1:1 NAT: advertise these instead of the local addresses
-	NACKHistory int      // packets kept per published track to answer NACKs; 0 = DefaultNACKHistory; at most 32768; costs 1200 bytes each
+	NACKHistory int      // packets kept per published track to answer NACKs; 0 = DefaultNACKHistory; at most 32768; costs 256 bytes of memory each
 	Logger      *slog.Logger
 
 	// ICE liveness: a participant whose client has sent nothing, not even

@@ -105,13 +105,34 @@ func TestHistory(t *testing.T) {
 	if n := h.load(101, buf); n != 0 {
 		t.Errorf("load(101) found an overwritten packet")
 	}
-	big := bytes.Repeat([]byte{1}, historySlotSize+1)
+	big := bytes.Repeat([]byte{1}, maxHistoryPacket+1)
 	h.store(106, big)
 	if n := h.load(106, buf); n != 0 {
 		t.Errorf("an oversized packet was kept")
 	}
 	if n := h.load(102, buf); n != 0 {
 		t.Errorf("the slot of an oversized packet still answers for its old packet")
+	}
+}
+
+// TestHistoryRing: large packets fill the ring before the index, and the
+// history then answers for the packets the ring still holds, whole.
+func TestHistoryRing(t *testing.T) {
+	h := newHistory(8) // 8 packets of 256 bytes: 2048 bytes of ring
+	buf := make([]byte, maxPacketSize)
+	pkt := func(seq uint16) []byte { return bytes.Repeat([]byte{byte(seq)}, 700) }
+	for seq := uint16(0); seq < 5; seq++ {
+		h.store(seq, pkt(seq))
+	}
+	// 700-byte packets: two fit in the ring, the third starts it again.
+	for seq := uint16(0); seq < 5; seq++ {
+		n := h.load(seq, buf)
+		switch {
+		case seq < 3 && n != 0:
+			t.Errorf("load(%d) = %d bytes of a packet the ring overwrote", seq, n)
+		case seq >= 3 && !bytes.Equal(buf[:n], pkt(seq)):
+			t.Errorf("load(%d) = %d bytes, want packet %d whole", seq, n, seq)
+		}
 	}
 }
 

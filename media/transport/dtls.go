@@ -217,8 +217,9 @@ func (s *Session) installKeys(dc *dtls.Conn) error {
 	return nil
 }
 
-// replayWindow is the SRTP and SRTCP replay window, in packets.
-const replayWindow = 256
+// replayWindow is the SRTP and SRTCP replay window, in packets: 2.5 s of
+// 20 ms audio, as long as the relay asks for a lost packet.
+const replayWindow = 128
 
 // dtlsPacketConn is the net.PacketConn pion's DTLS runs over: records in
 // from the session's dtlsIn, out on the session's current path.
