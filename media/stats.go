@@ -12,6 +12,7 @@ const (
 	// PathDirect only: the transport's own drops.
 	DropUnknownSource = "unknown_source" // from an address or connection no participant's ICE check authenticated
 	DropUnauthentic   = "unauthentic"    // an ICE check with wrong credentials, or SRTP that does not decrypt
+	DropStale         = "stale"          // media that came before the participant's keys and waited too long, or after its session closed
 )
 
 var dropReasons = [...]string{DropUnknownSSRC, DropNoSubscriber, DropWriteError, DropMalformed, DropDuplicate}
@@ -88,6 +89,7 @@ func (e *Engine) Stats() Stats {
 		ts := e.tr.Stats()
 		s.Dropped[DropUnknownSource] = ts.UnknownSource
 		s.Dropped[DropUnauthentic] = ts.Unauthentic
+		s.Dropped[DropStale] = ts.Stale
 		s.Dropped[DropMalformed] += ts.Malformed
 		s.Dropped[DropWriteError] += ts.WriteErrors
 	}

@@ -8,7 +8,7 @@
 //	sotto_rtp_packets_forwarded_total                     one per subscriber
 //	sotto_rtp_bytes_forwarded_total
 //	sotto_rtp_packets_dropped_total{reason}               unknown_ssrc, no_subscriber, write_error, malformed,
-//	                                                      duplicate
+//	                                                      duplicate, unknown_source, unauthentic, stale
 //	sotto_nacks_answered_total, sotto_nacks_missed_total  subscribers' NACKs, from history
 //	sotto_upstream_nacks_total                            packets asked of publishers again
 //	sotto_upstream_recovered_total                        ... that arrived

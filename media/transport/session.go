@@ -383,7 +383,7 @@ func (s *Session) receive(b []byte, from path, now time.Time, w *Writer) {
 	defer s.rxMu.Unlock()
 	if s.rx == nil {
 		if s.ended.Load() {
-			s.t.counters.unauthentic.Add(1)
+			s.t.counters.stale.Add(1)
 			return
 		}
 		var keep []byte
@@ -392,7 +392,7 @@ func (s *Session) receive(b []byte, from path, now time.Time, w *Writer) {
 			// kept, so that what follows them is continuous.
 			keep = s.early[0][:0]
 			s.early = append(s.early[:0], s.early[1:]...)
-			s.t.counters.unauthentic.Add(1)
+			s.t.counters.stale.Add(1)
 		}
 		s.early = append(s.early, append(keep, b...))
 		return

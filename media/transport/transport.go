@@ -79,11 +79,12 @@ type Stats struct {
 	UnknownSource uint64 // from an address (or TCP connection) no session authenticated
 	Malformed     uint64 // not STUN, DTLS, RTP nor RTCP, or a STUN message that is not a valid check
 	Unauthentic   uint64 // a check with wrong credentials, or SRTP/SRTCP that does not decrypt
+	Stale         uint64 // media that came before the session's keys and was pushed out by newer packets, or came after it closed
 	WriteErrors   uint64 // datagrams the socket refused, or a TCP connection's queue overflowed
 }
 
 type counters struct {
-	unknownSource, malformed, unauthentic, writeErrors atomic.Uint64
+	unknownSource, malformed, unauthentic, stale, writeErrors atomic.Uint64
 }
 
 // Stats returns the drop counters.
@@ -93,6 +94,7 @@ func (t *Transport) Stats() Stats {
 		UnknownSource: c.unknownSource.Load(),
 		Malformed:     c.malformed.Load(),
 		Unauthentic:   c.unauthentic.Load(),
+		Stale:         c.stale.Load(),
 		WriteErrors:   c.writeErrors.Load(),
 	}
 }

@@ -680,7 +680,7 @@ func TestEarlyPacketsKeepTheNewest(t *testing.T) {
 			t.Errorf("kept packet %d is packet %d, want %d", i, b[1], want)
 		}
 	}
-	if st := tr.Stats(); st.Unauthentic != extra {
-		t.Errorf("%d counted as dropped, want %d", st.Unauthentic, extra)
+	if st := tr.Stats(); st.Stale != extra || st.Unauthentic != 0 {
+		t.Errorf("%+v: want %d stale, none unauthentic", st, extra)
 	}
 }
