@@ -261,6 +261,13 @@ func (c *client) tryJoin(r *Room, offer string) error {
 	return nil
 }
 
+// firstSeq is the sequence number of a client's first published packet.
+const firstSeq = 1000
+
+// nextSeq is the sequence number publish gives its next packet, give or
+// take one it may be sending now.
+func (c *client) nextSeq() uint16 { return uint16(firstSeq + c.sentCount.Load()) }
+
 // publish sends one packet per track every 20 ms. The payload names the
 // client, the track and the packet index, so receivers can check it byte
 // for byte and in order.
@@ -277,7 +284,7 @@ func (c *client) publish() {
 		for k, tr := range c.tracks {
 			pkt := &rtp.Packet{
 				Header: rtp.Header{
-					Version: 2, SequenceNumber: uint16(1000 + i), Timestamp: uint32(960 * i),
+					Version: 2, SequenceNumber: uint16(firstSeq + i), Timestamp: uint32(960 * i),
 					PayloadType: 109,
 				},
 				Payload: testPayload(c.id, k, i),

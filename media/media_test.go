@@ -361,7 +361,7 @@ func TestReceiverReportsToPublisher(t *testing.T) {
 				}
 				for _, rep := range rr.Reports {
 					// LSR set: the relay read alice's sender reports too.
-					if rep.SSRC == ssrc && rep.LastSequenceNumber > 1000 && rep.LastSenderReport != 0 {
+					if rep.SSRC == ssrc && rep.LastSequenceNumber > firstSeq && rep.LastSenderReport != 0 {
 						select {
 						case got <- rep:
 						default:
@@ -394,8 +394,12 @@ func TestForeignPayloadTypeDropped(t *testing.T) {
 	bob := joinClient(t, r, "bob", clientOptions{})
 	alice.waitReceiving(t, 10, "bob")
 	before := e.Stats().Dropped[DropMalformed]
+	// The foreign packets are numbered a second ahead of bob's own, so
+	// that SRTP takes them and, after them, bob's packets (behind them by
+	// less than the replay window), however the two interleave.
+	ahead := bob.nextSeq() + 50
 	for i := range 5 {
-		h := rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(60000 + i), Timestamp: 1}
+		h := rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: ahead + uint16(i), Timestamp: 1}
 		if err := bob.raw.writeRaw(h, []byte("pcmu, not opus")); err != nil {
 			t.Fatal(err)
 		}
